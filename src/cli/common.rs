@@ -1,0 +1,202 @@
+//! Options shared by several commands: the CEF mapping and the syslog
+//! header.
+
+use super::usage;
+use crate::cef::{CefOptions, KindChoice};
+use crate::syslog::header::{HeaderLayout, SyslogHeader, TimestampStyle};
+use clap::{Args, ValueEnum};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    Auto,
+    Activities,
+    Alerts,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeFormatArg {
+    /// 2017-11-22T17:50:04.000Z
+    Rfc5424,
+    /// Nov 22 17:50:04
+    Rfc3164,
+    /// Nov 22 2017 17:50:04
+    Rfc3164Year,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderArg {
+    /// [<PRI>][TIMESTAMP ][HOSTNAME ]CEF:… as the original agent wrote it
+    Legacy,
+    /// <PRI>1 TIMESTAMP HOSTNAME cefwire - - - CEF:…
+    Rfc5424,
+}
+
+/// How records become CEF lines.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "CEF and syslog header")]
+pub struct CefArgs {
+    /// Which mapping to use; `auto` decides per record.
+    #[arg(long, value_enum, default_value_t = KindArg::Auto)]
+    pub kind: KindArg,
+
+    /// Device version in the CEF header (CEF:0|MCAS|SIEM_Agent|<VERSION>|…).
+    #[arg(long, value_name = "VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    pub device_version: String,
+
+    /// Portal URL used for activity links (cs1), e.g. https://contoso.portal.cloudappsecurity.com
+    #[arg(long, value_name = "URL", default_value = "https://portal.cloudappsecurity.com")]
+    pub portal_url: String,
+
+    /// Header timestamp format (the record's own time, UTC).
+    #[arg(long, value_enum, default_value_t = TimeFormatArg::Rfc5424)]
+    pub time_format: TimeFormatArg,
+
+    /// Syslog header layout.
+    #[arg(long, value_enum, default_value_t = HeaderArg::Legacy)]
+    pub header: HeaderArg,
+
+    /// Start each line with <PRI> (default when sending to syslog).
+    #[arg(long, overrides_with = "no_pri")]
+    pub pri: bool,
+
+    /// Leave <PRI> out (default when writing a file).
+    #[arg(long)]
+    pub no_pri: bool,
+
+    /// Syslog facility for PRI: a name (local0 … local7, user, daemon, auth, …) or 0-23.
+    #[arg(long, value_name = "FACILITY", default_value = "local0")]
+    pub facility: String,
+
+    /// Syslog severity for PRI: a name (emerg … debug) or 0-7.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub severity: String,
+
+    /// Put a hostname in the header: the given NAME, or this machine's name
+    /// when NAME is left out (default when sending to syslog).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "", overrides_with = "no_hostname")]
+    pub hostname: Option<String>,
+
+    /// Leave the hostname out (default when writing a file).
+    #[arg(long)]
+    pub no_hostname: bool,
+}
+
+impl CefArgs {
+    /// The validated options. `sending` selects the defaults for syslog
+    /// (PRI and hostname on) rather than for files (both off).
+    pub fn to_options(&self, sending: bool) -> anyhow::Result<CefOptions> {
+        let facility = parse_facility(&self.facility)?;
+        let severity = parse_severity(&self.severity)?;
+        let pri = facility * 8 + severity;
+        let with_pri = if self.pri { true } else if self.no_pri { false } else { sending };
+        let hostname = match (&self.hostname, self.no_hostname) {
+            (Some(name), _) if !name.is_empty() => Some(validate_hostname(name)?),
+            (Some(_), _) => Some(local_hostname()),
+            (None, true) => None,
+            (None, false) => sending.then(local_hostname),
+        };
+        if !(self.portal_url.starts_with("https://") || self.portal_url.starts_with("http://")) {
+            usage!("--portal-url {:?} must start with https:// (or http://)", self.portal_url);
+        }
+        Ok(CefOptions {
+            device_version: self.device_version.clone(),
+            portal_url: self.portal_url.trim_end_matches('/').to_owned(),
+            kind: match self.kind {
+                KindArg::Auto => KindChoice::Auto,
+                KindArg::Activities => KindChoice::Activities,
+                KindArg::Alerts => KindChoice::Alerts,
+            },
+            header: SyslogHeader {
+                pri: with_pri.then_some(pri),
+                timestamp: match self.time_format {
+                    TimeFormatArg::Rfc5424 => TimestampStyle::Rfc5424,
+                    TimeFormatArg::Rfc3164 => TimestampStyle::Rfc3164,
+                    TimeFormatArg::Rfc3164Year => TimestampStyle::Rfc3164WithYear,
+                },
+                hostname,
+                layout: match self.header {
+                    HeaderArg::Legacy => HeaderLayout::Legacy,
+                    HeaderArg::Rfc5424 => HeaderLayout::Rfc5424,
+                },
+            },
+        })
+    }
+}
+
+const FACILITIES: &[&str] = &[
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
+    "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "local7",
+];
+const SEVERITIES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+
+fn parse_named(value: &str, names: &[&str], flag: &str) -> anyhow::Result<u8> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(n) = names.iter().position(|n| *n == lower) {
+        return Ok(n as u8);
+    }
+    match lower.parse::<u8>() {
+        Ok(n) if usize::from(n) < names.len() => Ok(n),
+        _ => usage!("{flag} {value:?} is not one of {} or 0-{}", names.join(", "), names.len() - 1),
+    }
+}
+
+fn parse_facility(value: &str) -> anyhow::Result<u8> {
+    parse_named(value, FACILITIES, "--facility")
+}
+
+fn parse_severity(value: &str) -> anyhow::Result<u8> {
+    let alias = match value.to_ascii_lowercase().as_str() {
+        "error" => "err".to_owned(),
+        "warn" => "warning".to_owned(),
+        "emergency" => "emerg".to_owned(),
+        "critical" => "crit".to_owned(),
+        "informational" => "info".to_owned(),
+        other => other.to_owned(),
+    };
+    parse_named(&alias, SEVERITIES, "--severity")
+}
+
+fn validate_hostname(name: &str) -> anyhow::Result<String> {
+    if name.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        usage!("--hostname {name:?} must not contain spaces or control characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// This machine's hostname (`-` if it cannot be found).
+pub fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (truncation is handled by searching for NUL).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "-".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_owned();
+    if name.is_empty() { "-".to_owned() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facility_and_severity_names_and_numbers() {
+        assert_eq!(parse_facility("local0").unwrap(), 16);
+        assert_eq!(parse_facility("LOCAL7").unwrap(), 23);
+        assert_eq!(parse_facility("3").unwrap(), 3);
+        assert!(parse_facility("24").is_err());
+        assert!(parse_facility("locale").is_err());
+        assert_eq!(parse_severity("info").unwrap(), 6);
+        assert_eq!(parse_severity("warn").unwrap(), 4);
+        assert!(parse_severity("8").is_err());
+    }
+
+    #[test]
+    fn local_hostname_is_a_single_token() {
+        let name = local_hostname();
+        assert!(!name.is_empty() && !name.contains(' '));
+    }
+}

@@ -1,0 +1,267 @@
+//! A reused read buffer that hands out one line at a time, in place and
+//! followed by enough spare bytes for simd-json to parse it without a copy.
+//!
+//! Lines are found with memchr. When the unread tail reaches the end of the
+//! buffer it is rolled to the front; the buffer grows only for a line longer
+//! than itself (up to a hard limit), so memory stays flat whatever the size
+//! of the input.
+
+use crate::json::INPUT_PADDING;
+use std::io::{self, Read};
+
+/// Initial buffer size: large reads, few syscalls.
+const DEFAULT_CAPACITY: usize = 1 << 20;
+
+/// One line, `\n` and a trailing `\r` removed. `bytes[..len]` is the line;
+/// `bytes[len..]` is at least [`INPUT_PADDING`] bytes the parser may read.
+pub struct Line<'a> {
+    /// 1-based line number in the input.
+    pub number: u64,
+    pub bytes: &'a mut [u8],
+    pub len: usize,
+}
+
+/// Why reading stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("line {line} is longer than the limit of {limit} bytes")]
+    TooLong { line: u64, limit: usize },
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// Reads lines from `R` into one reused buffer.
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Unread data is `buf[start..end]`; `buf.len()` is capacity + padding.
+    start: usize,
+    end: usize,
+    eof: bool,
+    line_number: u64,
+    max_line: usize,
+    bytes_read: u64,
+}
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self::with_capacity(inner, DEFAULT_CAPACITY)
+    }
+
+    pub fn with_capacity(inner: R, capacity: usize) -> Self {
+        Self {
+            inner,
+            buf: vec![0; capacity.max(64) + INPUT_PADDING],
+            start: 0,
+            end: 0,
+            eof: false,
+            line_number: 0,
+            max_line: 1 << 30,
+            bytes_read: 0,
+        }
+    }
+
+    /// Lines longer than `limit` bytes are an error (default 1 GiB).
+    pub fn set_max_line(&mut self, limit: usize) {
+        self.max_line = limit;
+    }
+
+    /// Decompressed bytes read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
+    }
+
+    fn capacity(&self) -> usize {
+        self.buf.len() - INPUT_PADDING
+    }
+
+    /// Makes sure the next line is in the buffer. Returns where it ends (its
+    /// `\n`, or the end of the data) and whether a `\n` ends it; `None`
+    /// when no data is left.
+    fn buffer_line(&mut self) -> Result<Option<(usize, bool)>, LineError> {
+        let mut searched = self.start;
+        let (end, found) = loop {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
+                break (searched + pos, true);
+            }
+            if self.eof {
+                break (self.end, false);
+            }
+            if self.end - self.start > self.max_line {
+                return Err(LineError::TooLong { line: self.line_number + 1, limit: self.max_line });
+            }
+            searched = self.end;
+            let shift = self.start;
+            self.fill()?;
+            searched -= shift;
+        };
+        Ok((found || self.start < end).then_some((end, found)))
+    }
+
+    /// The next line without consuming it (a trailing `\r` kept), or
+    /// `None` at the end of the input.
+    pub fn peek_line(&mut self) -> Result<Option<&[u8]>, LineError> {
+        Ok(self.buffer_line()?.map(|(end, _)| &self.buf[self.start..end]))
+    }
+
+    /// The next line, or `None` at the end of the input.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>, LineError> {
+        let Some((line_end, found)) = self.buffer_line()? else {
+            return Ok(None);
+        };
+        let line_start = self.start;
+        self.start = if found { line_end + 1 } else { line_end };
+        self.line_number += 1;
+        let mut len = line_end - line_start;
+        if len > 0 && self.buf[line_start + len - 1] == b'\r' {
+            len -= 1;
+        }
+        Ok(Some(Line {
+            number: self.line_number,
+            bytes: &mut self.buf[line_start..],
+            len,
+        }))
+    }
+
+    /// The next line that holds more than whitespace; blank lines are
+    /// consumed (and counted).
+    pub fn next_non_blank_line(&mut self) -> Result<Option<Line<'_>>, LineError> {
+        while let Some((end, found)) = self.buffer_line()? {
+            if !self.buf[self.start..end].iter().all(u8::is_ascii_whitespace) {
+                break;
+            }
+            self.start = if found { end + 1 } else { end };
+            self.line_number += 1;
+        }
+        self.next_line()
+    }
+
+    /// Everything not yet read, as one padded block (for whole-document
+    /// inputs such as a pretty-printed API page). Returns the block and the
+    /// line number its first byte is on.
+    pub fn read_rest(&mut self, limit: usize) -> Result<(u64, &mut [u8], usize), LineError> {
+        let first_line = self.line_number + 1;
+        while !self.eof {
+            if self.end - self.start > limit {
+                return Err(LineError::TooLong { line: first_line, limit });
+            }
+            self.fill()?;
+        }
+        let len = self.end - self.start;
+        let start = self.start;
+        self.start = self.end;
+        Ok((first_line, &mut self.buf[start..], len))
+    }
+
+    /// Makes room and reads more: rolls unread bytes to the front, grows the
+    /// buffer when it is full of one unfinished line.
+    fn fill(&mut self) -> Result<(), LineError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.capacity() {
+            let grown = self.capacity() * 2;
+            self.buf.resize(grown + INPUT_PADDING, 0);
+        }
+        let capacity = self.capacity();
+        loop {
+            match self.inner.read(&mut self.buf[self.end..capacity]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.end += n;
+                    self.bytes_read += n as u64;
+                    return Ok(());
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A reader that returns at most `step` bytes per call.
+    struct Trickle<'a> {
+        data: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.data.len().min(self.step).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    fn collect(data: &[u8], capacity: usize, step: usize) -> Vec<(u64, Vec<u8>)> {
+        let mut reader = LineReader::with_capacity(Trickle { data, step }, capacity);
+        let mut lines = Vec::new();
+        while let Some(line) = reader.next_line().unwrap() {
+            assert!(line.bytes.len() >= line.len + INPUT_PADDING, "padding after every line");
+            lines.push((line.number, line.bytes[..line.len].to_vec()));
+        }
+        lines
+    }
+
+    #[test]
+    fn lines_crlf_and_last_line_without_newline() {
+        let got = collect(b"a\r\nbb\n\nccc", 64, 3);
+        let want: Vec<(u64, Vec<u8>)> =
+            vec![(1, b"a".to_vec()), (2, b"bb".to_vec()), (3, b"".to_vec()), (4, b"ccc".to_vec())];
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn grows_for_a_line_longer_than_the_buffer() {
+        let long = vec![b'x'; 1000];
+        let mut data = long.clone();
+        data.extend_from_slice(b"\nshort\n");
+        let got = collect(&data, 64, 100);
+        assert_eq!(got, vec![(1, long), (2, b"short".to_vec())]);
+    }
+
+    #[test]
+    fn line_limit_is_an_error() {
+        let data = vec![b'x'; 500];
+        let mut reader = LineReader::with_capacity(&data[..], 64);
+        reader.set_max_line(100);
+        assert!(matches!(reader.next_line(), Err(LineError::TooLong { line: 1, .. })));
+    }
+
+    #[test]
+    fn peek_does_not_consume() {
+        let data = b"first\nsecond";
+        let mut reader = LineReader::with_capacity(&data[..], 64);
+        assert_eq!(reader.peek_line().unwrap(), Some(&b"first"[..]));
+        assert_eq!(reader.next_line().unwrap().map(|l| l.len), Some(5));
+        assert_eq!(reader.peek_line().unwrap(), Some(&b"second"[..]));
+        assert_eq!(reader.next_line().unwrap().map(|l| l.number), Some(2));
+        assert!(reader.peek_line().unwrap().is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn same_lines_as_split(text in "[a-z\n\r]{0,300}", capacity in 64usize..200, step in 1usize..90) {
+            let got: Vec<Vec<u8>> = collect(text.as_bytes(), capacity, step).into_iter().map(|l| l.1).collect();
+            let mut want: Vec<Vec<u8>> = text
+                .split('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l).as_bytes().to_vec())
+                .collect();
+            if text.is_empty() || text.ends_with('\n') {
+                want.pop();
+            }
+            prop_assert_eq!(got, want);
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Opening inputs: files or stdin (`-`), decompressed when their first
+//! bytes say gzip or zstd (the name is not trusted).
+//!
+//! Errors name the input. A truncated or corrupt compressed stream shows
+//! up as a read error from the returned reader, which the line reader
+//! reports with the input's name.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Where records come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputPath {
+    Stdin,
+    File(PathBuf),
+}
+
+impl InputPath {
+    /// `-` means stdin.
+    pub fn parse(arg: &str) -> Self {
+        if arg == "-" { Self::Stdin } else { Self::File(PathBuf::from(arg)) }
+    }
+
+    /// The name used in messages (`<stdin>` or the path as given).
+    pub fn display_name(&self) -> String {
+        match self {
+            Self::Stdin => "<stdin>".to_owned(),
+            Self::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// The compression detected from magic bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// Looks at the first bytes of a stream.
+    pub fn sniff(head: &[u8]) -> Self {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Self::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Self::Zstd
+        } else {
+            Self::None
+        }
+    }
+}
+
+/// An opened input: a decompressed byte stream plus what is known of it.
+pub struct OpenInput {
+    pub name: String,
+    pub reader: Box<dyn Read + Send>,
+    pub compression: Compression,
+    /// Size on disk, when it is a regular file (for progress).
+    pub size: Option<u64>,
+    /// Bytes read from the file so far, before decompression (for progress).
+    pub raw_bytes_read: Arc<AtomicU64>,
+}
+
+/// Counts the bytes that pass through it.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Read buffer for raw (possibly compressed) bytes.
+const RAW_BUFFER: usize = 256 * 1024;
+
+/// Opens `path` and wraps it in the right decoder.
+pub fn open(path: &InputPath) -> io::Result<OpenInput> {
+    let name = path.display_name();
+    let (raw, size): (Box<dyn Read + Send>, Option<u64>) = match path {
+        InputPath::Stdin => (Box::new(io::stdin()), None),
+        InputPath::File(p) => {
+            let file = open_file(p)?;
+            let size = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+            (Box::new(file), size)
+        }
+    };
+    let raw_bytes_read = Arc::new(AtomicU64::new(0));
+    let counted = CountingReader { inner: raw, count: Arc::clone(&raw_bytes_read) };
+    let mut buffered = BufReader::with_capacity(RAW_BUFFER, counted);
+    let compression = Compression::sniff(fill_at_least(&mut buffered, 4)?);
+    let reader: Box<dyn Read + Send> = match compression {
+        Compression::None => Box::new(buffered),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+    };
+    Ok(OpenInput { name, reader, compression, size, raw_bytes_read })
+}
+
+fn open_file(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
+    }
+    Ok(file)
+}
+
+/// Peeks at up to `n` bytes without consuming them (fewer at end of input).
+fn fill_at_least<R: Read>(reader: &mut BufReader<R>, n: usize) -> io::Result<&[u8]> {
+    // A pipe may deliver fewer than `n` bytes per read; BufReader cannot be
+    // asked to top up, so a short first read is accepted as it is. Magic
+    // numbers are 2 or 4 bytes and arrive in one piece in practice.
+    let available = reader.fill_buf()?;
+    Ok(&available[..available.len().min(n)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(input: OpenInput) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut reader = input.reader;
+        reader.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cefwire-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn detects_compression_by_content_not_name() {
+        let text = b"{\"a\":1}\n".repeat(1000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&text[..], 1).unwrap();
+        for (name, bytes, kind) in [
+            ("plain.gz", text.clone(), Compression::None),
+            ("gzip.txt", gz, Compression::Gzip),
+            ("zstd.json", zst, Compression::Zstd),
+        ] {
+            let input = open(&InputPath::File(temp_file(name, &bytes))).unwrap();
+            assert_eq!(input.compression, kind, "{name}");
+            assert_eq!(read_all(input).unwrap(), text, "{name}");
+        }
+    }
+
+    #[test]
+    fn truncated_compressed_input_is_a_read_error() {
+        let text = b"{\"a\":1}\n".repeat(10_000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&text[..], 1).unwrap();
+        for (name, bytes) in [("cut.gz", &gz[..gz.len() / 2]), ("cut.zst", &zst[..zst.len() / 2])] {
+            let input = open(&InputPath::File(temp_file(name, bytes))).unwrap();
+            assert!(read_all(input).is_err(), "{name}");
+        }
+    }
+
+    #[test]
+    fn missing_file_and_directory_are_errors() {
+        assert!(open(&InputPath::File("/nonexistent/x.json".into())).is_err());
+        assert!(open(&InputPath::File(std::env::temp_dir())).is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! cefwire: Microsoft Defender for Cloud Apps events → CEF over syslog.
+//!
+//! The binary (`src/main.rs`) is a thin shell over this library so that
+//! tests, benchmarks and fuzz targets call the same code. Data flows
+//! input → [`json`] tape → [`cef`] line → [`records::MessageSink`]
+//! (a file, or a syslog batch).
+
+pub mod cef;
+pub mod cli;
+pub mod convert;
+pub mod exit;
+pub mod generate;
+pub mod input;
+pub mod json;
+pub mod output;
+pub mod progress;
+pub mod records;
+pub mod rejects;
+pub mod syslog;
+pub mod time;

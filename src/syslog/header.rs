@@ -1,0 +1,270 @@
+//! The syslog part of a message: `[<PRI>][TIMESTAMP ][HOSTNAME ]` before the
+//! CEF text, or a full RFC 5424 header.
+//!
+//! The timestamp is the record's own time (epoch milliseconds, UTC), never
+//! the send time. Dates are computed with integer arithmetic (no time crate,
+//! no allocation).
+
+/// How the header timestamp is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimestampStyle {
+    /// `2017-11-22T17:50:04.000Z` (the original wizard's "RFC 5424 time").
+    #[default]
+    Rfc5424,
+    /// `Nov 22 17:50:04`, day padded with a space.
+    Rfc3164,
+    /// `Nov 22 2017 17:50:04`.
+    Rfc3164WithYear,
+}
+
+/// Which syslog header layout precedes the CEF text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeaderLayout {
+    /// `[<PRI>][TIMESTAMP ][HOSTNAME ]` as the original agent wrote it.
+    #[default]
+    Legacy,
+    /// `<PRI>1 TIMESTAMP HOSTNAME cefwire - - - ` (RFC 5424).
+    Rfc5424,
+}
+
+/// Validated header settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyslogHeader {
+    /// `facility * 8 + severity`; `None` leaves PRI out (legacy layout only).
+    pub pri: Option<u8>,
+    pub timestamp: TimestampStyle,
+    /// `None` leaves the hostname out (legacy) or writes `-` (RFC 5424).
+    pub hostname: Option<String>,
+    pub layout: HeaderLayout,
+}
+
+/// PRI of local0.info, the default when sending to syslog.
+pub const DEFAULT_PRI: u8 = 16 * 8 + 6;
+
+/// Timestamps outside years 0..=9999 cannot be written in these formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timestamp {0} ms is outside the years 0000-9999")]
+pub struct TimestampOutOfRange(pub i64);
+
+impl SyslogHeader {
+    /// Appends the header for a record whose time is `epoch_ms`.
+    pub fn write(&self, epoch_ms: i64, out: &mut Vec<u8>) -> Result<(), TimestampOutOfRange> {
+        let time = CivilTime::from_epoch_ms(epoch_ms)?;
+        match self.layout {
+            HeaderLayout::Legacy => {
+                if let Some(pri) = self.pri {
+                    write_pri(pri, out);
+                }
+                time.write(self.timestamp, out);
+                out.push(b' ');
+                if let Some(host) = &self.hostname {
+                    out.extend_from_slice(host.as_bytes());
+                    out.push(b' ');
+                }
+            }
+            HeaderLayout::Rfc5424 => {
+                write_pri(self.pri.unwrap_or(DEFAULT_PRI), out);
+                out.extend_from_slice(b"1 ");
+                time.write(TimestampStyle::Rfc5424, out);
+                out.push(b' ');
+                match &self.hostname {
+                    Some(host) => out.extend_from_slice(host.as_bytes()),
+                    None => out.push(b'-'),
+                }
+                out.extend_from_slice(b" cefwire - - - ");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_pri(pri: u8, out: &mut Vec<u8>) {
+    out.push(b'<');
+    out.extend_from_slice(itoa::Buffer::new().format(pri).as_bytes());
+    out.push(b'>');
+}
+
+/// A UTC calendar time with millisecond precision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CivilTime {
+    pub year: u16,
+    pub month: u8,
+    pub day: u8,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub millis: u16,
+}
+
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
+/// Milliseconds from 1970 to 0000-01-01 and to 10000-01-01.
+const MIN_EPOCH_MS: i64 = -62_167_219_200_000;
+const MAX_EPOCH_MS: i64 = 253_402_300_800_000;
+
+impl CivilTime {
+    /// Splits epoch milliseconds into a calendar date (proleptic Gregorian,
+    /// H. Hinnant's `civil_from_days`).
+    pub fn from_epoch_ms(epoch_ms: i64) -> Result<Self, TimestampOutOfRange> {
+        if !(MIN_EPOCH_MS..MAX_EPOCH_MS).contains(&epoch_ms) {
+            return Err(TimestampOutOfRange(epoch_ms));
+        }
+        let millis = epoch_ms.rem_euclid(1000);
+        let secs = epoch_ms.div_euclid(1000);
+        let days = secs.div_euclid(86_400);
+        let of_day = secs.rem_euclid(86_400);
+
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+
+        Ok(Self {
+            year: year as u16,
+            month: month as u8,
+            day: day as u8,
+            hour: (of_day / 3600) as u8,
+            minute: (of_day / 60 % 60) as u8,
+            second: (of_day % 60) as u8,
+            millis: millis as u16,
+        })
+    }
+
+    /// Appends the time in `style`.
+    pub fn write(&self, style: TimestampStyle, out: &mut Vec<u8>) {
+        match style {
+            TimestampStyle::Rfc5424 => {
+                let y = self.year;
+                out.extend_from_slice(&[
+                    digit(y / 1000),
+                    digit(y / 100 % 10),
+                    digit(y / 10 % 10),
+                    digit(y % 10),
+                    b'-',
+                ]);
+                push2(self.month, out);
+                out.push(b'-');
+                push2(self.day, out);
+                out.push(b'T');
+                self.write_clock(out);
+                let ms = self.millis;
+                out.extend_from_slice(&[b'.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10), b'Z']);
+            }
+            TimestampStyle::Rfc3164 | TimestampStyle::Rfc3164WithYear => {
+                out.extend_from_slice(MONTHS[usize::from(self.month - 1)]);
+                out.push(b' ');
+                let day_tens = if self.day >= 10 { digit(u16::from(self.day / 10)) } else { b' ' };
+                out.extend_from_slice(&[day_tens, digit(u16::from(self.day % 10)), b' ']);
+                if style == TimestampStyle::Rfc3164WithYear {
+                    out.extend_from_slice(itoa::Buffer::new().format(self.year).as_bytes());
+                    out.push(b' ');
+                }
+                self.write_clock(out);
+            }
+        }
+    }
+
+    fn write_clock(&self, out: &mut Vec<u8>) {
+        push2(self.hour, out);
+        out.push(b':');
+        push2(self.minute, out);
+        out.push(b':');
+        push2(self.second, out);
+    }
+}
+
+fn digit(v: u16) -> u8 {
+    b'0' + (v % 10) as u8
+}
+
+fn push2(v: u8, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[b'0' + v / 10, b'0' + v % 10]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn render(header: &SyslogHeader, ms: i64) -> String {
+        let mut out = Vec::new();
+        header.write(ms, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn seed_timestamps() {
+        let plain = SyslogHeader::default();
+        assert_eq!(render(&plain, 1_511_373_004_000), "2017-11-22T17:50:04.000Z ");
+        assert_eq!(render(&plain, 1_500_151_350_531), "2017-07-15T20:42:30.531Z ");
+    }
+
+    #[test]
+    fn rfc3164_pads_the_day_with_a_space() {
+        let h = SyslogHeader { timestamp: TimestampStyle::Rfc3164, ..Default::default() };
+        // 2017-11-02T03:04:05Z
+        assert_eq!(render(&h, 1_509_591_845_000), "Nov  2 03:04:05 ");
+        let y = SyslogHeader { timestamp: TimestampStyle::Rfc3164WithYear, ..Default::default() };
+        assert_eq!(render(&y, 1_511_373_004_000), "Nov 22 2017 17:50:04 ");
+    }
+
+    #[test]
+    fn pri_hostname_and_rfc5424_layout() {
+        let h = SyslogHeader { pri: Some(134), hostname: Some("LAB".into()), ..Default::default() };
+        assert_eq!(render(&h, 0), "<134>1970-01-01T00:00:00.000Z LAB ");
+        let full = SyslogHeader { layout: HeaderLayout::Rfc5424, ..Default::default() };
+        assert_eq!(render(&full, 0), "<134>1 1970-01-01T00:00:00.000Z - cefwire - - - ");
+    }
+
+    #[test]
+    fn range_limits() {
+        assert!(CivilTime::from_epoch_ms(MIN_EPOCH_MS).is_ok());
+        assert!(CivilTime::from_epoch_ms(MIN_EPOCH_MS - 1).is_err());
+        assert!(CivilTime::from_epoch_ms(MAX_EPOCH_MS - 1).is_ok());
+        assert!(CivilTime::from_epoch_ms(MAX_EPOCH_MS).is_err());
+        let t = CivilTime::from_epoch_ms(-1).unwrap();
+        assert_eq!((t.year, t.month, t.day, t.hour, t.second, t.millis), (1969, 12, 31, 23, 59, 999));
+    }
+
+    /// Independent twin: walk day by day from 1970 with the leap-year rule.
+    fn naive_date(mut days: i64) -> (i64, u32, u32) {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let len = |y: i64, m: u32| match m {
+            2 if leap(y) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        let (mut y, mut m) = (1970i64, 1u32);
+        while days < 0 {
+            m = if m == 1 { y -= 1; 12 } else { m - 1 };
+            days += len(y, m);
+        }
+        while days >= len(y, m) {
+            days -= len(y, m);
+            m = if m == 12 { y += 1; 1 } else { m + 1 };
+        }
+        (y, m, days as u32 + 1)
+    }
+
+    proptest! {
+        #[test]
+        fn civil_date_matches_day_walk(days in -40_000i64..40_000, ms_of_day in 0i64..86_400_000) {
+            let t = CivilTime::from_epoch_ms(days * 86_400_000 + ms_of_day).unwrap();
+            let (y, m, d) = naive_date(days);
+            prop_assert_eq!((i64::from(t.year), u32::from(t.month), u32::from(t.day)), (y, m, d));
+            prop_assert_eq!(
+                i64::from(t.hour) * 3_600_000 + i64::from(t.minute) * 60_000
+                    + i64::from(t.second) * 1000 + i64::from(t.millis),
+                ms_of_day
+            );
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Times and durations as users type them: `48h`, `90m`, `2d`, `1500ms`,
+//! `2024-05-01T12:00:00Z`, epoch milliseconds, `now`. All times are epoch
+//! milliseconds (UTC), like the API's.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since 1970 now, from the system clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Parses `90s`, `15m`, `48h`, `2d`, `1w`, `250ms` (a bare number is seconds)
+/// into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 15m, 48h, 2d)"))?;
+    let unit_ms = match unit.trim() {
+        "ms" => 1.0,
+        "" | "s" | "sec" | "secs" => 1000.0,
+        "m" | "min" | "mins" => 60_000.0,
+        "h" | "hour" | "hours" => 3_600_000.0,
+        "d" | "day" | "days" => 86_400_000.0,
+        "w" | "week" | "weeks" => 604_800_000.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h, d or w)")),
+    };
+    Ok((value * unit_ms).round() as i64)
+}
+
+/// Parses a point in time: `now`, epoch milliseconds, or an RFC 3339 UTC
+/// time (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`, `2024-05-01`).
+pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    if text == "now" {
+        return Ok(now_ms());
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| format!("{text:?} is out of range"));
+    }
+    parse_rfc3339(text).ok_or_else(|| {
+        format!("{text:?} is not a time (use 2024-05-01T12:00:00Z, 2024-05-01, epoch milliseconds or now)")
+    })
+}
+
+fn parse_rfc3339(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    if b.len() == 10 {
+        return Some(days * 86_400_000);
+    }
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') || b.get(16) != Some(&b':') {
+        return None;
+    }
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let padded = format!("{:0<3}", &frac[..digits.min(3)]);
+        millis = padded.parse::<i64>().ok()?;
+        rest = &frac[digits..];
+    }
+    let offset_ms = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = rest[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3_600_000 + m.parse::<i64>().ok()? * 60_000)
+        }
+    };
+    Some(days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis - offset_ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Formats epoch milliseconds as `2024-05-01T12:00:00.000Z` (for messages
+/// and reports; not a hot path).
+pub fn format_ms(ms: i64) -> String {
+    let mut out = Vec::with_capacity(24);
+    match crate::syslog::header::CivilTime::from_epoch_ms(ms) {
+        Ok(t) => t.write(crate::syslog::header::TimestampStyle::Rfc5424, &mut out),
+        Err(_) => return ms.to_string(),
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Formats a duration in milliseconds as `2d 3h`, `5m 10s`, `850ms`.
+pub fn format_duration_ms(ms: i64) -> String {
+    let ms = ms.max(0);
+    let (d, h, m, s) = (ms / 86_400_000, ms / 3_600_000 % 24, ms / 60_000 % 60, ms / 1000 % 60);
+    match () {
+        _ if d > 0 => format!("{d}d {h}h"),
+        _ if h > 0 => format!("{h}h {m}m"),
+        _ if m > 0 => format!("{m}m {s}s"),
+        _ if ms >= 1000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{ms}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("48h"), Ok(172_800_000));
+        assert_eq!(parse_duration_ms("2d"), Ok(172_800_000));
+        assert_eq!(parse_duration_ms("90"), Ok(90_000));
+        assert_eq!(parse_duration_ms("1.5m"), Ok(90_000));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert!(parse_duration_ms("5 parsecs").is_err());
+        assert!(parse_duration_ms("h").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time_ms("2017-11-22T17:50:04Z"), Ok(1_511_373_004_000));
+        assert_eq!(parse_time_ms("2017-11-22T17:50:04.5Z"), Ok(1_511_373_004_500));
+        assert_eq!(parse_time_ms("2017-11-22T18:50:04+01:00"), Ok(1_511_373_004_000));
+        assert_eq!(parse_time_ms("1970-01-02"), Ok(86_400_000));
+        assert_eq!(parse_time_ms("1511373004000"), Ok(1_511_373_004_000));
+        assert!(parse_time_ms("2017-13-01").is_err());
+        assert!(parse_time_ms("yesterday").is_err());
+        assert_eq!(format_ms(1_511_373_004_000), "2017-11-22T17:50:04.000Z");
+    }
+
+    #[test]
+    fn civil_round_trip() {
+        for days in (-700_000..2_900_000).step_by(997) {
+            let t = crate::syslog::header::CivilTime::from_epoch_ms(days * 86_400_000).unwrap();
+            assert_eq!(days_from_civil(i64::from(t.year), i64::from(t.month), i64::from(t.day)), days);
+        }
+    }
+}
