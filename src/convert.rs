@@ -164,11 +164,9 @@ fn convert_one(
             return Ok(());
         };
         let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
-        converter
-            .convert_document(origin, doc.bytes, doc.len, sink, rejects)
-            .map_err(InputError::Sink)?;
+        converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
         documents += 1;
-        if documents % 4096 == 0 && progress.is_visible() {
+        if documents.is_multiple_of(4096) && progress.is_visible() {
             progress.set_position(done_before + reader.raw_bytes_read());
         }
     }

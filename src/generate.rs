@@ -61,11 +61,12 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0
     }
 
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
     }
 }
 
+#[derive(Clone, Copy)]
 struct App {
     id: u32,
     name: &'static str,
@@ -104,12 +105,35 @@ const EVENTS: &[(&str, &str, &str, u32)] = &[
 ];
 
 const FIRST_NAMES: &[&str] = &[
-    "admin", "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
-    "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "josé", "zoë", "søren", "łucja",
+    "admin",
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "frank",
+    "grace",
+    "heidi",
+    "ivan",
+    "judy",
+    "mallory",
+    "niaj",
+    "olivia",
+    "peggy",
+    "rupert",
+    "sybil",
+    "trent",
+    "victor",
+    "walter",
+    "josé",
+    "zoë",
+    "søren",
+    "łucja",
     "ユーザー",
 ];
 const LAST_NAMES: &[&str] = &["smith", "jones", "garcía", "müller", "nguyen", "kowalski", "o'brien", "tanaka", "ng"];
-const DOMAINS: &[&str] = &["contoso.com", "fabrikam.com", "box-contoso.com", "test15-adallom.com", "contoso.onmicrosoft.com"];
+const DOMAINS: &[&str] =
+    &["contoso.com", "fabrikam.com", "box-contoso.com", "test15-adallom.com", "contoso.onmicrosoft.com"];
 const AGENTS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15",
@@ -190,13 +214,13 @@ impl RecordGenerator {
 
     fn user(&mut self, out: &mut String) {
         out.clear();
-        out.push_str(*self.rng.pick(FIRST_NAMES));
+        out.push_str(self.rng.pick(FIRST_NAMES));
         if self.rng.chance(0.7) {
             out.push('.');
-            out.push_str(*self.rng.pick(LAST_NAMES));
+            out.push_str(self.rng.pick(LAST_NAMES));
         }
         out.push('@');
-        out.push_str(*self.rng.pick(DOMAINS));
+        out.push_str(self.rng.pick(DOMAINS));
     }
 
     fn ip(&mut self, out: &mut String) {
@@ -204,15 +228,16 @@ impl RecordGenerator {
         out.clear();
         let r = self.rng.next_u64();
         if self.rng.chance(0.2) {
+            let _ = write!(out, "2001:db8:{:x}:{:x}::{:x}", r & 0xffff, (r >> 16) & 0xffff, (r >> 32) & 0xffff);
+        } else {
             let _ = write!(
                 out,
-                "2001:db8:{:x}:{:x}::{:x}",
-                r & 0xffff,
-                (r >> 16) & 0xffff,
-                (r >> 32) & 0xffff
+                "{}.{}.{}.{}",
+                1 + (r & 0xdf) % 223,
+                (r >> 8) & 0xff,
+                (r >> 16) & 0xff,
+                1 + (r >> 24) % 254
             );
-        } else {
-            let _ = write!(out, "{}.{}.{}.{}", 1 + (r & 0xdf) % 223, (r >> 8) & 0xff, (r >> 16) & 0xff, 1 + (r >> 24) % 254);
         }
     }
 
@@ -230,19 +255,15 @@ impl RecordGenerator {
     }
 
     fn maybe_awkward<'a>(&mut self, normal: &'a str) -> &'a str {
-        if self.rng.chance(0.04) { *self.rng.pick(AWKWARD) } else { normal }
+        if self.rng.chance(0.04) { self.rng.pick(AWKWARD) } else { normal }
     }
 
     fn activity(&mut self, timestamp: i64, out: &mut Vec<u8>) {
         let app = self.rng.pick(APPS);
-        let &(category, label, raw_op, event_type) = self.rng.pick(EVENTS);
+        let (category, label, raw_op, event_type) = self.rng.pick(EVENTS);
         let late = self.rng.chance(self.config.late_ratio);
         let created = timestamp
-            + if late {
-                300_000 + self.rng.below(3_300_000) as i64
-            } else {
-                200 + self.rng.below(30_000) as i64
-            };
+            + if late { 300_000 + self.rng.below(3_300_000) as i64 } else { 200 + self.rng.below(30_000) as i64 };
         let mut user = String::new();
         self.user(&mut user);
         let mut ip = String::new();
@@ -285,9 +306,9 @@ impl RecordGenerator {
             write_json_string(&ip, out);
         }
         out.extend_from_slice(b",\"userAgent\":");
-        let agent = *self.rng.pick(AGENTS);
+        let agent = self.rng.pick(AGENTS);
         write_json_string(agent, out);
-        let &(country, city, lat, lon) = self.rng.pick(CITIES);
+        let (country, city, lat, lon) = self.rng.pick(CITIES);
         out.extend_from_slice(b",\"countryCode\":");
         write_json_string(country, out);
         out.extend_from_slice(b"},\"location\":{\"countryCode\":");
@@ -395,8 +416,8 @@ impl RecordGenerator {
 
     fn alert(&mut self, timestamp: i64, out: &mut Vec<u8>) {
         let app = self.rng.pick(APPS);
-        let policy_type = *self.rng.pick(POLICY_TYPES);
-        let title = *self.rng.pick(ALERT_TITLES);
+        let policy_type = self.rng.pick(POLICY_TYPES);
+        let title = self.rng.pick(ALERT_TITLES);
         let mut user = String::new();
         self.user(&mut user);
         let mut ip = String::new();

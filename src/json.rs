@@ -27,9 +27,7 @@ pub struct JsonError {
 impl JsonError {
     #[cold]
     fn from_simd(err: &simd_json::Error) -> Self {
-        Self {
-            message: format!("not valid JSON: {err}"),
-        }
+        Self { message: format!("not valid JSON: {err}") }
     }
 }
 
@@ -50,10 +48,7 @@ impl Default for JsonParser {
 impl JsonParser {
     /// A parser with buffers sized for typical records; they grow as needed.
     pub fn new() -> Self {
-        Self {
-            buffers: Buffers::new(64 * 1024),
-            tape: Tape(Vec::new()),
-        }
+        Self { buffers: Buffers::new(64 * 1024), tape: Tape(Vec::new()) }
     }
 
     /// Parses `input[..len]` in place and calls `visit` with its root value.
@@ -153,10 +148,7 @@ impl<'t, 'i> JsonValue<'t, 'i> {
     /// Iterates over the key/value pairs if this is an object.
     pub fn object(&self) -> Option<ObjectIter<'t, 'i>> {
         match self.node() {
-            Node::Object { len, count } => Some(ObjectIter {
-                rest: &self.0[1..=count],
-                remaining: len,
-            }),
+            Node::Object { len, count } => Some(ObjectIter { rest: &self.0[1..=count], remaining: len }),
             _ => None,
         }
     }
@@ -164,10 +156,7 @@ impl<'t, 'i> JsonValue<'t, 'i> {
     /// Iterates over the elements if this is an array.
     pub fn array(&self) -> Option<ArrayIter<'t, 'i>> {
         match self.node() {
-            Node::Array { len, count } => Some(ArrayIter {
-                rest: &self.0[1..=count],
-                remaining: len,
-            }),
+            Node::Array { len, count } => Some(ArrayIter { rest: &self.0[1..=count], remaining: len }),
             _ => None,
         }
     }
@@ -192,7 +181,7 @@ impl<'t, 'i> JsonValue<'t, 'i> {
 pub fn float_as_integer(v: f64) -> Option<i64> {
     // 2^63 is exactly representable; anything at or above it does not fit.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-    (v.fract() == 0.0 && v >= -LIMIT && v < LIMIT).then_some(v as i64)
+    (v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v)).then_some(v as i64)
 }
 
 /// Key/value pairs of a tape object, in document order.
@@ -209,9 +198,7 @@ impl<'t, 'i> Iterator for ObjectIter<'t, 'i> {
             return None;
         }
         self.remaining -= 1;
-        let Node::String(key) = self.rest[0] else {
-            unreachable!("object keys are strings on the tape")
-        };
+        let Node::String(key) = self.rest[0] else { unreachable!("object keys are strings on the tape") };
         let width = span(&self.rest[1]);
         let value = JsonValue(&self.rest[1..1 + width]);
         self.rest = &self.rest[1 + width..];

@@ -166,7 +166,12 @@ impl RecordContext<'_, '_> {
     }
 
     #[cold]
-    fn reject(&mut self, record: JsonValue<'_, '_>, index: Option<usize>, reason: &dyn std::fmt::Display) -> io::Result<()> {
+    fn reject(
+        &mut self,
+        record: JsonValue<'_, '_>,
+        index: Option<usize>,
+        reason: &dyn std::fmt::Display,
+    ) -> io::Result<()> {
         let line = self.origin.line + self.newlines_before(record);
         let raw = match index {
             // A whole line is one record: keep it byte for byte.

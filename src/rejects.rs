@@ -94,7 +94,11 @@ impl RejectLog {
                 self.messages,
                 "... {} more rejected records not shown{}",
                 self.total - self.shown,
-                if self.file.is_some() { " (all are in the rejects file)" } else { " (use --rejects FILE to keep them)" }
+                if self.file.is_some() {
+                    " (all are in the rejects file)"
+                } else {
+                    " (use --rejects FILE to keep them)"
+                }
             );
         }
         if let Some((name, out)) = &mut self.file {

@@ -6,9 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since 1970 now, from the system clock.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Parses `90s`, `15m`, `48h`, `2d`, `1w`, `250ms` (a bare number is seconds)
@@ -17,9 +15,7 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (examples: 90s, 15m, 48h, 2d)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (examples: 90s, 15m, 48h, 2d)"))?;
     let unit_ms = match unit.trim() {
         "ms" => 1.0,
         "" | "s" | "sec" | "secs" => 1000.0,

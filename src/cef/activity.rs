@@ -20,9 +20,7 @@ pub fn write(
         None => line.raw(b"EVENT_CATEGORY_UNSPECIFIED"),
     }
     line.raw(b"|");
-    let name = present(f.event_category)
-        .or(present(f.pretty_operation_name))
-        .or(present(f.event_type_value));
+    let name = present(f.event_category).or(present(f.pretty_operation_name)).or(present(f.event_type_value));
     match (name, signature) {
         (Some(_), _) => line.header_value(name),
         (None, Some(_)) => line.header_value(signature),

@@ -54,9 +54,7 @@ impl<'t, 'i> Entities<'t, 'i> {
                 }
                 Some("ip") if !seen_ip => {
                     seen_ip = true;
-                    found.first_ip = present(entity.get("id"))
-                        .or(entity.get("label"))
-                        .and_then(|v| v.as_str());
+                    found.first_ip = present(entity.get("id")).or(entity.get("label")).and_then(|v| v.as_str());
                 }
                 _ => {}
             }
@@ -118,10 +116,8 @@ pub fn write(
 ) {
     let entities = Entities::scan(f.entities);
 
-    let explicit_type = [f.alert_type, f.type_name]
-        .into_iter()
-        .flatten()
-        .find(|v| v.as_str().is_some_and(|s| s.starts_with("ALERT_")));
+    let explicit_type =
+        [f.alert_type, f.type_name].into_iter().flatten().find(|v| v.as_str().is_some_and(|s| s.starts_with("ALERT_")));
     match explicit_type {
         Some(_) => line.header_value(explicit_type),
         None => line.raw(signature_for_policy_type(entities.policy_type.unwrap_or(""))),

@@ -112,7 +112,11 @@ impl CefFormatter {
     }
 
     /// Like [`format`](Self::format) for a record already scanned.
-    pub fn format_fields(&mut self, fields: &RecordFields<'_, '_>, out: &mut Vec<u8>) -> Result<RecordKind, RecordError> {
+    pub fn format_fields(
+        &mut self,
+        fields: &RecordFields<'_, '_>,
+        out: &mut Vec<u8>,
+    ) -> Result<RecordKind, RecordError> {
         let kind = match self.kind {
             KindChoice::Activities => RecordKind::Activity,
             KindChoice::Alerts => RecordKind::Alert,

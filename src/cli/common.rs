@@ -88,7 +88,13 @@ impl CefArgs {
         let facility = parse_facility(&self.facility)?;
         let severity = parse_severity(&self.severity)?;
         let pri = facility * 8 + severity;
-        let with_pri = if self.pri { true } else if self.no_pri { false } else { sending };
+        let with_pri = if self.pri {
+            true
+        } else if self.no_pri {
+            false
+        } else {
+            sending
+        };
         let hostname = match (&self.hostname, self.no_hostname) {
             (Some(name), _) if !name.is_empty() => Some(validate_hostname(name)?),
             (Some(_), _) => Some(local_hostname()),
@@ -124,8 +130,29 @@ impl CefArgs {
 }
 
 const FACILITIES: &[&str] = &[
-    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
-    "security", "console", "solaris-cron", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
     "local7",
 ];
 const SEVERITIES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];

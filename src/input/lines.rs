@@ -116,11 +116,7 @@ impl<R: Read> LineReader<R> {
         if len > 0 && self.buf[line_start + len - 1] == b'\r' {
             len -= 1;
         }
-        Ok(Some(Line {
-            number: self.line_number,
-            bytes: &mut self.buf[line_start..],
-            len,
-        }))
+        Ok(Some(Line { number: self.line_number, bytes: &mut self.buf[line_start..], len }))
     }
 
     /// The next line that holds more than whitespace; blank lines are

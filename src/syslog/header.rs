@@ -96,9 +96,8 @@ pub struct CivilTime {
     pub millis: u16,
 }
 
-const MONTHS: [&[u8; 3]; 12] = [
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-];
+const MONTHS: [&[u8; 3]; 12] =
+    [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"];
 
 /// Milliseconds from 1970 to 0000-01-01 and to 10000-01-01.
 const MIN_EPOCH_MS: i64 = -62_167_219_200_000;
@@ -142,13 +141,7 @@ impl CivilTime {
         match style {
             TimestampStyle::Rfc5424 => {
                 let y = self.year;
-                out.extend_from_slice(&[
-                    digit(y / 1000),
-                    digit(y / 100 % 10),
-                    digit(y / 10 % 10),
-                    digit(y % 10),
-                    b'-',
-                ]);
+                out.extend_from_slice(&[digit(y / 1000), digit(y / 100 % 10), digit(y / 10 % 10), digit(y % 10), b'-']);
                 push2(self.month, out);
                 out.push(b'-');
                 push2(self.day, out);
@@ -244,12 +237,22 @@ mod tests {
         };
         let (mut y, mut m) = (1970i64, 1u32);
         while days < 0 {
-            m = if m == 1 { y -= 1; 12 } else { m - 1 };
+            m = if m == 1 {
+                y -= 1;
+                12
+            } else {
+                m - 1
+            };
             days += len(y, m);
         }
         while days >= len(y, m) {
             days -= len(y, m);
-            m = if m == 12 { y += 1; 1 } else { m + 1 };
+            m = if m == 12 {
+                y += 1;
+                1
+            } else {
+                m + 1
+            };
         }
         (y, m, days as u32 + 1)
     }
