@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per area (ripgrep's layout).
+
+mod convert_cli;
+mod golden;
+mod roundtrip;
+mod util;
