@@ -3,4 +3,5 @@
 mod convert_cli;
 mod golden;
 mod roundtrip;
+mod status_cli;
 mod util;

@@ -205,6 +205,23 @@ pub fn local_hostname() -> String {
     if name.is_empty() { "-".to_owned() } else { name }
 }
 
+/// Where the agent keeps its state when no directory is given:
+/// `$STATE_DIRECTORY` (systemd), `$XDG_STATE_HOME/cefwire`,
+/// `~/.local/state/cefwire`, else `./cefwire-state`.
+pub fn default_state_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("cefwire");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/cefwire");
+    }
+    PathBuf::from("cefwire-state")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

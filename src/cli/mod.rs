@@ -5,6 +5,7 @@
 mod common;
 mod convert;
 mod generate;
+mod status;
 
 use crate::exit::Status;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write synthetic activity/alert records as NDJSON (for tests and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Show the agent's health (Connected / Connection error / Disconnected).
+    Status(status::StatusArgs),
 }
 
 /// Parses `args`, runs the command and says how it ended. Usage errors are
@@ -46,6 +49,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 

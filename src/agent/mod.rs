@@ -1,0 +1,8 @@
+//! The long-running agent (`cefwire agent`) and its companions: the
+//! checkpoint ([`state`]), health and `cefwire status` ([`health`]), the
+//! rotating log ([`logfile`]) and the Prometheus endpoint ([`metrics`]).
+
+pub mod health;
+pub mod logfile;
+pub mod metrics;
+pub mod state;
