@@ -196,7 +196,7 @@ impl HealthStatus {
         ));
         out.push_str(&format!(
             "lag:      {}\n",
-            self.lag_ms.map_or("no record sent yet".to_owned(), |l| format_duration_ms(l))
+            self.lag_ms.map_or("no record sent yet".to_owned(), format_duration_ms)
         ));
         for (name, link) in [("API", &r.api), ("syslog", &r.syslog)] {
             out.push_str(&format!("{name:<9} last success {}", ago(link.last_success_ms)));

@@ -51,10 +51,10 @@ impl SeenIds {
     pub fn insert(&mut self, time_ms: i64, hash: u64) {
         if self.set.insert(hash) {
             self.order.push_back((time_ms, hash));
-            if self.order.len() > MAX_REMEMBERED_IDS {
-                if let Some((_, old)) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
+            if self.order.len() > MAX_REMEMBERED_IDS
+                && let Some((_, old)) = self.order.pop_front()
+            {
+                self.set.remove(&old);
             }
         }
     }
