@@ -5,6 +5,9 @@
 mod common;
 mod convert;
 mod generate;
+mod replay;
+mod send_args;
+mod sink;
 
 use crate::exit::Status;
 use clap::{Parser, Subcommand};
@@ -28,6 +31,10 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write synthetic activity/alert records as NDJSON (for tests and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Send NDJSON records or CEF/syslog lines to syslog, paced, looped, measured.
+    Replay(replay::ReplayArgs),
+    /// A measuring syslog receiver: counts messages, bytes, rate and framing errors.
+    Sink(sink::SinkArgs),
 }
 
 /// Parses `args`, runs the command and says how it ended. Usage errors are
@@ -46,6 +53,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Sink(args) => sink::run(args),
     }
 }
 
