@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::send::destination::{Destination, Transport};
 use crate::syslog::frame::{Framing, deframe};
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -153,7 +153,9 @@ struct Receiving {
     counters: Counters,
     stop: AtomicBool,
     started: Instant,
-    out: Option<Mutex<BufWriter<File>>>,
+    /// Written once per read (no user-space buffering, so a killed sink
+    /// has stored everything it counted, give or take the read in hand).
+    out: Option<Mutex<File>>,
     framing: Option<Framing>,
     max_message_bytes: usize,
 }
@@ -254,10 +256,9 @@ impl Sink {
     /// timeout passed; then reports.
     pub fn run(self, stop: &AtomicBool) -> Result<SinkReport, SinkError> {
         let out = match &self.config.out {
-            Some(path) => Some(Mutex::new(BufWriter::with_capacity(
-                1 << 20,
-                File::create(path).map_err(|e| SinkError::Out(path.display().to_string(), e))?,
-            ))),
+            Some(path) => {
+                Some(Mutex::new(File::create(path).map_err(|e| SinkError::Out(path.display().to_string(), e))?))
+            }
             None => None,
         };
         let listen = self.local_url();
