@@ -325,7 +325,7 @@ impl Pacer<'_> {
             let secs = report.elapsed.as_secs_f64().max(1e-9);
             self.progress.set_position(report.messages_written);
             self.progress.set_message(&format!(
-                "sending: {:.1} MB/s, errors {}, accepted",
+                "sending: {:.1} MB/s, {} errors, sent",
                 report.bytes_written as f64 / secs / 1e6,
                 report.errors
             ));
@@ -430,13 +430,22 @@ fn replay_input(
         None => return Ok(()),
         Some(line) => matches!(line.trim_ascii_start().first(), Some(b'{' | b'[')),
     };
+    let from_stdin = *input == InputPath::Stdin;
     if is_json {
-        while let Some(doc) = reader.next_document().map_err(read_error)? {
+        loop {
+            if from_stdin {
+                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+            }
+            let Some(doc) = reader.next_document().map_err(read_error)? else { break };
             let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
             converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
         }
     } else {
-        while let Some(line) = reader.next_raw_line().map_err(read_error)? {
+        loop {
+            if from_stdin {
+                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+            }
+            let Some(line) = reader.next_raw_line().map_err(read_error)? else { break };
             let text = &line.bytes[..line.len];
             if text.trim_ascii().is_empty() {
                 continue;
@@ -449,6 +458,29 @@ fn replay_input(
         }
     }
     Ok(())
+}
+
+/// A live stdin (`tail -f … | cefwire replay -`) may go quiet for a long
+/// time: before the reader would block on it, hand over what is batched so
+/// those messages go out now rather than when the batch fills.
+fn send_before_waiting(reader: &DocumentReader, sink: &mut Pacer<'_>) -> io::Result<()> {
+    if !reader.has_buffered_line() && !stdin_has_data() {
+        sink.sender.send_pending()?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn stdin_has_data() -> bool {
+    let mut poll_fd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+    rc > 0
+}
+
+#[cfg(not(unix))]
+fn stdin_has_data() -> bool {
+    false
 }
 
 /// Runs `cefwire convert … --to URL`: the convert job with a sender as its

@@ -145,6 +145,12 @@ impl DocumentReader {
         }
     }
 
+    /// Whether the next line can be had without reading more (so a caller
+    /// can flush its output before it would block on a quiet pipe).
+    pub fn has_buffered_line(&self) -> bool {
+        self.lines.has_buffered_line()
+    }
+
     /// The next line as it is (no JSON layout detection), for inputs of
     /// already-rendered lines.
     pub fn next_raw_line(&mut self) -> Result<Option<lines::Line<'_>>, LineError> {

@@ -111,6 +111,9 @@ pub struct SendConfig {
     pub give_up_after: Option<Duration>,
     /// How long [`SyslogSender::finish`] keeps trying to write what is left.
     pub drain_timeout: Duration,
+    /// Failover: after this long on a later destination, go back to the
+    /// first one (at a batch boundary; if it is still down, on to the next).
+    pub failback_after: Duration,
     /// Set from a signal handler: a producer waiting for a free batch stops
     /// waiting and gets `ErrorKind::Interrupted`.
     pub stop: Option<Arc<AtomicBool>>,
@@ -134,6 +137,7 @@ impl SendConfig {
             connect_timeout: Duration::from_secs(5),
             give_up_after: None,
             drain_timeout: Duration::from_secs(10),
+            failback_after: Duration::from_secs(60),
             stop: None,
         }
     }

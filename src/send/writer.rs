@@ -82,6 +82,7 @@ struct Conn {
     backoff: Duration,
     retry_at: Instant,
     down_since: Option<Instant>,
+    up_since: Instant,
     ever_up: bool,
     /// Since this connection came up: bytes written to the socket, frames
     /// completed, largest send window seen (for the loss estimate).
@@ -143,6 +144,7 @@ impl Writer {
                     backoff: config.backoff.initial,
                     retry_at: now,
                     down_since: None,
+                    up_since: now,
                     ever_up: false,
                     wire_bytes: 0,
                     frames: 0,
@@ -201,6 +203,13 @@ impl Writer {
                     Link::Down => next_timer = next_timer.min(conn.retry_at),
                     Link::Connecting { deadline, .. } => next_timer = next_timer.min(*deadline),
                     _ => {}
+                }
+            }
+            for index in 0..self.conns.len() {
+                let conn = &self.conns[index];
+                let up = matches!(conn.link, Link::Tcp(_) | Link::Tls(..) | Link::Udp(_));
+                if up && conn.endpoint != 0 && conn.offset == 0 && now - conn.up_since >= self.config.failback_after {
+                    self.fail_back(index);
                 }
             }
             if let Some(limit) = self.config.give_up_after
@@ -420,6 +429,7 @@ impl Writer {
         }
         conn.ever_up = true;
         conn.down_since = None;
+        conn.up_since = Instant::now();
         conn.backoff = self.config.backoff.initial;
         conn.blocked = false;
         conn.wire_bytes = 0;
@@ -584,6 +594,29 @@ impl Writer {
         let jitter = conn.backoff.mul_f64((self.rng % 1000) as f64 / 4000.0);
         conn.retry_at = now + conn.backoff + jitter;
         conn.backoff = (conn.backoff * 2).min(self.config.backoff.max);
+    }
+
+    /// Failover: closes a healthy connection to a later destination at a
+    /// batch boundary and tries the first one again.
+    fn fail_back(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        match std::mem::replace(&mut conn.link, Link::Down) {
+            Link::Tcp(mut stream) => {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Tls(mut stream, mut tls) => {
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut stream);
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Udp(mut socket) => {
+                let _ = self.poll.registry().deregister(&mut socket);
+            }
+            other => conn.link = other,
+        }
+        conn.endpoint = 0;
+        conn.blocked = false;
+        conn.retry_at = Instant::now();
     }
 
     /// Clean shutdown: TLS close_notify, best effort, never blocking.
