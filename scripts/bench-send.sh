@@ -61,7 +61,8 @@ stop_sink() {
 json() { grep -o "\"$1\":[0-9.]*" "$WORK/sink.json" | cut -d: -f2; }
 
 # measure LABEL PROTO MESSAGES COMMAND... ; the command may use $PORT.
-# Prints: label, wall s, msgs/s, MB/s (of the rendered lines), received.
+# Prints: label, sender wall s, msgs/s, MB/s (of the rendered lines), how many
+# arrived, and the receiver's own rate from its first to its last message.
 measure() {
     local label=$1 proto=$2 messages=$3
     shift 3
@@ -78,11 +79,12 @@ measure() {
         bash -c "$command" >/dev/null 2>"$WORK/sender.err" || { echo "# $label failed:"; cat "$WORK/sender.err"; }
         t1=$(date +%s.%N)
         stop_sink
-        local received
+        local received sink_rate
         received=$(json messages)
+        sink_rate=$(json rate_avg)
         local line
-        line=$(awk -v l="$label" -v t0="$t0" -v t1="$t1" -v n="$messages" -v b="$BYTES" -v r="$received" -v total="$RECORDS" \
-            'BEGIN { s = t1 - t0; printf "%-44s %8.3f s %11.0f msgs/s %8.1f MB/s   received %d/%d\n", l, s, n / s, b * (n / total) / s / 1e6, r, n }')
+        line=$(awk -v l="$label" -v t0="$t0" -v t1="$t1" -v n="$messages" -v b="$BYTES" -v r="$received" -v total="$RECORDS" -v sr="$sink_rate" \
+            'BEGIN { s = t1 - t0; printf "%-44s %8.3f s %11.0f msgs/s %8.1f MB/s   received %d/%d (receiver: %.0f msgs/s)\n", l, s, n / s, b * (n / total) / s / 1e6, r, n, sr }')
         local rate
         rate=$(awk -v t0="$t0" -v t1="$t1" -v n="$messages" 'BEGIN { printf "%.0f", n / (t1 - t0) }')
         if [ "$rate" -gt "$best" ]; then

@@ -289,7 +289,7 @@ impl Sink {
             let messages = shared.counters.messages.load(Ordering::Acquire);
             let now = Instant::now();
             if now - last_second.0 >= Duration::from_secs(1) {
-                let whole = (messages - last_second.1) as f64 / (now - last_second.0).as_secs_f64();
+                let whole = ((messages - last_second.1) as f64 / (now - last_second.0).as_secs_f64()).round();
                 peak_rate = peak_rate.max(whole as u64);
                 last_second = (now, messages);
             }

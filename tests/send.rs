@@ -389,3 +389,46 @@ fn stalled_receiver_gets_backpressure_bounded_memory_and_no_busy_loop() {
     let accepted = field(&report, "messages_accepted");
     assert!(accepted < 1_000 * 20_000, "reading stopped when the writer blocked");
 }
+
+#[test]
+fn several_connections_deliver_everything_once() {
+    let dir = temp_dir("connections");
+    let (_, expected) = records(&dir, 6_000);
+    let single = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "6000", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &single.url, &[]);
+    assert!(status.success(), "{report}");
+    let single = single.report(Duration::from_secs(60)).1;
+    let several = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "6000", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &several.url, &["--connections", "3", "--batch-kib", "16"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "connects"), 3, "{report}");
+    let several = several.report(Duration::from_secs(60)).1;
+    assert_eq!(field(&several, "connections"), 3);
+    assert_eq!(field(&several, "messages"), 6000);
+    let hash = |r: &str| r.split("\"content_hash\":\"").nth(1).unwrap()[..16].to_owned();
+    assert_eq!(hash(&single), hash(&several), "the same messages, each once");
+}
+
+#[test]
+fn time_warp_restamps_header_times_and_nothing_else() {
+    let dir = temp_dir("time-warp");
+    let (_, expected) = records(&dir, 500);
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "500", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    let (status, report) = replay(&expected, &sink.url, &["--time-warp", "now"]);
+    assert!(status.success(), "{report}");
+    assert!(report.contains("\"not_restamped\":0"), "{report}");
+    sink.report(Duration::from_secs(60));
+    let (got, want) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&expected).unwrap());
+    assert_eq!(got.lines().count(), 500);
+    // `<134>` then a 24-byte RFC 3339 time: only those bytes change, to a
+    // time later than the generated records' (January 2026).
+    for (g, w) in got.lines().zip(want.lines()) {
+        assert_eq!(g.len(), w.len());
+        assert_eq!((&g[..5], &g[29..]), (&w[..5], &w[29..]));
+        assert!(g[5..29] > *"2026-01-04", "re-stamped to now: {}", &g[5..29]);
+    }
+}
