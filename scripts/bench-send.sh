@@ -100,6 +100,10 @@ echo
 echo "## TCP, pre-rendered CEF lines, into cefwire sink (best of $RUNS)"
 measure "socat -u FILE TCP (raw copy)" tcp "$RECORDS" "socat -u FILE:$WORK/lines.cef TCP:127.0.0.1:\$PORT"
 SOCAT=$RESULT
+# socat copies in 8 KiB blocks by default; with 256 KiB blocks it is the
+# fastest plain copy, and the stricter baseline.
+measure "socat -b 262144 -u FILE TCP (raw copy)" tcp "$RECORDS" "socat -b 262144 -u FILE:$WORK/lines.cef TCP:127.0.0.1:\$PORT"
+SOCAT=$((RESULT > SOCAT ? RESULT : SOCAT))
 measure "cefwire replay lines --to tcp://" tcp "$RECORDS" "$BIN replay $WORK/lines.cef --to tcp://127.0.0.1:\$PORT --no-progress"
 REPLAY=$RESULT
 if [ -n "$LOGGEN" ]; then
@@ -107,7 +111,7 @@ if [ -n "$LOGGEN" ]; then
         "$LOGGEN -i -S -d -R $WORK/lines.cef -n $RECORDS -r 1000000000 -Q 127.0.0.1 \$PORT"
     LOGGEN_RATE=$RESULT
 fi
-awk -v r="$REPLAY" -v s="$SOCAT" 'BEGIN { printf "replay / socat raw copy: %.0f%% of its bytes/s (target >= 90%%)\n", 100 * r / s }'
+awk -v r="$REPLAY" -v s="$SOCAT" 'BEGIN { printf "replay / best socat raw copy: %.0f%% of its bytes/s (target >= 90%%)\n", 100 * r / s }'
 if [ -n "$LOGGEN" ]; then
     awk -v r="$REPLAY" -v g="$LOGGEN_RATE" 'BEGIN { printf "replay / loggen: %.1fx its msgs/s (target >= 3x)\n", r / g }'
 fi

@@ -3,7 +3,8 @@
 //! `tests/rsyslog/cef.conf`, a free port, raw-message template), and its
 //! output file must hold every message byte for byte as `cefwire convert`
 //! renders the same input (rsyslog writes the message as received, header
-//! included). Skips with a note when rsyslogd is not installed.
+//! included). Over UDP at a paced rate, the loss is measured and printed.
+//! Skips with a note when rsyslogd is not installed.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -32,12 +33,18 @@ impl Drop for Rsyslog {
     }
 }
 
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 fn start_rsyslog(dir: &Path, port: u16, out: &Path) -> Rsyslog {
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rsyslog/cef.conf")).unwrap();
     let config = template
         .replace("@WORKDIR@", dir.to_str().unwrap())
         .replace("@PORT@", &port.to_string())
-        .replace("@OUT@", out.to_str().unwrap());
+        .replace("@OUT@", out.to_str().unwrap())
+        .replace("@UDPPORT@", &free_udp_port().to_string())
+        .replace("@UDPOUT@", dir.join("received-udp.log").to_str().unwrap());
     let config_path = dir.join("rsyslog.conf");
     std::fs::write(&config_path, config).unwrap();
     let child = Command::new(RSYSLOGD)
@@ -131,5 +138,57 @@ fn one_million_records_through_rsyslog_arrive_byte_identical() {
         panic!("rsyslog's output differs from `cefwire convert`, first at line {first:?}");
     }
     eprintln!("1,000,000 records through rsyslog, byte-identical, in {:?}", started.elapsed());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Reads the UDP port the config was given.
+fn udp_port_of(dir: &Path) -> u16 {
+    let config = std::fs::read_to_string(dir.join("rsyslog.conf")).unwrap();
+    let line = config.lines().find(|l| l.contains("imudp\" address")).unwrap();
+    let at = line.find("port=\"").unwrap() + 6;
+    line[at..].split('"').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
+    if !Path::new(RSYSLOGD).exists() {
+        eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+        return;
+    }
+    const MESSAGES: u64 = 20_000;
+    let dir: PathBuf = std::env::temp_dir().join(format!("cefwire-rsyslog-udp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ndjson = dir.join("records.ndjson");
+    run_ok(cefwire().args(["generate", "--kind", "mixed", "--count", &MESSAGES.to_string(), "-o"]).arg(&ndjson));
+    let rsyslog = start_rsyslog(&dir, free_port(), &dir.join("received.log"));
+    let udp_port = udp_port_of(&dir);
+    let out = dir.join("received-udp.log");
+    let report = run_ok(cefwire().arg("replay").arg(&ndjson).args([
+        "--to",
+        &format!("udp://127.0.0.1:{udp_port}"),
+        "--rate",
+        "10000",
+        "--report",
+        "json",
+        "--no-progress",
+    ]));
+    assert!(report.contains(&format!("\"messages_written\":{MESSAGES},")), "{report}");
+    // Wait until the count stops growing (UDP gives no end marker).
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let lines = std::fs::read(&out).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64);
+        if lines == MESSAGES || (lines == last && lines > 0) || Instant::now() >= deadline {
+            last = lines;
+            break;
+        }
+        last = lines;
+    }
+    drop(rsyslog);
+    eprintln!("UDP at 10,000 msgs/s into rsyslog: sent {MESSAGES}, arrived {last}, lost {}", MESSAGES - last);
+    assert!(last <= MESSAGES);
+    assert!(last >= MESSAGES * 9 / 10, "lost more than 10% on loopback at a modest rate");
     let _ = std::fs::remove_dir_all(&dir);
 }

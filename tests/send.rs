@@ -432,3 +432,23 @@ fn time_warp_restamps_header_times_and_nothing_else() {
         assert!(g[5..29] > *"2026-01-04", "re-stamped to now: {}", &g[5..29]);
     }
 }
+
+#[test]
+fn loop_and_duration_bound_the_run() {
+    let dir = temp_dir("loop");
+    let (_, expected) = records(&dir, 300);
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "900", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &sink.url, &["--loop", "3"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "messages_written"), 900);
+    assert_eq!(field(&sink.report(Duration::from_secs(60)).1, "messages"), 900);
+
+    // Without --loop, --duration loops until time is up; paced, so bounded.
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--timeout", "60s"]);
+    let (status, report) = replay(&expected, &sink.url, &["--duration", "1s", "--rate", "500"]);
+    assert!(status.success(), "{report}");
+    let sent = field(&report, "messages_written");
+    assert!((100..=600).contains(&sent), "1 s at 500/s sent {sent}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(field(&sink.stop(), "messages"), sent);
+}

@@ -422,9 +422,10 @@ impl SyslogSender {
     /// by then is counted in `messages_unsent`. The report's `failure` says
     /// whether the writer gave up early; `Err` only if the writer crashed.
     pub fn finish(mut self) -> io::Result<SendReport> {
-        // Ignore a failure here: the report says what happened.
-        let _ = self.send_pending_without_waiting();
+        // One deadline for everything finish does. Ignore a failure here:
+        // the report says what happened.
         let deadline = self.started.elapsed() + self.drain_timeout;
+        let _ = self.send_pending_without_waiting(self.started + deadline);
         self.shared.drain_deadline_ms.store((deadline.as_millis() as u64).max(1), Ordering::Release);
         self.to_writer = None;
         let _ = self.waker.wake();
@@ -439,11 +440,10 @@ impl SyslogSender {
 
     /// On finish the pool may be empty (writer stuck on a dead peer):
     /// then the partial batch is counted as unsent rather than waited for.
-    fn send_pending_without_waiting(&mut self) -> io::Result<()> {
+    fn send_pending_without_waiting(&mut self, deadline: Instant) -> io::Result<()> {
         if self.current.ends.is_empty() {
             return Ok(());
         }
-        let deadline = Instant::now() + self.drain_timeout;
         let empty = loop {
             match self.empty_batches.recv_timeout(Duration::from_millis(50)) {
                 Ok(batch) => break batch,
