@@ -17,5 +17,8 @@ pub mod output;
 pub mod progress;
 pub mod records;
 pub mod rejects;
+pub mod replay;
+pub mod send;
+pub mod sink;
 pub mod syslog;
 pub mod time;

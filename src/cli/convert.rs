@@ -49,10 +49,13 @@ pub struct ConvertArgs {
 
     #[command(flatten)]
     pub cef: CefArgs,
+
+    #[command(flatten)]
+    pub send: super::send_args::SendArgs,
 }
 
 impl ConvertArgs {
-    fn into_config(self) -> anyhow::Result<ConvertConfig> {
+    fn to_config(&self) -> anyhow::Result<ConvertConfig> {
         let inputs = if self.inputs.is_empty() {
             vec![InputPath::Stdin]
         } else {
@@ -63,12 +66,12 @@ impl ConvertArgs {
         }
         Ok(ConvertConfig {
             inputs,
-            output: match self.output {
+            output: match self.output.clone() {
                 Some(path) if path.as_os_str() != "-" => OutputPath::File(path),
                 _ => OutputPath::Stdout,
             },
-            cef: self.cef.to_options(false)?,
-            rejects_file: self.rejects,
+            cef: self.cef.to_options(self.send.is_sending())?,
+            rejects_file: self.rejects.clone(),
             show_rejects: self.show_rejects,
             progress: !self.no_progress && !self.quiet,
         })
@@ -77,7 +80,10 @@ impl ConvertArgs {
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<Status> {
     let quiet = args.quiet;
-    let config = args.into_config()?;
+    let config = args.to_config()?;
+    if args.send.is_sending() {
+        return super::send_args::run_convert_to_syslog(&args.send, &config, quiet);
+    }
     let report = convert::run(&config)?;
     if !quiet {
         eprintln!("cefwire: {}", report.summary());

@@ -5,6 +5,9 @@
 mod common;
 mod convert;
 mod generate;
+mod replay;
+mod send_args;
+mod sink;
 mod status;
 
 use crate::exit::Status;
@@ -29,6 +32,10 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write synthetic activity/alert records as NDJSON (for tests and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Send NDJSON records or CEF/syslog lines to syslog, paced, looped, measured.
+    Replay(replay::ReplayArgs),
+    /// A measuring syslog receiver: counts messages, bytes, rate and framing errors.
+    Sink(sink::SinkArgs),
     /// Show the agent's health (Connected / Connection error / Disconnected).
     Status(status::StatusArgs),
 }
@@ -49,6 +56,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Sink(args) => sink::run(args),
         Command::Status(args) => status::run(args),
     }
 }

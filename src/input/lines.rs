@@ -98,6 +98,12 @@ impl<R: Read> LineReader<R> {
         Ok((found || self.start < end).then_some((end, found)))
     }
 
+    /// Whether the next line (or the end of the input) can be had without
+    /// reading more, i.e. without blocking on a pipe.
+    pub fn has_buffered_line(&self) -> bool {
+        self.eof || memchr::memchr(b'\n', &self.buf[self.start..self.end]).is_some()
+    }
+
     /// The next line without consuming it (a trailing `\r` kept), or
     /// `None` at the end of the input.
     pub fn peek_line(&mut self) -> Result<Option<&[u8]>, LineError> {

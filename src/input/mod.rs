@@ -129,6 +129,34 @@ impl DocumentReader {
         }
     }
 
+    /// The first line that is not blank, not consumed (blank lines before
+    /// it are), or `None` for an empty input. Lets a caller tell JSON from
+    /// already-rendered lines before reading anything.
+    pub fn peek_first_line(&mut self) -> Result<Option<&[u8]>, LineError> {
+        loop {
+            let blank = match self.lines.peek_line()? {
+                None => return Ok(None),
+                Some(line) => line.trim_ascii().is_empty(),
+            };
+            if !blank {
+                return self.lines.peek_line();
+            }
+            self.lines.next_line()?;
+        }
+    }
+
+    /// Whether the next line can be had without reading more (so a caller
+    /// can flush its output before it would block on a quiet pipe).
+    pub fn has_buffered_line(&self) -> bool {
+        self.lines.has_buffered_line()
+    }
+
+    /// The next line as it is (no JSON layout detection), for inputs of
+    /// already-rendered lines.
+    pub fn next_raw_line(&mut self) -> Result<Option<lines::Line<'_>>, LineError> {
+        self.lines.next_line()
+    }
+
     /// NDJSON when the first non-blank line is a whole object on its own.
     fn detect_layout(&mut self) -> Result<Layout, LineError> {
         loop {

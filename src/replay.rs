@@ -1,0 +1,555 @@
+//! The sending jobs: `cefwire replay` (NDJSON converted on the fly, or
+//! already-rendered CEF/syslog lines passed through, looped, paced, over
+//! several connections) and `cefwire convert --to` (convert straight into a
+//! [`SyslogSender`]).
+//!
+//! It owns pacing (`--rate`), stopping (`--duration`, `--loop`, signals),
+//! re-stamping header times (`--time-warp`) and the final report. It never
+//! touches sockets: everything leaves through the sender.
+
+use crate::cef::CefOptions;
+use crate::convert::{ConvertConfig, ConvertReport, FailedInput, convert_inputs};
+use crate::input::DocumentReader;
+use crate::input::lines::LineError;
+use crate::input::source::InputPath;
+use crate::progress::Progress;
+use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
+use crate::rejects::RejectLog;
+use crate::send::{SendConfig, SendReport, SyslogSender};
+use crate::syslog::header::{CivilTime, TimestampStyle};
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Validated settings of `cefwire replay`.
+#[derive(Clone, Debug)]
+pub struct ReplayConfig {
+    pub inputs: Vec<InputPath>,
+    /// Used for NDJSON inputs.
+    pub cef: CefOptions,
+    pub send: SendConfig,
+    /// Messages per second, spread evenly (`None`: as fast as possible).
+    pub rate: Option<f64>,
+    /// How many times to read the inputs (`None`: until `duration`).
+    pub loops: Option<u64>,
+    pub duration: Option<Duration>,
+    /// Re-stamp header times to the send time.
+    pub time_warp: bool,
+    pub progress: bool,
+    pub show_rejects: u64,
+    /// Set by SIGINT/SIGTERM.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// What a replay did.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayReport {
+    /// Records converted from NDJSON inputs.
+    pub converted: ConvertCounts,
+    /// Already-rendered lines passed through.
+    pub passed_through: u64,
+    pub loops_done: u64,
+    pub failed_inputs: Vec<FailedInput>,
+    /// Stopped by a signal.
+    pub interrupted: bool,
+    /// Lines whose header time could not be found for `--time-warp`.
+    pub not_restamped: u64,
+    pub send: SendReport,
+    pub elapsed: Duration,
+}
+
+impl ReplayReport {
+    pub fn text(&self) -> String {
+        let s = &self.send;
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let mut text = format!(
+            "sent {} of {} messages ({} bytes) in {:.2} s: {:.0} msgs/s, {:.1} MB/s",
+            s.messages_written,
+            s.messages_accepted,
+            s.bytes_written,
+            secs,
+            s.messages_written as f64 / secs,
+            s.bytes_written as f64 / secs / 1e6,
+        );
+        text.push_str(&format!(
+            "; {} converted, {} passed through, {} loop{}",
+            self.converted.converted(),
+            self.passed_through,
+            self.loops_done,
+            if self.loops_done == 1 { "" } else { "s" }
+        ));
+        if self.converted.rejected > 0 {
+            text.push_str(&format!("; rejected {}", self.converted.rejected));
+        }
+        if s.reconnects > 0 || s.errors > 0 {
+            text.push_str(&format!("; {} reconnects, {} errors", s.reconnects, s.errors));
+        }
+        if s.possibly_lost > 0 {
+            text.push_str(&format!(
+                "; up to {} messages may have been lost in the buffers of broken connections",
+                s.possibly_lost
+            ));
+        }
+        if s.messages_unsent > 0 {
+            text.push_str(&format!("; {} NOT sent", s.messages_unsent));
+        }
+        if s.truncated > 0 {
+            text.push_str(&format!("; {} truncated", s.truncated));
+        }
+        if s.oversize_dropped > 0 {
+            text.push_str(&format!("; {} datagrams too large, dropped", s.oversize_dropped));
+        }
+        if self.not_restamped > 0 {
+            text.push_str(&format!("; {} lines without a header time to re-stamp", self.not_restamped));
+        }
+        if self.interrupted {
+            text.push_str("; interrupted");
+        }
+        if let Some(failure) = &s.failure {
+            text.push_str(&format!("; failed: {failure}"));
+        } else if let Some(error) = &s.last_error {
+            text.push_str(&format!("; last error: {error}"));
+        }
+        text
+    }
+
+    pub fn json(&self) -> String {
+        send_report_json(
+            &self.send,
+            self.elapsed,
+            &format!(
+                "\"converted\":{},\"rejected\":{},\"passed_through\":{},\"loops\":{},\"failed_inputs\":{},\"interrupted\":{},\"not_restamped\":{}",
+                self.converted.converted(),
+                self.converted.rejected,
+                self.passed_through,
+                self.loops_done,
+                self.failed_inputs.len(),
+                self.interrupted,
+                self.not_restamped,
+            ),
+        )
+    }
+}
+
+/// The send counters as JSON, with `extra` fields (already formatted)
+/// in front.
+pub fn send_report_json(s: &SendReport, elapsed: Duration, extra: &str) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "{{{extra}{}\"messages_accepted\":{},\"messages_written\":{},\"messages_unsent\":{},\"bytes_written\":{},\"truncated\":{},\"oversize_dropped\":{},\"connects\":{},\"reconnects\":{},\"errors\":{},\"possibly_lost\":{},\"elapsed_s\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"last_error\":{},\"failure\":{}}}",
+        if extra.is_empty() { "" } else { "," },
+        s.messages_accepted,
+        s.messages_written,
+        s.messages_unsent,
+        s.bytes_written,
+        s.truncated,
+        s.oversize_dropped,
+        s.connects,
+        s.reconnects,
+        s.errors,
+        s.possibly_lost,
+        secs,
+        s.messages_written as f64 / secs,
+        s.bytes_written as f64 / secs / 1e6,
+        json_string(s.last_error.as_deref()),
+        json_string(s.failure.as_deref()),
+    )
+}
+
+fn json_string(value: Option<&str>) -> String {
+    let Some(value) = value else { return "null".to_owned() };
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Header times of "now", formatted once per millisecond.
+struct NowStamp {
+    ms: i64,
+    rfc5424: [u8; 24],
+    rfc3164: [u8; 15],
+    rfc3164_year: [u8; 20],
+}
+
+impl NowStamp {
+    fn new() -> Self {
+        let mut stamp = Self { ms: i64::MIN, rfc5424: [0; 24], rfc3164: [0; 15], rfc3164_year: [0; 20] };
+        stamp.refresh();
+        stamp
+    }
+
+    fn refresh(&mut self) {
+        let ms = crate::time::now_ms();
+        if ms == self.ms {
+            return;
+        }
+        self.ms = ms;
+        let time = CivilTime::from_epoch_ms(ms).unwrap_or(CivilTime {
+            year: 1970,
+            month: 1,
+            day: 1,
+            hour: 0,
+            minute: 0,
+            second: 0,
+            millis: 0,
+        });
+        let mut scratch = Vec::with_capacity(24);
+        for (style, target) in [
+            (TimestampStyle::Rfc5424, &mut self.rfc5424[..]),
+            (TimestampStyle::Rfc3164, &mut self.rfc3164[..]),
+            (TimestampStyle::Rfc3164WithYear, &mut self.rfc3164_year[..]),
+        ] {
+            scratch.clear();
+            time.write(style, &mut scratch);
+            target.copy_from_slice(&scratch[..target.len()]);
+        }
+    }
+}
+
+/// Replaces the header time of the message at `buf[start..]` with now, in
+/// the same style. Knows `[<PRI>][1 ]TIME …` with TIME as RFC 3339
+/// (any fraction or offset; written back as `…T…sss.mmmZ`) or RFC 3164
+/// (with or without year). Returns false when no time was found.
+fn restamp(buf: &mut Vec<u8>, start: usize, now: &mut NowStamp) -> bool {
+    let mut at = start;
+    if buf.get(at) == Some(&b'<')
+        && let Some(close) = buf[at..buf.len().min(at + 6)].iter().position(|&b| b == b'>')
+    {
+        at += close + 1;
+    }
+    if buf[at..].starts_with(b"1 ") {
+        at += 2;
+    }
+    let rest = &buf[at..];
+    let digit = |i: usize| rest.get(i).is_some_and(u8::is_ascii_digit);
+    now.refresh();
+    // RFC 3339: YYYY-MM-DDTHH:MM:SS then anything up to the space.
+    if rest.len() >= 20
+        && (0..4).all(digit)
+        && rest[4] == b'-'
+        && rest[7] == b'-'
+        && rest[10] == b'T'
+        && rest[13] == b':'
+    {
+        let len = memchr::memchr(b' ', rest).unwrap_or(rest.len());
+        let new = &now.rfc5424;
+        if len != new.len() {
+            // Different fraction/offset: make room for ours.
+            let tail = at + len;
+            if len < new.len() {
+                let grow = new.len() - len;
+                let old_len = buf.len();
+                buf.resize(old_len + grow, 0);
+                buf.copy_within(tail..old_len, tail + grow);
+            } else {
+                buf.copy_within(tail.., at + new.len());
+                buf.truncate(buf.len() - (len - new.len()));
+            }
+        }
+        buf[at..at + new.len()].copy_from_slice(new);
+        return true;
+    }
+    // RFC 3164: "Mmm dd hh:mm:ss" or "Mmm dd yyyy hh:mm:ss".
+    if rest.len() >= 16 && rest[3] == b' ' && rest[0].is_ascii_uppercase() {
+        if rest[9] == b':' && rest[12] == b':' && rest[15] == b' ' {
+            buf[at..at + 15].copy_from_slice(&now.rfc3164);
+            return true;
+        }
+        if rest.len() >= 21 && rest[14] == b':' && rest[17] == b':' && rest[20] == b' ' {
+            buf[at..at + 20].copy_from_slice(&now.rfc3164_year);
+            return true;
+        }
+    }
+    false
+}
+
+/// Why the input loop stopped early.
+const STOPPED: &str = "replay stopped";
+
+/// Between the converter and the sender: re-stamps, paces, stops.
+struct Pacer<'a> {
+    sender: &'a mut SyslogSender,
+    rate: Option<f64>,
+    started: Instant,
+    sent: u64,
+    deadline: Option<Instant>,
+    stop: &'a AtomicBool,
+    now: Option<NowStamp>,
+    not_restamped: u64,
+    progress: &'a Progress,
+    next_progress: Instant,
+}
+
+impl Pacer<'_> {
+    #[cold]
+    fn stopped() -> io::Error {
+        io::Error::new(io::ErrorKind::Interrupted, STOPPED)
+    }
+
+    fn pace(&mut self) -> io::Result<()> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(Self::stopped());
+        }
+        let check_clock = self.rate.is_some() || self.sent.is_multiple_of(256);
+        if !check_clock {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) {
+            return Err(Self::stopped());
+        }
+        if let Some(rate) = self.rate {
+            let due = self.started + Duration::from_secs_f64(self.sent as f64 / rate);
+            if due > now + Duration::from_millis(1) {
+                // Ahead of schedule: let what is batched go now, then wait.
+                self.sender.send_pending()?;
+                let mut wait = due - Instant::now().min(due);
+                if let Some(deadline) = self.deadline {
+                    wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+                }
+                std::thread::sleep(wait);
+            }
+        }
+        if self.progress.is_visible() && now >= self.next_progress {
+            self.next_progress = now + Duration::from_millis(250);
+            let report = self.sender.report();
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            self.progress.set_position(report.messages_written);
+            self.progress.set_message(&format!(
+                "sending: {:.1} MB/s, {} errors, sent",
+                report.bytes_written as f64 / secs / 1e6,
+                report.errors
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MessageSink for Pacer<'_> {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        self.sender.buffer()
+    }
+
+    fn commit(&mut self, start: usize) -> io::Result<()> {
+        if let Some(now) = &mut self.now
+            && !restamp(self.sender.buffer(), start, now)
+        {
+            self.not_restamped += 1;
+        }
+        self.sender.commit(start)?;
+        self.sent += 1;
+        self.pace()
+    }
+}
+
+/// Runs `cefwire replay`.
+pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
+    let mut sender = SyslogSender::start(&config.send).map_err(io::Error::other)?;
+    let started = Instant::now();
+    let progress = Progress::items(config.progress, None, "sending");
+    let mut rejects = RejectLog::new(config.show_rejects);
+    let mut converter = RecordConverter::new(&config.cef);
+    let mut report = ReplayReport::default();
+    let mut pacer = Pacer {
+        sender: &mut sender,
+        rate: config.rate.filter(|r| *r > 0.0),
+        started,
+        sent: 0,
+        deadline: config.duration.map(|d| started + d),
+        stop: &config.stop,
+        now: config.time_warp.then(NowStamp::new),
+        not_restamped: 0,
+        progress: &progress,
+        next_progress: started,
+    };
+    let loops = config.loops.unwrap_or(if config.duration.is_some() { u64::MAX } else { 1 });
+    let mut outcome = Ok(());
+    'loops: for _ in 0..loops {
+        for input in &config.inputs {
+            match replay_input(input, &mut converter, &mut pacer, &mut rejects, &mut report) {
+                Ok(()) => {}
+                Err(InputError::Read(name, reason)) => {
+                    progress.println(&format!("cefwire: {name}: {reason}"));
+                    if !report.failed_inputs.iter().any(|f| f.name == name) {
+                        report.failed_inputs.push(FailedInput { name, reason });
+                    }
+                }
+                Err(InputError::Sink(err)) => {
+                    if err.kind() != io::ErrorKind::Interrupted {
+                        outcome = Err(err);
+                    }
+                    report.interrupted = config.stop.load(Ordering::Relaxed);
+                    break 'loops;
+                }
+            }
+        }
+        report.loops_done += 1;
+        if config.inputs.iter().all(|i| *i == InputPath::Stdin) {
+            break;
+        }
+    }
+    report.not_restamped = pacer.not_restamped;
+    progress.finish();
+    report.converted = converter.counts;
+    report.send = sender.finish()?;
+    report.elapsed = started.elapsed();
+    if let Err(err) = outcome
+        && report.send.failure.is_none()
+    {
+        report.send.failure = Some(err.to_string());
+    }
+    Ok(report)
+}
+
+enum InputError {
+    Read(String, String),
+    Sink(io::Error),
+}
+
+fn replay_input(
+    input: &InputPath,
+    converter: &mut RecordConverter,
+    sink: &mut Pacer<'_>,
+    rejects: &mut RejectLog,
+    report: &mut ReplayReport,
+) -> Result<(), InputError> {
+    let mut reader =
+        DocumentReader::open(input).map_err(|e| InputError::Read(input.display_name(), format!("cannot open: {e}")))?;
+    let name = reader.name().to_owned();
+    let read_error = |e: LineError| InputError::Read(name.clone(), e.to_string());
+    let is_json = match reader.peek_first_line().map_err(read_error)? {
+        None => return Ok(()),
+        Some(line) => matches!(line.trim_ascii_start().first(), Some(b'{' | b'[')),
+    };
+    let from_stdin = *input == InputPath::Stdin;
+    if is_json {
+        loop {
+            if from_stdin {
+                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+            }
+            let Some(doc) = reader.next_document().map_err(read_error)? else { break };
+            let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
+            converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
+        }
+    } else {
+        loop {
+            if from_stdin {
+                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+            }
+            let Some(line) = reader.next_raw_line().map_err(read_error)? else { break };
+            let text = &line.bytes[..line.len];
+            if text.trim_ascii().is_empty() {
+                continue;
+            }
+            let buffer = sink.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(text);
+            sink.commit(start).map_err(InputError::Sink)?;
+            report.passed_through += 1;
+        }
+    }
+    Ok(())
+}
+
+/// A live stdin (`tail -f … | cefwire replay -`) may go quiet for a long
+/// time: before the reader would block on it, hand over what is batched so
+/// those messages go out now rather than when the batch fills.
+fn send_before_waiting(reader: &DocumentReader, sink: &mut Pacer<'_>) -> io::Result<()> {
+    if !reader.has_buffered_line() && !stdin_has_data() {
+        sink.sender.send_pending()?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn stdin_has_data() -> bool {
+    let mut poll_fd = libc::pollfd { fd: 0, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let rc = unsafe { libc::poll(&mut poll_fd, 1, 0) };
+    rc > 0
+}
+
+#[cfg(not(unix))]
+fn stdin_has_data() -> bool {
+    false
+}
+
+/// Runs `cefwire convert … --to URL`: the convert job with a sender as its
+/// output. Returns the convert counts and the send report.
+pub fn convert_to_syslog(
+    config: &ConvertConfig,
+    send: &SendConfig,
+    stop: &AtomicBool,
+) -> io::Result<(ConvertReport, SendReport)> {
+    let mut sender = SyslogSender::start(send).map_err(io::Error::other)?;
+    let mut rejects = RejectLog::new(config.show_rejects);
+    if let Some(path) = &config.rejects_file {
+        rejects
+            .keep_records_in(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating rejects file {}: {e}", path.display())))?;
+    }
+    let progress = Progress::hidden();
+    let mut sink = Pacer {
+        sender: &mut sender,
+        rate: None,
+        started: Instant::now(),
+        sent: 0,
+        deadline: None,
+        stop,
+        now: None,
+        not_restamped: 0,
+        progress: &progress,
+        next_progress: Instant::now(),
+    };
+    let converted = convert_inputs(&config.inputs, &config.cef, &mut sink, &mut rejects, config.progress);
+    rejects.finish()?;
+    let mut send_report = sender.finish()?;
+    let mut report = match converted {
+        Ok(report) => report,
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => ConvertReport::default(),
+        Err(err) => {
+            send_report.failure.get_or_insert_with(|| err.to_string());
+            ConvertReport::default()
+        }
+    };
+    report.bytes_out = send_report.bytes_written;
+    Ok((report, send_report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamped(line: &str) -> Option<String> {
+        let mut now = NowStamp::new();
+        let mut buf = b"prefix".to_vec();
+        buf.extend_from_slice(line.as_bytes());
+        let ok = restamp(&mut buf, 6, &mut now);
+        ok.then(|| String::from_utf8(buf[6..].to_vec()).unwrap())
+    }
+
+    #[test]
+    fn restamps_each_header_style() {
+        let out = stamped("<134>2017-11-22T17:50:04.000Z host CEF:0|x").unwrap();
+        assert!(out.starts_with("<134>") && out.ends_with("Z host CEF:0|x") && !out.contains("2017"));
+        assert_eq!(out.len(), "<134>2017-11-22T17:50:04.000Z host CEF:0|x".len());
+        let out = stamped("2017-11-22T17:50:04Z CEF:0|x").unwrap();
+        assert_eq!(out.len(), "2017-11-22T17:50:04.000Z CEF:0|x".len());
+        let out = stamped("<13>1 2017-11-22T17:50:04.123456+01:00 h app - - - m").unwrap();
+        assert!(out.starts_with("<13>1 ") && out.ends_with("Z h app - - - m"));
+        let out = stamped("<134>Nov  2 03:04:05 host CEF:0|x").unwrap();
+        assert_eq!(out.len(), "<134>Nov  2 03:04:05 host CEF:0|x".len());
+        assert!(!out.contains("Nov  2 03:04:05"));
+        assert!(stamped("<134>Nov 22 2017 17:50:04 host CEF").is_some());
+        assert!(stamped("CEF:0|MCAS|no header").is_none());
+    }
+}

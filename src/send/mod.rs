@@ -1,0 +1,529 @@
+//! Sending messages to syslog receivers over TCP, UDP and TLS.
+//!
+//! This module is the only place that knows sockets, and it sees bytes
+//! only. [`SyslogSender`] is a [`MessageSink`]: a job renders each message
+//! straight into the sender's current [`Batch`]; on `commit` the message is
+//! cut to `max_message_bytes` if needed, framed in place, and when the batch
+//! is full it goes over a bounded crossbeam channel to one writer thread
+//! that drives every connection with a mio event loop (see [`writer`]).
+//! Empty batches come back through a second channel: the pool is fixed, so
+//! memory is fixed, and a producer that outruns the network waits for a
+//! batch to come back (backpressure).
+//!
+//! Delivery: batches are written in order on each connection; after a
+//! broken connection the writer reconnects (exponential backoff with
+//! jitter) and resumes from the first frame that was not completely
+//! written. TCP has no application-level acknowledgement, so messages
+//! written just before a peer died may have been lost in its (or our)
+//! kernel buffers: the writer estimates how many from `TCP_INFO` and
+//! reports it as [`SendReport::possibly_lost`].
+//!
+//! ```no_run
+//! use cefwire::records::MessageSink;
+//! use cefwire::send::{Destination, SendConfig, SyslogSender};
+//! # fn main() -> std::io::Result<()> {
+//! let config = SendConfig::new(vec![Destination::parse("tcp://127.0.0.1:5140").unwrap()]);
+//! let mut sender = SyslogSender::start(&config).map_err(std::io::Error::other)?;
+//! for i in 0..10 {
+//!     let start = sender.buffer().len();
+//!     sender.buffer().extend_from_slice(format!("<134>message {i}").as_bytes());
+//!     sender.commit(start)?;
+//! }
+//! // Everything handed over so far is written to the socket (the agent
+//! // advances its cursor only after this returns).
+//! sender.flush(std::time::Duration::from_secs(10))?;
+//! let report = sender.finish()?;
+//! assert_eq!(report.messages_written, 10);
+//! # Ok(()) }
+//! ```
+
+pub mod batch;
+pub mod destination;
+pub mod tls;
+pub mod udp;
+mod writer;
+
+use crate::records::MessageSink;
+use crate::syslog::frame::Framing;
+pub use batch::{Batch, truncated_len};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+pub use destination::{Destination, DestinationError, Transport};
+use std::io;
+use std::net::ToSocketAddrs;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+pub use tls::{TlsClientOptions, TlsSetupError};
+
+/// How several destinations share the messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeliveryMode {
+    /// Every destination gets every message.
+    #[default]
+    FanOut,
+    /// Messages go to the first destination that is up, in the order given;
+    /// the next one is used while the first is down.
+    Failover,
+}
+
+/// Reconnection timing: the delay doubles from `initial` to `max`, with up
+/// to 25% random jitter so many senders do not reconnect in lock step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self { initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+    }
+}
+
+/// Validated settings of a [`SyslogSender`].
+#[derive(Clone, Debug)]
+pub struct SendConfig {
+    pub destinations: Vec<Destination>,
+    pub mode: DeliveryMode,
+    /// Connections per destination; batches are spread over them in turn
+    /// (order is kept per connection, not across them).
+    pub connections: usize,
+    /// Stream framing; `None` picks octet counting when a TLS destination
+    /// is present (RFC 5425 requires it) and newline otherwise. Datagrams
+    /// carry no framing.
+    pub framing: Option<Framing>,
+    /// Messages longer than this are cut (at a UTF-8 boundary, never inside
+    /// an escape sequence) and counted; `None` never cuts.
+    pub max_message_bytes: Option<usize>,
+    pub tls: TlsClientOptions,
+    /// A batch is handed to the writer once it holds this many bytes.
+    pub batch_bytes: usize,
+    /// Number of batches in the pool (memory ≈ `batches × batch_bytes`).
+    pub batches: usize,
+    /// Use `sendmmsg` for UDP on Linux (false: one `send` per datagram).
+    pub use_sendmmsg: bool,
+    pub backoff: Backoff,
+    /// A connection attempt that has not completed after this long fails.
+    pub connect_timeout: Duration,
+    /// Fail the run when a destination has been down this long (`None`:
+    /// keep retrying forever, as the agent does).
+    pub give_up_after: Option<Duration>,
+    /// How long [`SyslogSender::finish`] keeps trying to write what is left.
+    pub drain_timeout: Duration,
+    /// Failover: after this long on a later destination, go back to the
+    /// first one (at a batch boundary; if it is still down, on to the next).
+    pub failback_after: Duration,
+    /// Set from a signal handler: a producer waiting for a free batch stops
+    /// waiting and gets `ErrorKind::Interrupted`.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl SendConfig {
+    /// Defaults for `destinations`: fan-out, one connection each, 256 KiB
+    /// batches, a pool of 32, sendmmsg on, retry forever, 10 s drain.
+    pub fn new(destinations: Vec<Destination>) -> Self {
+        Self {
+            destinations,
+            mode: DeliveryMode::FanOut,
+            connections: 1,
+            framing: None,
+            max_message_bytes: None,
+            tls: TlsClientOptions::default(),
+            batch_bytes: 256 * 1024,
+            batches: 32,
+            use_sendmmsg: true,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(5),
+            give_up_after: None,
+            drain_timeout: Duration::from_secs(10),
+            failback_after: Duration::from_secs(60),
+            stop: None,
+        }
+    }
+
+    /// The framing actually used on streams.
+    pub fn stream_framing(&self) -> Framing {
+        self.framing.unwrap_or(if self.destinations.iter().any(|d| d.transport == Transport::Tls) {
+            Framing::OctetCounting
+        } else {
+            Framing::NewLine
+        })
+    }
+}
+
+/// Why a sender could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no destination given")]
+    NoDestination,
+    #[error("{destination}: cannot resolve: {reason}")]
+    Resolve { destination: String, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(#[from] TlsSetupError),
+    #[error("TLS needs octet-counting framing (RFC 5425)")]
+    TlsNeedsOctetCounting,
+    #[error("starting the writer thread: {0}")]
+    Thread(io::Error),
+}
+
+/// What a sender did, from start to [`SyslogSender::finish`] (or so far,
+/// from [`SyslogSender::report`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Messages handed to the sender (`commit` calls).
+    pub messages_accepted: u64,
+    /// Messages written without error to every destination that gets them
+    /// (to the kernel's socket buffer; TLS: encrypted and written).
+    pub messages_written: u64,
+    /// Accepted but never written: the run stopped (drain timeout, give-up,
+    /// interruption) before they could be.
+    pub messages_unsent: u64,
+    /// Bytes written, framing included, summed over connections.
+    pub bytes_written: u64,
+    /// Messages cut to `max_message_bytes`.
+    pub truncated: u64,
+    /// Datagrams the network refused outright (larger than a datagram can be).
+    pub oversize_dropped: u64,
+    /// Successful connections, and how many of those were re-connections.
+    pub connects: u64,
+    pub reconnects: u64,
+    /// Failed connection attempts, broken connections, refused datagrams.
+    pub errors: u64,
+    /// Estimate of messages that were written but may never have been
+    /// processed because the connection broke: not acknowledged by the
+    /// peer's TCP, or acknowledged but possibly still unread in its receive
+    /// buffer. An upper estimate; 0 means no connection ever broke.
+    pub possibly_lost: u64,
+    /// The last error seen, for the report.
+    pub last_error: Option<String>,
+    /// Why the writer stopped early (a destination down past
+    /// `give_up_after`), if it did.
+    pub failure: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Counters the writer updates and the producer reads.
+#[derive(Default)]
+struct Shared {
+    messages_written: AtomicU64,
+    bytes_written: AtomicU64,
+    oversize_dropped: AtomicU64,
+    connects: AtomicU64,
+    reconnects: AtomicU64,
+    errors: AtomicU64,
+    possibly_lost: AtomicU64,
+    last_error: Mutex<Option<String>>,
+    failure: Mutex<Option<String>>,
+    /// The writer is (about to be) blocked in `poll`: wake it.
+    parked: AtomicBool,
+    /// When the writer must give up draining after input ended (ms since
+    /// `started`; 0 = not finishing).
+    drain_deadline_ms: AtomicU64,
+    /// Signalled whenever `messages_written` grows while someone waits.
+    written_lock: Mutex<()>,
+    written_signal: Condvar,
+    waiting_for_written: AtomicBool,
+}
+
+impl Shared {
+    fn note_error(&self, message: String) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Sends messages to syslog destinations; see the module documentation.
+pub struct SyslogSender {
+    current: Batch,
+    framing: Framing,
+    max_message_bytes: Option<usize>,
+    batch_bytes: usize,
+    to_writer: Option<Sender<Batch>>,
+    empty_batches: Receiver<Batch>,
+    waker: Arc<mio::Waker>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    stop: Option<Arc<AtomicBool>>,
+    drain_timeout: Duration,
+    started: Instant,
+    accepted: u64,
+    truncated: u64,
+}
+
+/// Most frames in one batch (bounds the offsets array).
+const MAX_BATCH_MESSAGES: usize = 16 * 1024;
+
+impl SyslogSender {
+    /// Checks the configuration (destinations resolve, TLS files load),
+    /// starts the writer thread and begins connecting.
+    pub fn start(config: &SendConfig) -> Result<Self, SendError> {
+        if config.destinations.is_empty() {
+            return Err(SendError::NoDestination);
+        }
+        for destination in &config.destinations {
+            let resolved = destination.authority().to_socket_addrs().map(|mut a| a.next());
+            match resolved {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(SendError::Resolve {
+                        destination: destination.to_string(),
+                        reason: "no address".into(),
+                    });
+                }
+                Err(err) => {
+                    return Err(SendError::Resolve { destination: destination.to_string(), reason: err.to_string() });
+                }
+            }
+        }
+        let has_tls = config.destinations.iter().any(|d| d.transport == Transport::Tls);
+        let framing = config.stream_framing();
+        if has_tls && framing != Framing::OctetCounting {
+            return Err(SendError::TlsNeedsOctetCounting);
+        }
+        let tls = if has_tls { Some(tls::client_config(&config.tls)?) } else { None };
+        let batches = config.batches.max(2);
+        let batch_bytes = config.batch_bytes.max(1024);
+        // Room for one more message past the threshold before the Vec grows.
+        let capacity = batch_bytes + batch_bytes / 4 + 64 * 1024;
+        let (to_writer, from_producer) = crossbeam_channel::bounded(batches);
+        let (to_pool, empty_batches) = crossbeam_channel::bounded(batches);
+        for _ in 1..batches {
+            to_pool.send(Batch::with_capacity(capacity, 4096)).expect("pool has room");
+        }
+        let shared = Arc::new(Shared::default());
+        let poll = mio::Poll::new().map_err(SendError::Thread)?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), writer::WAKER).map_err(SendError::Thread)?);
+        let started = Instant::now();
+        let setup = writer::WriterSetup {
+            poll,
+            config: config.clone(),
+            framing,
+            tls,
+            from_producer,
+            to_pool,
+            batches,
+            started,
+        };
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("cefwire-send".into())
+            .spawn(move || writer::run(setup, thread_shared))
+            .map_err(SendError::Thread)?;
+        Ok(Self {
+            current: Batch::with_capacity(capacity, 4096),
+            framing,
+            max_message_bytes: config.max_message_bytes,
+            batch_bytes,
+            to_writer: Some(to_writer),
+            empty_batches,
+            waker,
+            shared,
+            thread: Some(thread),
+            stop: config.stop.clone(),
+            drain_timeout: config.drain_timeout,
+            started,
+            accepted: 0,
+            truncated: 0,
+        })
+    }
+
+    /// Messages handed over so far (committed).
+    pub fn messages_accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Messages written without error so far, in order: the first
+    /// `messages_written()` committed messages are on the wire (or in the
+    /// kernel's socket buffers) of every destination that gets them.
+    pub fn messages_written(&self) -> u64 {
+        self.shared.messages_written.load(Ordering::Acquire)
+    }
+
+    /// Hands the messages batched so far to the writer now, without
+    /// waiting for the batch to fill (call when input goes quiet). May
+    /// wait for a free batch.
+    pub fn send_pending(&mut self) -> io::Result<()> {
+        if self.current.ends.is_empty() {
+            return Ok(());
+        }
+        let empty = self.take_empty_batch()?;
+        let full = std::mem::replace(&mut self.current, empty);
+        let Some(to_writer) = &self.to_writer else { return Err(self.writer_gone()) };
+        if to_writer.send(full).is_err() {
+            return Err(self.writer_gone());
+        }
+        if self.shared.parked.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Sends what is batched and waits until every message committed so far
+    /// is written (returns their count), or fails after `timeout` with
+    /// `ErrorKind::TimedOut`. The agent advances its cursor after this.
+    pub fn flush(&mut self, timeout: Duration) -> io::Result<u64> {
+        self.send_pending()?;
+        let target = self.accepted;
+        let deadline = Instant::now() + timeout;
+        let mut guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let written = self.messages_written();
+            if written >= target {
+                return Ok(written);
+            }
+            if let Some(failure) = self.shared.failure() {
+                return Err(io::Error::other(failure));
+            }
+            if self.stop_requested() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{} of {target} messages written after {timeout:?}", written),
+                ));
+            }
+            self.shared.waiting_for_written.store(true, Ordering::Release);
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            guard = self.shared.written_signal.wait_timeout(guard, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// The counters so far.
+    pub fn report(&self) -> SendReport {
+        let s = &self.shared;
+        let written = s.messages_written.load(Ordering::Acquire);
+        SendReport {
+            messages_accepted: self.accepted,
+            messages_written: written,
+            messages_unsent: 0,
+            bytes_written: s.bytes_written.load(Ordering::Relaxed),
+            truncated: self.truncated,
+            oversize_dropped: s.oversize_dropped.load(Ordering::Relaxed),
+            connects: s.connects.load(Ordering::Relaxed),
+            reconnects: s.reconnects.load(Ordering::Relaxed),
+            errors: s.errors.load(Ordering::Relaxed),
+            possibly_lost: s.possibly_lost.load(Ordering::Relaxed),
+            last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            failure: s.failure(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+
+    /// Sends what is batched, lets the writer write everything left (for at
+    /// most `drain_timeout`), stops it and reports. A destination that is
+    /// down or stopped reading cannot make this hang: what is not written
+    /// by then is counted in `messages_unsent`. The report's `failure` says
+    /// whether the writer gave up early; `Err` only if the writer crashed.
+    pub fn finish(mut self) -> io::Result<SendReport> {
+        // One deadline for everything finish does. Ignore a failure here:
+        // the report says what happened.
+        let deadline = self.started.elapsed() + self.drain_timeout;
+        let _ = self.send_pending_without_waiting(self.started + deadline);
+        self.shared.drain_deadline_ms.store((deadline.as_millis() as u64).max(1), Ordering::Release);
+        self.to_writer = None;
+        let _ = self.waker.wake();
+        let joined = self.thread.take().map(JoinHandle::join);
+        let mut report = self.report();
+        report.messages_unsent = report.messages_accepted - report.messages_written.min(report.messages_accepted);
+        match joined {
+            Some(Err(_)) => Err(io::Error::other("the syslog writer thread panicked")),
+            _ => Ok(report),
+        }
+    }
+
+    /// On finish the pool may be empty (writer stuck on a dead peer):
+    /// then the partial batch is counted as unsent rather than waited for.
+    fn send_pending_without_waiting(&mut self, deadline: Instant) -> io::Result<()> {
+        if self.current.ends.is_empty() {
+            return Ok(());
+        }
+        let empty = loop {
+            match self.empty_batches.recv_timeout(Duration::from_millis(50)) {
+                Ok(batch) => break batch,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(_) => return Err(self.writer_gone()),
+            }
+        };
+        let full = std::mem::replace(&mut self.current, empty);
+        if let Some(to_writer) = &self.to_writer {
+            let _ = to_writer.send(full);
+        }
+        Ok(())
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// A free batch, waiting while all are in flight (backpressure).
+    fn take_empty_batch(&mut self) -> io::Result<Batch> {
+        match self.empty_batches.try_recv() {
+            Ok(batch) => return Ok(batch),
+            Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
+            Err(TryRecvError::Empty) => {}
+        }
+        loop {
+            match self.empty_batches.recv_timeout(Duration::from_millis(100)) {
+                Ok(batch) => return Ok(batch),
+                Err(RecvTimeoutError::Disconnected) => return Err(self.writer_gone()),
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.stop_requested() {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
+                    }
+                    if let Some(failure) = self.shared.failure() {
+                        return Err(io::Error::other(failure));
+                    }
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn writer_gone(&self) -> io::Error {
+        io::Error::other(self.shared.failure().unwrap_or_else(|| "the syslog writer stopped".to_owned()))
+    }
+}
+
+impl MessageSink for SyslogSender {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.current.bytes
+    }
+
+    fn commit(&mut self, start: usize) -> io::Result<()> {
+        let batch = &mut self.current;
+        if let Some(max) = self.max_message_bytes {
+            let len = batch.bytes.len() - start;
+            if len > max {
+                let keep = truncated_len(&batch.bytes[start..], max);
+                batch.bytes.truncate(start + keep);
+                self.truncated += 1;
+            }
+        }
+        self.framing.frame_in_place(&mut batch.bytes, start);
+        batch.ends.push(batch.bytes.len());
+        self.accepted += 1;
+        if batch.bytes.len() >= self.batch_bytes || batch.ends.len() >= MAX_BATCH_MESSAGES {
+            self.send_pending()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SyslogSender {
+    fn drop(&mut self) {
+        // Dropped without finish (an error path): stop the writer quickly.
+        if let Some(thread) = self.thread.take() {
+            self.shared.drain_deadline_ms.store(1, Ordering::Release);
+            self.to_writer = None;
+            let _ = self.waker.wake();
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,744 @@
+//! The writer thread: one mio event loop that owns every connection.
+//!
+//! It takes full batches from the producer's channel into an ordered
+//! queue, writes them eagerly to each connection and waits for `WRITABLE`
+//! only after `WouldBlock` (mio readiness is edge-triggered). A partial
+//! write is resumed from its byte offset. Stream connections are opened
+//! non-blocking and confirmed with `take_error()` + `peer_addr()`; a broken
+//! one is closed, its loss estimated, and reopened after an exponential,
+//! jittered backoff, resuming from the first frame not completely written.
+//! A batch goes back to the pool once every lane has written it; that is
+//! when its messages count as written.
+//!
+//! Lanes: in fan-out every destination is a lane and gets every batch; in
+//! failover there is one lane whose connections move along the list of
+//! destinations. With N connections per lane, batch `s` goes to connection
+//! `s % N`.
+//!
+//! It must not touch message contents: it only sees frames in batches.
+
+use super::batch::Batch;
+use super::udp::{DatagramScratch, send_datagrams};
+use super::{DeliveryMode, Destination, SendConfig, Shared, Transport};
+use crate::syslog::frame::Framing;
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use mio::net::{TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// The token of the waker the producer uses.
+pub(super) const WAKER: Token = Token(usize::MAX);
+
+/// Plaintext rustls may hold before `writer().write` pushes back.
+const TLS_BUFFER_LIMIT: usize = 256 * 1024;
+
+/// Longest sleep in `poll` (timers are checked at least this often).
+const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
+
+pub(super) struct WriterSetup {
+    pub poll: Poll,
+    pub config: SendConfig,
+    pub framing: Framing,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub from_producer: Receiver<Batch>,
+    pub to_pool: Sender<Batch>,
+    pub batches: usize,
+    pub started: Instant,
+}
+
+/// A batch waiting to be written by `remaining` more lanes.
+struct Queued {
+    batch: Batch,
+    remaining: usize,
+}
+
+enum Link {
+    Down,
+    Connecting { stream: TcpStream, deadline: Instant },
+    Tcp(TcpStream),
+    Tls(TcpStream, Box<rustls::ClientConnection>),
+    Udp(UdpSocket),
+}
+
+/// One connection of a lane, and where it is in the queue.
+struct Conn {
+    lane: usize,
+    /// Next batch sequence number this connection writes.
+    next_seq: u64,
+    /// Byte offset (streams) or message index (datagrams) in that batch.
+    offset: usize,
+    /// Index into the lane's destinations (failover moves it).
+    endpoint: usize,
+    link: Link,
+    /// Got `WouldBlock`; wait for `WRITABLE`.
+    blocked: bool,
+    backoff: Duration,
+    retry_at: Instant,
+    down_since: Option<Instant>,
+    up_since: Instant,
+    ever_up: bool,
+    /// Since this connection came up: bytes written to the socket, frames
+    /// completed, largest send window seen (for the loss estimate).
+    wire_bytes: u64,
+    frames: u64,
+    max_window: u64,
+}
+
+struct Writer {
+    poll: Poll,
+    config: SendConfig,
+    framing: Framing,
+    tls: Option<Arc<ClientConfig>>,
+    from_producer: Receiver<Batch>,
+    to_pool: Sender<Batch>,
+    queue: VecDeque<Queued>,
+    /// Sequence number of `queue[0]`, and one past the last queued.
+    front_seq: u64,
+    end_seq: u64,
+    /// Destinations of each lane (one in fan-out, all in failover).
+    lanes: Vec<Vec<Destination>>,
+    conns: Vec<Conn>,
+    per_lane: u64,
+    shared: Arc<Shared>,
+    started: Instant,
+    input_closed: bool,
+    read_scratch: Box<[u8]>,
+    datagrams: DatagramScratch,
+    rng: u64,
+}
+
+pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
+    let mut writer = Writer::new(setup, shared);
+    if let Err(failure) = writer.run() {
+        *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
+    }
+    writer.close_all();
+}
+
+impl Writer {
+    fn new(setup: WriterSetup, shared: Arc<Shared>) -> Self {
+        let config = setup.config;
+        let lanes: Vec<Vec<Destination>> = match config.mode {
+            DeliveryMode::FanOut => config.destinations.iter().map(|d| vec![d.clone()]).collect(),
+            DeliveryMode::Failover => vec![config.destinations.clone()],
+        };
+        let per_lane = config.connections.max(1);
+        let now = Instant::now();
+        let mut conns = Vec::new();
+        for lane in 0..lanes.len() {
+            for slot in 0..per_lane {
+                conns.push(Conn {
+                    lane,
+                    next_seq: slot as u64,
+                    offset: 0,
+                    endpoint: 0,
+                    link: Link::Down,
+                    blocked: false,
+                    backoff: config.backoff.initial,
+                    retry_at: now,
+                    down_since: None,
+                    up_since: now,
+                    ever_up: false,
+                    wire_bytes: 0,
+                    frames: 0,
+                    max_window: 0,
+                });
+            }
+        }
+        let seed = setup.started.elapsed().as_nanos() as u64 ^ u64::from(std::process::id()) ^ 0x9E37_79B9_7F4A_7C15;
+        Self {
+            poll: setup.poll,
+            framing: setup.framing,
+            tls: setup.tls,
+            from_producer: setup.from_producer,
+            to_pool: setup.to_pool,
+            queue: VecDeque::with_capacity(setup.batches + 1),
+            front_seq: 0,
+            end_seq: 0,
+            lanes,
+            conns,
+            per_lane: per_lane as u64,
+            shared,
+            started: setup.started,
+            input_closed: false,
+            read_scratch: vec![0; 16 * 1024].into_boxed_slice(),
+            datagrams: DatagramScratch::default(),
+            rng: seed | 1,
+            config,
+        }
+    }
+
+    /// Runs until input ended and everything is written, the drain deadline
+    /// passes, or a destination is down past `give_up_after` (the `Err`).
+    fn run(&mut self) -> Result<(), String> {
+        let mut events = Events::with_capacity(256);
+        loop {
+            self.take_batches();
+            for index in 0..self.conns.len() {
+                if !self.conns[index].blocked {
+                    self.pump(index);
+                }
+            }
+            self.release_written();
+
+            let now = Instant::now();
+            let mut next_timer = now + MAX_POLL_WAIT;
+            for index in 0..self.conns.len() {
+                match &self.conns[index].link {
+                    Link::Down if self.conns[index].retry_at <= now => self.connect(index),
+                    Link::Connecting { deadline, .. } if *deadline <= now => {
+                        self.fail(index, io::Error::new(io::ErrorKind::TimedOut, "connection attempt timed out"))
+                    }
+                    _ => {}
+                }
+                let conn = &self.conns[index];
+                match &conn.link {
+                    Link::Down => next_timer = next_timer.min(conn.retry_at),
+                    Link::Connecting { deadline, .. } => next_timer = next_timer.min(*deadline),
+                    _ => {}
+                }
+            }
+            for index in 0..self.conns.len() {
+                let conn = &self.conns[index];
+                let up = matches!(conn.link, Link::Tcp(_) | Link::Tls(..) | Link::Udp(_));
+                if up && conn.endpoint != 0 && conn.offset == 0 && now - conn.up_since >= self.config.failback_after {
+                    self.fail_back(index);
+                }
+            }
+            if let Some(limit) = self.config.give_up_after
+                && let Some(conn) = self.conns.iter().find(|c| c.down_since.is_some_and(|t| now - t >= limit))
+            {
+                let destination = &self.lanes[conn.lane][conn.endpoint];
+                let last = self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                return Err(format!(
+                    "{destination}: down for {} s, giving up (last error: {})",
+                    limit.as_secs(),
+                    last.unwrap_or_else(|| "none".into())
+                ));
+            }
+            if self.input_closed && self.queue.is_empty() {
+                return Ok(());
+            }
+            let drain_ms = self.shared.drain_deadline_ms.load(Ordering::Acquire);
+            if drain_ms > 0 {
+                let deadline = self.started + Duration::from_millis(drain_ms);
+                if now >= deadline {
+                    return Ok(());
+                }
+                next_timer = next_timer.min(deadline);
+            }
+
+            // Park: the producer wakes us only when this flag is set.
+            self.shared.parked.store(true, Ordering::SeqCst);
+            if !self.from_producer.is_empty() {
+                self.shared.parked.store(false, Ordering::SeqCst);
+                continue;
+            }
+            let timeout = next_timer.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(format!("poll failed: {err}")),
+            }
+            self.shared.parked.store(false, Ordering::SeqCst);
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let index = event.token().0;
+                if index >= self.conns.len() {
+                    continue;
+                }
+                self.on_event(index, event.is_readable() || event.is_read_closed(), event.is_writable());
+            }
+        }
+    }
+
+    fn take_batches(&mut self) {
+        loop {
+            match self.from_producer.try_recv() {
+                Ok(batch) => {
+                    self.queue.push_back(Queued { batch, remaining: self.lanes.len() });
+                    self.end_seq += 1;
+                }
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.input_closed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Returns fully written batches to the pool, oldest first.
+    fn release_written(&mut self) {
+        let mut released = 0u64;
+        while self.queue.front().is_some_and(|q| q.remaining == 0) {
+            let mut queued = self.queue.pop_front().expect("front exists");
+            released += queued.batch.messages() as u64;
+            queued.batch.clear();
+            self.front_seq += 1;
+            // The pool channel holds every batch: this never blocks, and
+            // fails only when the producer is gone.
+            let _ = self.to_pool.try_send(queued.batch);
+        }
+        if released > 0 {
+            self.shared.messages_written.fetch_add(released, Ordering::AcqRel);
+            if self.shared.waiting_for_written.load(Ordering::Acquire) {
+                let _guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
+                self.shared.written_signal.notify_all();
+            }
+        }
+    }
+
+    fn on_event(&mut self, index: usize, readable: bool, writable: bool) {
+        let conn = &mut self.conns[index];
+        match &mut conn.link {
+            Link::Connecting { stream, .. } => {
+                if !(readable || writable) {
+                    return;
+                }
+                match stream.take_error() {
+                    Ok(None) => {}
+                    Ok(Some(err)) | Err(err) => return self.fail(index, err),
+                }
+                match stream.peer_addr() {
+                    Ok(_) => self.established(index),
+                    // Not connected yet (a spurious wake-up): keep waiting.
+                    Err(err) if err.kind() == io::ErrorKind::NotConnected => {}
+                    Err(err) => self.fail(index, err),
+                }
+            }
+            Link::Tcp(stream) => {
+                if readable && let Err(err) = drain_reads(stream, &mut self.read_scratch) {
+                    return self.fail(index, err);
+                }
+                if writable {
+                    conn.blocked = false;
+                    self.pump(index);
+                }
+            }
+            Link::Tls(stream, tls) => {
+                if readable && let Err(err) = drain_tls_reads(stream, tls, &mut self.read_scratch) {
+                    return self.fail(index, err);
+                }
+                if writable {
+                    conn.blocked = false;
+                }
+                // Reading may have moved the handshake on: write.
+                if !conn.blocked {
+                    self.pump(index);
+                }
+            }
+            Link::Udp(_) => {
+                if writable {
+                    conn.blocked = false;
+                    self.pump(index);
+                }
+            }
+            Link::Down => {}
+        }
+    }
+
+    fn connect(&mut self, index: usize) {
+        let conn = &self.conns[index];
+        let destination = self.lanes[conn.lane][conn.endpoint].clone();
+        let addr = match destination.authority().to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => return self.fail(index, io::Error::new(io::ErrorKind::NotFound, "name has no address")),
+            Err(err) => return self.fail(index, err),
+        };
+        let token = Token(index);
+        match destination.transport {
+            Transport::Udp => {
+                let opened = (|| {
+                    let local: SocketAddr = if addr.is_ipv4() {
+                        "0.0.0.0:0".parse().expect("valid")
+                    } else {
+                        "[::]:0".parse().expect("valid")
+                    };
+                    let mut socket = UdpSocket::bind(local)?;
+                    socket.connect(addr)?;
+                    set_send_buffer(&socket, 4 << 20);
+                    self.poll.registry().register(&mut socket, token, Interest::WRITABLE)?;
+                    Ok::<_, io::Error>(socket)
+                })();
+                match opened {
+                    Ok(socket) => {
+                        self.conns[index].link = Link::Udp(socket);
+                        self.came_up(index);
+                    }
+                    Err(err) => self.fail(index, err),
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let opened = (|| {
+                    let mut stream = TcpStream::connect(addr)?;
+                    self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+                    Ok::<_, io::Error>(stream)
+                })();
+                match opened {
+                    Ok(stream) => {
+                        let deadline = Instant::now() + self.config.connect_timeout;
+                        self.conns[index].link = Link::Connecting { stream, deadline };
+                    }
+                    Err(err) => self.fail(index, err),
+                }
+            }
+        }
+    }
+
+    /// A non-blocking connect completed.
+    fn established(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        let Link::Connecting { stream, .. } = std::mem::replace(&mut conn.link, Link::Down) else { return };
+        let _ = stream.set_nodelay(true);
+        let destination = &self.lanes[conn.lane][conn.endpoint];
+        if destination.transport == Transport::Tls {
+            let config = Arc::clone(self.tls.as_ref().expect("TLS config exists when a TLS destination does"));
+            let name = match ServerName::try_from(destination.host.clone()) {
+                Ok(name) => name,
+                Err(err) => return self.fail(index, io::Error::new(io::ErrorKind::InvalidInput, err)),
+            };
+            match rustls::ClientConnection::new(config, name) {
+                Ok(mut tls) => {
+                    tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+                    conn.link = Link::Tls(stream, Box::new(tls));
+                }
+                Err(err) => return self.fail(index, io::Error::other(err)),
+            }
+        } else {
+            conn.link = Link::Tcp(stream);
+        }
+        self.came_up(index);
+        self.pump(index);
+    }
+
+    fn came_up(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        self.shared.connects.fetch_add(1, Ordering::Relaxed);
+        if conn.ever_up {
+            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        conn.ever_up = true;
+        conn.down_since = None;
+        conn.up_since = Instant::now();
+        conn.backoff = self.config.backoff.initial;
+        conn.blocked = false;
+        conn.wire_bytes = 0;
+        conn.frames = 0;
+        conn.max_window = 0;
+    }
+
+    /// Writes as much as the connection takes; a failure closes it.
+    fn pump(&mut self, index: usize) {
+        if let Err(err) = self.pump_inner(index) {
+            self.fail(index, err);
+        }
+    }
+
+    fn pump_inner(&mut self, index: usize) -> io::Result<()> {
+        let Writer { conns, queue, shared, datagrams, framing, config, front_seq, end_seq, per_lane, .. } = self;
+        let conn = &mut conns[index];
+        loop {
+            if let Link::Tls(stream, tls) = &mut conn.link {
+                while tls.wants_write() {
+                    match tls.write_tls(stream) {
+                        Ok(n) => conn.wire_bytes += n as u64,
+                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                            conn.blocked = true;
+                            return Ok(());
+                        }
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => return Err(err),
+                    }
+                }
+            }
+            if conn.next_seq >= *end_seq {
+                return Ok(());
+            }
+            let slot = (conn.next_seq - *front_seq) as usize;
+            let batch = &queue[slot].batch;
+            let done = match &mut conn.link {
+                Link::Tcp(stream) => {
+                    if conn.offset < batch.bytes.len() {
+                        match stream.write(&batch.bytes[conn.offset..]) {
+                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                            Ok(n) => {
+                                conn.offset += n;
+                                conn.wire_bytes += n as u64;
+                                shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                conn.blocked = true;
+                                return Ok(());
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
+                    conn.offset == batch.bytes.len()
+                }
+                Link::Tls(_, tls) => {
+                    // Nothing counts as written before the session is up:
+                    // the server's handshake messages (READABLE) move it on.
+                    if tls.is_handshaking() {
+                        return Ok(());
+                    }
+                    // Everything accepted so far has been flushed above.
+                    if conn.offset < batch.bytes.len() {
+                        let n = tls.writer().write(&batch.bytes[conn.offset..])?;
+                        if n == 0 {
+                            // Cannot happen with the buffer flushed; do not spin.
+                            return Ok(());
+                        }
+                        conn.offset += n;
+                        shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+                        continue;
+                    }
+                    true
+                }
+                Link::Udp(socket) => {
+                    if conn.offset < batch.messages() {
+                        match send_datagrams(socket, batch, conn.offset, *framing, config.use_sendmmsg, datagrams) {
+                            Ok(sent) => {
+                                let bytes = batch.ends[conn.offset + sent - 1] - batch.frame_start(conn.offset);
+                                shared.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+                                conn.offset += sent;
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                                conn.blocked = true;
+                                return Ok(());
+                            }
+                            Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+                                shared.oversize_dropped.fetch_add(1, Ordering::Relaxed);
+                                conn.offset += 1;
+                            }
+                            // An ICMP "port unreachable" from earlier datagrams,
+                            // reported once: count it and go on.
+                            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                                shared.note_error(format!("datagram refused: {err}"));
+                            }
+                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                            Err(err) => return Err(err),
+                        }
+                    }
+                    conn.offset == batch.messages()
+                }
+                Link::Down | Link::Connecting { .. } => return Ok(()),
+            };
+            if done {
+                conn.frames += batch.messages() as u64;
+                conn.offset = 0;
+                conn.next_seq += *per_lane;
+                queue[slot].remaining -= 1;
+                if let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
+                    && let Some(info) = tcp_info(stream)
+                {
+                    conn.max_window = conn.max_window.max(info.send_window);
+                }
+            }
+        }
+    }
+
+    /// Closes a broken connection (or a failed attempt), estimates what it
+    /// may have lost, rewinds to a frame boundary and schedules a retry.
+    fn fail(&mut self, index: usize, err: io::Error) {
+        let now = Instant::now();
+        let conn = &mut self.conns[index];
+        let destination = &self.lanes[conn.lane][conn.endpoint];
+        self.shared.note_error(format!("{destination}: {err}"));
+        let link = std::mem::replace(&mut conn.link, Link::Down);
+        let batch =
+            (conn.next_seq < self.end_seq).then(|| &self.queue[(conn.next_seq - self.front_seq) as usize].batch);
+        match link {
+            Link::Tcp(mut stream) | Link::Tls(mut stream, _) => {
+                let frames_in_batch = batch.map_or(0, |b| b.frames_before(conn.offset)) as u64;
+                let lost = estimate_lost(&stream, conn.wire_bytes, conn.frames + frames_in_batch, conn.max_window);
+                self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Connecting { mut stream, .. } => {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Udp(mut socket) => {
+                let _ = self.poll.registry().deregister(&mut socket);
+            }
+            Link::Down => {}
+        }
+        // Resend the frame that was cut, whole.
+        if destination.transport.is_stream() {
+            conn.offset = batch.map_or(0, |b| b.frame_boundary_at_or_before(conn.offset));
+        }
+        conn.blocked = false;
+        conn.down_since.get_or_insert(now);
+        let endpoints = self.lanes[conn.lane].len();
+        if endpoints > 1 {
+            conn.endpoint = (conn.endpoint + 1) % endpoints;
+            if conn.endpoint != 0 {
+                // Failover: try the next destination at once.
+                conn.retry_at = now;
+                return;
+            }
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = conn.backoff.mul_f64((self.rng % 1000) as f64 / 4000.0);
+        conn.retry_at = now + conn.backoff + jitter;
+        conn.backoff = (conn.backoff * 2).min(self.config.backoff.max);
+    }
+
+    /// Failover: closes a healthy connection to a later destination at a
+    /// batch boundary and tries the first one again.
+    fn fail_back(&mut self, index: usize) {
+        let conn = &mut self.conns[index];
+        match std::mem::replace(&mut conn.link, Link::Down) {
+            Link::Tcp(mut stream) => {
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Tls(mut stream, mut tls) => {
+                tls.send_close_notify();
+                let _ = tls.write_tls(&mut stream);
+                let _ = self.poll.registry().deregister(&mut stream);
+            }
+            Link::Udp(mut socket) => {
+                let _ = self.poll.registry().deregister(&mut socket);
+            }
+            other => conn.link = other,
+        }
+        conn.endpoint = 0;
+        conn.blocked = false;
+        conn.retry_at = Instant::now();
+    }
+
+    /// Clean shutdown: TLS close_notify, best effort, never blocking.
+    fn close_all(&mut self) {
+        for conn in &mut self.conns {
+            if let Link::Tls(stream, tls) = &mut conn.link {
+                tls.send_close_notify();
+                while tls.wants_write() {
+                    if tls.write_tls(stream).is_err() {
+                        break;
+                    }
+                }
+            }
+            conn.link = Link::Down;
+        }
+    }
+}
+
+/// Reads and discards what a syslog receiver sends (nothing, normally);
+/// end of stream means the peer closed.
+fn drain_reads(stream: &mut TcpStream, scratch: &mut [u8]) -> io::Result<()> {
+    loop {
+        match stream.read(scratch) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the receiver")),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Feeds TLS records to rustls (handshake, tickets, alerts); a closed or
+/// failed session is an error.
+fn drain_tls_reads(stream: &mut TcpStream, tls: &mut rustls::ClientConnection, scratch: &mut [u8]) -> io::Result<()> {
+    loop {
+        match tls.read_tls(stream) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the receiver")),
+            Ok(_) => {
+                let state = tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                let mut unread = state.plaintext_bytes_to_read();
+                if state.peer_has_closed() {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "TLS session closed by the receiver"));
+                }
+                while unread > 0 {
+                    let n = tls.reader().read(scratch)?;
+                    if n == 0 {
+                        break;
+                    }
+                    unread = unread.saturating_sub(n);
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// What the kernel knows about a TCP connection.
+struct TcpInfo {
+    /// Bytes the peer's TCP acknowledged.
+    bytes_acked: u64,
+    /// The peer's advertised receive window.
+    send_window: u64,
+}
+
+#[cfg(target_os = "linux")]
+fn tcp_info(stream: &TcpStream) -> Option<TcpInfo> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is a plain C struct; the kernel fills at most `len`
+    // bytes of it and reports how many.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(TcpInfo { bytes_acked: info.tcpi_bytes_acked, send_window: u64::from(info.tcpi_snd_wnd) })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn tcp_info(_stream: &TcpStream) -> Option<TcpInfo> {
+    None
+}
+
+/// Messages of a broken connection that may not have been processed:
+/// those in bytes the peer's TCP never acknowledged, plus as many as fit in
+/// the peer's receive window (acknowledged, but perhaps never read before
+/// it died). Without `TCP_INFO`, assume a 1 MiB window and nothing acked.
+fn estimate_lost(stream: &TcpStream, wire_bytes: u64, frames: u64, max_window: u64) -> u64 {
+    if frames == 0 || wire_bytes == 0 {
+        return 0;
+    }
+    let (unacked, window) = match tcp_info(stream) {
+        Some(info) => (wire_bytes.saturating_sub(info.bytes_acked), max_window.max(info.send_window)),
+        None => (wire_bytes, 1 << 20),
+    };
+    let at_risk = unacked + window;
+    let per_frame = (wire_bytes / frames).max(1);
+    at_risk.div_ceil(per_frame).min(frames)
+}
+
+#[cfg(target_os = "linux")]
+fn set_send_buffer(socket: &UdpSocket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: setting an int socket option from a valid pointer and length.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&bytes as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_send_buffer(_socket: &UdpSocket, _bytes: i32) {}

@@ -1,0 +1,556 @@
+//! The measuring syslog receiver behind `cefwire sink`: listens on TCP, UDP
+//! or TLS, splits the stream into messages (newline or octet counting,
+//! detected per frame unless fixed), counts messages, bytes, framing errors
+//! and the per-second rate, optionally stores each message as one line, and
+//! stops on a signal, when `expect` messages arrived or when time is up.
+//!
+//! One thread per stream connection (blocking reads with a short timeout so
+//! a stop is noticed), `recvmmsg` for UDP. It owns its sockets; it does not
+//! use the sender.
+
+use crate::progress::Progress;
+use crate::send::destination::{Destination, Transport};
+use crate::syslog::frame::{Framing, deframe};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Validated settings of `cefwire sink`.
+#[derive(Clone, Debug)]
+pub struct SinkConfig {
+    pub listen: Destination,
+    /// Certificate chain and key for `tls://`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `None`: decide per frame (a leading digit means octet counting).
+    pub framing: Option<Framing>,
+    /// Store every message here, one per line.
+    pub out: Option<PathBuf>,
+    /// Stop once this many messages arrived.
+    pub expect: Option<u64>,
+    /// Stop after this long.
+    pub timeout: Option<Duration>,
+    /// Longest acceptable frame.
+    pub max_message_bytes: usize,
+    /// UDP receive buffer to ask the kernel for.
+    pub receive_buffer: usize,
+    pub progress: bool,
+}
+
+/// What arrived.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SinkReport {
+    pub listen: String,
+    pub messages: u64,
+    /// Bytes received (framing included).
+    pub bytes: u64,
+    pub connections: u64,
+    pub framing_errors: u64,
+    /// From start to stop.
+    pub elapsed: Duration,
+    /// From the first to the last message.
+    pub active: Duration,
+    /// Highest count in one whole second.
+    pub peak_rate: u64,
+    /// Order-independent hash of the messages (wrapping sum of one hash per
+    /// message): equal when the same messages arrived, whatever the order.
+    pub content_hash: u64,
+    pub expected: Option<u64>,
+}
+
+impl SinkReport {
+    pub fn average_rate(&self) -> f64 {
+        let secs = self.active.as_secs_f64();
+        if secs > 0.0 { self.messages as f64 / secs } else { 0.0 }
+    }
+
+    pub fn megabytes_per_second(&self) -> f64 {
+        let secs = self.active.as_secs_f64();
+        if secs > 0.0 { self.bytes as f64 / secs / 1e6 } else { 0.0 }
+    }
+
+    /// Whether `expect` (if any) was met.
+    pub fn complete(&self) -> bool {
+        self.expected.is_none_or(|n| self.messages >= n)
+    }
+
+    pub fn text(&self) -> String {
+        let mut text = format!(
+            "received {} messages ({} bytes) on {} connection{} in {:.2} s; {:.0} msgs/s and {:.1} MB/s from first to last message ({:.3} s), peak {} msgs/s; framing errors {}; content hash {:016x}",
+            self.messages,
+            self.bytes,
+            self.connections,
+            if self.connections == 1 { "" } else { "s" },
+            self.elapsed.as_secs_f64(),
+            self.average_rate(),
+            self.megabytes_per_second(),
+            self.active.as_secs_f64(),
+            self.peak_rate,
+            self.framing_errors,
+            self.content_hash,
+        );
+        if let Some(n) = self.expected {
+            text.push_str(&format!("; expected {n}: {}", if self.complete() { "met" } else { "NOT met" }));
+        }
+        text
+    }
+
+    pub fn json(&self) -> String {
+        format!(
+            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{}}}",
+            self.listen,
+            self.messages,
+            self.bytes,
+            self.connections,
+            self.framing_errors,
+            self.elapsed.as_secs_f64(),
+            self.active.as_secs_f64(),
+            self.average_rate(),
+            self.peak_rate,
+            self.megabytes_per_second(),
+            self.content_hash,
+            self.expected.map_or("null".to_owned(), |n| n.to_string()),
+            self.complete(),
+        )
+    }
+}
+
+/// A fast, order-sensitive hash of one message (8 bytes at a time).
+pub fn message_hash(message: &[u8]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h = (message.len() as u64).wrapping_mul(K);
+    let mut chunks = message.chunks_exact(8);
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h.rotate_left(5) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 29)
+}
+
+/// Counters shared by the receiving threads.
+#[derive(Default)]
+struct Counters {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+    connections: AtomicU64,
+    framing_errors: AtomicU64,
+    hash: AtomicU64,
+    /// Nanoseconds since start of the first and the latest message (+1, so
+    /// 0 means none yet).
+    first_ns: AtomicU64,
+    last_ns: AtomicU64,
+}
+
+struct Receiving {
+    counters: Counters,
+    stop: AtomicBool,
+    started: Instant,
+    /// Written once per read (no user-space buffering, so a killed sink
+    /// has stored everything it counted, give or take the read in hand).
+    out: Option<Mutex<File>>,
+    framing: Option<Framing>,
+    max_message_bytes: usize,
+}
+
+impl Receiving {
+    /// Adds what one read produced.
+    fn account(&self, messages: u64, bytes: u64, hash: u64, out: &mut Vec<u8>) -> io::Result<()> {
+        let c = &self.counters;
+        if messages > 0 {
+            let now = self.started.elapsed().as_nanos() as u64 + 1;
+            let _ = c.first_ns.compare_exchange(0, now, Ordering::AcqRel, Ordering::Relaxed);
+            c.last_ns.fetch_max(now, Ordering::AcqRel);
+            c.hash.fetch_add(hash, Ordering::Relaxed);
+            c.messages.fetch_add(messages, Ordering::AcqRel);
+        }
+        c.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if let Some(file) = &self.out
+            && !out.is_empty()
+        {
+            file.lock().unwrap_or_else(|e| e.into_inner()).write_all(out)?;
+            out.clear();
+        }
+        Ok(())
+    }
+}
+
+/// A bound, not yet running, receiver (binding first lets the caller learn
+/// the port when it asked for port 0).
+pub struct Sink {
+    config: SinkConfig,
+    socket: BoundSocket,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+enum BoundSocket {
+    Stream(TcpListener),
+    Datagram(UdpSocket),
+}
+
+/// Why the sink could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, io::Error),
+    #[error("tls:// needs --cert and --key")]
+    TlsFilesMissing,
+    #[error("TLS setup: {0}")]
+    Tls(#[from] crate::send::TlsSetupError),
+    #[error("creating {0}: {1}")]
+    Out(String, io::Error),
+}
+
+impl Sink {
+    pub fn bind(config: SinkConfig) -> Result<Self, SinkError> {
+        let name = config.listen.to_string();
+        let addr: SocketAddr = config
+            .listen
+            .authority()
+            .to_socket_addrs()
+            .and_then(|mut a| a.next().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address")))
+            .map_err(|e| SinkError::Bind(name.clone(), e))?;
+        let tls = match config.listen.transport {
+            Transport::Tls => match (&config.tls_cert, &config.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::send::tls::server_config(cert, key)?),
+                _ => return Err(SinkError::TlsFilesMissing),
+            },
+            _ => None,
+        };
+        let socket = match config.listen.transport {
+            Transport::Udp => {
+                let socket = UdpSocket::bind(addr).map_err(|e| SinkError::Bind(name.clone(), e))?;
+                set_receive_buffer(&socket, config.receive_buffer);
+                socket.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| SinkError::Bind(name, e))?;
+                BoundSocket::Datagram(socket)
+            }
+            _ => {
+                let listener = TcpListener::bind(addr).map_err(|e| SinkError::Bind(name.clone(), e))?;
+                listener.set_nonblocking(true).map_err(|e| SinkError::Bind(name, e))?;
+                BoundSocket::Stream(listener)
+            }
+        };
+        Ok(Self { config, socket, tls })
+    }
+
+    /// The address actually bound, as a URL.
+    pub fn local_url(&self) -> String {
+        let addr = match &self.socket {
+            BoundSocket::Stream(l) => l.local_addr(),
+            BoundSocket::Datagram(s) => s.local_addr(),
+        };
+        match addr {
+            Ok(addr) => format!("{}://{addr}", self.config.listen.transport.scheme()),
+            Err(_) => self.config.listen.to_string(),
+        }
+    }
+
+    /// Receives until `stop` is set, `expect` messages arrived or the
+    /// timeout passed; then reports.
+    pub fn run(self, stop: &AtomicBool) -> Result<SinkReport, SinkError> {
+        let out = match &self.config.out {
+            Some(path) => {
+                Some(Mutex::new(File::create(path).map_err(|e| SinkError::Out(path.display().to_string(), e))?))
+            }
+            None => None,
+        };
+        let listen = self.local_url();
+        let shared = Arc::new(Receiving {
+            counters: Counters::default(),
+            stop: AtomicBool::new(false),
+            started: Instant::now(),
+            out,
+            framing: self.config.framing,
+            max_message_bytes: self.config.max_message_bytes,
+        });
+        let receiver: JoinHandle<()> = match self.socket {
+            BoundSocket::Stream(listener) => {
+                let shared = Arc::clone(&shared);
+                let tls = self.tls.clone();
+                std::thread::spawn(move || accept_loop(listener, tls, shared))
+            }
+            BoundSocket::Datagram(socket) => {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || receive_datagrams(socket, shared))
+            }
+        };
+        let progress = Progress::items(self.config.progress, self.config.expect, "received");
+        let mut peak_rate = 0u64;
+        let mut last_second = (Instant::now(), 0u64);
+        loop {
+            std::thread::sleep(Duration::from_millis(20));
+            let messages = shared.counters.messages.load(Ordering::Acquire);
+            let now = Instant::now();
+            if now - last_second.0 >= Duration::from_secs(1) {
+                let whole = ((messages - last_second.1) as f64 / (now - last_second.0).as_secs_f64()).round();
+                peak_rate = peak_rate.max(whole as u64);
+                last_second = (now, messages);
+            }
+            progress.set_position(messages);
+            if stop.load(Ordering::Relaxed)
+                || self.config.expect.is_some_and(|n| messages >= n)
+                || self.config.timeout.is_some_and(|t| shared.started.elapsed() >= t)
+            {
+                break;
+            }
+        }
+        shared.stop.store(true, Ordering::Release);
+        let _ = receiver.join();
+        progress.finish();
+        let elapsed = shared.started.elapsed();
+        if let Some(out) = &shared.out {
+            let mut file = out.lock().unwrap_or_else(|e| e.into_inner());
+            file.flush().map_err(|e| SinkError::Out("--out".into(), e))?;
+        }
+        let c = &shared.counters;
+        let (first, last) = (c.first_ns.load(Ordering::Acquire), c.last_ns.load(Ordering::Acquire));
+        let messages = c.messages.load(Ordering::Acquire);
+        Ok(SinkReport {
+            listen,
+            messages,
+            bytes: c.bytes.load(Ordering::Relaxed),
+            connections: c.connections.load(Ordering::Relaxed),
+            framing_errors: c.framing_errors.load(Ordering::Relaxed),
+            elapsed,
+            active: Duration::from_nanos(last.saturating_sub(first)),
+            peak_rate: peak_rate.max(if elapsed < Duration::from_secs(1) { messages } else { 0 }),
+            content_hash: c.hash.load(Ordering::Relaxed),
+            expected: self.config.expect,
+        })
+    }
+}
+
+fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Arc<Receiving>) {
+    let mut workers: Vec<JoinHandle<()>> = Vec::new();
+    while !shared.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                let shared = Arc::clone(&shared);
+                let tls = tls.clone();
+                workers.push(std::thread::spawn(move || {
+                    let _ = serve_connection(stream, tls, &shared);
+                }));
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+fn serve_connection(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &Receiving) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    match tls {
+        Some(config) => {
+            let session = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
+            read_frames(rustls::StreamOwned::new(session, stream), shared)
+        }
+        None => read_frames(stream, shared),
+    }
+}
+
+/// Reads a stream, splits it into messages and accounts for them.
+fn read_frames(mut reader: impl Read, shared: &Receiving) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut filled = 0;
+    let mut out = Vec::new();
+    let keep = shared.out.is_some();
+    loop {
+        if filled == buf.len() {
+            let grown = (buf.len() * 2).min(shared.max_message_bytes + 64);
+            if grown <= buf.len() {
+                // A frame longer than the limit: drop what is buffered.
+                shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
+                filled = 0;
+            } else {
+                buf.resize(grown, 0);
+            }
+        }
+        let n = match reader.read(&mut buf[filled..]) {
+            Ok(0) => {
+                if filled > 0 {
+                    // The connection ended inside a frame.
+                    shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                return Ok(());
+            }
+            Ok(n) => n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if shared.stop.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        filled += n;
+        let (mut messages, mut hash) = (0u64, 0u64);
+        let mut at = 0;
+        loop {
+            let result = deframe(&buf[at..filled], shared.framing, shared.max_message_bytes, |m| {
+                messages += 1;
+                hash = hash.wrapping_add(message_hash(m));
+                if keep {
+                    out.extend_from_slice(m);
+                    out.push(b'\n');
+                }
+            });
+            match result {
+                Ok(used) => {
+                    at += used;
+                    break;
+                }
+                Err((bad, _)) => {
+                    // Skip to the next line and try again from there.
+                    shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
+                    let from = at + bad;
+                    at = match memchr::memchr(b'\n', &buf[from..filled]) {
+                        Some(p) => from + p + 1,
+                        None => filled,
+                    };
+                }
+            }
+        }
+        buf.copy_within(at..filled, 0);
+        filled -= at;
+        shared.account(messages, n as u64, hash, &mut out)?;
+    }
+}
+
+/// Datagrams per `recvmmsg` call and the largest datagram.
+const DATAGRAMS_PER_CALL: usize = 64;
+const MAX_DATAGRAM: usize = 65_536;
+
+fn receive_datagrams(socket: UdpSocket, shared: Arc<Receiving>) {
+    let mut buffers = vec![0u8; DATAGRAMS_PER_CALL * MAX_DATAGRAM];
+    let mut lengths = [0usize; DATAGRAMS_PER_CALL];
+    let mut out = Vec::new();
+    let keep = shared.out.is_some();
+    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+    while !shared.stop.load(Ordering::Acquire) {
+        let received = match receive_many(&socket, &mut buffers, &mut lengths) {
+            Ok(n) => n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let (mut messages, mut bytes, mut hash) = (0u64, 0u64, 0u64);
+        for (i, &len) in lengths.iter().enumerate().take(received) {
+            let data = &buffers[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
+            bytes += len as u64;
+            let message = data.strip_suffix(b"\n").unwrap_or(data);
+            let message = message.strip_suffix(b"\r").unwrap_or(message);
+            if message.is_empty() {
+                continue;
+            }
+            messages += 1;
+            hash = hash.wrapping_add(message_hash(message));
+            if keep {
+                out.extend_from_slice(message);
+                out.push(b'\n');
+            }
+        }
+        let _ = shared.account(messages, bytes, hash, &mut out);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn receive_many(socket: &UdpSocket, buffers: &mut [u8], lengths: &mut [usize]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain C structs, zero is a valid initial value.
+    let mut iovecs: [libc::iovec; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
+    let mut headers: [libc::mmsghdr; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
+    for i in 0..DATAGRAMS_PER_CALL {
+        iovecs[i] = libc::iovec { iov_base: buffers[i * MAX_DATAGRAM..].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
+        headers[i].msg_hdr.msg_iov = &mut iovecs[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: every header points at its own MAX_DATAGRAM-byte slice of
+    // `buffers`, alive for the call. MSG_WAITFORONE: block for the first
+    // datagram (up to SO_RCVTIMEO), then take what is queued.
+    let rc = unsafe {
+        libc::recvmmsg(
+            socket.as_raw_fd(),
+            headers.as_mut_ptr(),
+            DATAGRAMS_PER_CALL as libc::c_uint,
+            libc::MSG_WAITFORONE,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    for (i, header) in headers.iter().enumerate().take(rc as usize) {
+        lengths[i] = header.msg_len as usize;
+    }
+    Ok(rc as usize)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn receive_many(socket: &UdpSocket, buffers: &mut [u8], lengths: &mut [usize]) -> io::Result<usize> {
+    lengths[0] = socket.recv(&mut buffers[..MAX_DATAGRAM])?;
+    Ok(1)
+}
+
+#[cfg(target_os = "linux")]
+fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let value = bytes.min(i32::MAX as usize) as libc::c_int;
+    for option in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+        // SAFETY: setting an int socket option from a valid pointer.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&value as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // SO_RCVBUFFORCE needs CAP_NET_ADMIN; fall back to the capped one.
+        if rc == 0 {
+            return;
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_depends_on_every_byte_and_length() {
+        assert_ne!(message_hash(b"abc"), message_hash(b"abd"));
+        assert_ne!(message_hash(b"abc"), message_hash(b"abc\0"));
+        assert_ne!(message_hash(b"12345678a"), message_hash(b"12345678b"));
+        assert_eq!(message_hash(b"same"), message_hash(b"same"));
+    }
+}

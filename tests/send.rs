@@ -1,0 +1,454 @@
+//! Sending over real sockets on 127.0.0.1: `cefwire replay`/`convert --to`
+//! into `cefwire sink` (or a test listener) over TCP, UDP and TLS.
+//!
+//! Every test has bounded counts and time limits and checks content, not
+//! speed.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+fn cefwire() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cefwire"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cefwire-send-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `count` generated records, and the CEF lines `convert` makes of them with
+/// the header the sender uses (PRI and a fixed hostname).
+fn records(dir: &Path, count: u64) -> (PathBuf, PathBuf) {
+    let ndjson = dir.join("records.ndjson");
+    let cef = dir.join("expected.cef");
+    run_ok(cefwire().args(["generate", "--kind", "mixed", "--count", &count.to_string(), "-o"]).arg(&ndjson));
+    run_ok(cefwire().arg("convert").arg(&ndjson).args(["--pri", "--hostname", "testhost", "-q", "-o"]).arg(&cef));
+    (ndjson, cef)
+}
+
+/// Waits for a child at most `limit`, killing it after that.
+fn wait_with_limit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            panic!("process did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stdout_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    text
+}
+
+/// A number field of a flat JSON report.
+fn field(json: &str, key: &str) -> u64 {
+    let pattern = format!("\"{key}\":");
+    let at = json.find(&pattern).unwrap_or_else(|| panic!("no {key} in {json}")) + pattern.len();
+    json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
+}
+
+/// A running `cefwire sink`.
+struct SinkProcess {
+    child: Child,
+    url: String,
+}
+
+impl SinkProcess {
+    fn start(listen: &str, extra: &[&str]) -> Self {
+        let mut child = cefwire()
+            .args(["sink", "--listen", listen, "--report", "json", "--no-progress"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+        assert!(url.contains("://"), "unexpected sink banner {line:?}");
+        Self { child, url }
+    }
+
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Waits for the sink to stop by itself (--expect/--timeout).
+    fn report(mut self, limit: Duration) -> (ExitStatus, String) {
+        let status = wait_with_limit(&mut self.child, limit);
+        (status, stdout_of(&mut self.child))
+    }
+
+    /// Stops the sink with SIGTERM and returns its report.
+    fn stop(mut self) -> String {
+        unsafe_sigterm(self.child.id());
+        wait_with_limit(&mut self.child, Duration::from_secs(10));
+        stdout_of(&mut self.child)
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+}
+
+fn replay(input: &Path, to: &str, extra: &[&str]) -> (ExitStatus, String) {
+    let mut child = cefwire()
+        .arg("replay")
+        .arg(input)
+        .args(["--to", to, "--hostname", "testhost", "--report", "json", "--no-progress"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = wait_with_limit(&mut child, Duration::from_secs(120));
+    (status, stdout_of(&mut child))
+}
+
+fn assert_same_file(got: &Path, want: &Path) {
+    let (got, want) = (std::fs::read(got).unwrap(), std::fs::read(want).unwrap());
+    let (g, w) = (got.split(|&b| b == b'\n').count(), want.split(|&b| b == b'\n').count());
+    assert_eq!(g, w, "line counts differ");
+    if got != want {
+        let first = got.split(|&b| b == b'\n').zip(want.split(|&b| b == b'\n')).position(|(a, b)| a != b);
+        panic!("contents differ, first at line {first:?}");
+    }
+}
+
+#[test]
+fn tcp_replay_arrives_exactly_once_and_in_order() {
+    let dir = temp_dir("tcp");
+    let (ndjson, expected) = records(&dir, 20_000);
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "20000", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    let (status, report) = replay(&ndjson, &sink.url, &[]);
+    assert!(status.success(), "replay: {report}");
+    assert_eq!(field(&report, "messages_written"), 20_000, "{report}");
+    let (status, received) = sink.report(Duration::from_secs(60));
+    assert!(status.success(), "sink: {received}");
+    assert_eq!(field(&received, "messages"), 20_000);
+    assert_eq!(field(&received, "framing_errors"), 0);
+    assert_same_file(&out, &expected);
+}
+
+#[test]
+fn convert_to_sends_instead_of_writing_a_file() {
+    let dir = temp_dir("convert-to");
+    let (ndjson, expected) = records(&dir, 3_000);
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "3000", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    run_ok(cefwire().arg("convert").arg(&ndjson).args(["--hostname", "testhost", "-q", "--to", &sink.url]));
+    let (status, _) = sink.report(Duration::from_secs(60));
+    assert!(status.success());
+    assert_same_file(&out, &expected);
+}
+
+/// A CA and a server certificate for `localhost`, as PEM files.
+fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "cefwire test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert, server_cert.pem()).unwrap();
+    std::fs::write(&key, server_key.serialize_pem()).unwrap();
+    (ca, cert, key)
+}
+
+#[test]
+fn tls_replay_arrives_exactly_once_and_in_order() {
+    let dir = temp_dir("tls");
+    let (ndjson, expected) = records(&dir, 10_000);
+    let (ca, cert, key) = test_certificates(&dir);
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tls://127.0.0.1:0",
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--framing",
+            "octet",
+            "--expect",
+            "10000",
+            "--timeout",
+            "60s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let to = format!("tls://localhost:{}", sink.port());
+    let (status, report) = replay(&ndjson, &to, &["--ca", ca.to_str().unwrap()]);
+    assert!(status.success(), "replay: {report}");
+    let (status, received) = sink.report(Duration::from_secs(60));
+    assert!(status.success(), "sink: {received}");
+    assert_eq!(field(&received, "framing_errors"), 0);
+    assert_same_file(&out, &expected);
+
+    // A server the CA did not sign is refused, and the run gives up.
+    let other_dir = temp_dir("tls-other");
+    let (other_ca, _, _) = test_certificates(&other_dir);
+    let sink = SinkProcess::start(
+        "tls://127.0.0.1:0",
+        &["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap(), "--timeout", "30s"],
+    );
+    let to = format!("tls://localhost:{}", sink.port());
+    let (status, report) =
+        replay(&expected, &to, &["--ca", other_ca.to_str().unwrap(), "--give-up-after", "1s", "--drain-timeout", "1s"]);
+    assert!(!status.success(), "{report}");
+    assert_eq!(field(&report, "messages_written"), 0, "{report}");
+    assert!(report.contains("certificate"), "{report}");
+    let received = sink.stop();
+    assert_eq!(field(&received, "messages"), 0);
+}
+
+#[test]
+fn udp_replay_at_a_paced_rate_measures_loss() {
+    let dir = temp_dir("udp");
+    let (_, expected) = records(&dir, 5_000);
+    let sink = SinkProcess::start("udp://127.0.0.1:0", &["--expect", "5000", "--timeout", "20s"]);
+    let started = Instant::now();
+    let (status, report) = replay(&expected, &sink.url, &["--rate", "5000"]);
+    let took = started.elapsed();
+    assert!(status.success(), "replay: {report}");
+    assert_eq!(field(&report, "messages_written"), 5_000);
+    // Paced, not a burst: 5000 messages at 5000/s take about a second.
+    assert!(took >= Duration::from_millis(800), "took {took:?}");
+    let (_, received) = sink.report(Duration::from_secs(30));
+    let arrived = field(&received, "messages");
+    eprintln!("UDP at 5000 msgs/s: sent 5000, received {arrived}, lost {}", 5000 - arrived);
+    assert!(arrived <= 5000);
+    assert!(arrived >= 4500, "lost more than 10% on loopback: {received}");
+}
+
+#[test]
+fn fan_out_reaches_every_destination_and_failover_skips_a_dead_one() {
+    let dir = temp_dir("fanout");
+    let (_, expected) = records(&dir, 2_000);
+    let a = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "2000", "--timeout", "60s"]);
+    let b = SinkProcess::start("udp://127.0.0.1:0", &["--expect", "2000", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &a.url, &["--to", &b.url]);
+    assert!(status.success(), "{report}");
+    let (ra, rb) = (a.report(Duration::from_secs(60)).1, b.report(Duration::from_secs(60)).1);
+    assert_eq!(field(&ra, "messages"), 2000);
+    assert_eq!(field(&rb, "messages"), 2000);
+    let hash = |r: &str| r.split("\"content_hash\":\"").nth(1).unwrap()[..16].to_owned();
+    assert_eq!(hash(&ra), hash(&rb), "both got the same messages");
+
+    // Nothing listens on a closed port: failover uses the second.
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let c = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "2000", "--timeout", "60s"]);
+    let dead = format!("tcp://127.0.0.1:{closed}");
+    let (status, report) = replay(&expected, &dead, &["--to", &c.url, "--failover"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&c.report(Duration::from_secs(60)).1, "messages"), 2000);
+}
+
+/// Index of `needle` among `lines`.
+fn position(lines: &[&[u8]], needle: &[u8]) -> Option<usize> {
+    lines.iter().position(|l| *l == needle)
+}
+
+#[test]
+fn receiver_killed_and_restarted_mid_stream() {
+    let dir = temp_dir("restart");
+    let (_, expected) = records(&dir, 60_000);
+    let (out1, out2) = (dir.join("first.cef"), dir.join("second.cef"));
+    let first = SinkProcess::start("tcp://127.0.0.1:0", &["--out", out1.to_str().unwrap()]);
+    let port = first.port();
+    let url = first.url.clone();
+    // About three seconds of sending.
+    let mut sender = cefwire()
+        .arg("replay")
+        .arg(&expected)
+        .args(["--to", &url, "--rate", "20000", "--report", "json", "--no-progress", "--give-up-after", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut first_child = first.child;
+    first_child.kill().unwrap();
+    first_child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let second = SinkProcess::start(&format!("tcp://127.0.0.1:{port}"), &["--out", out2.to_str().unwrap()]);
+    let status = wait_with_limit(&mut sender, Duration::from_secs(60));
+    let report = stdout_of(&mut sender);
+    // Let the last bytes arrive, then stop the second receiver.
+    std::thread::sleep(Duration::from_millis(300));
+    second.stop();
+    assert!(status.success(), "{report}");
+    assert!(field(&report, "reconnects") >= 1, "{report}");
+    assert_eq!(field(&report, "messages_written"), 60_000, "{report}");
+
+    let want = std::fs::read(&expected).unwrap();
+    let want: Vec<&[u8]> = want.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let got1 = std::fs::read(&out1).unwrap();
+    let got2 = std::fs::read(&out2).unwrap();
+    let got1: Vec<&[u8]> = got1.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let got2: Vec<&[u8]> = got2.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    // The first receiver got a prefix, the second a suffix: in order, no
+    // duplicates, the gap between them is what was lost.
+    assert_eq!(got1[..], want[..got1.len()], "first receiver: a prefix, in order");
+    assert!(!got2.is_empty(), "the sender continued after the restart");
+    let resumed = position(&want, got2[0]).expect("second receiver's first message was sent");
+    assert_eq!(got2[..], want[resumed..], "second receiver: the rest, in order");
+    assert!(resumed >= got1.len(), "no duplicates");
+    let lost = (resumed - got1.len()) as u64;
+    let estimate = field(&report, "possibly_lost");
+    eprintln!("receiver restart: lost {lost}, sender's estimate of possible loss {estimate}");
+    assert!(estimate >= lost, "the estimate ({estimate}) must cover the actual loss ({lost})");
+    assert!(estimate > 0, "a broken connection always risks loss: {report}");
+}
+
+/// CPU time (user + system) of a process, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (1-based) of the whole line.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn stalled_receiver_gets_backpressure_bounded_memory_and_no_busy_loop() {
+    if !Path::new("/proc/self/stat").exists() {
+        eprintln!("skipped: needs /proc");
+        return;
+    }
+    let dir = temp_dir("stall");
+    let (_, expected) = records(&dir, 20_000);
+    // Accepts and never reads.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let mut sender = cefwire()
+        .arg("replay")
+        .arg(&expected)
+        .args(["--to", &to, "--loop", "1000", "--report", "json", "--no-progress", "--drain-timeout", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_connection, _) = listener.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let pid = sender.id();
+    let (cpu_before, rss_before) = (cpu_time(pid), resident_kib(pid));
+    std::thread::sleep(Duration::from_millis(2000));
+    let (cpu_after, rss_after) = (cpu_time(pid), resident_kib(pid));
+    let busy = cpu_after - cpu_before;
+    eprintln!("stalled peer: {busy:?} CPU in 2 s, RSS {rss_before} → {rss_after} KiB");
+    assert!(busy < Duration::from_millis(300), "sender spins while blocked: {busy:?} CPU in 2 s");
+    assert!(rss_after < 200 * 1024, "memory must stay bounded: {rss_after} KiB");
+    assert!(rss_after <= rss_before + 8 * 1024, "memory grows while blocked: {rss_before} → {rss_after} KiB");
+    // A signal ends it promptly, with a report, however dead the peer is.
+    let stopped = Instant::now();
+    unsafe_sigterm(pid);
+    let status = wait_with_limit(&mut sender, Duration::from_secs(10));
+    let report = stdout_of(&mut sender);
+    eprintln!("stopped in {:?}: {report}", stopped.elapsed());
+    assert!(!status.success(), "unsent messages make the exit status a failure");
+    assert!(field(&report, "messages_unsent") > 0, "{report}");
+    assert!(report.contains("\"interrupted\":true"), "{report}");
+    let accepted = field(&report, "messages_accepted");
+    assert!(accepted < 1_000 * 20_000, "reading stopped when the writer blocked");
+}
+
+#[test]
+fn several_connections_deliver_everything_once() {
+    let dir = temp_dir("connections");
+    let (_, expected) = records(&dir, 6_000);
+    let single = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "6000", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &single.url, &[]);
+    assert!(status.success(), "{report}");
+    let single = single.report(Duration::from_secs(60)).1;
+    let several = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "6000", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &several.url, &["--connections", "3", "--batch-kib", "16"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "connects"), 3, "{report}");
+    let several = several.report(Duration::from_secs(60)).1;
+    assert_eq!(field(&several, "connections"), 3);
+    assert_eq!(field(&several, "messages"), 6000);
+    let hash = |r: &str| r.split("\"content_hash\":\"").nth(1).unwrap()[..16].to_owned();
+    assert_eq!(hash(&single), hash(&several), "the same messages, each once");
+}
+
+#[test]
+fn time_warp_restamps_header_times_and_nothing_else() {
+    let dir = temp_dir("time-warp");
+    let (_, expected) = records(&dir, 500);
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "500", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    let (status, report) = replay(&expected, &sink.url, &["--time-warp", "now"]);
+    assert!(status.success(), "{report}");
+    assert!(report.contains("\"not_restamped\":0"), "{report}");
+    sink.report(Duration::from_secs(60));
+    let (got, want) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&expected).unwrap());
+    assert_eq!(got.lines().count(), 500);
+    // `<134>` then a 24-byte RFC 3339 time: only those bytes change, to a
+    // time later than the generated records' (January 2026).
+    for (g, w) in got.lines().zip(want.lines()) {
+        assert_eq!(g.len(), w.len());
+        assert_eq!((&g[..5], &g[29..]), (&w[..5], &w[29..]));
+        assert!(g[5..29] > *"2026-01-04", "re-stamped to now: {}", &g[5..29]);
+    }
+}
+
+#[test]
+fn loop_and_duration_bound_the_run() {
+    let dir = temp_dir("loop");
+    let (_, expected) = records(&dir, 300);
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "900", "--timeout", "60s"]);
+    let (status, report) = replay(&expected, &sink.url, &["--loop", "3"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "messages_written"), 900);
+    assert_eq!(field(&sink.report(Duration::from_secs(60)).1, "messages"), 900);
+
+    // Without --loop, --duration loops until time is up; paced, so bounded.
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--timeout", "60s"]);
+    let (status, report) = replay(&expected, &sink.url, &["--duration", "1s", "--rate", "500"]);
+    assert!(status.success(), "{report}");
+    let sent = field(&report, "messages_written");
+    assert!((100..=600).contains(&sent), "1 s at 500/s sent {sent}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(field(&sink.stop(), "messages"), sent);
+}
