@@ -8,6 +8,7 @@
 pub mod cef;
 pub mod cli;
 pub mod convert;
+pub mod emulate;
 pub mod exit;
 pub mod generate;
 pub mod input;
