@@ -5,6 +5,7 @@
 //! input → [`json`] tape → [`cef`] line → [`records::MessageSink`]
 //! (a file, or a syslog batch).
 
+pub mod api;
 pub mod cef;
 pub mod cli;
 pub mod convert;

@@ -37,17 +37,9 @@ pub struct FaultConfig {
     pub short_pages: f64,
 }
 
-/// At most `requests` accepted API requests in any window of `per`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    pub requests: u32,
-    pub per: Duration,
-}
-
-impl RateLimit {
-    /// The service's documented limit: 30 requests per minute.
-    pub const SERVICE: RateLimit = RateLimit { requests: 30, per: Duration::from_secs(60) };
-}
+/// At most `requests` accepted API requests in any window of `per` (the
+/// same type the client's limiter uses).
+pub use crate::api::RateLimit;
 
 /// Who may call the emulated API.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
