@@ -6,6 +6,7 @@
 //! (a file, or a syslog batch).
 
 pub mod api;
+pub mod backfill;
 pub mod cef;
 pub mod cli;
 pub mod convert;

@@ -175,6 +175,26 @@ pub struct ClientStats {
     pub limiter_wait: Duration,
     /// Time spent backing off after failures.
     pub backoff_wait: Duration,
+    /// When the first and the last list request were sent.
+    pub first_request: Option<Instant>,
+    pub last_request: Option<Instant>,
+}
+
+impl ClientStats {
+    /// The fraction of the rate limit used: the shortest time `limit`
+    /// allows for this many requests (one full window per `requests`
+    /// after the first burst) divided by the time they actually took.
+    /// `None` until more than one window's worth of requests was sent.
+    pub fn rate_use(&self, limit: RateLimit) -> Option<f64> {
+        let (first, last) = (self.first_request?, self.last_request?);
+        if self.requests <= u64::from(limit.requests) {
+            return None;
+        }
+        let windows = (self.requests - 1) / u64::from(limit.requests);
+        let ideal = limit.per.as_secs_f64() * windows as f64;
+        let actual = last.duration_since(first).as_secs_f64();
+        Some(if actual > 0.0 { (ideal / actual).min(1.0) } else { 1.0 })
+    }
 }
 
 struct BearerToken {
@@ -279,7 +299,10 @@ impl ApiClient {
             attempt += 1;
             let header = self.authorization()?;
             self.limiter.acquire();
+            let now = Instant::now();
             self.stats.requests += 1;
+            self.stats.first_request.get_or_insert(now);
+            self.stats.last_request = Some(now);
             let failure = match self.try_fetch(&url, &header, body, page) {
                 Ok(len) => return Ok(len),
                 Err(failure) => failure,
