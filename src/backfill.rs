@@ -166,10 +166,9 @@ pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<Backfi
     let rate_limit = client.rate_limit();
     let mut rejects = RejectLog::new(config.show_rejects);
     if let Some(path) = &config.rejects_file {
-        rejects.keep_records_in(path).map_err(|source| BackfillError::Archive {
-            path: path.display().to_string(),
-            source,
-        })?;
+        rejects
+            .keep_records_in(path)
+            .map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
     }
     let mut archive = Archive::new(config.archive_dir.as_deref(), config.window);
 
@@ -188,7 +187,17 @@ pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<Backfi
     let progress = Progress::items(config.progress, None, "backfill");
     let mut report = BackfillReport { rate_limit: Some(rate_limit), ..BackfillReport::default() };
     let mut converter = RecordConverter::new(&config.cef);
-    let outcome = convert_pages(&event_rx, &info_tx, &free_tx, &mut converter, sink, &mut rejects, &mut archive, &progress, &mut report);
+    let outcome = convert_pages(
+        &event_rx,
+        &info_tx,
+        &free_tx,
+        &mut converter,
+        sink,
+        &mut rejects,
+        &mut archive,
+        &progress,
+        &mut report,
+    );
     progress.finish();
     // Closing our ends stops the fetch thread wherever it waits.
     drop(event_rx);
@@ -374,9 +383,7 @@ impl Archive {
         self.check()?;
         let mut paths = Vec::new();
         for (_, path, writer) in self.files {
-            writer
-                .finish()
-                .map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
+            writer.finish().map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
             paths.push(path);
         }
         Ok(paths)

@@ -132,7 +132,9 @@ pub enum ApiError {
         "the API refused the credentials ({status} {detail}): check --token (or --tenant-id/--client-id/--client-secret) and that --portal-url is your tenant's portal URL"
     )]
     Unauthorized { status: u16, detail: String },
-    #[error("the token endpoint refused the client credentials ({status} {detail}): check --tenant-id, --client-id and --client-secret")]
+    #[error(
+        "the token endpoint refused the client credentials ({status} {detail}): check --tenant-id, --client-id and --client-secret"
+    )]
     TokenRefused { status: u16, detail: String },
     #[error("{url} does not exist (404): check --portal-url")]
     NotFound { url: String },
@@ -205,7 +207,10 @@ struct BearerToken {
 /// One failed attempt, classified.
 enum Failure {
     /// Try again after a delay (the service's `Retry-After` if any).
-    Retry { what: String, retry_after: Option<Duration> },
+    Retry {
+        what: String,
+        retry_after: Option<Duration>,
+    },
     /// A 401 with a bearer token: refresh it and try again once.
     StaleToken,
     Stop(ApiError),
@@ -243,10 +248,10 @@ impl ApiClient {
             tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
         let proxy = match &config.proxy {
-            Some(spec) => Some(ureq::Proxy::new(spec).map_err(|e| ApiError::Setup {
-                url: spec.clone(),
-                detail: format!("bad --proxy: {e}"),
-            })?),
+            Some(spec) => Some(
+                ureq::Proxy::new(spec)
+                    .map_err(|e| ApiError::Setup { url: spec.clone(), detail: format!("bad --proxy: {e}") })?,
+            ),
             None => None,
         };
         let agent = ureq::Agent::config_builder()
@@ -402,7 +407,8 @@ impl ApiClient {
     /// Sleeps before attempt `attempt + 1`: the service's `Retry-After`, or
     /// exponential backoff with jitter (half fixed, half random).
     fn back_off(&mut self, attempt: u32, retry_after: Option<Duration>) {
-        let exponential = self.retry.first_delay.saturating_mul(1u32 << (attempt - 1).min(20)).min(self.retry.max_delay);
+        let exponential =
+            self.retry.first_delay.saturating_mul(1u32 << (attempt - 1).min(20)).min(self.retry.max_delay);
         let base = retry_after.unwrap_or(exponential);
         let spread = base.as_millis() as u64 / 2;
         let delay = Duration::from_millis(spread + self.jitter.below(spread.max(1) + 1));
@@ -457,7 +463,9 @@ impl ApiClient {
         }
         match status {
             200 => {}
-            429 | 500..=599 => return Err(Failure::Retry { what: format!("token endpoint {status}"), retry_after: None }),
+            429 | 500..=599 => {
+                return Err(Failure::Retry { what: format!("token endpoint {status}"), retry_after: None });
+            }
             _ => {
                 let detail = error_detail(&body);
                 return Err(Failure::Stop(ApiError::TokenRefused { status, detail }));

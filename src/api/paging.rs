@@ -355,7 +355,10 @@ mod tests {
         let next = PageInfo { has_next: true, next_filters: Some(br#"{"x":{"gt":3}}"#.to_vec()), ..Default::default() };
         scan.page_done(&next).unwrap();
         assert!(body(&mut scan).unwrap().starts_with(r#"{"filters":{"x":{"gt":3}},"isScan":true"#));
-        assert_eq!(scan.page_done(&PageInfo { has_next: true, ..Default::default() }), Err(PagingError::MissingNextFilters));
+        assert_eq!(
+            scan.page_done(&PageInfo { has_next: true, ..Default::default() }),
+            Err(PagingError::MissingNextFilters)
+        );
         scan.page_done(&PageInfo::default()).unwrap();
         assert_eq!(body(&mut scan), None);
     }

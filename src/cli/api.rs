@@ -130,7 +130,8 @@ impl ApiArgs {
         {
             usage!("--ca {}: no such file", ca.display());
         }
-        let rate_limit = RateLimit::parse(&self.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?;
+        let rate_limit =
+            RateLimit::parse(&self.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?;
         if self.retries == 0 {
             usage!("--retries must be at least 1");
         }

@@ -114,7 +114,8 @@ fn positive_duration(value: &str, flag: &str) -> anyhow::Result<Duration> {
 }
 
 pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
-    let mut faults = FaultConfig { slow_delay: positive_duration(&args.slow_delay, "--slow-delay")?, ..Default::default() };
+    let mut faults =
+        FaultConfig { slow_delay: positive_duration(&args.slow_delay, "--slow-delay")?, ..Default::default() };
     let mut late_ratio = 0.0;
     for spec in &args.fault {
         let Some((kind, p)) = spec.split_once(':') else { usage!("--fault {spec:?}: use KIND:P, e.g. 5xx:0.05") };
@@ -198,7 +199,11 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
             "cefwire emulate: serving {} activities and {} alerts{} on {}{}",
             counts.activities,
             counts.alerts,
-            if counts.skipped > 0 { format!(" ({} records skipped: no timestamp)", counts.skipped) } else { String::new() },
+            if counts.skipped > 0 {
+                format!(" ({} records skipped: no timestamp)", counts.skipped)
+            } else {
+                String::new()
+            },
             handle.base_url(),
             if args.tls { format!(" (certificate in {})", args.cert_out.display()) } else { String::new() }
         );

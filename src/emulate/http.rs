@@ -91,7 +91,8 @@ impl HttpReader {
                 return Err(HttpError::Io(io::Error::new(ErrorKind::UnexpectedEof, "connection closed mid-request")));
             }
         };
-        let head = std::str::from_utf8(&self.buf[self.start..head_end - 4]).map_err(|_| HttpError::Bad("head is not UTF-8"))?;
+        let head = std::str::from_utf8(&self.buf[self.start..head_end - 4])
+            .map_err(|_| HttpError::Bad("head is not UTF-8"))?;
         let mut lines = head.split("\r\n");
         let request_line = lines.next().unwrap_or_default();
         let mut parts = request_line.split(' ');
@@ -271,7 +272,9 @@ mod tests {
     #[test]
     fn malformed_and_truncated_requests_are_errors() {
         let stop = AtomicBool::new(false);
-        for data in [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/2\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n{}"] {
+        for data in
+            [&b"GARBAGE\r\n\r\n"[..], b"GET / HTTP/2\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n{}"]
+        {
             let mut stream = io::Cursor::new(data.to_vec());
             let result = HttpReader::default().read_request(&mut stream, &mut Request::default(), &stop);
             assert!(result.is_err(), "{}", String::from_utf8_lossy(data));

@@ -126,7 +126,10 @@ impl Query {
                     query.sort = match (value.as_str(), endpoint) {
                         (Some("date"), _) => TimeField::Date,
                         (Some("created"), Endpoint::Activities) => TimeField::Created,
-                        _ => bad!("sortField must be \"date\"{}", if endpoint == Endpoint::Activities { " or \"created\"" } else { "" }),
+                        _ => bad!(
+                            "sortField must be \"date\"{}",
+                            if endpoint == Endpoint::Activities { " or \"created\"" } else { "" }
+                        ),
                     }
                 }
                 "sortDirection" => {
@@ -167,7 +170,9 @@ impl Query {
         for (field, ops) in fields {
             if field == SCAN_CURSOR_KEY {
                 let position = ops.get("gt").and_then(|v| v.as_i64_lenient()).filter(|&p| p >= 0);
-                let Some(position) = position else { bad!("{SCAN_CURSOR_KEY} is not a scan cursor this emulator made") };
+                let Some(position) = position else {
+                    bad!("{SCAN_CURSOR_KEY} is not a scan cursor this emulator made")
+                };
                 self.scan_after = Some(position as u64);
                 continue;
             }
@@ -257,7 +262,9 @@ fn apply_time_operator(
         // [guess] gte_ndays: within the last N days; lte_ndays: at least N days ago.
         "gte_ndays" => range.min = range.min.max(now - number(Some(value))? * DAY_MS),
         "lte_ndays" => range.max = range.max.min(now - number(Some(value))? * DAY_MS),
-        _ => bad!("operator {op:?} on {field} is not supported by the emulator (gt, gte, lt, lte, range, gte_ndays, lte_ndays)"),
+        _ => bad!(
+            "operator {op:?} on {field} is not supported by the emulator (gt, gte, lt, lte, range, gte_ndays, lte_ndays)"
+        ),
     }
     Ok(())
 }
@@ -400,7 +407,8 @@ mod tests {
         let mut builder = StoreBuilder::new();
         for i in 0..20i64 {
             let created = if i == 7 { NOW + 1 } else { 100 * i + 5 * (i % 3) };
-            let doc = format!(r#"{{"_id":"r{i:02}","timestamp":{},"created":{created},"appId":{}}}"#, 100 * i, 1 + i % 2);
+            let doc =
+                format!(r#"{{"_id":"r{i:02}","timestamp":{},"created":{created},"appId":{}}}"#, 100 * i, 1 + i % 2);
             let mut bytes = doc.into_bytes();
             let len = bytes.len();
             bytes.resize(len + INPUT_PADDING, 0);

@@ -52,11 +52,7 @@ impl EmulatorHandle {
     /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS, the
     /// name the certificate carries).
     pub fn base_url(&self) -> String {
-        if self.tls {
-            format!("https://localhost:{}", self.addr.port())
-        } else {
-            format!("http://{}", self.addr)
-        }
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
     }
 
     /// The self-signed certificate (PEM) when serving HTTPS.
@@ -462,7 +458,10 @@ fn admit(shared: &Shared) -> bool {
 fn handle_token(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply {
     let form = std::str::from_utf8(request.body_bytes()).unwrap_or_default();
     let field = |name: &str| {
-        form.split('&').filter_map(|pair| pair.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| percent_decode(v))
+        form.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_decode(v))
     };
     let fail = |body: &mut Vec<u8>, status: u16, error: &str, description: &str| {
         body.clear();

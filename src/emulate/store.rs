@@ -103,7 +103,8 @@ impl RecordSetBuilder {
         } else {
             record.get("created").and_then(|v| v.as_i64_lenient()).unwrap_or(timestamp)
         };
-        let service = if is_alert { alert_service(record) } else { record.get("appId").and_then(|v| v.as_i64_lenient()) };
+        let service =
+            if is_alert { alert_service(record) } else { record.get("appId").and_then(|v| v.as_i64_lenient()) };
         let offset = self.set.bytes.len();
         write_compact_json(record, &mut self.set.bytes);
         let len = u32::try_from(self.set.bytes.len() - offset).ok()?;

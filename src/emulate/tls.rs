@@ -30,10 +30,9 @@ pub fn self_signed(extra_names: &[String]) -> Result<SelfSignedIdentity, TlsSetu
     let certified = rcgen::generate_simple_self_signed(names)?;
     let cert_der = CertificateDer::from(certified.cert.der().to_vec());
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
-    let server_config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(vec![cert_der], key_der)?;
+    let server_config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key_der)?;
     Ok(SelfSignedIdentity { cert_pem: certified.cert.pem(), server_config: Arc::new(server_config) })
 }
