@@ -257,6 +257,10 @@ fn wrong_or_missing_credentials_stop_at_once_with_a_clear_error() {
     let emulator = self::emulator(&store, |_| {});
     let response = bare.post(format!("{}/api/v1/alerts/", emulator.base_url())).send("{}").unwrap();
     assert_eq!(response.status().as_u16(), 401);
+    // The counters are served as JSON for tests and scripts.
+    let mut stats = bare.get(format!("{}/stats", emulator.base_url())).call().unwrap();
+    let text = stats.body_mut().read_to_string().unwrap();
+    assert!(text.contains("\"apiRequests\":1,") && text.contains("\"unauthorized\":1,"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -320,6 +324,25 @@ fn https_with_the_emulators_certificate() {
         .unwrap_err();
     assert!(matches!(err, ApiError::Setup { .. }), "{err:?}");
     assert!(err.to_string().contains("--ca"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn slow_responses_time_out_and_are_retried() {
+    let (store, window) = generated_store(2000, 6);
+    let emulator = emulator(&store, |c| {
+        c.faults = FaultConfig { slow: 0.3, slow_delay: Duration::from_millis(1500), ..FaultConfig::default() };
+    });
+    let dir = scratch_dir("slow");
+    let mut api = api_config(&emulator.base_url());
+    api.request_timeout = Duration::from_millis(750);
+    let mut config = backfill_config(api, window);
+    config.scan_limit = 200;
+    let report = backfill_to_file(&config, &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+    let stats = emulator.shutdown();
+    assert!(stats.injected_slow > 0, "{stats:?}");
+    assert_eq!(report.client.network_errors, stats.injected_slow, "each slow answer timed out once");
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -264,7 +264,9 @@ impl ApiClient {
             .user_agent(concat!("cefwire/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        let seed = Instant::now().elapsed().as_nanos() as u64 ^ u64::from(std::process::id());
+        // Jitter only needs to differ between processes.
+        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let seed = clock.as_nanos() as u64 ^ u64::from(std::process::id());
         Ok(ApiClient {
             agent,
             base: config.portal_url.trim_end_matches('/').to_owned(),
