@@ -184,7 +184,9 @@ pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<Backfi
         .spawn(move || fetch_loop(client, pagers, &event_tx, &info_rx, &free_rx))
         .map_err(|e| BackfillError::Output(io::Error::other(format!("starting the fetch thread: {e}"))))?;
 
-    let progress = Progress::items(config.progress, None, "backfill");
+    // A bar with ETA from the start: its length grows as each type's first
+    // page tells its total.
+    let progress = Progress::items(config.progress, Some(0), "backfill");
     let mut report = BackfillReport { rate_limit: Some(rate_limit), ..BackfillReport::default() };
     let mut converter = RecordConverter::new(&config.cef);
     let outcome = convert_pages(
