@@ -12,6 +12,7 @@
 use super::limiter::{RateLimit, RequestLimiter};
 use crate::generate::Rng;
 use crate::json::{INPUT_PADDING, JsonParser};
+use crate::time::parse_http_date;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -227,6 +228,9 @@ pub struct ApiClient {
     stats: ClientStats,
     jitter: Rng,
     parser: JsonParser,
+    /// The server's clock (its `Date` header) at the last answer, and when
+    /// that answer arrived.
+    server_clock: Option<(i64, Instant)>,
 }
 
 impl ApiClient {
@@ -277,6 +281,7 @@ impl ApiClient {
             stats: ClientStats::default(),
             jitter: Rng::new(seed ^ 0xA5A5),
             parser: JsonParser::new(),
+            server_clock: None,
         })
     }
 
@@ -288,6 +293,14 @@ impl ApiClient {
 
     pub fn rate_limit(&self) -> RateLimit {
         self.limiter.limit()
+    }
+
+    /// The server's time now (ms), extrapolated from the `Date` header of
+    /// its last answer; `None` before any answer with one. Query windows
+    /// are cut on this clock, so a jump of the local clock cannot skip
+    /// records.
+    pub fn server_now_ms(&self) -> Option<i64> {
+        self.server_clock.map(|(date, at)| date + at.elapsed().as_millis() as i64)
     }
 
     /// The full URL of an endpoint.
@@ -345,6 +358,9 @@ impl ApiClient {
         // The token counts from when the answer (or failure) came back.
         self.limiter.spend(Instant::now());
         let response = sent.map_err(|e| self.classify_transport(url, e))?;
+        if let Some(date) = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(parse_http_date) {
+            self.server_clock = Some((date, Instant::now()));
+        }
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

@@ -203,8 +203,9 @@ pub fn write_head(
     let mut head = Vec::with_capacity(256);
     write!(
         head,
-        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\nConnection: {}\r\n",
         reason(status),
+        crate::time::format_http_date(crate::time::now_ms()),
         if keep_alive { "keep-alive" } else { "close" }
     )?;
     for (name, value) in extra {
@@ -285,9 +286,13 @@ mod tests {
     fn response_head_has_length_and_connection() {
         let mut out = Vec::new();
         write_response(&mut out, 429, b"{}", true, &[("Retry-After", "2")]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let (date_line, rest) = text.split_once("\r\nContent-Type").unwrap();
+        let date = date_line.strip_prefix("HTTP/1.1 429 Too Many Requests\r\nDate: ").unwrap();
+        assert!(crate::time::parse_http_date(date).is_some(), "{date}");
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\nRetry-After: 2\r\n\r\n{}"
+            rest,
+            ": application/json\r\nContent-Length: 2\r\nConnection: keep-alive\r\nRetry-After: 2\r\n\r\n{}"
         );
     }
 }
