@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub ca_file: Option<PathBuf>,
     /// API requests per minute (`30`), all endpoints together.
     pub rate_limit: Option<f64>,
+    /// Activities per scan page (500-5000; default 5000).
+    pub scan_page_size: Option<u64>,
     #[serde(default)]
     pub auth: AuthSection,
     #[serde(default)]

@@ -98,6 +98,9 @@ pub struct HealthReport {
     pub stopped: bool,
     pub api: LinkHealth,
     pub syslog: LinkHealth,
+    /// Saving the checkpoint (a full or read-only state disk fails here).
+    #[serde(default)]
+    pub checkpoint: LinkHealth,
     pub activities: StreamHealth,
     pub alerts: StreamHealth,
     pub api_counters: ApiCounters,
@@ -126,6 +129,10 @@ impl HealthReport {
         }
         if let Some(since) = self.syslog.failing_since_ms {
             failing.push((since, format!("syslog failing: {}", self.syslog.last_error.as_deref().unwrap_or("error"))));
+        }
+        if let Some(since) = self.checkpoint.failing_since_ms {
+            let error = self.checkpoint.last_error.as_deref().unwrap_or("error");
+            failing.push((since, format!("checkpoint failing: {error}")));
         }
         if !running {
             let why = if self.stopped { "agent stopped" } else { "agent not running (health file not updated)" };
@@ -198,8 +205,8 @@ impl HealthStatus {
             "lag:      {}\n",
             self.lag_ms.map_or("no record sent yet".to_owned(), format_duration_ms)
         ));
-        for (name, link) in [("API", &r.api), ("syslog", &r.syslog)] {
-            out.push_str(&format!("{name:<9} last success {}", ago(link.last_success_ms)));
+        for (name, link) in [("API", &r.api), ("syslog", &r.syslog), ("checkpoint", &r.checkpoint)] {
+            out.push_str(&format!("{name:<10} last success {}", ago(link.last_success_ms)));
             if let (Some(err), Some(at)) = (&link.last_error, link.last_error_ms) {
                 out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
             }

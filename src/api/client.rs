@@ -126,6 +126,26 @@ impl ApiConfig {
     }
 }
 
+/// Checks an HTTP CONNECT proxy given as `host[:port]`,
+/// `user:password@host:port` or `http://…`, and returns it as a URL.
+pub fn proxy_url(spec: &str) -> Result<String, String> {
+    let (scheme, rest) = spec.split_once("://").unwrap_or(("http", spec));
+    if scheme != "http" && scheme != "https" {
+        return Err(format!("{spec:?}: only HTTP CONNECT proxies are supported (http://host:port)"));
+    }
+    let host = rest.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{spec:?} has no host"));
+    }
+    if let Some((_, port)) = host.rsplit_once(':')
+        && !host.ends_with(']')
+        && port.parse::<u16>().is_err()
+    {
+        return Err(format!("{spec:?}: port {port:?} is not a number"));
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
 /// Why the client stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {

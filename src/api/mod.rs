@@ -14,7 +14,7 @@ pub mod paging;
 
 pub use client::{
     ApiAuth, ApiClient, ApiConfig, ApiError, ClientCredentials, ClientStats, DEFAULT_SCOPE, DEFAULT_TOKEN_URL,
-    Endpoint, RetryPolicy,
+    Endpoint, RetryPolicy, proxy_url,
 };
 pub use limiter::{RateLimit, RequestLimiter};
 pub use paging::{ActivityScan, OffsetPager, PageInfo, Pager, PagingError, TimeKey, TimeWindow};

@@ -108,23 +108,7 @@ impl ApiArgs {
         };
         let proxy = match &self.proxy {
             None => None,
-            Some(spec) => {
-                let (scheme, rest) = spec.split_once("://").unwrap_or(("http", spec));
-                if scheme != "http" && scheme != "https" {
-                    usage!("--proxy {spec:?}: only HTTP CONNECT proxies are supported (http://host:port)");
-                }
-                let host = rest.rsplit('@').next().unwrap_or_default();
-                if host.is_empty() || host.starts_with(':') {
-                    usage!("--proxy {spec:?} has no host");
-                }
-                if let Some((_, port)) = host.rsplit_once(':')
-                    && !host.ends_with(']')
-                    && port.parse::<u16>().is_err()
-                {
-                    usage!("--proxy {spec:?}: port {port:?} is not a number");
-                }
-                Some(format!("{scheme}://{rest}"))
-            }
+            Some(spec) => Some(crate::api::proxy_url(spec).map_err(|e| super::UsageError(format!("--proxy {e}")))?),
         };
         if let Some(ca) = &self.api_ca
             && !ca.is_file()

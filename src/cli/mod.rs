@@ -2,6 +2,7 @@
 //! configs. This is the only module that uses clap; everything else takes a
 //! config. Each subcommand has its own file here; [`run`] dispatches.
 
+mod agent;
 mod api;
 mod backfill;
 mod common;
@@ -35,6 +36,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write synthetic activity/alert records as NDJSON (for tests and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Run the SIEM agent: last two days first, then everything new, resumable.
+    Agent(Box<agent::AgentArgs>),
     /// Fetch a time window from the API and write or send it as CEF.
     Backfill(Box<backfill::BackfillArgs>),
     /// Run a local emulator of the Defender for Cloud Apps API.
@@ -63,6 +66,7 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Backfill(args) => backfill::run(*args),
         Command::Emulate(args) => emulate::run(args),
         Command::Replay(args) => replay::run(args),
