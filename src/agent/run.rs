@@ -750,14 +750,15 @@ mod tests {
     #[test]
     fn resend_window_keeps_the_newest_messages() {
         let mut window = ResendWindow::new(2048);
-        for n in 0..100u32 {
+        for n in 0..300u32 {
             window.push(format!("message {n:03}").as_bytes());
         }
         let kept: Vec<String> = window.messages().map(|m| String::from_utf8(m.to_vec()).unwrap()).collect();
-        assert!(!kept.is_empty() && kept.len() < 100);
-        assert_eq!(kept.last().unwrap(), "message 099");
+        // 15 bytes a message: at least one half (1024 bytes), at most both.
+        assert!((1024 / 15..=2048 / 15).contains(&kept.len()), "{}", kept.len());
+        assert_eq!(kept.last().unwrap(), "message 299");
         let first: u32 = kept[0][8..].parse().unwrap();
-        let expected: Vec<String> = (first..100).map(|n| format!("message {n:03}")).collect();
+        let expected: Vec<String> = (first..300).map(|n| format!("message {n:03}")).collect();
         assert_eq!(kept, expected, "consecutive, oldest first");
     }
 
