@@ -191,9 +191,12 @@ pub struct SendReport {
     /// Failed connection attempts, broken connections, refused datagrams.
     pub errors: u64,
     /// Estimate of messages that were written but may never have been
-    /// processed because the connection broke: not acknowledged by the
-    /// peer's TCP, or acknowledged but possibly still unread in its receive
-    /// buffer. An upper estimate; 0 means no connection ever broke.
+    /// processed because a stream connection broke: not acknowledged by the
+    /// peer's TCP (`TCP_INFO`), or acknowledged but possibly still unread in
+    /// its receive buffer (the larger of the largest window it advertised
+    /// and 6 MiB, Linux's default ceiling). An upper estimate, summed over
+    /// broken connections; 0 means none broke. Messages held in the
+    /// receiving application's own memory are beyond what TCP can tell.
     pub possibly_lost: u64,
     /// The last error seen, for the report.
     pub last_error: Option<String>,

@@ -708,19 +708,27 @@ fn tcp_info(_stream: &TcpStream) -> Option<TcpInfo> {
     None
 }
 
-/// Messages of a broken connection that may not have been processed:
-/// those in bytes the peer's TCP never acknowledged, plus as many as fit in
-/// the peer's receive window (acknowledged, but perhaps never read before
-/// it died). Without `TCP_INFO`, assume a 1 MiB window and nothing acked.
+/// The receive buffer a peer is assumed to have at most when it advertised
+/// no larger window: Linux's default ceiling (`net.ipv4.tcp_rmem`), which
+/// autotuning may reach without the window ever showing it (a slow reader
+/// keeps the advertised window small while its buffer grows).
+const ASSUMED_PEER_RECEIVE_BUFFER: u64 = 6 << 20;
+
+/// Messages of a broken connection that may not have been processed: those
+/// in bytes the peer's TCP never acknowledged, plus as many as fit in the
+/// peer's receive buffer (acknowledged, but perhaps never read before it
+/// died): the larger of the largest window it advertised and
+/// [`ASSUMED_PEER_RECEIVE_BUFFER`]. An upper estimate; what the receiving
+/// application held in its own memory is beyond what TCP can tell.
 fn estimate_lost(stream: &TcpStream, wire_bytes: u64, frames: u64, max_window: u64) -> u64 {
     if frames == 0 || wire_bytes == 0 {
         return 0;
     }
     let (unacked, window) = match tcp_info(stream) {
         Some(info) => (wire_bytes.saturating_sub(info.bytes_acked), max_window.max(info.send_window)),
-        None => (wire_bytes, 1 << 20),
+        None => (0, 0),
     };
-    let at_risk = unacked + window;
+    let at_risk = unacked + window.max(ASSUMED_PEER_RECEIVE_BUFFER);
     let per_frame = (wire_bytes / frames).max(1);
     at_risk.div_ceil(per_frame).min(frames)
 }
