@@ -398,6 +398,50 @@ impl SyslogSender {
         }
     }
 
+    /// A batch is handed over once it holds this many bytes.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
+    /// Whether [`append_lines`](Self::append_lines) takes blocks: newline
+    /// framing and no size limit, so that each line is its own frame as is.
+    pub fn takes_line_blocks(&self) -> bool {
+        self.framing == Framing::NewLine && self.max_message_bytes.is_none()
+    }
+
+    /// Appends `block` (whole lines, each ending in `\n`, at most
+    /// [`batch_bytes`](Self::batch_bytes) long) as one message per line,
+    /// copying it once: the fast path for passing rendered lines through.
+    /// Returns the number of messages, or `None` with nothing appended when
+    /// the block does not qualify (see [`takes_line_blocks`](Self::takes_line_blocks);
+    /// an empty line or a `\r\n` in it), so the caller goes line by line.
+    pub fn append_lines(&mut self, block: &[u8]) -> io::Result<Option<usize>> {
+        if !self.takes_line_blocks() || block.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        if self.current.bytes.len() + block.len() > self.current.bytes.capacity() {
+            self.send_pending()?;
+        }
+        let base = self.current.bytes.len();
+        let ends_before = self.current.ends.len();
+        let mut line_start = 0;
+        for newline in memchr::memchr_iter(b'\n', block) {
+            if newline == line_start || block[newline - 1] == b'\r' {
+                self.current.ends.truncate(ends_before);
+                return Ok(None);
+            }
+            self.current.ends.push(base + newline + 1);
+            line_start = newline + 1;
+        }
+        self.current.bytes.extend_from_slice(block);
+        let count = self.current.ends.len() - ends_before;
+        self.accepted += count as u64;
+        if self.current.bytes.len() >= self.batch_bytes || self.current.ends.len() >= MAX_BATCH_MESSAGES {
+            self.send_pending()?;
+        }
+        Ok(Some(count))
+    }
+
     /// The counters so far.
     pub fn report(&self) -> SendReport {
         let s = &self.shared;

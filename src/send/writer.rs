@@ -39,6 +39,9 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 /// Plaintext rustls may hold before `writer().write` pushes back.
 const TLS_BUFFER_LIMIT: usize = 256 * 1024;
 
+/// Sample the peer's receive window every this many batches.
+const WINDOW_SAMPLE_EVERY: u64 = 16;
+
 /// Longest sleep in `poll` (timers are checked at least this often).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
@@ -89,6 +92,7 @@ struct Conn {
     wire_bytes: u64,
     frames: u64,
     max_window: u64,
+    batches_done: u64,
 }
 
 struct Writer {
@@ -149,6 +153,7 @@ impl Writer {
                     wire_bytes: 0,
                     frames: 0,
                     max_window: 0,
+                    batches_done: 0,
                 });
             }
         }
@@ -539,7 +544,11 @@ impl Writer {
                 conn.offset = 0;
                 conn.next_seq += *per_lane;
                 queue[slot].remaining -= 1;
-                if let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
+                // The peer's window, for the loss estimate: a getsockopt
+                // costs about as much as a small write, so not every batch.
+                conn.batches_done += 1;
+                if conn.batches_done % WINDOW_SAMPLE_EVERY == 1
+                    && let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
                     && let Some(info) = tcp_info(stream)
                 {
                     conn.max_window = conn.max_window.max(info.send_window);
