@@ -547,3 +547,34 @@ fn loss_estimate_covers_data_a_dying_receiver_never_read() {
     assert!(report.possibly_lost >= lost, "estimate {} must cover the loss {lost}", report.possibly_lost);
     assert_eq!(report.messages_written, MESSAGES as u64);
 }
+
+#[test]
+fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
+    let dir = temp_dir("passthrough");
+    // Plain lines (the block fast path), a CRLF line and an empty line
+    // (the line-by-line fallback), and a last line without a newline.
+    let mut input = String::new();
+    for i in 0..3000 {
+        input.push_str(&format!(
+            "<134>2026-01-01T00:00:00.000Z h CEF:0|MCAS|SIEM_Agent|1|S|N|0|externalId={i} msg=a\\=b\tc\n"
+        ));
+    }
+    input.push_str("<134>crlf line\r\n\n<134>after blank\n");
+    for i in 0..3000 {
+        input.push_str(&format!("<134>tail {i}\n"));
+    }
+    input.push_str("<134>no newline at the end");
+    let file = dir.join("lines.cef");
+    std::fs::write(&file, &input).unwrap();
+    let want: String = input.replace("\r\n", "\n").replace("\n\n", "\n") + "\n";
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "6003", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    let (status, report) = replay(&file, &sink.url, &[]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "passed_through"), 6003, "{report}");
+    sink.report(Duration::from_secs(60));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+}
