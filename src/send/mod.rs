@@ -227,6 +227,21 @@ struct Shared {
     written_lock: Mutex<()>,
     written_signal: Condvar,
     waiting_for_written: AtomicBool,
+    /// Signalled when a batch goes back to the pool while the producer waits.
+    pool_lock: Mutex<()>,
+    pool_signal: Condvar,
+    waiting_for_batch: AtomicBool,
+}
+
+impl Shared {
+    /// Wakes a producer waiting for a free batch (called after returning one).
+    fn batch_returned(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiting_for_batch.load(Ordering::Relaxed) {
+            let _guard = self.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.pool_signal.notify_one();
+        }
+    }
 }
 
 impl Shared {
@@ -360,6 +375,9 @@ impl SyslogSender {
         if to_writer.send(full).is_err() {
             return Err(self.writer_gone());
         }
+        // Pairs with the writer's fence before it sleeps: either it sees
+        // this batch or this sees it parked and wakes it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.shared.parked.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
@@ -377,6 +395,7 @@ impl SyslogSender {
         loop {
             let written = self.messages_written();
             if written >= target {
+                self.shared.waiting_for_written.store(false, Ordering::Relaxed);
                 return Ok(written);
             }
             if let Some(failure) = self.shared.failure() {
@@ -511,22 +530,32 @@ impl SyslogSender {
 
     /// A free batch, waiting while all are in flight (backpressure).
     fn take_empty_batch(&mut self) -> io::Result<Batch> {
-        match self.empty_batches.try_recv() {
-            Ok(batch) => return Ok(batch),
-            Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
-            Err(TryRecvError::Empty) => {}
-        }
         loop {
-            match self.empty_batches.recv_timeout(Duration::from_millis(100)) {
+            match self.empty_batches.try_recv() {
                 Ok(batch) => return Ok(batch),
-                Err(RecvTimeoutError::Disconnected) => return Err(self.writer_gone()),
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.stop_requested() {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
-                    }
-                    if let Some(failure) = self.shared.failure() {
-                        return Err(io::Error::other(failure));
-                    }
+                Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
+                Err(TryRecvError::Empty) => {}
+            }
+            // Sleep until the writer returns a batch. A condition variable
+            // rather than a blocking channel receive: crossbeam spins and
+            // yields first, which takes CPU from the writer on small machines.
+            let shared = &self.shared;
+            let guard = shared.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.waiting_for_batch.store(true, Ordering::SeqCst);
+            // Pairs with the fence after the writer's send: either it sees
+            // the flag and signals, or this sees its batch.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let ready = !self.empty_batches.is_empty();
+            if !ready {
+                let _ = shared.pool_signal.wait_timeout(guard, Duration::from_millis(100));
+            }
+            shared.waiting_for_batch.store(false, Ordering::Relaxed);
+            if !ready {
+                if self.stop_requested() {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
+                }
+                if let Some(failure) = self.shared.failure() {
+                    return Err(io::Error::other(failure));
                 }
             }
         }

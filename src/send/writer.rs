@@ -119,11 +119,14 @@ struct Writer {
 }
 
 pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
-    let mut writer = Writer::new(setup, shared);
+    let mut writer = Writer::new(setup, Arc::clone(&shared));
     if let Err(failure) = writer.run() {
         *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
     }
     writer.close_all();
+    // Dropping the pool sender tells a waiting producer the writer is gone.
+    drop(writer);
+    shared.batch_returned();
 }
 
 impl Writer {
@@ -242,6 +245,7 @@ impl Writer {
 
             // Park: the producer wakes us only when this flag is set.
             self.shared.parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if !self.from_producer.is_empty() {
                 self.shared.parked.store(false, Ordering::SeqCst);
                 continue;
@@ -295,6 +299,7 @@ impl Writer {
             let _ = self.to_pool.try_send(queued.batch);
         }
         if released > 0 {
+            self.shared.batch_returned();
             self.shared.messages_written.fetch_add(released, Ordering::AcqRel);
             if self.shared.waiting_for_written.load(Ordering::Acquire) {
                 let _guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
