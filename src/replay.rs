@@ -295,6 +295,29 @@ impl Pacer<'_> {
         io::Error::new(io::ErrorKind::Interrupted, STOPPED)
     }
 
+    fn show_progress(&mut self, now: Instant) {
+        if self.progress.is_visible() && now >= self.next_progress {
+            self.next_progress = now + Duration::from_millis(250);
+            let report = self.sender.report();
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            self.progress.set_position(report.messages_written);
+            self.progress.set_message(&format!(
+                "sending: {:.1} MB/s, {} errors, sent",
+                report.bytes_written as f64 / secs / 1e6,
+                report.errors
+            ));
+        }
+    }
+
+    /// Stop flag, deadline and progress, once per block of messages.
+    fn check_stop(&mut self) -> io::Result<()> {
+        if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Self::stopped());
+        }
+        self.show_progress(Instant::now());
+        Ok(())
+    }
+
     fn pace(&mut self) -> io::Result<()> {
         if self.stop.load(Ordering::Relaxed) {
             return Err(Self::stopped());
@@ -319,17 +342,7 @@ impl Pacer<'_> {
                 std::thread::sleep(wait);
             }
         }
-        if self.progress.is_visible() && now >= self.next_progress {
-            self.next_progress = now + Duration::from_millis(250);
-            let report = self.sender.report();
-            let secs = report.elapsed.as_secs_f64().max(1e-9);
-            self.progress.set_position(report.messages_written);
-            self.progress.set_message(&format!(
-                "sending: {:.1} MB/s, {} errors, sent",
-                report.bytes_written as f64 / secs / 1e6,
-                report.errors
-            ));
-        }
+        self.show_progress(now);
         Ok(())
     }
 }
@@ -440,23 +453,51 @@ fn replay_input(
             let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
             converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
         }
+    } else if sink.rate.is_none() && sink.now.is_none() && sink.sender.takes_line_blocks() {
+        // Fast path: whole blocks of lines, copied once.
+        let max = sink.sender.batch_bytes();
+        loop {
+            if from_stdin {
+                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+            }
+            let Some(block) = reader.next_line_block(max).map_err(read_error)? else { break };
+            match sink.sender.append_lines(block).map_err(InputError::Sink)? {
+                Some(count) => {
+                    sink.sent += count as u64;
+                    report.passed_through += count as u64;
+                }
+                None => {
+                    for line in block.split(|&b| b == b'\n') {
+                        pass_line(line, sink, report).map_err(InputError::Sink)?;
+                    }
+                }
+            }
+            sink.check_stop().map_err(InputError::Sink)?;
+        }
     } else {
         loop {
             if from_stdin {
                 send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
             }
             let Some(line) = reader.next_raw_line().map_err(read_error)? else { break };
-            let text = &line.bytes[..line.len];
-            if text.trim_ascii().is_empty() {
-                continue;
-            }
-            let buffer = sink.buffer();
-            let start = buffer.len();
-            buffer.extend_from_slice(text);
-            sink.commit(start).map_err(InputError::Sink)?;
-            report.passed_through += 1;
+            pass_line(&line.bytes[..line.len], sink, report).map_err(InputError::Sink)?;
         }
     }
+    Ok(())
+}
+
+/// One already-rendered line as one message: a trailing `\r` is dropped,
+/// an empty line skipped, everything else passed through byte for byte.
+fn pass_line(line: &[u8], sink: &mut Pacer<'_>, report: &mut ReplayReport) -> io::Result<()> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Ok(());
+    }
+    let buffer = sink.buffer();
+    let start = buffer.len();
+    buffer.extend_from_slice(line);
+    sink.commit(start)?;
+    report.passed_through += 1;
     Ok(())
 }
 

@@ -452,3 +452,129 @@ fn loop_and_duration_bound_the_run() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(field(&sink.stop(), "messages"), sent);
 }
+
+/// Sets SO_LINGER 0: closing then discards unread data and sends a reset,
+/// like a receiver that crashes with a full buffer.
+fn close_abruptly(stream: std::net::TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setting a plain struct option on a valid socket.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(stream);
+}
+
+#[test]
+fn loss_estimate_covers_data_a_dying_receiver_never_read() {
+    use cefwire::records::MessageSink;
+    use cefwire::send::{Destination, SendConfig, SyslogSender};
+    use std::io::Read as _;
+
+    const MESSAGES: usize = 100_000;
+    let line = |i: usize| {
+        format!(
+            "<134>2026-01-01T00:00:00.000Z host CEF:0|MCAS|SIEM_Agent|1|SIG|Name|0|externalId={i:07} msg={}",
+            "x".repeat(300)
+        )
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+
+    // The first receiver reads slowly, then dies with data unread.
+    let first = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while got.len() < 4 << 20 {
+            let n = stream.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        close_abruptly(stream);
+        drop(listener);
+        got
+    });
+    let mut config = SendConfig::new(vec![Destination::parse(&format!("tcp://{addr}")).unwrap()]);
+    config.backoff.initial = Duration::from_millis(20);
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let producer = std::thread::spawn(move || {
+        for i in 0..MESSAGES {
+            let buffer = sender.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(line(i).as_bytes());
+            sender.commit(start).unwrap();
+        }
+        sender.finish().unwrap()
+    });
+    let got1 = first.join().unwrap();
+    // The replacement receiver, on the same port, reads to the end.
+    let listener = TcpListener::bind(addr).unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut got2 = Vec::new();
+    stream.read_to_end(&mut got2).unwrap();
+    let report = producer.join().unwrap();
+
+    let complete = |bytes: &[u8]| -> Vec<String> {
+        let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        String::from_utf8_lossy(&bytes[..end]).lines().map(str::to_owned).collect()
+    };
+    let (lines1, lines2) = (complete(&got1), complete(&got2));
+    assert!(!lines2.is_empty(), "sending continued after the reconnect");
+    let id = |l: &str| l.split("externalId=").nth(1).unwrap()[..7].parse::<usize>().unwrap();
+    for (i, l) in lines1.iter().enumerate() {
+        assert_eq!(id(l), i, "first receiver: in order from the start");
+    }
+    let resumed = id(&lines2[0]);
+    for (k, l) in lines2.iter().enumerate() {
+        assert_eq!(id(l), resumed + k, "second receiver: in order, no gaps");
+    }
+    assert_eq!(resumed + lines2.len(), MESSAGES, "everything after the gap arrived");
+    assert!(resumed >= lines1.len(), "no duplicates");
+    let lost = (resumed - lines1.len()) as u64;
+    eprintln!(
+        "receiver died with unread data: lost {lost}, estimate {}, reconnects {}",
+        report.possibly_lost, report.reconnects
+    );
+    assert!(report.reconnects >= 1);
+    assert!(lost > 0, "the receiver discarded unread data");
+    assert!(report.possibly_lost >= lost, "estimate {} must cover the loss {lost}", report.possibly_lost);
+    assert_eq!(report.messages_written, MESSAGES as u64);
+}
+
+#[test]
+fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
+    let dir = temp_dir("passthrough");
+    // Plain lines (the block fast path), a CRLF line and an empty line
+    // (the line-by-line fallback), and a last line without a newline.
+    let mut input = String::new();
+    for i in 0..3000 {
+        input.push_str(&format!(
+            "<134>2026-01-01T00:00:00.000Z h CEF:0|MCAS|SIEM_Agent|1|S|N|0|externalId={i} msg=a\\=b\tc\n"
+        ));
+    }
+    input.push_str("<134>crlf line\r\n\n<134>after blank\n");
+    for i in 0..3000 {
+        input.push_str(&format!("<134>tail {i}\n"));
+    }
+    input.push_str("<134>no newline at the end");
+    let file = dir.join("lines.cef");
+    std::fs::write(&file, &input).unwrap();
+    let want: String = input.replace("\r\n", "\n").replace("\n\n", "\n") + "\n";
+    let out = dir.join("received.cef");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "6003", "--timeout", "60s", "--out", out.to_str().unwrap()],
+    );
+    let (status, report) = replay(&file, &sink.url, &[]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "passed_through"), 6003, "{report}");
+    sink.report(Duration::from_secs(60));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+}

@@ -1,6 +1,7 @@
 //! The send path allocates nothing per message once warm: rendering into
 //! the sender's batch, framing, handing batches over, writing them (TCP
-//! and UDP with sendmmsg) and getting them back from the pool. Proved with
+//! and UDP with sendmmsg) and getting them back from the pool, and the same
+//! with NDJSON records converted straight into the sender. Proved with
 //! a counting global allocator (its own test binary, so nothing else runs
 //! in the process).
 
@@ -48,9 +49,8 @@ fn send(sender: &mut SyslogSender, count: usize) {
     }
 }
 
-/// A small pool, so that the producer certainly waits for free batches
-/// during the warm-up (the first wait sets up crossbeam's per-thread
-/// context once).
+/// A small pool, so that the producer waits for free batches (the
+/// backpressure path is part of what is measured).
 fn small_pool(mut config: SendConfig) -> SendConfig {
     config.batches = 2;
     config.batch_bytes = 64 * 1024;
@@ -101,11 +101,59 @@ fn sending_allocates_nothing_per_message_once_warm() {
     let udp = allocations_while_sending(&mut sender);
     drop(sender.finish().unwrap());
 
-    // Zero per message. The only allocations crossbeam may make are one-off:
-    // its per-thread wait context and the waiter list of a channel, set up
-    // the first time the producer ever waits for a free batch (normally
-    // during the warm-up). 200,000 messages are ~400 batches: anything per
-    // batch or per message would show as hundreds.
     eprintln!("allocations while sending 200,000 messages: TCP {tcp}, UDP {udp}");
-    assert!(tcp <= 2 && udp <= 2, "allocations for 200,000 messages: TCP {tcp}, UDP {udp}");
+    assert_eq!((tcp, udp), (0, 0), "allocations while sending 200,000 messages (TCP, UDP)");
+
+    // The whole job: NDJSON records converted straight into the sender.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let config = small_pool(SendConfig::new(vec![
+        Destination::parse(&format!("udp://{}", socket.local_addr().unwrap())).unwrap(),
+    ]));
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let converting = allocations_while_converting(&mut sender);
+    let report = sender.finish().unwrap();
+    assert_eq!(report.messages_written, 22 * 2000);
+    eprintln!("allocations while converting and sending 40,000 records: {converting}");
+    assert_eq!(converting, 0, "allocations while converting and sending 40,000 records");
+}
+
+fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
+    use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+    use cefwire::records::{Origin, RecordConverter};
+    use cefwire::rejects::RejectLog;
+    let mut generator = RecordGenerator::new(GenerateConfig {
+        kind: GenerateKind::Mixed,
+        count: 2000,
+        seed: 3,
+        late_ratio: 0.1,
+        start_ms: 1_767_225_600_000,
+        span_ms: 86_400_000,
+    });
+    let mut records = Vec::new();
+    let mut record = Vec::new();
+    while generator.write_next(&mut record) {
+        records.push(std::mem::take(&mut record));
+    }
+    let longest = records.iter().map(Vec::len).max().unwrap();
+    let mut padded = vec![b' '; longest + cefwire::json::INPUT_PADDING];
+    let mut converter = RecordConverter::new(&cefwire::cef::CefOptions::default());
+    let mut rejects = RejectLog::new(0);
+    let mut pass = |sender: &mut SyslogSender| {
+        for (line, record) in records.iter().enumerate() {
+            padded[..record.len()].copy_from_slice(record);
+            padded[record.len()..].fill(b' ');
+            let origin = Origin { file: "memory", line: line as u64 + 1, multi_line: false };
+            converter.convert_document(origin, &mut padded, record.len(), sender, &mut rejects).unwrap();
+        }
+    };
+    pass(sender);
+    pass(sender);
+    sender.flush(Duration::from_secs(30)).unwrap();
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..20 {
+        pass(sender);
+    }
+    sender.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(converter.counts.rejected, 0);
+    ALLOCATIONS.load(Ordering::Relaxed) - before
 }

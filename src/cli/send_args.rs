@@ -75,6 +75,10 @@ pub struct SendArgs {
     /// Batch size in KiB handed to the writer thread.
     #[arg(long, value_name = "KIB", default_value_t = 256, hide_short_help = true)]
     pub batch_kib: usize,
+
+    /// Batches in the pool (memory is about batches x batch size).
+    #[arg(long, value_name = "N", default_value_t = 32, hide_short_help = true)]
+    pub batches: usize,
 }
 
 fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
@@ -142,6 +146,7 @@ impl SendArgs {
             client_key: self.client_key.clone(),
         };
         config.batch_bytes = self.batch_kib.clamp(1, 64 * 1024) * 1024;
+        config.batches = self.batches.clamp(2, 4096);
         config.use_sendmmsg = !self.no_sendmmsg;
         config.backoff = Backoff::default();
         config.give_up_after = give_up_after;

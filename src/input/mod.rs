@@ -145,6 +145,12 @@ impl DocumentReader {
         }
     }
 
+    /// Whole lines in one block, for inputs of already-rendered lines
+    /// (see [`LineReader::next_line_block`]).
+    pub fn next_line_block(&mut self, max: usize) -> Result<Option<&[u8]>, LineError> {
+        self.lines.next_line_block(max)
+    }
+
     /// Whether the next line can be had without reading more (so a caller
     /// can flush its output before it would block on a quiet pipe).
     pub fn has_buffered_line(&self) -> bool {

@@ -191,9 +191,12 @@ pub struct SendReport {
     /// Failed connection attempts, broken connections, refused datagrams.
     pub errors: u64,
     /// Estimate of messages that were written but may never have been
-    /// processed because the connection broke: not acknowledged by the
-    /// peer's TCP, or acknowledged but possibly still unread in its receive
-    /// buffer. An upper estimate; 0 means no connection ever broke.
+    /// processed because a stream connection broke: not acknowledged by the
+    /// peer's TCP (`TCP_INFO`), or acknowledged but possibly still unread in
+    /// its receive buffer (the larger of the largest window it advertised
+    /// and 6 MiB, Linux's default ceiling). An upper estimate, summed over
+    /// broken connections; 0 means none broke. Messages held in the
+    /// receiving application's own memory are beyond what TCP can tell.
     pub possibly_lost: u64,
     /// The last error seen, for the report.
     pub last_error: Option<String>,
@@ -250,6 +253,21 @@ struct Shared {
     written_lock: Mutex<()>,
     written_signal: Condvar,
     waiting_for_written: AtomicBool,
+    /// Signalled when a batch goes back to the pool while the producer waits.
+    pool_lock: Mutex<()>,
+    pool_signal: Condvar,
+    waiting_for_batch: AtomicBool,
+}
+
+impl Shared {
+    /// Wakes a producer waiting for a free batch (called after returning one).
+    fn batch_returned(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.waiting_for_batch.load(Ordering::Relaxed) {
+            let _guard = self.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.pool_signal.notify_one();
+        }
+    }
 }
 
 impl Shared {
@@ -383,6 +401,9 @@ impl SyslogSender {
         if to_writer.send(full).is_err() {
             return Err(self.writer_gone());
         }
+        // Pairs with the writer's fence before it sleeps: either it sees
+        // this batch or this sees it parked and wakes it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.shared.parked.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
@@ -400,6 +421,7 @@ impl SyslogSender {
         loop {
             let written = self.messages_written();
             if written >= target {
+                self.shared.waiting_for_written.store(false, Ordering::Relaxed);
                 return Ok(written);
             }
             if let Some(failure) = self.shared.failure() {
@@ -419,6 +441,50 @@ impl SyslogSender {
             let wait = (deadline - now).min(Duration::from_millis(100));
             guard = self.shared.written_signal.wait_timeout(guard, wait).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+
+    /// A batch is handed over once it holds this many bytes.
+    pub fn batch_bytes(&self) -> usize {
+        self.batch_bytes
+    }
+
+    /// Whether [`append_lines`](Self::append_lines) takes blocks: newline
+    /// framing and no size limit, so that each line is its own frame as is.
+    pub fn takes_line_blocks(&self) -> bool {
+        self.framing == Framing::NewLine && self.max_message_bytes.is_none()
+    }
+
+    /// Appends `block` (whole lines, each ending in `\n`, at most
+    /// [`batch_bytes`](Self::batch_bytes) long) as one message per line,
+    /// copying it once: the fast path for passing rendered lines through.
+    /// Returns the number of messages, or `None` with nothing appended when
+    /// the block does not qualify (see [`takes_line_blocks`](Self::takes_line_blocks);
+    /// an empty line or a `\r\n` in it), so the caller goes line by line.
+    pub fn append_lines(&mut self, block: &[u8]) -> io::Result<Option<usize>> {
+        if !self.takes_line_blocks() || block.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        if self.current.bytes.len() + block.len() > self.current.bytes.capacity() {
+            self.send_pending()?;
+        }
+        let base = self.current.bytes.len();
+        let ends_before = self.current.ends.len();
+        let mut line_start = 0;
+        for newline in memchr::memchr_iter(b'\n', block) {
+            if newline == line_start || block[newline - 1] == b'\r' {
+                self.current.ends.truncate(ends_before);
+                return Ok(None);
+            }
+            self.current.ends.push(base + newline + 1);
+            line_start = newline + 1;
+        }
+        self.current.bytes.extend_from_slice(block);
+        let count = self.current.ends.len() - ends_before;
+        self.accepted += count as u64;
+        if self.current.bytes.len() >= self.batch_bytes || self.current.ends.len() >= MAX_BATCH_MESSAGES {
+            self.send_pending()?;
+        }
+        Ok(Some(count))
     }
 
     /// The counters so far.
@@ -490,22 +556,32 @@ impl SyslogSender {
 
     /// A free batch, waiting while all are in flight (backpressure).
     fn take_empty_batch(&mut self) -> io::Result<Batch> {
-        match self.empty_batches.try_recv() {
-            Ok(batch) => return Ok(batch),
-            Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
-            Err(TryRecvError::Empty) => {}
-        }
         loop {
-            match self.empty_batches.recv_timeout(Duration::from_millis(100)) {
+            match self.empty_batches.try_recv() {
                 Ok(batch) => return Ok(batch),
-                Err(RecvTimeoutError::Disconnected) => return Err(self.writer_gone()),
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.stop_requested() {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
-                    }
-                    if let Some(failure) = self.shared.failure() {
-                        return Err(io::Error::other(failure));
-                    }
+                Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
+                Err(TryRecvError::Empty) => {}
+            }
+            // Sleep until the writer returns a batch. A condition variable
+            // rather than a blocking channel receive: crossbeam spins and
+            // yields first, which takes CPU from the writer on small machines.
+            let shared = &self.shared;
+            let guard = shared.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
+            shared.waiting_for_batch.store(true, Ordering::SeqCst);
+            // Pairs with the fence after the writer's send: either it sees
+            // the flag and signals, or this sees its batch.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            let ready = !self.empty_batches.is_empty();
+            if !ready {
+                let _ = shared.pool_signal.wait_timeout(guard, Duration::from_millis(100));
+            }
+            shared.waiting_for_batch.store(false, Ordering::Relaxed);
+            if !ready {
+                if self.stop_requested() {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
+                }
+                if let Some(failure) = self.shared.failure() {
+                    return Err(io::Error::other(failure));
                 }
             }
         }

@@ -39,6 +39,9 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 /// Plaintext rustls may hold before `writer().write` pushes back.
 const TLS_BUFFER_LIMIT: usize = 256 * 1024;
 
+/// Sample the peer's receive window every this many batches.
+const WINDOW_SAMPLE_EVERY: u64 = 16;
+
 /// Longest sleep in `poll` (timers are checked at least this often).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
@@ -89,6 +92,7 @@ struct Conn {
     wire_bytes: u64,
     frames: u64,
     max_window: u64,
+    batches_done: u64,
 }
 
 struct Writer {
@@ -115,11 +119,14 @@ struct Writer {
 }
 
 pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
-    let mut writer = Writer::new(setup, shared);
+    let mut writer = Writer::new(setup, Arc::clone(&shared));
     if let Err(failure) = writer.run() {
         *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
     }
     writer.close_all();
+    // Dropping the pool sender tells a waiting producer the writer is gone.
+    drop(writer);
+    shared.batch_returned();
 }
 
 impl Writer {
@@ -149,6 +156,7 @@ impl Writer {
                     wire_bytes: 0,
                     frames: 0,
                     max_window: 0,
+                    batches_done: 0,
                 });
             }
         }
@@ -237,6 +245,7 @@ impl Writer {
 
             // Park: the producer wakes us only when this flag is set.
             self.shared.parked.store(true, Ordering::SeqCst);
+            std::sync::atomic::fence(Ordering::SeqCst);
             if !self.from_producer.is_empty() {
                 self.shared.parked.store(false, Ordering::SeqCst);
                 continue;
@@ -290,6 +299,7 @@ impl Writer {
             let _ = self.to_pool.try_send(queued.batch);
         }
         if released > 0 {
+            self.shared.batch_returned();
             self.shared.messages_written.fetch_add(released, Ordering::AcqRel);
             if self.shared.waiting_for_written.load(Ordering::Acquire) {
                 let _guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -539,7 +549,11 @@ impl Writer {
                 conn.offset = 0;
                 conn.next_seq += *per_lane;
                 queue[slot].remaining -= 1;
-                if let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
+                // The peer's window, for the loss estimate: a getsockopt
+                // costs about as much as a small write, so not every batch.
+                conn.batches_done += 1;
+                if conn.batches_done % WINDOW_SAMPLE_EVERY == 1
+                    && let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
                     && let Some(info) = tcp_info(stream)
                 {
                     conn.max_window = conn.max_window.max(info.send_window);
@@ -708,19 +722,27 @@ fn tcp_info(_stream: &TcpStream) -> Option<TcpInfo> {
     None
 }
 
-/// Messages of a broken connection that may not have been processed:
-/// those in bytes the peer's TCP never acknowledged, plus as many as fit in
-/// the peer's receive window (acknowledged, but perhaps never read before
-/// it died). Without `TCP_INFO`, assume a 1 MiB window and nothing acked.
+/// The receive buffer a peer is assumed to have at most when it advertised
+/// no larger window: Linux's default ceiling (`net.ipv4.tcp_rmem`), which
+/// autotuning may reach without the window ever showing it (a slow reader
+/// keeps the advertised window small while its buffer grows).
+const ASSUMED_PEER_RECEIVE_BUFFER: u64 = 6 << 20;
+
+/// Messages of a broken connection that may not have been processed: those
+/// in bytes the peer's TCP never acknowledged, plus as many as fit in the
+/// peer's receive buffer (acknowledged, but perhaps never read before it
+/// died): the larger of the largest window it advertised and
+/// [`ASSUMED_PEER_RECEIVE_BUFFER`]. An upper estimate; what the receiving
+/// application held in its own memory is beyond what TCP can tell.
 fn estimate_lost(stream: &TcpStream, wire_bytes: u64, frames: u64, max_window: u64) -> u64 {
     if frames == 0 || wire_bytes == 0 {
         return 0;
     }
     let (unacked, window) = match tcp_info(stream) {
         Some(info) => (wire_bytes.saturating_sub(info.bytes_acked), max_window.max(info.send_window)),
-        None => (wire_bytes, 1 << 20),
+        None => (0, 0),
     };
-    let at_risk = unacked + window;
+    let at_risk = unacked + window.max(ASSUMED_PEER_RECEIVE_BUFFER);
     let per_frame = (wire_bytes / frames).max(1);
     at_risk.div_ceil(per_frame).min(frames)
 }
