@@ -2,7 +2,7 @@
 //! window into a file or to syslog (`--to URL`).
 
 use super::api::ApiArgs;
-use super::common::CefArgs;
+use super::common::{CefArgs, ReportArgs};
 use super::send_args::{SendArgs, stop_on_signals};
 use super::usage;
 use crate::api::{Endpoint, TimeKey, TimeWindow, paging};
@@ -86,21 +86,8 @@ pub struct BackfillArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Also write every rejected record here, one per line.
-    #[arg(long, value_name = "FILE")]
-    pub rejects: Option<PathBuf>,
-
-    /// Describe at most N rejected records on stderr (all are counted).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub show_rejects: u64,
-
-    /// No summary on stderr.
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// No progress bar (it is shown only when stderr is a terminal anyway).
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 
     #[command(flatten)]
     pub api: ApiArgs,
@@ -186,16 +173,16 @@ impl BackfillArgs {
             scan_limit: self.scan_limit,
             cef,
             archive_dir: self.archive,
-            rejects_file: self.rejects,
-            show_rejects: self.show_rejects,
-            progress: !self.no_progress && !self.quiet,
+            rejects_file: self.report.rejects,
+            show_rejects: self.report.show_rejects,
+            progress: !self.report.no_progress && !self.report.quiet,
         };
         Ok((config, destination))
     }
 }
 
 pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
-    let quiet = args.quiet;
+    let quiet = args.report.quiet;
     let dry_run = args.dry_run;
     let stop = stop_on_signals()?;
     let (config, destination) = args.into_config(&stop)?;

@@ -33,6 +33,27 @@ pub enum HeaderArg {
     Rfc5424,
 }
 
+/// What a run reports and keeps besides its output: rejected records,
+/// the summary and the progress bar.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Also write every rejected record here, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<std::path::PathBuf>,
+
+    /// Describe at most N rejected records on stderr (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub show_rejects: u64,
+
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 /// How records become CEF lines.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "CEF and syslog header")]

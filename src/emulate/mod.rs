@@ -94,7 +94,8 @@ impl EmulatorConfig {
 }
 
 /// What the emulator has seen, for the exit summary, `GET /stats` and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct EmulatorStats {
     /// Every request read, whatever the path.
     pub requests: u64,
@@ -109,6 +110,7 @@ pub struct EmulatorStats {
     pub unauthorized: u64,
     /// 400 answers.
     pub bad_requests: u64,
+    #[serde(rename = "injected5xx")]
     pub injected_5xx: u64,
     pub injected_drops: u64,
     pub injected_slow: u64,
@@ -121,24 +123,7 @@ pub struct EmulatorStats {
 impl EmulatorStats {
     /// Compact JSON, as served on `GET /stats`.
     pub fn to_json(&self) -> String {
-        format!(
-            "{{\"requests\":{},\"apiRequests\":{},\"pages\":{},\"recordsServed\":{},\"throttled\":{},\"unauthorized\":{},\
-\"badRequests\":{},\"injected5xx\":{},\"injectedDrops\":{},\"injectedSlow\":{},\"injectedShortPages\":{},\
-\"tokensIssued\":{},\"connections\":{}}}",
-            self.requests,
-            self.api_requests,
-            self.pages,
-            self.records_served,
-            self.throttled,
-            self.unauthorized,
-            self.bad_requests,
-            self.injected_5xx,
-            self.injected_drops,
-            self.injected_slow,
-            self.injected_short_pages,
-            self.tokens_issued,
-            self.connections
-        )
+        serde_json::to_string(self).expect("stats serialise")
     }
 
     /// A human summary for stderr.
