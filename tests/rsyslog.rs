@@ -67,6 +67,16 @@ fn start_rsyslog(dir: &Path, port: u16, out: &Path) -> Rsyslog {
     rsyslog
 }
 
+/// Removes the scratch directory when the test ends (a million records
+/// take gigabytes).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -83,6 +93,7 @@ fn one_million_records_through_rsyslog_arrive_byte_identical() {
     let dir: PathBuf = std::env::temp_dir().join(format!("cefwire-rsyslog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     let (ndjson, expected, out) = (dir.join("records.ndjson.zst"), dir.join("expected.cef"), dir.join("received.log"));
     run_ok(cefwire().args(["generate", "--kind", "mixed", "--count", &RECORDS.to_string(), "-o"]).arg(&ndjson));
 
@@ -138,7 +149,6 @@ fn one_million_records_through_rsyslog_arrive_byte_identical() {
         panic!("rsyslog's output differs from `cefwire convert`, first at line {first:?}");
     }
     eprintln!("1,000,000 records through rsyslog, byte-identical, in {:?}", started.elapsed());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Reads the UDP port the config was given.
@@ -159,6 +169,7 @@ fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
     let dir: PathBuf = std::env::temp_dir().join(format!("cefwire-rsyslog-udp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    let _cleanup = RemoveOnDrop(dir.clone());
     let ndjson = dir.join("records.ndjson");
     run_ok(cefwire().args(["generate", "--kind", "mixed", "--count", &MESSAGES.to_string(), "-o"]).arg(&ndjson));
     let rsyslog = start_rsyslog(&dir, free_port(), &dir.join("received.log"));
@@ -190,5 +201,4 @@ fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
     eprintln!("UDP at 10,000 msgs/s into rsyslog: sent {MESSAGES}, arrived {last}, lost {}", MESSAGES - last);
     assert!(last <= MESSAGES);
     assert!(last >= MESSAGES * 9 / 10, "lost more than 10% on loopback at a modest rate");
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,11 +14,27 @@ fn cefwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cefwire"))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends (inputs are large).
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("cefwire-send-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn run_ok(cmd: &mut Command) -> String {
