@@ -27,6 +27,8 @@ pub struct SinkConfig {
     /// Certificate chain and key for `tls://`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (`tls://` only).
+    pub tls_client_ca: Option<PathBuf>,
     /// `None`: decide per frame (a leading digit means octet counting).
     pub framing: Option<Framing>,
     /// Store every message here, one per line.
@@ -219,7 +221,9 @@ impl Sink {
             .map_err(|e| SinkError::Bind(name.clone(), e))?;
         let tls = match config.listen.transport {
             Transport::Tls => match (&config.tls_cert, &config.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::send::tls::server_config(cert, key)?),
+                (Some(cert), Some(key)) => {
+                    Some(crate::send::tls::server_config(cert, key, config.tls_client_ca.as_deref())?)
+                }
                 _ => return Err(SinkError::TlsFilesMissing),
             },
             _ => None,
