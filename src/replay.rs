@@ -496,9 +496,11 @@ fn pass_line(line: &[u8], sink: &mut Pacer<'_>, report: &mut ReplayReport) -> io
     let buffer = sink.buffer();
     let start = buffer.len();
     buffer.extend_from_slice(line);
-    sink.commit(start)?;
-    report.passed_through += 1;
-    Ok(())
+    let before = sink.sender.messages_accepted();
+    let committed = sink.commit(start);
+    // Counted when the sender took it, even if the run stops right after.
+    report.passed_through += sink.sender.messages_accepted() - before;
+    committed
 }
 
 /// A live stdin (`tail -f … | cefwire replay -`) may go quiet for a long

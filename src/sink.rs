@@ -57,7 +57,7 @@ pub struct SinkReport {
     pub elapsed: Duration,
     /// From the first to the last message.
     pub active: Duration,
-    /// Highest count in one whole second.
+    /// Highest count in one whole second (from the first message on).
     pub peak_rate: u64,
     /// Order-independent hash of the messages (wrapping sum of one hash per
     /// message): equal when the same messages arrived, whatever the order.
@@ -287,15 +287,20 @@ impl Sink {
         };
         let progress = Progress::items(self.config.progress, self.config.expect, "received");
         let mut peak_rate = 0u64;
-        let mut last_second = (Instant::now(), 0u64);
+        // Whole-second windows, from the moment the first message is seen.
+        let mut last_second: Option<(Instant, u64)> = None;
         loop {
             std::thread::sleep(Duration::from_millis(20));
             let messages = shared.counters.messages.load(Ordering::Acquire);
             let now = Instant::now();
-            if now - last_second.0 >= Duration::from_secs(1) {
-                let whole = ((messages - last_second.1) as f64 / (now - last_second.0).as_secs_f64()).round();
-                peak_rate = peak_rate.max(whole as u64);
-                last_second = (now, messages);
+            match last_second {
+                None if messages > 0 => last_second = Some((now, 0)),
+                Some((since, count)) if now - since >= Duration::from_secs(1) => {
+                    let whole = ((messages - count) as f64 / (now - since).as_secs_f64()).round();
+                    peak_rate = peak_rate.max(whole as u64);
+                    last_second = Some((now, messages));
+                }
+                _ => {}
             }
             progress.set_position(messages);
             if stop.load(Ordering::Relaxed)
@@ -324,7 +329,8 @@ impl Sink {
             framing_errors: c.framing_errors.load(Ordering::Relaxed),
             elapsed,
             active: Duration::from_nanos(last.saturating_sub(first)),
-            peak_rate: peak_rate.max(if elapsed < Duration::from_secs(1) { messages } else { 0 }),
+            // All arrived within one second: that is the peak.
+            peak_rate: peak_rate.max(if last.saturating_sub(first) < 1_000_000_000 { messages } else { 0 }),
             content_hash: c.hash.load(Ordering::Relaxed),
             expected: self.config.expect,
         })
