@@ -339,7 +339,18 @@ impl Pacer<'_> {
                 if let Some(deadline) = self.deadline {
                     wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 }
-                std::thread::sleep(wait);
+                // In slices, so that a signal is noticed at slow rates too.
+                let wake = Instant::now() + wait;
+                loop {
+                    let left = wake.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(Self::stopped());
+                    }
+                }
             }
         }
         self.show_progress(now);
