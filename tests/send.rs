@@ -661,3 +661,73 @@ fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
     sink.report(Duration::from_secs(60));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
 }
+
+#[test]
+fn oversize_messages_are_cut_at_a_character_boundary_and_counted() {
+    let dir = temp_dir("truncate");
+    let file = dir.join("lines.cef");
+    // 18 bytes of ASCII then two-byte characters: a cut at 41 bytes would
+    // split one, so 40 are kept; a short line is left alone.
+    let long = format!("<134>CEF:0|MCAS|x|{}", "é".repeat(40));
+    std::fs::write(&file, format!("{long}\n<134>short\n{long}\n")).unwrap();
+    let out = dir.join("received.cef");
+    let sink =
+        SinkProcess::start("udp://127.0.0.1:0", &["--expect", "3", "--timeout", "30s", "--out", out.to_str().unwrap()]);
+    let (status, report) = replay(&file, &sink.url, &["--max-message-bytes", "41"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "truncated"), 2, "{report}");
+    sink.report(Duration::from_secs(30));
+    let cut = &long[..40];
+    let mut got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, vec![cut.to_owned(), cut.to_owned(), "<134>short".to_owned()]);
+}
+
+#[test]
+fn failover_goes_back_to_the_first_destination_once_it_is_up() {
+    use cefwire::records::MessageSink;
+    use cefwire::send::{DeliveryMode, Destination, SendConfig, SyslogSender};
+    use std::io::Read as _;
+
+    // The first destination is down at the start; the second is up.
+    let first_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second_addr = second.local_addr().unwrap();
+    let count_lines = |listener: TcpListener| {
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut all = Vec::new();
+            stream.read_to_end(&mut all).unwrap();
+            all.iter().filter(|&&b| b == b'\n').count()
+        })
+    };
+    let second_lines = count_lines(second);
+    let mut config = SendConfig::new(vec![
+        Destination::parse(&format!("tcp://127.0.0.1:{first_port}")).unwrap(),
+        Destination::parse(&format!("tcp://{second_addr}")).unwrap(),
+    ]);
+    config.mode = DeliveryMode::Failover;
+    config.failback_after = Duration::from_millis(500);
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let mut send = |sender: &mut SyslogSender, n: usize| {
+        for i in 0..n {
+            let buffer = sender.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(format!("<134>message {i}").as_bytes());
+            sender.commit(start).unwrap();
+        }
+        sender.flush(Duration::from_secs(10)).unwrap();
+    };
+    send(&mut sender, 100);
+    // Now the first comes up; after failback_after the sender returns to it.
+    let first = TcpListener::bind(("127.0.0.1", first_port)).unwrap();
+    let first_lines = count_lines(first);
+    std::thread::sleep(Duration::from_millis(800));
+    send(&mut sender, 1);
+    send(&mut sender, 100);
+    let report = sender.finish().unwrap();
+    let (to_first, to_second) = (first_lines.join().unwrap(), second_lines.join().unwrap());
+    assert_eq!(to_first + to_second, 201, "every message once: {report:?}");
+    assert!(to_second >= 100, "the first messages went to the second destination");
+    assert!(to_first >= 100, "after failing back, the first destination got the rest");
+}
