@@ -709,7 +709,7 @@ fn failover_goes_back_to_the_first_destination_once_it_is_up() {
     config.mode = DeliveryMode::Failover;
     config.failback_after = Duration::from_millis(500);
     let mut sender = SyslogSender::start(&config).unwrap();
-    let mut send = |sender: &mut SyslogSender, n: usize| {
+    let send = |sender: &mut SyslogSender, n: usize| {
         for i in 0..n {
             let buffer = sender.buffer();
             let start = buffer.len();
