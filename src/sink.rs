@@ -59,6 +59,9 @@ pub struct SinkReport {
     pub active: Duration,
     /// Highest count in one whole second (from the first message on).
     pub peak_rate: u64,
+    /// Messages in each whole second from the first message on (the last,
+    /// partial second left out; at most a day's worth).
+    pub per_second: Vec<u64>,
     /// Order-independent hash of the messages (wrapping sum of one hash per
     /// message): equal when the same messages arrived, whatever the order.
     pub content_hash: u64,
@@ -104,7 +107,7 @@ impl SinkReport {
 
     pub fn json(&self) -> String {
         format!(
-            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{}}}",
+            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{},\"per_second\":[{}]}}",
             self.listen,
             self.messages,
             self.bytes,
@@ -118,6 +121,7 @@ impl SinkReport {
             self.content_hash,
             self.expected.map_or("null".to_owned(), |n| n.to_string()),
             self.complete(),
+            self.per_second.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
         )
     }
 }
@@ -287,6 +291,7 @@ impl Sink {
         };
         let progress = Progress::items(self.config.progress, self.config.expect, "received");
         let mut peak_rate = 0u64;
+        let mut per_second = Vec::new();
         // Whole-second windows, from the moment the first message is seen.
         let mut last_second: Option<(Instant, u64)> = None;
         loop {
@@ -298,6 +303,9 @@ impl Sink {
                 Some((since, count)) if now - since >= Duration::from_secs(1) => {
                     let whole = ((messages - count) as f64 / (now - since).as_secs_f64()).round();
                     peak_rate = peak_rate.max(whole as u64);
+                    if per_second.len() < 86_400 {
+                        per_second.push(whole as u64);
+                    }
                     last_second = Some((now, messages));
                 }
                 _ => {}
@@ -333,6 +341,7 @@ impl Sink {
             peak_rate: peak_rate.max(if last.saturating_sub(first) < 1_000_000_000 { messages } else { 0 }),
             content_hash: c.hash.load(Ordering::Relaxed),
             expected: self.config.expect,
+            per_second,
         })
     }
 }
