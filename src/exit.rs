@@ -21,6 +21,10 @@ pub enum Status {
     Failure,
     /// Bad command line or configuration; nothing was done.
     Usage,
+    /// `status`: the agent is in `Connection error` (failing > 2 h).
+    ConnectionError,
+    /// `status`: the agent is `Disconnected` (failing > 12 h) or has never run.
+    Disconnected,
 }
 
 impl Status {
@@ -32,6 +36,8 @@ impl Status {
             Status::Rejected => 3,
             Status::InputFailed => 4,
             Status::Incomplete => 5,
+            Status::ConnectionError => 6,
+            Status::Disconnected => 7,
         }
     }
 }

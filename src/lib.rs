@@ -5,9 +5,13 @@
 //! input → [`json`] tape → [`cef`] line → [`records::MessageSink`]
 //! (a file, or a syslog batch).
 
+pub mod agent;
+pub mod api;
+pub mod backfill;
 pub mod cef;
 pub mod cli;
 pub mod convert;
+pub mod emulate;
 pub mod exit;
 pub mod generate;
 pub mod input;

@@ -75,6 +75,13 @@ impl Progress {
         }
     }
 
+    /// Changes the total (it may become known, or grow, during a run).
+    pub fn set_length(&self, length: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(length);
+        }
+    }
+
     pub fn set_message(&self, message: &str) {
         if let Some(bar) = &self.bar {
             bar.set_message(message.to_owned());

@@ -84,6 +84,22 @@ impl RecordConverter {
         sink: &mut dyn MessageSink,
         rejects: &mut RejectLog,
     ) -> io::Result<()> {
+        self.convert_document_with(origin, bytes, len, sink, rejects, |_| ())
+    }
+
+    /// Like [`Self::convert_document`], but first shows the parsed root to
+    /// `inspect` (not called when the document is not JSON). The API
+    /// reader uses it to learn the paging fields of a page from the same
+    /// parse that converts it.
+    pub fn convert_document_with(
+        &mut self,
+        origin: Origin<'_>,
+        bytes: &mut [u8],
+        len: usize,
+        sink: &mut dyn MessageSink,
+        rejects: &mut RejectLog,
+        inspect: impl FnOnce(JsonValue<'_, '_>),
+    ) -> io::Result<()> {
         let keep_original = rejects.keeps_records() || origin.multi_line;
         self.original.clear();
         if keep_original {
@@ -94,6 +110,7 @@ impl RecordConverter {
         let base = bytes.as_ptr() as usize;
         let Self { parser, formatter, original, counts } = self;
         let parsed = parser.parse(bytes, len, |root| {
+            inspect(root);
             let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original };
             match page_records(root) {
                 Some(records) => {

@@ -90,6 +90,39 @@ fn parse_rfc3339(text: &str) -> Option<i64> {
     Some(days * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis - offset_ms)
 }
 
+const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTH_NAMES: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/// Formats epoch milliseconds as an HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn format_http_date(ms: i64) -> String {
+    let Ok(t) = crate::syslog::header::CivilTime::from_epoch_ms(ms) else { return String::new() };
+    let weekday = WEEKDAYS[ms.div_euclid(86_400_000).rem_euclid(7) as usize];
+    format!(
+        "{weekday}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        t.day,
+        MONTH_NAMES[usize::from(t.month - 1)],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second
+    )
+}
+
+/// Parses an HTTP date in the IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(text: &str) -> Option<i64> {
+    let mut parts = text.trim().split_ascii_whitespace();
+    let _weekday = parts.next()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month_name = parts.next()?;
+    let month = MONTH_NAMES.iter().position(|m| *m == month_name)? as i64 + 1;
+    let year: i64 = parts.next()?.parse().ok()?;
+    let clock: Vec<i64> = parts.next()?.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    if parts.next()? != "GMT" || clock.len() != 3 || !(1..=31).contains(&day) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400_000 + clock[0] * 3_600_000 + clock[1] * 60_000 + clock[2] * 1000)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let y = if month <= 2 { year - 1 } else { year };
@@ -150,6 +183,15 @@ mod tests {
         assert!(parse_time_ms("2017-13-01").is_err());
         assert!(parse_time_ms("yesterday").is_err());
         assert_eq!(format_ms(1_511_373_004_000), "2017-11-22T17:50:04.000Z");
+    }
+
+    #[test]
+    fn http_dates() {
+        assert_eq!(format_http_date(784_111_777_000), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777_000));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), None);
+        let now = now_ms() / 1000 * 1000;
+        assert_eq!(parse_http_date(&format_http_date(now)), Some(now));
     }
 
     #[test]

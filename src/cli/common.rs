@@ -3,7 +3,9 @@
 
 use super::usage;
 use crate::cef::{CefOptions, KindChoice};
-use crate::syslog::header::{HeaderLayout, SyslogHeader, TimestampStyle};
+use crate::syslog::header::{
+    HeaderLayout, SyslogHeader, TimestampStyle, local_hostname, parse_facility, parse_severity, validate_hostname,
+};
 use clap::{Args, ValueEnum};
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +31,27 @@ pub enum HeaderArg {
     Legacy,
     /// <PRI>1 TIMESTAMP HOSTNAME cefwire - - - CEF:…
     Rfc5424,
+}
+
+/// What a run reports and keeps besides its output: rejected records,
+/// the summary and the progress bar.
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Also write every rejected record here, one per line.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<std::path::PathBuf>,
+
+    /// Describe at most N rejected records on stderr (all are counted).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub show_rejects: u64,
+
+    /// No summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// How records become CEF lines.
@@ -85,8 +108,8 @@ impl CefArgs {
     /// The validated options. `sending` selects the defaults for syslog
     /// (PRI and hostname on) rather than for files (both off).
     pub fn to_options(&self, sending: bool) -> anyhow::Result<CefOptions> {
-        let facility = parse_facility(&self.facility)?;
-        let severity = parse_severity(&self.severity)?;
+        let facility = parse_facility(&self.facility).map_err(|e| super::UsageError(format!("--facility {e}")))?;
+        let severity = parse_severity(&self.severity).map_err(|e| super::UsageError(format!("--severity {e}")))?;
         let pri = facility * 8 + severity;
         let with_pri = if self.pri {
             true
@@ -96,7 +119,9 @@ impl CefArgs {
             sending
         };
         let hostname = match (&self.hostname, self.no_hostname) {
-            (Some(name), _) if !name.is_empty() => Some(validate_hostname(name)?),
+            (Some(name), _) if !name.is_empty() => {
+                Some(validate_hostname(name).map_err(|e| super::UsageError(format!("--hostname {e}")))?)
+            }
             (Some(_), _) => Some(local_hostname()),
             (None, true) => None,
             (None, false) => sending.then(local_hostname),
@@ -129,101 +154,19 @@ impl CefArgs {
     }
 }
 
-const FACILITIES: &[&str] = &[
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-const SEVERITIES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
-
-fn parse_named(value: &str, names: &[&str], flag: &str) -> anyhow::Result<u8> {
-    let lower = value.to_ascii_lowercase();
-    if let Some(n) = names.iter().position(|n| *n == lower) {
-        return Ok(n as u8);
+/// Where the agent keeps its state when no directory is given:
+/// `$STATE_DIRECTORY` (systemd), `$XDG_STATE_HOME/cefwire`,
+/// `~/.local/state/cefwire`, else `./cefwire-state`.
+pub fn default_state_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
     }
-    match lower.parse::<u8>() {
-        Ok(n) if usize::from(n) < names.len() => Ok(n),
-        _ => usage!("{flag} {value:?} is not one of {} or 0-{}", names.join(", "), names.len() - 1),
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("cefwire");
     }
-}
-
-fn parse_facility(value: &str) -> anyhow::Result<u8> {
-    parse_named(value, FACILITIES, "--facility")
-}
-
-fn parse_severity(value: &str) -> anyhow::Result<u8> {
-    let alias = match value.to_ascii_lowercase().as_str() {
-        "error" => "err".to_owned(),
-        "warn" => "warning".to_owned(),
-        "emergency" => "emerg".to_owned(),
-        "critical" => "crit".to_owned(),
-        "informational" => "info".to_owned(),
-        other => other.to_owned(),
-    };
-    parse_named(&alias, SEVERITIES, "--severity")
-}
-
-fn validate_hostname(name: &str) -> anyhow::Result<String> {
-    if name.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        usage!("--hostname {name:?} must not contain spaces or control characters");
+    if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(home).join(".local/state/cefwire");
     }
-    Ok(name.to_owned())
-}
-
-/// This machine's hostname (`-` if it cannot be found).
-pub fn local_hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (truncation is handled by searching for NUL).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return "-".to_owned();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).trim().to_owned();
-    if name.is_empty() { "-".to_owned() } else { name }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn facility_and_severity_names_and_numbers() {
-        assert_eq!(parse_facility("local0").unwrap(), 16);
-        assert_eq!(parse_facility("LOCAL7").unwrap(), 23);
-        assert_eq!(parse_facility("3").unwrap(), 3);
-        assert!(parse_facility("24").is_err());
-        assert!(parse_facility("locale").is_err());
-        assert_eq!(parse_severity("info").unwrap(), 6);
-        assert_eq!(parse_severity("warn").unwrap(), 4);
-        assert!(parse_severity("8").is_err());
-    }
-
-    #[test]
-    fn local_hostname_is_a_single_token() {
-        let name = local_hostname();
-        assert!(!name.is_empty() && !name.contains(' '));
-    }
+    PathBuf::from("cefwire-state")
 }

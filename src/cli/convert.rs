@@ -1,6 +1,6 @@
 //! `cefwire convert`: flags → [`ConvertConfig`] → run → exit status.
 
-use super::common::CefArgs;
+use super::common::{CefArgs, ReportArgs};
 use crate::convert::{self, ConvertConfig, ConvertReport};
 use crate::exit::Status;
 use crate::input::source::InputPath;
@@ -31,21 +31,8 @@ pub struct ConvertArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Also write every rejected record here, one per line.
-    #[arg(long, value_name = "FILE")]
-    pub rejects: Option<PathBuf>,
-
-    /// Describe at most N rejected records on stderr (all are counted).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    pub show_rejects: u64,
-
-    /// No summary on stderr.
-    #[arg(short, long)]
-    pub quiet: bool,
-
-    /// No progress bar (it is shown only when stderr is a terminal anyway).
-    #[arg(long)]
-    pub no_progress: bool,
+    #[command(flatten)]
+    pub report: ReportArgs,
 
     #[command(flatten)]
     pub cef: CefArgs,
@@ -71,15 +58,15 @@ impl ConvertArgs {
                 _ => OutputPath::Stdout,
             },
             cef: self.cef.to_options(self.send.is_sending())?,
-            rejects_file: self.rejects.clone(),
-            show_rejects: self.show_rejects,
-            progress: !self.no_progress && !self.quiet,
+            rejects_file: self.report.rejects.clone(),
+            show_rejects: self.report.show_rejects,
+            progress: !self.report.no_progress && !self.report.quiet,
         })
     }
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<Status> {
-    let quiet = args.quiet;
+    let quiet = args.report.quiet;
     let config = args.to_config()?;
     if args.send.is_sending() {
         return super::send_args::run_convert_to_syslog(&args.send, &config, quiet);

@@ -2,12 +2,17 @@
 //! configs. This is the only module that uses clap; everything else takes a
 //! config. Each subcommand has its own file here; [`run`] dispatches.
 
+mod agent;
+mod api;
+mod backfill;
 mod common;
 mod convert;
+mod emulate;
 mod generate;
 mod replay;
 mod send_args;
 mod sink;
+mod status;
 
 use crate::exit::Status;
 use clap::{Parser, Subcommand};
@@ -31,10 +36,18 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write synthetic activity/alert records as NDJSON (for tests and benchmarks).
     Generate(generate::GenerateArgs),
+    /// Run the SIEM agent: last two days first, then everything new, resumable.
+    Agent(Box<agent::AgentArgs>),
+    /// Fetch a time window from the API and write or send it as CEF.
+    Backfill(Box<backfill::BackfillArgs>),
+    /// Run a local emulator of the Defender for Cloud Apps API.
+    Emulate(emulate::EmulateArgs),
     /// Send NDJSON records or CEF/syslog lines to syslog, paced, looped, measured.
     Replay(replay::ReplayArgs),
     /// A measuring syslog receiver: counts messages, bytes, rate and framing errors.
     Sink(sink::SinkArgs),
+    /// Show the agent's health (Connected / Connection error / Disconnected).
+    Status(status::StatusArgs),
 }
 
 /// Parses `args`, runs the command and says how it ended. Usage errors are
@@ -53,8 +66,12 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
     match cli.command {
         Command::Convert(args) => convert::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Agent(args) => agent::run(*args),
+        Command::Backfill(args) => backfill::run(*args),
+        Command::Emulate(args) => emulate::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Sink(args) => sink::run(args),
+        Command::Status(args) => status::run(args),
     }
 }
 

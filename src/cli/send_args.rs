@@ -181,19 +181,7 @@ pub fn run_convert_to_syslog(
     let send_config = send.to_config(Arc::clone(&stop))?;
     let (report, sent) = crate::replay::convert_to_syslog(config, &send_config, &stop)?;
     if !quiet {
-        eprintln!(
-            "cefwire: {}; sent {} of {} messages ({} bytes){}{}",
-            report.summary(),
-            sent.messages_written,
-            sent.messages_accepted,
-            sent.bytes_written,
-            if sent.possibly_lost > 0 {
-                format!("; up to {} may have been lost in broken connections", sent.possibly_lost)
-            } else {
-                String::new()
-            },
-            sent.failure.as_ref().map(|f| format!("; failed: {f}")).unwrap_or_default(),
-        );
+        eprintln!("cefwire: {}; {}", report.summary(), sent.summary());
     }
     Ok(if sent.failure.is_some() || sent.messages_unsent > 0 {
         Status::Failure

@@ -206,6 +206,32 @@ pub struct SendReport {
     pub elapsed: Duration,
 }
 
+impl SendReport {
+    /// One human line: what was sent, and what may be missing.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "sent {} of {} messages ({} bytes)",
+            self.messages_written, self.messages_accepted, self.bytes_written
+        );
+        if self.reconnects > 0 {
+            text.push_str(&format!(", {} reconnects", self.reconnects));
+        }
+        if self.truncated > 0 {
+            text.push_str(&format!(", {} truncated", self.truncated));
+        }
+        if self.possibly_lost > 0 {
+            text.push_str(&format!("; up to {} may have been lost in broken connections", self.possibly_lost));
+        }
+        if self.messages_unsent > 0 {
+            text.push_str(&format!("; {} not sent", self.messages_unsent));
+        }
+        if let Some(failure) = &self.failure {
+            text.push_str(&format!("; failed: {failure}"));
+        }
+        text
+    }
+}
+
 /// Counters the writer updates and the producer reads.
 #[derive(Default)]
 struct Shared {

@@ -181,6 +181,85 @@ fn push2(v: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&[b'0' + v / 10, b'0' + v % 10]);
 }
 
+const FACILITIES: &[&str] = &[
+    "kern",
+    "user",
+    "mail",
+    "daemon",
+    "auth",
+    "syslog",
+    "lpr",
+    "news",
+    "uucp",
+    "cron",
+    "authpriv",
+    "ftp",
+    "ntp",
+    "security",
+    "console",
+    "solaris-cron",
+    "local0",
+    "local1",
+    "local2",
+    "local3",
+    "local4",
+    "local5",
+    "local6",
+    "local7",
+];
+const SEVERITIES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
+
+fn parse_named(value: &str, names: &[&str]) -> Result<u8, String> {
+    let lower = value.to_ascii_lowercase();
+    if let Some(n) = names.iter().position(|n| *n == lower) {
+        return Ok(n as u8);
+    }
+    match lower.parse::<u8>() {
+        Ok(n) if usize::from(n) < names.len() => Ok(n),
+        _ => Err(format!("{value:?} is not one of {} or 0-{}", names.join(", "), names.len() - 1)),
+    }
+}
+
+/// A syslog facility by name (`local0`, `daemon`, …) or number (0-23).
+pub fn parse_facility(value: &str) -> Result<u8, String> {
+    parse_named(value, FACILITIES)
+}
+
+/// A syslog severity by name (`info`, `warning`, …) or number (0-7).
+pub fn parse_severity(value: &str) -> Result<u8, String> {
+    let alias = match value.to_ascii_lowercase().as_str() {
+        "error" => "err".to_owned(),
+        "warn" => "warning".to_owned(),
+        "emergency" => "emerg".to_owned(),
+        "critical" => "crit".to_owned(),
+        "informational" => "info".to_owned(),
+        other => other.to_owned(),
+    };
+    parse_named(&alias, SEVERITIES)
+}
+
+/// A hostname for the header: one token, no spaces or control characters.
+pub fn validate_hostname(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!("{name:?} must be one word without spaces or control characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// This machine's hostname (`-` if it cannot be found).
+pub fn local_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+    // within it on success (truncation is handled by searching for NUL).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "-".to_owned();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_owned();
+    if name.is_empty() { "-".to_owned() } else { name }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +269,24 @@ mod tests {
         let mut out = Vec::new();
         header.write(ms, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn facility_and_severity_names_and_numbers() {
+        assert_eq!(parse_facility("local0"), Ok(16));
+        assert_eq!(parse_facility("LOCAL7"), Ok(23));
+        assert_eq!(parse_facility("3"), Ok(3));
+        assert!(parse_facility("24").is_err());
+        assert!(parse_facility("locale").is_err());
+        assert_eq!(parse_severity("info"), Ok(6));
+        assert_eq!(parse_severity("warn"), Ok(4));
+        assert!(parse_severity("8").is_err());
+    }
+
+    #[test]
+    fn local_hostname_is_a_single_token() {
+        let name = local_hostname();
+        assert!(!name.is_empty() && !name.contains(' '));
     }
 
     #[test]

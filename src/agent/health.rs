@@ -1,0 +1,320 @@
+//! The agent's health, as the original agent reported it: `Connected`
+//! while the API and syslog both work, `Connection error` when either has
+//! been failing for more than 2 hours, `Disconnected` after 12 hours.
+//!
+//! The running agent keeps a [`HealthReport`] and writes it to
+//! `health.json` in its state directory; `cefwire status` reads that file
+//! and classifies it at the time it is asked (the time is a parameter, so
+//! tests need no waiting). An agent that stopped writing the file counts
+//! as failing since its last write.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Name of the health file inside the state directory.
+pub const HEALTH_FILE: &str = "health.json";
+
+/// Failing this long means `Connection error`.
+pub const CONNECTION_ERROR_AFTER_MS: i64 = 2 * 3_600_000;
+/// Failing this long means `Disconnected`.
+pub const DISCONNECTED_AFTER_MS: i64 = 12 * 3_600_000;
+/// The agent rewrites its health file at least this often; a file older
+/// than twice this means the agent is not running.
+pub const HEALTH_WRITE_INTERVAL_MS: i64 = 30_000;
+
+/// The three states of the original agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HealthState {
+    Connected,
+    #[serde(rename = "Connection error")]
+    ConnectionError,
+    Disconnected,
+}
+
+impl HealthState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Connected => "Connected",
+            HealthState::ConnectionError => "Connection error",
+            HealthState::Disconnected => "Disconnected",
+        }
+    }
+}
+
+/// One side (API or syslog) of the agent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHealth {
+    /// Last time this side worked (ms).
+    pub last_success_ms: Option<i64>,
+    /// Since when it has been failing without a success in between.
+    pub failing_since_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_ms: Option<i64>,
+}
+
+impl LinkHealth {
+    pub fn success(&mut self, now_ms: i64) {
+        self.last_success_ms = Some(now_ms);
+        self.failing_since_ms = None;
+    }
+
+    pub fn failure(&mut self, now_ms: i64, error: &str) {
+        self.failing_since_ms.get_or_insert(now_ms);
+        self.last_error = Some(error.to_owned());
+        self.last_error_ms = Some(now_ms);
+    }
+}
+
+/// Per-stream progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamHealth {
+    pub enabled: bool,
+    /// Cursor position (ms): `created` for activities, `date` for alerts.
+    pub cursor_ms: Option<i64>,
+    /// `timestamp` of the newest record written to syslog.
+    pub newest_sent_ms: Option<i64>,
+    pub fetched: u64,
+    pub sent: u64,
+    pub duplicates_skipped: u64,
+    pub rejected: u64,
+}
+
+/// Counters of the API client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiCounters {
+    pub requests: u64,
+    pub retries: u64,
+    pub throttled_429: u64,
+}
+
+/// What the agent writes to `health.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub version: String,
+    pub pid: u32,
+    pub started_ms: i64,
+    pub updated_ms: i64,
+    /// True once the agent has stopped cleanly.
+    pub stopped: bool,
+    pub api: LinkHealth,
+    pub syslog: LinkHealth,
+    /// Saving the checkpoint (a full or read-only state disk fails here).
+    #[serde(default)]
+    pub checkpoint: LinkHealth,
+    pub activities: StreamHealth,
+    pub alerts: StreamHealth,
+    pub api_counters: ApiCounters,
+}
+
+/// A report read back and judged at a given time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthStatus {
+    pub state: HealthState,
+    /// Why, in one line.
+    pub reason: String,
+    pub now_ms: i64,
+    /// Now minus the newest record sent, over both streams.
+    pub lag_ms: Option<i64>,
+    pub agent_running: bool,
+    pub report: HealthReport,
+}
+
+impl HealthReport {
+    /// Judges the report at `now_ms`.
+    pub fn classify(&self, now_ms: i64) -> HealthStatus {
+        let running = !self.stopped && now_ms - self.updated_ms <= 2 * HEALTH_WRITE_INTERVAL_MS;
+        let mut failing: Vec<(i64, String)> = Vec::new();
+        if let Some(since) = self.api.failing_since_ms {
+            failing.push((since, format!("API failing: {}", self.api.last_error.as_deref().unwrap_or("error"))));
+        }
+        if let Some(since) = self.syslog.failing_since_ms {
+            failing.push((since, format!("syslog failing: {}", self.syslog.last_error.as_deref().unwrap_or("error"))));
+        }
+        if let Some(since) = self.checkpoint.failing_since_ms {
+            let error = self.checkpoint.last_error.as_deref().unwrap_or("error");
+            failing.push((since, format!("checkpoint failing: {error}")));
+        }
+        if !running {
+            let why = if self.stopped { "agent stopped" } else { "agent not running (health file not updated)" };
+            failing.push((self.updated_ms, why.to_owned()));
+        }
+        let lag_ms = [self.activities.newest_sent_ms, self.alerts.newest_sent_ms]
+            .into_iter()
+            .flatten()
+            .max()
+            .map(|newest| now_ms - newest);
+        let (state, reason) = match failing.iter().min_by_key(|(since, _)| *since) {
+            None => (HealthState::Connected, "API and syslog working".to_owned()),
+            Some((since, why)) => {
+                let down = now_ms - since;
+                let state = if down > DISCONNECTED_AFTER_MS {
+                    HealthState::Disconnected
+                } else if down > CONNECTION_ERROR_AFTER_MS {
+                    HealthState::ConnectionError
+                } else {
+                    HealthState::Connected
+                };
+                (state, format!("{why} (for {})", crate::time::format_duration_ms(down)))
+            }
+        };
+        HealthStatus { state, reason, now_ms, lag_ms, agent_running: running, report: self.clone() }
+    }
+
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join(HEALTH_FILE)
+    }
+
+    /// Writes the report atomically to the state directory.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).expect("health serialises");
+        super::state::write_atomically(&Self::path(state_dir), &bytes)
+    }
+
+    /// Reads the report from the state directory.
+    pub fn load(state_dir: &Path) -> Result<Self, String> {
+        let path = Self::path(state_dir);
+        let text = std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!("no health file at {}: the agent has never run with this state directory", path.display())
+            }
+            _ => format!("cannot read {}: {e}", path.display()),
+        })?;
+        serde_json::from_slice(&text).map_err(|e| format!("{} is not a health report: {e}", path.display()))
+    }
+}
+
+impl HealthStatus {
+    /// Several lines for people.
+    pub fn human(&self) -> String {
+        use crate::time::{format_duration_ms, format_ms};
+        let r = &self.report;
+        let ago = |t: Option<i64>| match t {
+            Some(t) => format!("{} ({} ago)", format_ms(t), format_duration_ms(self.now_ms - t)),
+            None => "never".to_owned(),
+        };
+        let mut out = format!("status:   {}\nreason:   {}\n", self.state.as_str(), self.reason);
+        out.push_str(&format!(
+            "agent:    {} (pid {}, version {}, started {}, last update {})\n",
+            if self.agent_running { "running" } else { "not running" },
+            r.pid,
+            r.version,
+            format_ms(r.started_ms),
+            ago(Some(r.updated_ms))
+        ));
+        out.push_str(&format!(
+            "lag:      {}\n",
+            self.lag_ms.map_or("no record sent yet".to_owned(), format_duration_ms)
+        ));
+        for (name, link) in [("API", &r.api), ("syslog", &r.syslog), ("checkpoint", &r.checkpoint)] {
+            out.push_str(&format!("{name:<10} last success {}", ago(link.last_success_ms)));
+            if let (Some(err), Some(at)) = (&link.last_error, link.last_error_ms) {
+                out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
+            }
+            out.push('\n');
+        }
+        for (name, s) in [("activities", &r.activities), ("alerts", &r.alerts)] {
+            if !s.enabled {
+                out.push_str(&format!("{name:<11} disabled\n"));
+                continue;
+            }
+            out.push_str(&format!(
+                "{name:<11} fetched {} sent {} duplicates skipped {} rejected {}; cursor {}; newest sent {}\n",
+                s.fetched,
+                s.sent,
+                s.duplicates_skipped,
+                s.rejected,
+                s.cursor_ms.map_or("-".to_owned(), format_ms),
+                s.newest_sent_ms.map_or("-".to_owned(), format_ms),
+            ));
+        }
+        let c = &r.api_counters;
+        out.push_str(&format!(
+            "API calls  {} requests, {} retries, {} throttled (429)\n",
+            c.requests, c.retries, c.throttled_429
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: i64 = 3_600_000;
+
+    fn running_report(now: i64) -> HealthReport {
+        HealthReport { updated_ms: now, started_ms: now - 100 * HOUR, ..Default::default() }
+    }
+
+    #[test]
+    fn healthy_agent_is_connected() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now);
+        r.api.success(now);
+        r.syslog.success(now);
+        r.activities.newest_sent_ms = Some(now - 90_000);
+        let s = r.classify(now);
+        assert_eq!(s.state, HealthState::Connected);
+        assert_eq!(s.lag_ms, Some(90_000));
+    }
+
+    #[test]
+    fn failing_side_turns_into_connection_error_then_disconnected() {
+        let start = 1_000 * HOUR;
+        let mut r = running_report(start);
+        r.api.success(start);
+        r.syslog.failure(start, "connection refused");
+        for (after, state) in [
+            (HOUR, HealthState::Connected),
+            (2 * HOUR + 1, HealthState::ConnectionError),
+            (12 * HOUR, HealthState::ConnectionError),
+            (12 * HOUR + 1, HealthState::Disconnected),
+        ] {
+            r.updated_ms = start + after;
+            r.syslog.failure(start + after, "connection refused");
+            let s = r.classify(start + after);
+            assert_eq!(s.state, state, "after {after} ms");
+            assert!(s.reason.contains("syslog failing: connection refused"), "{}", s.reason);
+        }
+        r.syslog.success(start + 13 * HOUR);
+        assert_eq!(r.classify(start + 13 * HOUR).state, HealthState::Connected);
+    }
+
+    #[test]
+    fn earliest_failure_counts() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now);
+        r.api.failure(now - 3 * HOUR, "HTTP 503");
+        r.syslog.failure(now - HOUR, "refused");
+        let s = r.classify(now);
+        assert_eq!(s.state, HealthState::ConnectionError);
+        assert!(s.reason.starts_with("API failing: HTTP 503"), "{}", s.reason);
+    }
+
+    #[test]
+    fn an_agent_that_stopped_writing_is_down_since_its_last_write() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now - 13 * HOUR);
+        r.api.success(now - 13 * HOUR);
+        let s = r.classify(now);
+        assert!(!s.agent_running);
+        assert_eq!(s.state, HealthState::Disconnected);
+        assert!(s.reason.contains("not running"), "{}", s.reason);
+    }
+
+    #[test]
+    fn save_load_and_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = running_report(5 * HOUR);
+        r.activities.enabled = true;
+        r.activities.sent = 12;
+        r.save(dir.path()).unwrap();
+        let back = HealthReport::load(dir.path()).unwrap();
+        assert_eq!(back, r);
+        let text = back.classify(5 * HOUR).human();
+        assert!(text.contains("status:   Connected") && text.contains("sent 12"), "{text}");
+        assert!(text.contains("alerts      disabled"), "{text}");
+        let missing = HealthReport::load(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.contains("never run"), "{missing}");
+    }
+}

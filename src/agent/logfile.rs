@@ -1,0 +1,164 @@
+//! The agent's log: timestamped lines to stderr and, with a logs directory,
+//! to `cefwire-agent.log` there, rotated by size (`.1` … `.N`, oldest
+//! dropped) so a long-running agent never fills the disk.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Name of the current log file.
+pub const LOG_FILE: &str = "cefwire-agent.log";
+
+/// How important a line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warn => "WARN",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+struct RotatingFile {
+    dir: PathBuf,
+    file: File,
+    size: u64,
+    max_size: u64,
+    keep: usize,
+}
+
+impl RotatingFile {
+    fn open(dir: &Path, max_size: u64, keep: usize) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let path = dir.join(LOG_FILE);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Self { dir: dir.to_owned(), file, size, max_size, keep })
+    }
+
+    fn rotated(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("{LOG_FILE}.{n}"))
+    }
+
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.size + line.len() as u64 > self.max_size && self.size > 0 {
+            self.rotate()?;
+        }
+        self.file.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let _ = fs::remove_file(self.rotated(self.keep));
+        for n in (1..self.keep).rev() {
+            let from = self.rotated(n);
+            if from.exists() {
+                fs::rename(&from, self.rotated(n + 1))?;
+            }
+        }
+        let current = self.dir.join(LOG_FILE);
+        fs::rename(&current, self.rotated(1))?;
+        self.file = OpenOptions::new().create(true).append(true).open(&current)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+/// A thread-safe logger for the agent.
+pub struct AgentLog {
+    min_level: Level,
+    file: Option<Mutex<RotatingFile>>,
+    to_stderr: bool,
+}
+
+impl AgentLog {
+    /// Logs to stderr only.
+    pub fn stderr(min_level: Level) -> Self {
+        Self { min_level, file: None, to_stderr: true }
+    }
+
+    /// Logs to stderr and to a rotating file in `dir` (`max_size` bytes per
+    /// file, `keep` old files).
+    pub fn with_directory(
+        min_level: Level,
+        dir: &Path,
+        max_size: u64,
+        keep: usize,
+        to_stderr: bool,
+    ) -> io::Result<Self> {
+        let file = RotatingFile::open(dir, max_size, keep.max(1))?;
+        Ok(Self { min_level, file: Some(Mutex::new(file)), to_stderr })
+    }
+
+    /// Writes one line: `TIME LEVEL message`.
+    pub fn log(&self, level: Level, message: &str) {
+        if level < self.min_level {
+            return;
+        }
+        let line = format!("{} {:<5} {message}\n", crate::time::format_ms(crate::time::now_ms()), level.as_str());
+        if self.to_stderr {
+            let _ = io::stderr().write_all(line.as_bytes());
+        }
+        if let Some(file) = &self.file {
+            let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(err) = file.write_line(line.as_bytes()) {
+                let _ = writeln!(io::stderr(), "cefwire: cannot write the agent log: {err}");
+            }
+        }
+    }
+
+    pub fn info(&self, message: &str) {
+        self.log(Level::Info, message);
+    }
+
+    pub fn warn(&self, message: &str) {
+        self.log(Level::Warn, message);
+    }
+
+    pub fn error(&self, message: &str) {
+        self.log(Level::Error, message);
+    }
+
+    pub fn debug(&self, message: &str) {
+        self.log(Level::Debug, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_by_size_and_keeps_n_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AgentLog::with_directory(Level::Info, dir.path(), 200, 2, false).unwrap();
+        for n in 0..40 {
+            log.info(&format!("line number {n}"));
+        }
+        log.debug("not written");
+        let current = fs::read_to_string(dir.path().join(LOG_FILE)).unwrap();
+        assert!(current.contains("line number 39"));
+        assert!(current.len() <= 200);
+        assert!(dir.path().join(format!("{LOG_FILE}.1")).exists());
+        assert!(dir.path().join(format!("{LOG_FILE}.2")).exists());
+        assert!(!dir.path().join(format!("{LOG_FILE}.3")).exists());
+        let all: String = [LOG_FILE, "cefwire-agent.log.1", "cefwire-agent.log.2"]
+            .iter()
+            .map(|f| fs::read_to_string(dir.path().join(f)).unwrap())
+            .collect();
+        assert!(!all.contains("not written"));
+        assert!(all.contains(" INFO  line number 38"));
+    }
+}

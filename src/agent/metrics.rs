@@ -1,0 +1,130 @@
+//! Optional Prometheus endpoint (`--metrics 127.0.0.1:9100`): a tiny HTTP
+//! server on its own thread answering `GET /metrics` with the agent's
+//! counters in the text exposition format. It reads a snapshot of the
+//! health report; it never touches the pipeline.
+
+use super::health::{HealthReport, HealthState};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Renders a report in the Prometheus text format, judged at `now_ms`.
+pub fn render(report: &HealthReport, now_ms: i64) -> String {
+    let status = report.classify(now_ms);
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, f64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let streams = |f: fn(&super::health::StreamHealth) -> u64| {
+        [("{stream=\"activities\"}", f(&report.activities) as f64), ("{stream=\"alerts\"}", f(&report.alerts) as f64)]
+    };
+    family("cefwire_records_fetched_total", "counter", "Records fetched from the API.", &streams(|s| s.fetched));
+    family("cefwire_records_sent_total", "counter", "Records written to syslog.", &streams(|s| s.sent));
+    family(
+        "cefwire_records_rejected_total",
+        "counter",
+        "Records that could not be converted.",
+        &streams(|s| s.rejected),
+    );
+    family(
+        "cefwire_records_duplicate_total",
+        "counter",
+        "Records skipped because they were already sent (overlap re-reads).",
+        &streams(|s| s.duplicates_skipped),
+    );
+    let c = &report.api_counters;
+    family("cefwire_api_requests_total", "counter", "API requests made.", &[("", c.requests as f64)]);
+    family("cefwire_api_retries_total", "counter", "API requests retried after an error.", &[("", c.retries as f64)]);
+    family(
+        "cefwire_api_throttled_total",
+        "counter",
+        "API responses 429 Too Many Requests.",
+        &[("", c.throttled_429 as f64)],
+    );
+    if let Some(lag) = status.lag_ms {
+        family(
+            "cefwire_lag_seconds",
+            "gauge",
+            "Now minus the time of the newest record sent.",
+            &[("", lag as f64 / 1000.0)],
+        );
+    }
+    let states = [HealthState::Connected, HealthState::ConnectionError, HealthState::Disconnected];
+    let labels: Vec<String> = states.iter().map(|s| format!("{{state=\"{}\"}}", s.as_str())).collect();
+    let samples: Vec<(&str, f64)> =
+        states.iter().zip(&labels).map(|(s, l)| (l.as_str(), f64::from(u8::from(*s == status.state)))).collect();
+    family("cefwire_health", "gauge", "1 for the agent's current health state.", &samples);
+    out
+}
+
+/// Serves `/metrics` until the process ends.
+pub struct MetricsServer {
+    pub local_addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Binds `addr` and answers on a background thread with `render` of the
+    /// latest report in `source`.
+    pub fn start(addr: SocketAddr, source: Arc<Mutex<HealthReport>>) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        std::thread::Builder::new().name("metrics".into()).spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let snapshot = source.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let _ = answer(stream, &snapshot);
+            }
+        })?;
+        Ok(Self { local_addr })
+    }
+}
+
+fn answer(mut stream: TcpStream, report: &HealthReport) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    // Drain the headers.
+    let mut header = String::new();
+    while reader.read_line(&mut header)? > 2 {
+        header.clear();
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let (status, body) = if path == "/metrics" || path == "/" {
+        ("200 OK", render(report, crate::time::now_ms()))
+    } else {
+        ("404 Not Found", "not found; try /metrics\n".to_owned())
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn serves_the_text_format() {
+        let mut report = HealthReport { updated_ms: crate::time::now_ms(), ..Default::default() };
+        report.activities.sent = 41;
+        report.api_counters.throttled_429 = 2;
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(Mutex::new(report))).unwrap();
+        let mut conn = TcpStream::connect(server.local_addr).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(text.contains("cefwire_records_sent_total{stream=\"activities\"} 41\n"), "{text}");
+        assert!(text.contains("cefwire_api_throttled_total 2\n"), "{text}");
+        assert!(text.contains("cefwire_health{state=\"Connected\"} 1\n"), "{text}");
+        assert!(text.contains("cefwire_health{state=\"Disconnected\"} 0\n"), "{text}");
+    }
+}

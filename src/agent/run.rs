@@ -1,0 +1,774 @@
+//! The agent's loop: read both streams from the API slice by slice, send
+//! every record to syslog once, and move the checkpoint only after what it
+//! covers was written.
+//!
+//! Per stream (activities by `created`, alerts by `date`) a cursor says
+//! "every record before this time was written to syslog". Each query asks
+//! for `[cursor − overlap, min(cursor + slice, now))`; records already sent
+//! are dropped by `_id` (the overlap catches records the service indexed
+//! late). After every page: send, wait until syslog has it, save the ids
+//! (so a crash re-sends at most that page); after the slice: advance the
+//! cursor and save. "Now" is the API server's clock (its `Date` header), so
+//! a jump of the local clock cannot skip records.
+//!
+//! While syslog is down the loop waits on the sender and does not fetch;
+//! when the connection comes back the last messages are sent again (the
+//! dead receiver may have lost them). API errors back off and retry; the
+//! health file tells `cefwire status` how long either side has failed.
+
+use super::config::{AgentConfig, StreamConfig};
+use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
+use super::logfile::AgentLog;
+use super::metrics::MetricsServer;
+use super::state::{AgentState, StateStore, StreamCursor, id_hash};
+use crate::api::{ActivityScan, ApiClient, ApiError, Endpoint, OffsetPager, PageInfo, Pager, TimeKey, TimeWindow};
+use crate::cef::{CefFormatter, CefOptions, KindChoice, RecordFields, record_time, usable_id};
+use crate::json::{JsonParser, Scalar};
+use crate::records::MessageSink;
+use crate::rejects::{RejectLog, RejectedRecord};
+use crate::send::SyslogSender;
+use crate::time::{format_duration_ms, format_ms};
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The two streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamKind {
+    Activities,
+    Alerts,
+}
+
+impl StreamKind {
+    fn endpoint(self) -> Endpoint {
+        match self {
+            StreamKind::Activities => Endpoint::Activities,
+            StreamKind::Alerts => Endpoint::Alerts,
+        }
+    }
+
+    /// Activities by when they were stored (late arrivals), alerts by date.
+    fn key(self) -> TimeKey {
+        match self {
+            StreamKind::Activities => TimeKey::Created,
+            StreamKind::Alerts => TimeKey::Date,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        self.endpoint().name()
+    }
+}
+
+/// Why the agent could not start (or had to stop).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A setting is wrong in a way only the service could tell (a refused
+    /// token, a wrong portal URL): exit with a usage error.
+    #[error("{0}")]
+    Setting(String),
+    #[error("{0}")]
+    State(#[from] super::state::StateError),
+    #[error("starting the syslog sender: {0}")]
+    Send(#[from] crate::send::SendError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentExit {
+    /// SIGTERM/SIGINT: stopped cleanly.
+    Stopped,
+    /// `once`: caught up, everything written and saved.
+    CaughtUp,
+}
+
+/// Something that interrupts the work on a slice.
+enum Interrupt {
+    Stop,
+    Api(ApiError),
+    Paging(String),
+}
+
+/// The last messages sent, kept to send again after the syslog connection
+/// broke: two generations of length-prefixed messages, each at most half
+/// the window, reused (no allocation once both have grown).
+struct ResendWindow {
+    half: usize,
+    current: Vec<u8>,
+    previous: Vec<u8>,
+}
+
+impl ResendWindow {
+    fn new(bytes: usize) -> Self {
+        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new() }
+    }
+
+    fn push(&mut self, message: &[u8]) {
+        if self.current.len() + message.len() + 4 > self.half {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+        }
+        self.current.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        self.current.extend_from_slice(message);
+    }
+
+    fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        [&self.previous, &self.current].into_iter().flat_map(|generation| {
+            let mut rest = &generation[..];
+            std::iter::from_fn(move || {
+                let (len, tail) = rest.split_first_chunk::<4>()?;
+                let len = u32::from_le_bytes(*len) as usize;
+                let (message, tail) = tail.split_at(len);
+                rest = tail;
+                Some(message)
+            })
+        })
+    }
+}
+
+/// A failing side, logged when it starts failing and then every ten
+/// minutes, not on every retry.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    last_logged: Option<Instant>,
+}
+
+impl Outage {
+    /// True when this failure should be logged.
+    fn failed(&mut self) -> bool {
+        let now = Instant::now();
+        self.since.get_or_insert(now);
+        let due = self.last_logged.is_none_or(|t| now - t >= Duration::from_secs(600));
+        if due {
+            self.last_logged = Some(now);
+        }
+        due
+    }
+
+    /// True when a failure was going on (log the recovery).
+    fn recovered(&mut self) -> bool {
+        self.last_logged = None;
+        self.since.take().is_some()
+    }
+}
+
+/// The running agent.
+pub struct Agent {
+    config: AgentConfig,
+    stop: Arc<AtomicBool>,
+    log: Arc<AgentLog>,
+    client: ApiClient,
+    sender: Option<SyslogSender>,
+    parser: JsonParser,
+    activity_formatter: CefFormatter,
+    alert_formatter: CefFormatter,
+    rejects: RejectLog,
+    store: StateStore,
+    state: AgentState,
+    health: Arc<Mutex<HealthReport>>,
+    resend: ResendWindow,
+    reconnects_seen: u64,
+    page: Vec<u8>,
+    body: Vec<u8>,
+    api_outage: Outage,
+    syslog_outage: Outage,
+    checkpoint_outage: Outage,
+    /// Current slice length per stream (activities, alerts), adapted to
+    /// how many records a slice holds.
+    slices: [i64; 2],
+}
+
+/// Slices never get shorter or longer than these.
+const MIN_SLICE_MS: i64 = 5 * 60_000;
+const MAX_SLICE_MS: i64 = 24 * 3_600_000;
+
+impl Agent {
+    /// Reads the state and prepares the client; no network traffic yet.
+    pub fn new(config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
+        let store = StateStore::new(&config.state_dir);
+        let state = store.load()?.unwrap_or_default();
+        let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        let forced = |kind| CefFormatter::new(&CefOptions { kind, ..config.cef.clone() });
+        let now = crate::time::now_ms();
+        let health = HealthReport {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            started_ms: now,
+            updated_ms: now,
+            activities: StreamHealth { enabled: config.activities.is_some(), ..StreamHealth::default() },
+            alerts: StreamHealth { enabled: config.alerts.is_some(), ..StreamHealth::default() },
+            ..HealthReport::default()
+        };
+        Ok(Self {
+            resend: ResendWindow::new(config.resend_window_bytes),
+            activity_formatter: forced(KindChoice::Activities),
+            alert_formatter: forced(KindChoice::Alerts),
+            config,
+            stop,
+            log,
+            client,
+            sender: None,
+            parser: JsonParser::new(),
+            rejects: RejectLog::with_messages(20, Box::new(io::stderr())),
+            store,
+            state,
+            health: Arc::new(Mutex::new(health)),
+            reconnects_seen: 0,
+            page: Vec::new(),
+            body: Vec::new(),
+            api_outage: Outage::default(),
+            syslog_outage: Outage::default(),
+            checkpoint_outage: Outage::default(),
+            slices: [0; 2],
+        })
+    }
+
+    /// The shared health report (for the metrics endpoint).
+    pub fn health(&self) -> Arc<Mutex<HealthReport>> {
+        Arc::clone(&self.health)
+    }
+
+    /// Runs until stopped (or, with `once`, until caught up).
+    pub fn run(mut self) -> Result<AgentExit, AgentError> {
+        let writer = self.start_health_writer();
+        if let Some(addr) = self.config.metrics {
+            let server = MetricsServer::start(addr, self.health())?;
+            self.log.info(&format!("metrics on http://{}/metrics", server.local_addr));
+        }
+        let outcome = self.run_inner();
+        // Last word: stopped, with the final counters.
+        self.with_health(|h| h.stopped = true);
+        self.stop.store(true, Ordering::Release);
+        let _ = writer.join();
+        let mut report = self.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        report.updated_ms = crate::time::now_ms();
+        if let Err(err) = report.save(&self.config.state_dir) {
+            self.log.error(&format!("cannot write the health file: {err}"));
+        }
+        outcome
+    }
+
+    fn run_inner(&mut self) -> Result<AgentExit, AgentError> {
+        self.probe()?;
+        // Only now, with the credentials accepted, does syslog traffic start.
+        self.sender = Some(SyslogSender::start(&self.config.send)?);
+        self.init_cursors();
+        let mut api_backoff = Duration::from_secs(5);
+        loop {
+            if self.stopping() {
+                return self.shut_down(AgentExit::Stopped);
+            }
+            let mut behind = false;
+            let mut api_failed = false;
+            for kind in [StreamKind::Alerts, StreamKind::Activities] {
+                if self.stream_config(kind).is_none() {
+                    continue;
+                }
+                match self.read_slice(kind) {
+                    Ok(caught_up) => behind |= !caught_up,
+                    Err(Interrupt::Stop) => return self.shut_down(AgentExit::Stopped),
+                    Err(Interrupt::Api(err)) => {
+                        api_failed = true;
+                        self.api_failed(&err.to_string());
+                        break;
+                    }
+                    Err(Interrupt::Paging(err)) => {
+                        api_failed = true;
+                        self.api_failed(&format!("{}: {err}", kind.name()));
+                        break;
+                    }
+                }
+            }
+            self.check_reconnect();
+            if api_failed {
+                self.sleep(api_backoff);
+                api_backoff = (api_backoff * 2).min(Duration::from_secs(300));
+                continue;
+            }
+            api_backoff = Duration::from_secs(5);
+            if !behind {
+                if self.config.once {
+                    return self.shut_down(AgentExit::CaughtUp);
+                }
+                self.sleep(self.config.poll_interval);
+            }
+        }
+    }
+
+    fn stream_config(&self, kind: StreamKind) -> Option<&StreamConfig> {
+        match kind {
+            StreamKind::Activities => self.config.activities.as_ref(),
+            StreamKind::Alerts => self.config.alerts.as_ref(),
+        }
+    }
+
+    fn cursor(&mut self, kind: StreamKind) -> &mut StreamCursor {
+        match kind {
+            StreamKind::Activities => &mut self.state.activities,
+            StreamKind::Alerts => &mut self.state.alerts,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn sender(&mut self) -> &mut SyslogSender {
+        self.sender.as_mut().expect("the sender starts before the loop")
+    }
+
+    /// The API server's time if it told us, else the local clock.
+    fn now(&self) -> i64 {
+        self.client.server_now_ms().unwrap_or_else(crate::time::now_ms)
+    }
+
+    fn with_health(&self, change: impl FnOnce(&mut HealthReport)) {
+        change(&mut self.health.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn stream_health(report: &mut HealthReport, kind: StreamKind) -> &mut StreamHealth {
+        match kind {
+            StreamKind::Activities => &mut report.activities,
+            StreamKind::Alerts => &mut report.alerts,
+        }
+    }
+
+    /// Writes the health file every few seconds on its own thread, so that
+    /// a long wait (a slow API, a dead SIEM) never makes the agent look
+    /// dead to `cefwire status`.
+    fn start_health_writer(&self) -> std::thread::JoinHandle<()> {
+        let health = self.health();
+        let stop = Arc::clone(&self.stop);
+        let dir = self.config.state_dir.clone();
+        let log = Arc::clone(&self.log);
+        let every = Duration::from_millis(HEALTH_WRITE_INTERVAL_MS as u64 / 6);
+        std::thread::Builder::new()
+            .name("health".into())
+            .spawn(move || {
+                let mut failing = false;
+                while !stop.load(Ordering::Acquire) {
+                    let report = {
+                        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+                        h.updated_ms = crate::time::now_ms();
+                        h.clone()
+                    };
+                    match report.save(&dir) {
+                        Ok(()) => failing = false,
+                        Err(err) if !failing => {
+                            failing = true;
+                            log.error(&format!("cannot write the health file in {}: {err}", dir.display()));
+                        }
+                        Err(_) => {}
+                    }
+                    let deadline = Instant::now() + every;
+                    while Instant::now() < deadline && !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+            .expect("health thread starts")
+    }
+
+    /// Sleeps, waking early when stopped.
+    fn sleep(&self, duration: Duration) {
+        let deadline = Instant::now() + duration;
+        while Instant::now() < deadline && !self.stopping() {
+            std::thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
+        }
+    }
+
+    /// One small request before anything else: checks the credentials and
+    /// the portal URL, and learns the server's clock.
+    fn probe(&mut self) -> Result<(), AgentError> {
+        let mut attempt = 0u32;
+        loop {
+            let result = self.client.fetch_page(Endpoint::Alerts, b"{\"filters\":{},\"limit\":1}", &mut self.page);
+            self.record_api_counters();
+            match result {
+                Ok(_) => {
+                    self.api_succeeded();
+                    let skew = self.client.server_now_ms().map(|server| server - crate::time::now_ms());
+                    if let Some(skew) = skew.filter(|s| s.abs() > 60_000) {
+                        self.log.warn(&format!(
+                            "the local clock is {} {} the API server's; the agent reads by the server's clock",
+                            format_duration_ms(skew.abs()),
+                            if skew > 0 { "behind" } else { "ahead of" }
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(err @ ApiError::Unauthorized { .. }) => {
+                    return Err(AgentError::Setting(format!(
+                        "auth.token (--token) or the Entra ID application in [auth]: {err}"
+                    )));
+                }
+                Err(err @ (ApiError::NotFound { .. } | ApiError::BadRequest { .. })) => {
+                    return Err(AgentError::Setting(format!("portal_url (--portal-url): {err}")));
+                }
+                Err(err @ ApiError::Setup { .. }) => {
+                    return Err(AgentError::Setting(format!("ca_file / proxy / portal_url: {err}")));
+                }
+                Err(err) => {
+                    // The service is down or unreachable: that is an outage,
+                    // not a configuration error. Keep trying.
+                    self.api_failed(&err.to_string());
+                    attempt += 1;
+                    self.sleep(Duration::from_secs(5 << attempt.min(6)));
+                    if self.stopping() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where each stream starts: its saved cursor, or the window back from
+    /// now on a first start or after a stop longer than the window.
+    fn init_cursors(&mut self) {
+        let now = self.now();
+        let window_start = now - self.config.window_ms;
+        for kind in [StreamKind::Activities, StreamKind::Alerts] {
+            if self.stream_config(kind).is_none() {
+                continue;
+            }
+            let saved = self.cursor(kind).position_ms;
+            let start = match saved {
+                None => {
+                    self.log.info(&format!(
+                        "{}: first start, reading the last {} (from {})",
+                        kind.name(),
+                        format_duration_ms(self.config.window_ms),
+                        format_ms(window_start)
+                    ));
+                    window_start
+                }
+                Some(position) if position < window_start => {
+                    self.log.warn(&format!(
+                        "{}: the checkpoint ({}) is older than the window of {}: restarting from {}; records between \
+                         them are not sent (use `cefwire backfill --from {} --until {}` for them)",
+                        kind.name(),
+                        format_ms(position),
+                        format_duration_ms(self.config.window_ms),
+                        format_ms(window_start),
+                        format_ms(position),
+                        format_ms(window_start)
+                    ));
+                    self.cursor(kind).seen = Default::default();
+                    window_start
+                }
+                Some(position) => {
+                    self.log.info(&format!("{}: resuming from {}", kind.name(), format_ms(position)));
+                    position
+                }
+            };
+            self.cursor(kind).position_ms = Some(start);
+            let position = Some(start);
+            self.with_health(|h| Self::stream_health(h, kind).cursor_ms = position);
+        }
+    }
+
+    /// Reads one slice of `kind`. Returns whether the stream is caught up.
+    ///
+    /// The slice grows while slices hold no more than a page (a quiet
+    /// backlog is read in few requests) and shrinks when they hold many
+    /// pages (so the checkpoint keeps moving and the remembered ids stay few).
+    fn read_slice(&mut self, kind: StreamKind) -> Result<bool, Interrupt> {
+        let cursor = self.cursor(kind).position_ms.expect("cursors are set at start");
+        let now = self.now();
+        let slot = kind as usize;
+        if self.slices[slot] == 0 {
+            self.slices[slot] = self.config.slice_ms;
+        }
+        let until = now.min(cursor + self.slices[slot]);
+        if until <= cursor {
+            return Ok(true);
+        }
+        let window = TimeWindow { from: cursor - self.config.overlap_ms, until };
+        let extra = self.stream_config(kind).map(|s| s.extra_filters.clone()).unwrap_or_default();
+        let mut pager: Box<dyn Pager> = match kind {
+            StreamKind::Activities => {
+                Box::new(ActivityScan::new(kind.key(), window, &extra, self.config.scan_page_size))
+            }
+            StreamKind::Alerts => Box::new(OffsetPager::new(Endpoint::Alerts, kind.key(), window, &extra)),
+        };
+        let mut body = std::mem::take(&mut self.body);
+        let result = self.read_pages(kind, pager.as_mut(), &mut body);
+        self.body = body;
+        let pages = result?;
+        self.slices[slot] = match pages {
+            0 | 1 => (self.slices[slot] * 2).min(MAX_SLICE_MS),
+            2..=3 => self.slices[slot],
+            _ => (self.slices[slot] / 2).max(MIN_SLICE_MS),
+        };
+        // Every record of [from, until) was written: move the cursor.
+        let overlap = self.config.overlap_ms;
+        let stream = self.cursor(kind);
+        stream.position_ms = Some(until);
+        stream.seen.prune(until - overlap);
+        self.with_health(|h| Self::stream_health(h, kind).cursor_ms = Some(until));
+        self.save_state()?;
+        let caught_up = until >= now;
+        if !caught_up {
+            self.log.info(&format!(
+                "{}: caught up to {} ({} behind)",
+                kind.name(),
+                format_ms(until),
+                format_duration_ms(now - until)
+            ));
+        }
+        Ok(caught_up)
+    }
+
+    /// Reads every page of a slice; returns how many there were.
+    fn read_pages(&mut self, kind: StreamKind, pager: &mut dyn Pager, body: &mut Vec<u8>) -> Result<u32, Interrupt> {
+        let mut pages = 0;
+        while pager.next_request(body) {
+            pages += 1;
+            if self.stopping() {
+                return Err(Interrupt::Stop);
+            }
+            // Do not fetch while syslog has not taken the last page.
+            self.wait_for_syslog()?;
+            let result = self.client.fetch_page(kind.endpoint(), body, &mut self.page);
+            self.record_api_counters();
+            let len = result.map_err(Interrupt::Api)?;
+            self.api_succeeded();
+            let info = self.send_page(kind, len)?;
+            pager.page_done(&info).map_err(|e| Interrupt::Paging(e.to_string()))?;
+            self.wait_for_syslog()?;
+            self.check_reconnect();
+            self.save_state()?;
+        }
+        Ok(pages)
+    }
+
+    /// Converts and hands over every record of the page not sent before.
+    fn send_page(&mut self, kind: StreamKind, len: usize) -> Result<PageInfo, Interrupt> {
+        let Self { parser, page, sender, state, rejects, resend, health, activity_formatter, alert_formatter, .. } =
+            self;
+        let sender = sender.as_mut().expect("the sender starts before the loop");
+        let (cursor, formatter) = match kind {
+            StreamKind::Activities => (&mut state.activities, activity_formatter),
+            StreamKind::Alerts => (&mut state.alerts, alert_formatter),
+        };
+        let key_field = kind.key().record_field();
+        let mut stats = StreamHealth::default();
+        let parsed = parser.parse(page, len, |root| -> io::Result<Option<PageInfo>> {
+            let info = PageInfo::from_page(root, kind.key());
+            let Some(records) = root.get("data").and_then(|d| d.array()) else { return Ok(info) };
+            let mut digits = itoa::Buffer::new();
+            for (index, record) in records.enumerate() {
+                stats.fetched += 1;
+                let fields = RecordFields::scan(record);
+                let id = fields.as_ref().and_then(|f| usable_id(f.id)).and_then(|v| v.scalar());
+                let id_bytes: &[u8] = match id {
+                    Some(Scalar::Str(s)) => s.as_bytes(),
+                    Some(Scalar::I64(n)) => digits.format(n).as_bytes(),
+                    Some(Scalar::U64(n)) => digits.format(n).as_bytes(),
+                    _ => b"",
+                };
+                let hash = id_hash(id_bytes);
+                if !id_bytes.is_empty() && cursor.seen.contains(hash) {
+                    stats.duplicates_skipped += 1;
+                    continue;
+                }
+                let Some(fields) = fields else {
+                    stats.rejected += 1;
+                    reject(rejects, kind, index, &crate::cef::RecordError::NotAnObject)?;
+                    continue;
+                };
+                let buffer = sender.buffer();
+                let start = buffer.len();
+                match formatter.format_fields(&fields, buffer) {
+                    Ok(_) => {
+                        resend.push(&buffer[start..]);
+                        sender.commit(start)?;
+                        stats.sent += 1;
+                        let time = record.get(key_field).and_then(|v| v.as_i64_lenient());
+                        let timestamp = record_time(&fields).ok();
+                        cursor.seen.insert(time.or(timestamp).unwrap_or(0), hash);
+                        stats.newest_sent_ms = stats.newest_sent_ms.max(timestamp);
+                    }
+                    Err(err) => {
+                        stats.rejected += 1;
+                        reject(rejects, kind, index, &err)?;
+                    }
+                }
+            }
+            Ok(info)
+        });
+        let outcome = match parsed {
+            Ok(Ok(Some(info))) => Ok(info),
+            Ok(Ok(None)) => Err(Interrupt::Paging("the API answered with something that is not a page".to_owned())),
+            Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => Err(Interrupt::Stop),
+            Ok(Err(err)) => Err(Interrupt::Paging(format!("handing records to syslog: {err}"))),
+            Err(err) => Err(Interrupt::Paging(format!("the page is not JSON: {err}"))),
+        };
+        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+        let s = Self::stream_health(&mut h, kind);
+        s.fetched += stats.fetched;
+        s.sent += stats.sent;
+        s.duplicates_skipped += stats.duplicates_skipped;
+        s.rejected += stats.rejected;
+        s.newest_sent_ms = s.newest_sent_ms.max(stats.newest_sent_ms);
+        outcome
+    }
+
+    /// Waits until syslog has every message handed over so far. While it
+    /// cannot (the SIEM is down), keeps waiting: nothing is fetched and the
+    /// messages stay queued; the health says how long it has been.
+    fn wait_for_syslog(&mut self) -> Result<(), Interrupt> {
+        let wait = self.config.syslog_wait;
+        loop {
+            match self.sender().flush(wait) {
+                Ok(_) => {
+                    if self.syslog_outage.recovered() {
+                        self.log.info("syslog: writing again");
+                    }
+                    let now = crate::time::now_ms();
+                    self.with_health(|h| h.syslog.success(now));
+                    return Ok(());
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted || self.stopping() => return Err(Interrupt::Stop),
+                Err(err) => {
+                    let detail = self.sender().report().last_error.unwrap_or_else(|| err.to_string());
+                    let now = crate::time::now_ms();
+                    self.with_health(|h| h.syslog.failure(now, &detail));
+                    if self.syslog_outage.failed() {
+                        self.log.warn(&format!(
+                            "syslog: cannot write ({detail}); not fetching until it can, the cursor stays put"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// After the syslog connection was re-established, sends the last
+    /// messages again: the receiver that went away may have lost them.
+    fn check_reconnect(&mut self) {
+        let Some(sender) = self.sender.as_mut() else { return };
+        let reconnects = sender.report().reconnects;
+        if reconnects <= self.reconnects_seen {
+            return;
+        }
+        self.reconnects_seen = reconnects;
+        let mut count = 0u64;
+        for message in self.resend.messages() {
+            let buffer = sender.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(message);
+            if sender.commit(start).is_err() {
+                break;
+            }
+            count += 1;
+        }
+        self.log.warn(&format!(
+            "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have lost them)"
+        ));
+    }
+
+    /// Saves the checkpoint; while it cannot (full or read-only disk), keeps
+    /// retrying and fetches nothing.
+    fn save_state(&mut self) -> Result<(), Interrupt> {
+        loop {
+            self.state.saved_at_ms = crate::time::now_ms();
+            match self.store.save(&self.state) {
+                Ok(()) => {
+                    if self.checkpoint_outage.recovered() {
+                        self.log.info("checkpoint: saved again");
+                    }
+                    let now = crate::time::now_ms();
+                    self.with_health(|h| h.checkpoint.success(now));
+                    return Ok(());
+                }
+                Err(err) => {
+                    let now = crate::time::now_ms();
+                    let message = err.to_string();
+                    self.with_health(|h| h.checkpoint.failure(now, &message));
+                    if self.checkpoint_outage.failed() {
+                        self.log.error(&format!("{message}; pausing until the checkpoint can be saved"));
+                    }
+                    if self.stopping() {
+                        return Err(Interrupt::Stop);
+                    }
+                    self.sleep(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    fn api_succeeded(&mut self) {
+        if self.api_outage.recovered() {
+            self.log.info("API: answering again");
+        }
+        let now = crate::time::now_ms();
+        self.with_health(|h| h.api.success(now));
+    }
+
+    fn api_failed(&mut self, error: &str) {
+        let now = crate::time::now_ms();
+        self.with_health(|h| h.api.failure(now, error));
+        if self.api_outage.failed() {
+            self.log.warn(&format!("API: {error}; retrying with backoff"));
+        }
+    }
+
+    fn record_api_counters(&self) {
+        let stats = self.client.stats();
+        self.with_health(|h| {
+            h.api_counters.requests = stats.requests;
+            h.api_counters.throttled_429 = stats.throttled;
+            h.api_counters.retries = stats.throttled + stats.server_errors + stats.network_errors;
+        });
+    }
+
+    /// Writes out what is queued (briefly), then stops the sender. The
+    /// checkpoint on disk is already the last one that is safe.
+    fn shut_down(&mut self, exit: AgentExit) -> Result<AgentExit, AgentError> {
+        if let Some(sender) = self.sender.take() {
+            let report = sender.finish()?;
+            self.log.info(&format!("stopping: {}", report.summary()));
+        }
+        Ok(exit)
+    }
+}
+
+#[cold]
+fn reject(rejects: &mut RejectLog, kind: StreamKind, index: usize, reason: &dyn std::fmt::Display) -> io::Result<()> {
+    rejects.reject(kind.name(), 0, Some(index), reason, RejectedRecord::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resend_window_keeps_the_newest_messages() {
+        let mut window = ResendWindow::new(2048);
+        for n in 0..300u32 {
+            window.push(format!("message {n:03}").as_bytes());
+        }
+        let kept: Vec<String> = window.messages().map(|m| String::from_utf8(m.to_vec()).unwrap()).collect();
+        // 15 bytes a message: at least one half (1024 bytes), at most both.
+        assert!((1024 / 15..=2048 / 15).contains(&kept.len()), "{}", kept.len());
+        assert_eq!(kept.last().unwrap(), "message 299");
+        let first: u32 = kept[0][8..].parse().unwrap();
+        let expected: Vec<String> = (first..300).map(|n| format!("message {n:03}")).collect();
+        assert_eq!(kept, expected, "consecutive, oldest first");
+    }
+
+    #[test]
+    fn outage_logs_once_then_on_recovery() {
+        let mut outage = Outage::default();
+        assert!(!outage.recovered());
+        assert!(outage.failed());
+        assert!(!outage.failed());
+        assert!(outage.recovered());
+        assert!(outage.failed());
+    }
+}

@@ -1,0 +1,20 @@
+//! The Defender for Cloud Apps REST API, client side (see
+//! `api-contract.md`): a blocking, rate-limited, retrying HTTP client
+//! ([`client`]), the limiter that keeps it under 30 requests per minute
+//! ([`limiter`]), and the pagers that walk a time window with the largest
+//! pages allowed ([`paging`]).
+//!
+//! Nothing here converts or sends records: pages come back as padded byte
+//! buffers for [`crate::records::RecordConverter`]. Used by `backfill` and
+//! by the agent.
+
+pub mod client;
+pub mod limiter;
+pub mod paging;
+
+pub use client::{
+    ApiAuth, ApiClient, ApiConfig, ApiError, ClientCredentials, ClientStats, DEFAULT_SCOPE, DEFAULT_TOKEN_URL,
+    Endpoint, RetryPolicy, proxy_url,
+};
+pub use limiter::{RateLimit, RequestLimiter};
+pub use paging::{ActivityScan, OffsetPager, PageInfo, Pager, PagingError, TimeKey, TimeWindow};

@@ -1,0 +1,406 @@
+//! Walking a time window page by page with the biggest pages the API
+//! allows: scan mode for activities (follow `nextQueryFilters` while
+//! `hasNext`), and for alerts offset pages of 100 whose lower time bound
+//! moves forward before `skip + limit` would pass 5000.
+//!
+//! A pager writes request bodies into a caller-owned buffer and learns
+//! from the [`PageInfo`] of each parsed page what to ask next. It performs
+//! no I/O and does not look at records beyond their time and count, so the
+//! same pagers serve backfill and the agent.
+
+use super::client::Endpoint;
+use crate::json::{JsonValue, Scalar, write_compact_json, write_json_string};
+
+/// Largest scan page.
+pub const SCAN_PAGE: u64 = 5000;
+/// Largest offset page.
+pub const OFFSET_PAGE: u64 = 100;
+/// `skip + limit` never exceeds this.
+pub const OFFSET_WINDOW: u64 = 5000;
+
+/// The time field a window is cut on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeKey {
+    /// When it happened (`timestamp` in records, `date` in filters).
+    Date,
+    /// When it was stored (activities only).
+    Created,
+}
+
+impl TimeKey {
+    pub fn filter_name(self) -> &'static str {
+        match self {
+            TimeKey::Date => "date",
+            TimeKey::Created => "created",
+        }
+    }
+
+    pub fn record_field(self) -> &'static str {
+        match self {
+            TimeKey::Date => "timestamp",
+            TimeKey::Created => "created",
+        }
+    }
+}
+
+/// What a pager needs to know about a page it asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageInfo {
+    pub records: u64,
+    pub has_next: bool,
+    pub total: Option<u64>,
+    /// `nextQueryFilters` as compact JSON.
+    pub next_filters: Option<Vec<u8>>,
+    /// The time (per the pager's [`TimeKey`]) of the last record.
+    pub last_time: Option<i64>,
+    /// How many records at the end of the page share `last_time`.
+    pub records_at_last_time: u64,
+    /// True when every record of the page has `last_time`.
+    pub all_at_last_time: bool,
+}
+
+impl PageInfo {
+    /// Reads a parsed page (`{"data":[…],"hasNext":…}`); `None` when the
+    /// document is not a page.
+    pub fn from_page(root: JsonValue<'_, '_>, key: TimeKey) -> Option<PageInfo> {
+        let data = root.get("data")?.array()?;
+        let mut info = PageInfo {
+            has_next: matches!(root.get("hasNext").and_then(|v| v.scalar()), Some(Scalar::Bool(true))),
+            total: root.get("total").and_then(|v| v.as_i64_lenient()).and_then(|t| u64::try_from(t).ok()),
+            ..PageInfo::default()
+        };
+        if let Some(next) = root.get("nextQueryFilters").filter(|v| v.is_object()) {
+            let mut json = Vec::new();
+            write_compact_json(next, &mut json);
+            info.next_filters = Some(json);
+        }
+        let field = key.record_field();
+        let mut all_same = true;
+        for record in data {
+            info.records += 1;
+            let time = record.get(field).and_then(|v| v.as_i64_lenient());
+            if time.is_some() && time == info.last_time {
+                info.records_at_last_time += 1;
+            } else {
+                all_same = info.records == 1;
+                info.last_time = time;
+                info.records_at_last_time = 1;
+            }
+        }
+        info.all_at_last_time = all_same && info.records > 0;
+        Some(info)
+    }
+}
+
+/// A time window `[from, until)` in epoch milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub from: i64,
+    pub until: i64,
+}
+
+/// The paging protocol went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PagingError {
+    #[error("the page was not an API page ({{\"data\":[…]}})")]
+    NotAPage,
+    #[error("the API said hasNext but sent no nextQueryFilters")]
+    MissingNextFilters,
+    #[error("more than {OFFSET_WINDOW} alerts share the time {0}; they cannot be paged without gaps")]
+    StuckOnOneTime(i64),
+}
+
+/// Request bodies for one endpoint over one window.
+pub trait Pager: Send {
+    fn endpoint(&self) -> Endpoint;
+    /// Writes the next request body into `out` (cleared first); `false`
+    /// when the window is done.
+    fn next_request(&mut self, out: &mut Vec<u8>) -> bool;
+    /// Takes in the page answering the last request.
+    fn page_done(&mut self, info: &PageInfo) -> Result<(), PagingError>;
+}
+
+/// Writes `{"<extra>…,"<key>":{"gte":from,"lt":until}}` (the extra filters'
+/// members first).
+fn write_window_filters(extra_members: &[u8], key: TimeKey, from: i64, until: i64, out: &mut Vec<u8>) {
+    let mut itoa = itoa::Buffer::new();
+    out.push(b'{');
+    if !extra_members.is_empty() {
+        out.extend_from_slice(extra_members);
+        out.push(b',');
+    }
+    write_json_string(key.filter_name(), out);
+    out.extend_from_slice(b":{\"gte\":");
+    out.extend_from_slice(itoa.format(from).as_bytes());
+    out.extend_from_slice(b",\"lt\":");
+    out.extend_from_slice(itoa.format(until).as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
+/// Activities in scan mode over a window.
+pub struct ActivityScan {
+    key: TimeKey,
+    window: TimeWindow,
+    extra_members: Vec<u8>,
+    limit: u64,
+    state: ScanState,
+}
+
+enum ScanState {
+    First,
+    Next(Vec<u8>),
+    Done,
+}
+
+impl ActivityScan {
+    /// `extra_members`: additional filters as JSON object members
+    /// (`"service":{"eq":[11161]}`), possibly empty.
+    pub fn new(key: TimeKey, window: TimeWindow, extra_members: &[u8], limit: u64) -> Self {
+        Self {
+            key,
+            window,
+            extra_members: extra_members.to_vec(),
+            limit: limit.clamp(1, SCAN_PAGE),
+            state: ScanState::First,
+        }
+    }
+}
+
+impl Pager for ActivityScan {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::Activities
+    }
+
+    fn next_request(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        out.extend_from_slice(b"{\"filters\":");
+        match &self.state {
+            ScanState::First => {
+                write_window_filters(&self.extra_members, self.key, self.window.from, self.window.until, out)
+            }
+            ScanState::Next(filters) => out.extend_from_slice(filters),
+            ScanState::Done => return false,
+        }
+        out.extend_from_slice(b",\"isScan\":true,\"sortField\":");
+        write_json_string(self.key.filter_name(), out);
+        out.extend_from_slice(b",\"sortDirection\":\"asc\",\"limit\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.limit).as_bytes());
+        out.push(b'}');
+        true
+    }
+
+    fn page_done(&mut self, info: &PageInfo) -> Result<(), PagingError> {
+        self.state = if !info.has_next {
+            ScanState::Done
+        } else {
+            ScanState::Next(info.next_filters.clone().ok_or(PagingError::MissingNextFilters)?)
+        };
+        Ok(())
+    }
+}
+
+/// Alerts (or activities without scan) by offset pages, moving the lower
+/// time bound forward instead of skipping past 5000.
+pub struct OffsetPager {
+    endpoint: Endpoint,
+    key: TimeKey,
+    window: TimeWindow,
+    extra_members: Vec<u8>,
+    /// Lower bound of the current segment.
+    segment_from: i64,
+    skip: u64,
+    /// Records at the end of the segment so far that share the last time.
+    tail_at_last_time: u64,
+    last_time: Option<i64>,
+    done: bool,
+}
+
+impl OffsetPager {
+    pub fn new(endpoint: Endpoint, key: TimeKey, window: TimeWindow, extra_members: &[u8]) -> Self {
+        Self {
+            endpoint,
+            key,
+            window,
+            extra_members: extra_members.to_vec(),
+            segment_from: window.from,
+            skip: 0,
+            tail_at_last_time: 0,
+            last_time: None,
+            done: false,
+        }
+    }
+}
+
+impl Pager for OffsetPager {
+    fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    fn next_request(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if self.done {
+            return false;
+        }
+        let mut itoa = itoa::Buffer::new();
+        out.extend_from_slice(b"{\"filters\":");
+        write_window_filters(&self.extra_members, self.key, self.segment_from, self.window.until, out);
+        out.extend_from_slice(b",\"sortField\":");
+        write_json_string(self.key.filter_name(), out);
+        out.extend_from_slice(b",\"sortDirection\":\"asc\",\"skip\":");
+        out.extend_from_slice(itoa.format(self.skip).as_bytes());
+        out.extend_from_slice(b",\"limit\":");
+        out.extend_from_slice(itoa.format(OFFSET_PAGE).as_bytes());
+        out.push(b'}');
+        true
+    }
+
+    fn page_done(&mut self, info: &PageInfo) -> Result<(), PagingError> {
+        if !info.has_next || info.records == 0 {
+            self.done = true;
+            return Ok(());
+        }
+        // Track how many records at the end of the segment share the last time.
+        if info.all_at_last_time && info.last_time == self.last_time {
+            self.tail_at_last_time += info.records;
+        } else {
+            self.tail_at_last_time = info.records_at_last_time;
+        }
+        self.last_time = info.last_time;
+        if self.skip + info.records + OFFSET_PAGE <= OFFSET_WINDOW {
+            self.skip += info.records;
+            return Ok(());
+        }
+        // Start a new segment at the last time seen, skipping the records
+        // at that time already received (the order within one time is the
+        // service's stable order).
+        let last = info.last_time.unwrap_or(self.segment_from);
+        if last == self.segment_from && self.tail_at_last_time + OFFSET_PAGE > OFFSET_WINDOW {
+            return Err(PagingError::StuckOnOneTime(last));
+        }
+        self.segment_from = last;
+        self.skip = self.tail_at_last_time;
+        Ok(())
+    }
+}
+
+/// Checks a `--filter` object and returns its members (without braces) for
+/// the pagers; the time fields are the pagers' own.
+pub fn filter_members(root: JsonValue<'_, '_>) -> Result<Vec<u8>, String> {
+    let Some(members) = root.object() else { return Err("must be a JSON object of filters".to_owned()) };
+    let mut out = Vec::new();
+    for (key, value) in members {
+        if matches!(key, "date" | "created" | "timestamp") {
+            return Err(format!("must not filter on {key:?}: the window comes from --since/--from/--until"));
+        }
+        if !value.is_object() {
+            return Err(format!("filter {key:?} must be an object of operators, e.g. {{\"eq\":[…]}}"));
+        }
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        write_json_string(key, &mut out);
+        out.push(b':');
+        write_compact_json(value, &mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::{INPUT_PADDING, JsonParser};
+
+    fn info(text: &str, key: TimeKey) -> PageInfo {
+        let mut bytes = text.as_bytes().to_vec();
+        let len = bytes.len();
+        bytes.resize(len + INPUT_PADDING, 0);
+        JsonParser::new().parse(&mut bytes, len, |root| PageInfo::from_page(root, key)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn page_info_reads_paging_fields_and_the_tail() {
+        let page = info(
+            r#"{"data":[{"timestamp":1},{"timestamp":5},{"timestamp":"5"}],"hasNext":true,"total":9,"nextQueryFilters":{"a":{"gt":1}}}"#,
+            TimeKey::Date,
+        );
+        assert_eq!(
+            page,
+            PageInfo {
+                records: 3,
+                has_next: true,
+                total: Some(9),
+                next_filters: Some(br#"{"a":{"gt":1}}"#.to_vec()),
+                last_time: Some(5),
+                records_at_last_time: 2,
+                all_at_last_time: false,
+            }
+        );
+        let page = info(r#"{"data":[{"created":7},{"created":7}],"hasNext":false}"#, TimeKey::Created);
+        assert!(page.all_at_last_time && page.records_at_last_time == 2 && !page.has_next);
+    }
+
+    fn body(pager: &mut dyn Pager) -> Option<String> {
+        let mut out = Vec::new();
+        pager.next_request(&mut out).then(|| String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn scan_follows_next_query_filters_verbatim() {
+        let window = TimeWindow { from: 100, until: 200 };
+        let mut scan = ActivityScan::new(TimeKey::Date, window, br#""service":{"eq":[1]}"#, 9000);
+        assert_eq!(
+            body(&mut scan).unwrap(),
+            r#"{"filters":{"service":{"eq":[1]},"date":{"gte":100,"lt":200}},"isScan":true,"sortField":"date","sortDirection":"asc","limit":5000}"#
+        );
+        let next = PageInfo { has_next: true, next_filters: Some(br#"{"x":{"gt":3}}"#.to_vec()), ..Default::default() };
+        scan.page_done(&next).unwrap();
+        assert!(body(&mut scan).unwrap().starts_with(r#"{"filters":{"x":{"gt":3}},"isScan":true"#));
+        assert_eq!(
+            scan.page_done(&PageInfo { has_next: true, ..Default::default() }),
+            Err(PagingError::MissingNextFilters)
+        );
+        scan.page_done(&PageInfo::default()).unwrap();
+        assert_eq!(body(&mut scan), None);
+    }
+
+    #[test]
+    fn offset_pager_moves_the_time_bound_before_5000() {
+        let window = TimeWindow { from: 0, until: 1_000_000 };
+        let mut pager = OffsetPager::new(Endpoint::Alerts, TimeKey::Date, window, b"");
+        let full = |last: i64, at_last: u64| PageInfo {
+            records: 100,
+            has_next: true,
+            last_time: Some(last),
+            records_at_last_time: at_last,
+            ..Default::default()
+        };
+        for page in 0..50 {
+            let text = body(&mut pager).unwrap();
+            assert!(text.contains(&format!(r#""skip":{},"limit":100"#, page * 100)), "{text}");
+            pager.page_done(&full(1000 + page as i64, 3)).unwrap();
+        }
+        // skip 4900 was the last page of the segment: next segment from the
+        // last time, skipping the 3 records already received at it.
+        let text = body(&mut pager).unwrap();
+        assert_eq!(
+            text,
+            r#"{"filters":{"date":{"gte":1049,"lt":1000000}},"sortField":"date","sortDirection":"asc","skip":3,"limit":100}"#
+        );
+        pager.page_done(&PageInfo { records: 10, has_next: false, ..Default::default() }).unwrap();
+        assert_eq!(body(&mut pager), None);
+    }
+
+    #[test]
+    fn filter_members_refuse_time_fields() {
+        let parse = |text: &str| {
+            let mut bytes = text.as_bytes().to_vec();
+            let len = bytes.len();
+            bytes.resize(len + INPUT_PADDING, 0);
+            JsonParser::new().parse(&mut bytes, len, filter_members).unwrap()
+        };
+        assert_eq!(parse(r#"{"service":{"eq":[11161]}}"#).unwrap(), br#""service":{"eq":[11161]}"#);
+        assert!(parse(r#"{"date":{"gte":1}}"#).is_err());
+        assert!(parse(r#"{"service":5}"#).is_err());
+        assert!(parse("[1]").is_err());
+    }
+}

@@ -1,0 +1,490 @@
+//! `cefwire backfill`: one pass over a time window of the API, converting
+//! and sending as it goes.
+//!
+//! Two threads form a pipeline. The fetch thread owns the [`ApiClient`]
+//! and the pagers; it waits for the rate limiter, fetches a page into one
+//! of three circulating buffers and hands it over. The calling thread
+//! parses the page once: the paging fields go straight back to the fetch
+//! thread (which sends the next request at once), then the records are
+//! converted into the [`MessageSink`] and, with `--archive`, written as
+//! zstd NDJSON. So the next request is in flight while a page is
+//! converted and sent. This module owns that loop, the archive files, the
+//! progress display and the report; it does not know how the sink
+//! delivers (a file now, syslog later).
+
+use crate::api::{
+    ActivityScan, ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, OffsetPager, PageInfo, Pager, PagingError,
+    RateLimit, TimeKey, TimeWindow, paging,
+};
+use crate::cef::CefOptions;
+use crate::json::{JsonValue, write_compact_json};
+use crate::output::{FinishWrite, create_maybe_compressed};
+use crate::progress::Progress;
+use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
+use crate::rejects::RejectLog;
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Validated settings of `cefwire backfill`.
+#[derive(Clone, Debug)]
+pub struct BackfillConfig {
+    pub api: ApiConfig,
+    pub window: TimeWindow,
+    /// Which record types, fetched in this order.
+    pub types: Vec<Endpoint>,
+    /// The time field the activities window is cut on.
+    pub activity_key: TimeKey,
+    /// Extra filters as JSON object members (from `--filter`), maybe empty.
+    pub extra_filters: Vec<u8>,
+    /// Scan page size for activities (at most 5000).
+    pub scan_limit: u64,
+    pub cef: CefOptions,
+    /// Also write the raw records here, as zstd NDJSON.
+    pub archive_dir: Option<PathBuf>,
+    pub rejects_file: Option<PathBuf>,
+    pub show_rejects: u64,
+    pub progress: bool,
+}
+
+/// Counts of one record type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypeCounts {
+    pub pages: u64,
+    pub records: u64,
+    /// What the first page said the total was.
+    pub total: Option<u64>,
+}
+
+/// What a backfill did.
+#[derive(Clone, Debug, Default)]
+pub struct BackfillReport {
+    pub activities: TypeCounts,
+    pub alerts: TypeCounts,
+    pub counts: ConvertCounts,
+    pub client: ClientStats,
+    pub rate_limit: Option<RateLimit>,
+    pub elapsed: Duration,
+    pub archives: Vec<PathBuf>,
+}
+
+impl BackfillReport {
+    /// A few human lines for stderr.
+    pub fn summary(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let c = &self.client;
+        let mut text = format!(
+            "backfilled {} records ({} activities in {} pages, {} alerts in {} pages) in {:.1} s: {:.0} records/s\n\
+             api: {} requests, {} retried ({} throttled, {} server errors, {} network errors), waited {:.1} s for the rate limit, {:.1} s backing off",
+            self.counts.converted(),
+            self.activities.records,
+            self.activities.pages,
+            self.alerts.records,
+            self.alerts.pages,
+            secs,
+            self.counts.records as f64 / secs,
+            c.requests,
+            c.throttled + c.server_errors + c.network_errors,
+            c.throttled,
+            c.server_errors,
+            c.network_errors,
+            c.limiter_wait.as_secs_f64(),
+            c.backoff_wait.as_secs_f64(),
+        );
+        if let Some(limit) = self.rate_limit
+            && let Some(usage) = c.rate_use(limit)
+        {
+            text.push_str(&format!("; used {:.1} % of the {:.0}/min rate limit", usage * 100.0, limit.per_minute()));
+        }
+        if self.counts.rejected > 0 {
+            text.push_str(&format!("\nrejected {} records", self.counts.rejected));
+        }
+        for path in &self.archives {
+            text.push_str(&format!("\narchived raw records to {}", path.display()));
+        }
+        text
+    }
+}
+
+/// Why a backfill stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("paging through {endpoint}: {source}")]
+    Paging { endpoint: &'static str, source: PagingError },
+    #[error("{endpoint} page {page} is not an API page (not JSON, or no \"data\" array)")]
+    BadPage { endpoint: &'static str, page: u64 },
+    #[error(transparent)]
+    Output(io::Error),
+    #[error("archive {path}: {source}")]
+    Archive { path: String, source: io::Error },
+    #[error("the fetch thread stopped unexpectedly")]
+    FetchThread,
+}
+
+/// A fetched page on its way to the converter.
+enum FetchEvent {
+    Page { endpoint: Endpoint, key: TimeKey, buffer: Vec<u8>, len: usize },
+    Finished(ClientStats),
+    Failed(BackfillError, ClientStats),
+}
+
+/// The pagers for the configured types, in order.
+pub fn pagers(config: &BackfillConfig) -> Vec<(Box<dyn Pager>, TimeKey)> {
+    config
+        .types
+        .iter()
+        .map(|endpoint| -> (Box<dyn Pager>, TimeKey) {
+            match endpoint {
+                Endpoint::Activities => (
+                    Box::new(ActivityScan::new(
+                        config.activity_key,
+                        config.window,
+                        &config.extra_filters,
+                        config.scan_limit,
+                    )),
+                    config.activity_key,
+                ),
+                Endpoint::Alerts => (
+                    Box::new(OffsetPager::new(Endpoint::Alerts, TimeKey::Date, config.window, &config.extra_filters)),
+                    TimeKey::Date,
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Pages in flight: one being fetched, one being converted, one spare.
+const PAGE_BUFFERS: usize = 3;
+
+/// Runs the backfill into `sink`.
+pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<BackfillReport, BackfillError> {
+    let started = Instant::now();
+    let client = ApiClient::new(&config.api)?;
+    let rate_limit = client.rate_limit();
+    let mut rejects = RejectLog::new(config.show_rejects);
+    if let Some(path) = &config.rejects_file {
+        rejects
+            .keep_records_in(path)
+            .map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
+    }
+    let mut archive = Archive::new(config.archive_dir.as_deref(), config.window);
+
+    let (event_tx, event_rx) = bounded::<FetchEvent>(1);
+    let (info_tx, info_rx) = unbounded::<Option<PageInfo>>();
+    let (free_tx, free_rx) = unbounded::<Vec<u8>>();
+    for _ in 0..PAGE_BUFFERS {
+        let _ = free_tx.send(Vec::new());
+    }
+    let pagers = pagers(config);
+    let fetcher = std::thread::Builder::new()
+        .name("backfill-fetch".into())
+        .spawn(move || fetch_loop(client, pagers, &event_tx, &info_rx, &free_rx))
+        .map_err(|e| BackfillError::Output(io::Error::other(format!("starting the fetch thread: {e}"))))?;
+
+    // A bar with ETA from the start: its length grows as each type's first
+    // page tells its total.
+    let progress = Progress::items(config.progress, Some(0), "backfill");
+    let mut report = BackfillReport { rate_limit: Some(rate_limit), ..BackfillReport::default() };
+    let mut converter = RecordConverter::new(&config.cef);
+    let outcome = convert_pages(
+        &event_rx,
+        &info_tx,
+        &free_tx,
+        &mut converter,
+        sink,
+        &mut rejects,
+        &mut archive,
+        &progress,
+        &mut report,
+    );
+    progress.finish();
+    // Closing our ends stops the fetch thread wherever it waits.
+    drop(event_rx);
+    drop(info_tx);
+    drop(free_tx);
+    let _ = fetcher.join();
+    outcome?;
+    rejects.finish().map_err(BackfillError::Output)?;
+    report.archives = archive.finish()?;
+    report.counts = converter.counts;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn convert_pages(
+    events: &Receiver<FetchEvent>,
+    infos: &Sender<Option<PageInfo>>,
+    free: &Sender<Vec<u8>>,
+    converter: &mut RecordConverter,
+    sink: &mut dyn MessageSink,
+    rejects: &mut RejectLog,
+    archive: &mut Archive,
+    progress: &Progress,
+    report: &mut BackfillReport,
+) -> Result<(), BackfillError> {
+    loop {
+        let (endpoint, key, mut buffer, len) = match events.recv() {
+            Ok(FetchEvent::Page { endpoint, key, buffer, len }) => (endpoint, key, buffer, len),
+            Ok(FetchEvent::Finished(stats)) => {
+                report.client = stats;
+                return Ok(());
+            }
+            Ok(FetchEvent::Failed(err, stats)) => {
+                report.client = stats;
+                return Err(err);
+            }
+            Err(_) => return Err(BackfillError::FetchThread),
+        };
+        let counts = match endpoint {
+            Endpoint::Activities => &mut report.activities,
+            Endpoint::Alerts => &mut report.alerts,
+        };
+        counts.pages += 1;
+        let page = counts.pages;
+        let origin = Origin { file: endpoint.name(), line: page, multi_line: false };
+        let mut page_info = None;
+        let converted = converter.convert_document_with(origin, &mut buffer, len, sink, rejects, |root| {
+            let info = PageInfo::from_page(root, key);
+            if info.is_some() {
+                archive.write_page(endpoint, root);
+            }
+            // The fetch thread is waiting for this to send the next request.
+            let _ = infos.send(info.clone());
+            page_info = Some(info);
+        });
+        let info = match page_info {
+            Some(info) => info,
+            None => {
+                let _ = infos.send(None);
+                None
+            }
+        };
+        let _ = free.send(buffer);
+        converted.map_err(BackfillError::Output)?;
+        let Some(info) = info else { return Err(BackfillError::BadPage { endpoint: endpoint.name(), page }) };
+        counts.records += info.records;
+        if counts.total.is_none() {
+            counts.total = info.total;
+            let known = report.activities.total.unwrap_or(0) + report.alerts.total.unwrap_or(0);
+            progress.set_length(known);
+        }
+        if progress.is_visible() {
+            progress.set_position(report.activities.records + report.alerts.records);
+            progress.set_message(&format!("{} page {page}", endpoint.name()));
+        }
+        archive.check()?;
+    }
+}
+
+fn fetch_loop(
+    mut client: ApiClient,
+    mut pagers: Vec<(Box<dyn Pager>, TimeKey)>,
+    events: &Sender<FetchEvent>,
+    infos: &Receiver<Option<PageInfo>>,
+    free: &Receiver<Vec<u8>>,
+) {
+    let mut body = Vec::with_capacity(1024);
+    for (pager, key) in &mut pagers {
+        let endpoint = pager.endpoint();
+        while pager.next_request(&mut body) {
+            let Ok(mut buffer) = free.recv() else { return };
+            let len = match client.fetch_page(endpoint, &body, &mut buffer) {
+                Ok(len) => len,
+                Err(err) => {
+                    let _ = events.send(FetchEvent::Failed(err.into(), client.stats()));
+                    return;
+                }
+            };
+            if events.send(FetchEvent::Page { endpoint, key: *key, buffer, len }).is_err() {
+                return;
+            }
+            let info = match infos.recv() {
+                Ok(Some(info)) => info,
+                // The converter reports a page it could not read itself.
+                Ok(None) | Err(_) => return,
+            };
+            if let Err(source) = pager.page_done(&info) {
+                let err = BackfillError::Paging { endpoint: endpoint.name(), source };
+                let _ = events.send(FetchEvent::Failed(err, client.stats()));
+                return;
+            }
+        }
+    }
+    let _ = events.send(FetchEvent::Finished(client.stats()));
+}
+
+/// The raw records of a backfill as zstd NDJSON, one file per type.
+struct Archive {
+    dir: Option<PathBuf>,
+    window: TimeWindow,
+    files: Vec<(Endpoint, PathBuf, Box<dyn FinishWrite>)>,
+    buffer: Vec<u8>,
+    error: Option<BackfillError>,
+}
+
+/// Flush the archive buffer at this size.
+const ARCHIVE_FLUSH: usize = 1 << 20;
+
+impl Archive {
+    fn new(dir: Option<&Path>, window: TimeWindow) -> Self {
+        Self { dir: dir.map(Path::to_path_buf), window, files: Vec::new(), buffer: Vec::new(), error: None }
+    }
+
+    /// `activities_2026-01-01T000000Z_2026-01-03T000000Z.ndjson.zst`
+    fn file_name(endpoint: Endpoint, window: TimeWindow) -> String {
+        let stamp = |ms: i64| crate::time::format_ms(ms - ms.rem_euclid(1000)).replace(':', "").replace(".000", "");
+        format!("{}_{}_{}.ndjson.zst", endpoint.name(), stamp(window.from), stamp(window.until))
+    }
+
+    /// Appends the records of a parsed page (re-serialised compactly: the
+    /// parse unescaped the buffer in place).
+    fn write_page(&mut self, endpoint: Endpoint, root: JsonValue<'_, '_>) {
+        let Some(dir) = &self.dir else { return };
+        if self.error.is_some() {
+            return;
+        }
+        let index = match self.files.iter().position(|(e, ..)| *e == endpoint) {
+            Some(index) => index,
+            None => {
+                let path = dir.join(Self::file_name(endpoint, self.window));
+                match std::fs::create_dir_all(dir).and_then(|()| create_maybe_compressed(Some(&path))) {
+                    Ok(writer) => self.files.push((endpoint, path, writer)),
+                    Err(source) => {
+                        self.error = Some(BackfillError::Archive { path: path.display().to_string(), source });
+                        return;
+                    }
+                }
+                self.files.len() - 1
+            }
+        };
+        self.buffer.clear();
+        if let Some(records) = root.get("data").and_then(|d| d.array()) {
+            for record in records {
+                write_compact_json(record, &mut self.buffer);
+                self.buffer.push(b'\n');
+            }
+        }
+        let (_, path, writer) = &mut self.files[index];
+        if let Err(source) = writer.write_all(&self.buffer) {
+            self.error = Some(BackfillError::Archive { path: path.display().to_string(), source });
+        }
+        if self.buffer.capacity() > 4 * ARCHIVE_FLUSH {
+            self.buffer = Vec::new();
+        }
+    }
+
+    fn check(&mut self) -> Result<(), BackfillError> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+
+    fn finish(mut self) -> Result<Vec<PathBuf>, BackfillError> {
+        self.check()?;
+        let mut paths = Vec::new();
+        for (_, path, writer) in self.files {
+            writer.finish().map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
+            paths.push(path);
+        }
+        Ok(paths)
+    }
+}
+
+/// What a backfill would do, found with one small request per type.
+#[derive(Clone, Debug, Default)]
+pub struct Preview {
+    pub lines: Vec<String>,
+}
+
+/// `--dry-run`: asks the API how many records the window holds, estimates
+/// requests and time at the rate limit, and shows the first record of each
+/// type as the CEF line it would become. Sends nothing.
+pub fn preview(config: &BackfillConfig) -> Result<Preview, BackfillError> {
+    let mut client = ApiClient::new(&config.api)?;
+    let limit = client.rate_limit();
+    let mut lines = vec![format!(
+        "window: {} .. {} ({})",
+        crate::time::format_ms(config.window.from),
+        crate::time::format_ms(config.window.until),
+        crate::time::format_duration_ms(config.window.until - config.window.from)
+    )];
+    let mut converter = RecordConverter::new(&config.cef);
+    let mut page = Vec::new();
+    let mut total_requests = 0u64;
+    for endpoint in &config.types {
+        let key = if *endpoint == Endpoint::Activities { config.activity_key } else { TimeKey::Date };
+        // The pager's first request, asking for one record only.
+        let mut first = Vec::new();
+        OffsetPager::new(*endpoint, key, config.window, &config.extra_filters).next_request(&mut first);
+        let body = String::from_utf8_lossy(&first).replace("\"limit\":100", "\"limit\":1").into_bytes();
+        let len = client.fetch_page(*endpoint, &body, &mut page)?;
+        let mut sample = Vec::new();
+        let mut sink = SampleSink(&mut sample);
+        let mut info = None;
+        let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+        let origin = Origin { file: endpoint.name(), line: 1, multi_line: false };
+        converter
+            .convert_document_with(origin, &mut page, len, &mut sink, &mut rejects, |root| {
+                info = PageInfo::from_page(root, key);
+                let more = root.get("moreThanTotal").and_then(|v| v.scalar());
+                if matches!(more, Some(crate::json::Scalar::Bool(true)))
+                    && let Some(info) = &mut info
+                {
+                    info.total = info.total.map(|t| t + 1);
+                }
+            })
+            .map_err(BackfillError::Output)?;
+        let info = info.ok_or(BackfillError::BadPage { endpoint: endpoint.name(), page: 1 })?;
+        let total = info.total.unwrap_or(info.records);
+        let per_request = if *endpoint == Endpoint::Activities { config.scan_limit } else { paging::OFFSET_PAGE };
+        let requests = total.div_ceil(per_request).max(1);
+        total_requests += requests;
+        lines.push(format!(
+            "{}: {}{} records, about {requests} requests of up to {per_request}",
+            endpoint.name(),
+            if *endpoint == Endpoint::Alerts && total > paging::OFFSET_WINDOW { "more than " } else { "" },
+            total.min(if *endpoint == Endpoint::Alerts { paging::OFFSET_WINDOW } else { u64::MAX })
+        ));
+        if !sample.is_empty() {
+            lines.push(format!("  first record as CEF: {}", String::from_utf8_lossy(&sample)));
+        }
+    }
+    let windows = total_requests.saturating_sub(1) / u64::from(limit.requests);
+    let duration = if windows == 0 {
+        "within one window of the rate limit".to_owned()
+    } else {
+        let ms = (windows as f64 * limit.per.as_secs_f64() * 1000.0) as i64;
+        format!("at least {} at the rate limit", crate::time::format_duration_ms(ms))
+    };
+    lines.push(format!("about {total_requests} requests at {:.0}/min: {duration}", limit.per_minute()));
+    Ok(Preview { lines })
+}
+
+/// Keeps the first converted line.
+struct SampleSink<'a>(&'a mut Vec<u8>);
+
+impl MessageSink for SampleSink<'_> {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        self.0
+    }
+
+    fn commit(&mut self, _start: usize) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_carry_the_window() {
+        let window = TimeWindow { from: 1_767_225_600_000, until: 1_767_398_400_000 };
+        assert_eq!(
+            Archive::file_name(Endpoint::Alerts, window),
+            "alerts_2026-01-01T000000Z_2026-01-03T000000Z.ndjson.zst"
+        );
+    }
+}

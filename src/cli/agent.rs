@@ -1,0 +1,144 @@
+//! `cefwire agent`: flags (compatible in spirit with the vendor's Java
+//! agent: `--token`, `--proxy`, `--logsDirectory`) plus a TOML file →
+//! [`AgentConfig`] → the long-running loop.
+
+use super::send_args::stop_on_signals;
+use crate::agent::config::{AgentConfig, Overrides};
+use crate::agent::config_file::ConfigFile;
+use crate::agent::logfile::{AgentLog, Level};
+use crate::agent::run::{Agent, AgentError};
+use crate::exit::Status;
+use clap::Args;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Run the SIEM agent: send the last two days, then everything new, and keep going",
+    long_about = "Run the SIEM agent, the replacement of the vendor's Java SIEM agent.\n\n\
+On first start it sends the activities and alerts of the last two days (`window`), then polls for new \
+ones (`poll_interval`). It resumes from its checkpoint after a restart (no gaps), stops pulling while \
+syslog is down (nothing fetched is dropped), and keeps its health in the state directory for \
+`cefwire status`: Connected, Connection error (failing > 2 h) or Disconnected (> 12 h).\n\n\
+Everything can be set in a TOML file (see contrib/cefwire.toml); the flags below win over it.\n\n\
+Exit codes: 0 stopped by SIGTERM/SIGINT (or caught up with --once), 2 bad configuration (including a \
+token the API refuses), 1 other errors.",
+    after_help = "Examples:\n  cefwire agent --config /etc/cefwire/cefwire.toml\n  \
+cefwire agent --portal-url https://contoso.portal.cloudappsecurity.com --token $TOKEN --to tcp://siem:514 \
+--logsDirectory /var/log/cefwire"
+)]
+pub struct AgentArgs {
+    /// TOML configuration file (see contrib/cefwire.toml).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// API token (the generic SIEM token from the portal).
+    #[arg(long, value_name = "TOKEN", env = "CEFWIRE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// HTTP CONNECT proxy for the API: ADDRESS[:PORT] (user:password@ADDRESS:PORT works).
+    #[arg(long, value_name = "ADDRESS[:PORT]")]
+    pub proxy: Option<String>,
+
+    /// Directory for the agent's rotating logs.
+    #[arg(long = "logs-directory", alias = "logsDirectory", value_name = "DIRNAME")]
+    pub logs_directory: Option<PathBuf>,
+
+    /// Your tenant's portal URL.
+    #[arg(long, value_name = "URL")]
+    pub portal_url: Option<String>,
+
+    /// Syslog destination (tcp://, udp://, tls://HOST:PORT); repeat for several.
+    #[arg(long, value_name = "URL")]
+    pub to: Vec<String>,
+
+    /// Where the checkpoint and health file live.
+    #[arg(long, value_name = "DIR", env = "CEFWIRE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// Catch up once, then exit (instead of polling forever).
+    #[arg(long)]
+    pub once: bool,
+
+    /// Log debug details too.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+/// How long a stop may take before the process exits anyway.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path).map_err(|e| super::UsageError(e.to_string()))?,
+        None => ConfigFile::default(),
+    };
+    let overrides = Overrides {
+        portal_url: args.portal_url,
+        token: args.token,
+        proxy: args.proxy,
+        logs_directory: args.logs_directory,
+        state_directory: args.state_dir,
+        to: args.to,
+        metrics: args.metrics,
+        once: args.once,
+    };
+    let config = AgentConfig::build(file, overrides, super::common::default_state_dir())
+        .map_err(|e| super::UsageError(e.to_string()))?;
+    let level = if args.verbose { Level::Debug } else { Level::Info };
+    let log = Arc::new(match &config.logs_dir {
+        Some(dir) => AgentLog::with_directory(level, dir, 10 << 20, 5, true)
+            .map_err(|e| super::UsageError(format!("logs_directory: {e}")))?,
+        None => AgentLog::stderr(level),
+    });
+    let stop = stop_on_signals()?;
+    spawn_stop_watchdog(Arc::clone(&stop), Arc::clone(&log));
+    log.info(&format!(
+        "cefwire {} agent starting: {} → {}; state in {}",
+        env!("CARGO_PKG_VERSION"),
+        config.api.portal_url,
+        config.send.destinations.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+        config.state_dir.display()
+    ));
+    let agent = Agent::new(config, stop, Arc::clone(&log)).map_err(|e| match e {
+        AgentError::Setting(message) => anyhow::Error::new(super::UsageError(message)),
+        other => anyhow::Error::new(other),
+    })?;
+    match agent.run() {
+        Ok(exit) => {
+            log.info(&format!("agent stopped ({exit:?})"));
+            Ok(Status::Success)
+        }
+        Err(AgentError::Setting(message)) => {
+            log.error(&message);
+            Err(super::UsageError(message).into())
+        }
+        Err(err) => {
+            log.error(&err.to_string());
+            Err(err.into())
+        }
+    }
+}
+
+/// Once a stop is asked for, gives the agent [`STOP_GRACE`] to finish its
+/// page and save; then exits anyway. That is safe: the checkpoint on disk
+/// only ever covers records already written to syslog.
+fn spawn_stop_watchdog(stop: Arc<std::sync::atomic::AtomicBool>, log: Arc<AgentLog>) {
+    std::thread::spawn(move || {
+        while !stop.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(STOP_GRACE);
+        log.warn(&format!(
+            "did not stop within {} s; exiting now (the saved checkpoint is consistent)",
+            STOP_GRACE.as_secs()
+        ));
+        std::process::exit(1);
+    });
+}

@@ -1,0 +1,60 @@
+//! `cefwire status`: reads the agent's health file and says how it is.
+
+use crate::agent::health::{HealthReport, HealthState};
+use crate::exit::Status;
+use crate::time::parse_time_ms;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Show the agent's health: Connected, Connection error (> 2 h failing) or Disconnected (> 12 h)",
+    long_about = "Show the agent's health, read from the health file in its state directory.\n\n\
+Connected: API and syslog work. Connection error: one of them has been failing for more than 2 hours. \
+Disconnected: failing for more than 12 hours (or the agent stopped more than 12 hours ago).\n\n\
+Exit codes: 0 Connected, 6 Connection error, 7 Disconnected or never run, 2 bad usage.",
+    after_help = "Examples:\n  cefwire status --state-dir /var/lib/cefwire\n  cefwire status --json | jq .state"
+)]
+pub struct StatusArgs {
+    /// The agent's state directory.
+    #[arg(long, value_name = "DIR", env = "CEFWIRE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Judge the health as of this time instead of now (RFC 3339 or epoch ms).
+    #[arg(long, value_name = "TIME", hide = true)]
+    pub now: Option<String>,
+}
+
+pub fn run(args: StatusArgs) -> anyhow::Result<Status> {
+    let state_dir = args.state_dir.unwrap_or_else(super::common::default_state_dir);
+    let now_ms = match &args.now {
+        Some(t) => parse_time_ms(t).map_err(|e| super::UsageError(format!("--now: {e}")))?,
+        None => crate::time::now_ms(),
+    };
+    let report = match HealthReport::load(&state_dir) {
+        Ok(report) => report,
+        Err(message) => {
+            if args.json {
+                println!("{}", serde_json::json!({ "state": "Disconnected", "reason": message }));
+            } else {
+                println!("status:   Disconnected\nreason:   {message}");
+            }
+            return Ok(Status::Disconnected);
+        }
+    };
+    let status = report.classify(now_ms);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.human());
+    }
+    Ok(match status.state {
+        HealthState::Connected => Status::Success,
+        HealthState::ConnectionError => Status::ConnectionError,
+        HealthState::Disconnected => Status::Disconnected,
+    })
+}

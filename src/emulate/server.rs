@@ -1,0 +1,535 @@
+//! The emulator's network side: an accept loop and one std thread per
+//! connection (keep-alive, optional TLS through rustls `StreamOwned`),
+//! routing, the token check, the throttle, injected faults and counters.
+//!
+//! Routes: `POST /api/v1/activities/` and `POST /api/v1/alerts/` (the list
+//! API), `POST …/oauth2/v2.0/token` and `POST /oauth2/token` (an Entra ID
+//! client-credentials stand-in), `GET /stats` (counters as JSON, no auth).
+
+use super::http::{HttpError, HttpReader, Request, write_head, write_response};
+use super::query::{Endpoint, PageShape, Query, write_page};
+use super::store::RecordStore;
+use super::{EmulatorConfig, EmulatorStats, tls};
+use crate::generate::Rng;
+use crate::json::JsonParser;
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
+    #[error("writing the certificate to {path}: {source}")]
+    CertFile { path: String, source: io::Error },
+    #[error("starting the accept thread: {0}")]
+    Thread(io::Error),
+}
+
+/// A running emulator; stops when [`EmulatorHandle::shutdown`] is called or
+/// it is dropped.
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    tls: bool,
+    cert_pem: Option<String>,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl EmulatorHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT` (or `https://localhost:PORT` with TLS, the
+    /// name the certificate carries).
+    pub fn base_url(&self) -> String {
+        if self.tls { format!("https://localhost:{}", self.addr.port()) } else { format!("http://{}", self.addr) }
+    }
+
+    /// The self-signed certificate (PEM) when serving HTTPS.
+    pub fn cert_pem(&self) -> Option<&str> {
+        self.cert_pem.as_deref()
+    }
+
+    pub fn stats(&self) -> EmulatorStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Stops accepting, lets open connections end, and returns the counts.
+    pub fn shutdown(mut self) -> EmulatorStats {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(acceptor) = self.acceptor.take() {
+            // Wake the blocking accept.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = acceptor.join();
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts serving `store` as configured.
+pub fn start(config: EmulatorConfig, store: Arc<RecordStore>) -> Result<EmulatorHandle, StartError> {
+    let (cert_pem, tls_config) = if config.tls {
+        let identity = tls::self_signed(&[config.listen.ip().to_string()])?;
+        if let Some(path) = &config.tls_cert_out {
+            std::fs::write(path, &identity.cert_pem)
+                .map_err(|source| StartError::CertFile { path: path.display().to_string(), source })?;
+        }
+        (Some(identity.cert_pem), Some(identity.server_config))
+    } else {
+        (None, None)
+    };
+    let listener =
+        TcpListener::bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let tls = config.tls;
+    let shared = Arc::new(Shared {
+        dice: Mutex::new(Rng::new(config.seed)),
+        config,
+        store,
+        tls_config,
+        counters: Counters::default(),
+        throttle: Mutex::new(VecDeque::new()),
+        tokens: Mutex::new(HashMap::new()),
+        active: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let accept_shared = Arc::clone(&shared);
+    let acceptor = std::thread::Builder::new()
+        .name("emulate-accept".into())
+        .spawn(move || accept_loop(listener, accept_shared))
+        .map_err(StartError::Thread)?;
+    Ok(EmulatorHandle { addr, tls, cert_pem, shared, acceptor: Some(acceptor) })
+}
+
+struct Shared {
+    config: EmulatorConfig,
+    store: Arc<RecordStore>,
+    tls_config: Option<Arc<ServerConfig>>,
+    counters: Counters,
+    /// Times of the accepted API requests inside the current window.
+    throttle: Mutex<VecDeque<Instant>>,
+    /// Issued bearer tokens and when they expire.
+    tokens: Mutex<HashMap<String, Instant>>,
+    dice: Mutex<Rng>,
+    active: AtomicUsize,
+    stop: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+enum Counter {
+    Requests,
+    ApiRequests,
+    Pages,
+    RecordsServed,
+    Throttled,
+    Unauthorized,
+    BadRequests,
+    Injected5xx,
+    InjectedDrops,
+    InjectedSlow,
+    InjectedShortPages,
+    TokensIssued,
+    Connections,
+}
+
+#[derive(Default)]
+struct Counters([AtomicU64; 13]);
+
+impl Counters {
+    fn add(&self, counter: Counter, n: u64) {
+        self.0[counter as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> EmulatorStats {
+        let get = |c: Counter| self.0[c as usize].load(Ordering::Relaxed);
+        EmulatorStats {
+            requests: get(Counter::Requests),
+            api_requests: get(Counter::ApiRequests),
+            pages: get(Counter::Pages),
+            records_served: get(Counter::RecordsServed),
+            throttled: get(Counter::Throttled),
+            unauthorized: get(Counter::Unauthorized),
+            bad_requests: get(Counter::BadRequests),
+            injected_5xx: get(Counter::Injected5xx),
+            injected_drops: get(Counter::InjectedDrops),
+            injected_slow: get(Counter::InjectedSlow),
+            injected_short_pages: get(Counter::InjectedShortPages),
+            tokens_issued: get(Counter::TokensIssued),
+            connections: get(Counter::Connections),
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        if shared.active.load(Ordering::SeqCst) >= shared.config.max_connections {
+            drop(stream);
+            continue;
+        }
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        shared.counters.add(Counter::Connections, 1);
+        let conn_shared = Arc::clone(&shared);
+        let spawned = std::thread::Builder::new().name("emulate-conn".into()).spawn(move || {
+            serve_connection(&conn_shared, stream);
+            conn_shared.active.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A plain or TLS connection.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// What to do with a request.
+enum Reply {
+    /// Send `status` with the body in the connection's page buffer.
+    Json { status: u16 },
+    /// Close the connection without a complete response; `after_half`
+    /// sends the head and half the body first.
+    Drop { after_half: bool },
+}
+
+fn serve_connection(shared: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(250)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(60)));
+    let mut conn = match &shared.tls_config {
+        Some(config) => match ServerConnection::new(Arc::clone(config)) {
+            Ok(tls) => Conn::Tls(Box::new(StreamOwned::new(tls, stream))),
+            Err(_) => return,
+        },
+        None => Conn::Plain(stream),
+    };
+    let mut reader = HttpReader::default();
+    let mut request = Request::default();
+    let mut parser = JsonParser::new();
+    let mut body = Vec::new();
+    loop {
+        match reader.read_request(&mut conn, &mut request, &shared.stop) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err @ (HttpError::Bad(_) | HttpError::TooLarge)) => {
+                shared.counters.add(Counter::BadRequests, 1);
+                let status = if matches!(err, HttpError::TooLarge) { 413 } else { 400 };
+                let _ = write_response(&mut conn, status, error_json(&err.to_string()).as_bytes(), false, &[]);
+                return;
+            }
+            Err(HttpError::Io(_)) => return,
+        }
+        shared.counters.add(Counter::Requests, 1);
+        let keep_alive = request.keep_alive && !shared.stop.load(Ordering::Relaxed);
+        let reply = handle(shared, &mut request, &mut parser, &mut body);
+        let written = match reply {
+            Reply::Json { status } => write_response(&mut conn, status, &body, keep_alive, &[]),
+            Reply::Drop { after_half } => {
+                if after_half {
+                    let _ = write_head(&mut conn, 200, body.len(), true, &[])
+                        .and_then(|()| conn.write_all(&body[..body.len() / 2]))
+                        .and_then(|()| conn.flush());
+                }
+                let _ = conn.tcp().shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        if written.is_err() || !keep_alive {
+            if let Conn::Tls(tls) = &mut conn {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
+            return;
+        }
+    }
+}
+
+fn error_json(message: &str) -> String {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"detail\":");
+    crate::json::write_json_string(message, &mut out);
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn set_error(body: &mut Vec<u8>, message: &str) {
+    body.clear();
+    body.extend_from_slice(error_json(message).as_bytes());
+}
+
+fn handle(shared: &Shared, request: &mut Request, parser: &mut JsonParser, body: &mut Vec<u8>) -> Reply {
+    let path = request.path.trim_end_matches('/');
+    let endpoint = match path {
+        "/api/v1/activities" => Some(Endpoint::Activities),
+        "/api/v1/alerts" => Some(Endpoint::Alerts),
+        _ => None,
+    };
+    if let Some(endpoint) = endpoint {
+        if request.method != "POST" {
+            set_error(body, "use POST with a JSON body");
+            return Reply::Json { status: 405 };
+        }
+        return handle_list(shared, endpoint, request, parser, body);
+    }
+    if path == "/stats" && request.method == "GET" {
+        body.clear();
+        body.extend_from_slice(shared.counters.snapshot().to_json().as_bytes());
+        return Reply::Json { status: 200 };
+    }
+    if (path.ends_with("/oauth2/v2.0/token") || path == "/oauth2/token") && request.method == "POST" {
+        return handle_token(shared, request, body);
+    }
+    set_error(body, "not found");
+    Reply::Json { status: 404 }
+}
+
+fn handle_list(
+    shared: &Shared,
+    endpoint: Endpoint,
+    request: &mut Request,
+    parser: &mut JsonParser,
+    body: &mut Vec<u8>,
+) -> Reply {
+    let counters = &shared.counters;
+    counters.add(Counter::ApiRequests, 1);
+    if let Err((status, message)) = check_auth(shared, request.header("authorization")) {
+        counters.add(Counter::Unauthorized, 1);
+        set_error(body, message);
+        return Reply::Json { status };
+    }
+    if !admit(shared) {
+        counters.add(Counter::Throttled, 1);
+        set_error(body, "Request was throttled.");
+        return Reply::Json { status: 429 };
+    }
+    let faults = shared.config.faults;
+    let (fault_roll, slow_roll, short_roll, short_len) = {
+        let mut dice = shared.dice.lock().unwrap_or_else(|e| e.into_inner());
+        (unit(&mut dice), unit(&mut dice), unit(&mut dice), dice.next_u64())
+    };
+    if fault_roll < faults.error_5xx {
+        counters.add(Counter::Injected5xx, 1);
+        let status = [500, 502, 503, 504][(short_len % 4) as usize];
+        set_error(body, "injected server error");
+        return Reply::Json { status };
+    }
+    let drop_connection = fault_roll < faults.error_5xx + faults.drop;
+    if slow_roll < faults.slow {
+        counters.add(Counter::InjectedSlow, 1);
+        std::thread::sleep(faults.slow_delay);
+    }
+    let now = crate::time::now_ms();
+    let len = request.body_len;
+    let query = match Query::parse(parser, &mut request.body, len, endpoint, now) {
+        Ok(query) => query,
+        Err(err) => {
+            counters.add(Counter::BadRequests, 1);
+            set_error(body, &err.0);
+            return Reply::Json { status: 400 };
+        }
+    };
+    let set = match endpoint {
+        Endpoint::Activities => &shared.store.activities,
+        Endpoint::Alerts => &shared.store.alerts,
+    };
+    let mut shape = PageShape { max_bytes: shared.config.max_page_bytes, cut_after: None };
+    if query.is_scan && short_roll < faults.short_pages {
+        counters.add(Counter::InjectedShortPages, 1);
+        shape.cut_after = Some(1 + short_len % query.limit);
+    }
+    let summary = write_page(set, &query, endpoint, now, shape, body);
+    if drop_connection {
+        counters.add(Counter::InjectedDrops, 1);
+        return Reply::Drop { after_half: short_len & 1 == 1 };
+    }
+    counters.add(Counter::Pages, 1);
+    counters.add(Counter::RecordsServed, summary.records);
+    Reply::Json { status: 200 }
+}
+
+/// A uniform number in [0, 1).
+fn unit(rng: &mut Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Missing or malformed credentials and expired tokens: 401; a token that
+/// is not the configured one: 403.
+fn check_auth(shared: &Shared, header: Option<&str>) -> Result<(), (u16, &'static str)> {
+    let auth = &shared.config.auth;
+    if auth.api_token.is_none() && auth.client.is_none() {
+        return Ok(());
+    }
+    let Some(header) = header else { return Err((401, "Authentication credentials were not provided.")) };
+    let (scheme, value) = header.split_once(' ').ok_or((401, "Malformed Authorization header."))?;
+    let value = value.trim();
+    if scheme.eq_ignore_ascii_case("token") {
+        return match &auth.api_token {
+            Some(token) if token == value => Ok(()),
+            _ => Err((403, "Invalid token.")),
+        };
+    }
+    if scheme.eq_ignore_ascii_case("bearer") {
+        let tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        return match tokens.get(value) {
+            Some(expiry) if *expiry > Instant::now() => Ok(()),
+            Some(_) => Err((401, "Token expired.")),
+            None => Err((403, "Invalid token.")),
+        };
+    }
+    Err((401, "Unsupported authorization scheme (use Token or Bearer)."))
+}
+
+/// The sliding-window throttle: admits a request when fewer than the limit
+/// were admitted in the last window. Refused requests do not count.
+fn admit(shared: &Shared) -> bool {
+    let Some(limit) = shared.config.rate_limit else { return true };
+    let now = Instant::now();
+    let mut admitted = shared.throttle.lock().unwrap_or_else(|e| e.into_inner());
+    while admitted.front().is_some_and(|t| now.duration_since(*t) >= limit.per) {
+        admitted.pop_front();
+    }
+    if admitted.len() >= limit.requests as usize {
+        return false;
+    }
+    admitted.push_back(now);
+    true
+}
+
+fn handle_token(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply {
+    let form = std::str::from_utf8(request.body_bytes()).unwrap_or_default();
+    let field = |name: &str| {
+        form.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| percent_decode(v))
+    };
+    let fail = |body: &mut Vec<u8>, status: u16, error: &str, description: &str| {
+        body.clear();
+        body.extend_from_slice(b"{\"error\":");
+        crate::json::write_json_string(error, body);
+        body.extend_from_slice(b",\"error_description\":");
+        crate::json::write_json_string(description, body);
+        body.push(b'}');
+        Reply::Json { status }
+    };
+    if field("grant_type").as_deref() != Some("client_credentials") {
+        return fail(body, 400, "unsupported_grant_type", "only client_credentials is supported");
+    }
+    let Some((client_id, secret)) = &shared.config.auth.client else {
+        return fail(body, 400, "unauthorized_client", "this emulator has no client configured (--client-id)");
+    };
+    if field("client_id").as_deref() != Some(client_id.as_str()) || field("client_secret").as_deref() != Some(secret) {
+        return fail(body, 401, "invalid_client", "client id or secret is wrong");
+    }
+    let lifetime = shared.config.auth.token_lifetime;
+    let issued = shared.counters.0[Counter::TokensIssued as usize].fetch_add(1, Ordering::Relaxed);
+    let random = shared.dice.lock().unwrap_or_else(|e| e.into_inner()).next_u64();
+    let token = format!("emu.{issued}.{random:016x}");
+    shared.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), Instant::now() + lifetime);
+    body.clear();
+    body.extend_from_slice(
+        format!(
+            "{{\"token_type\":\"Bearer\",\"expires_in\":{0},\"ext_expires_in\":{0},\"access_token\":\"{token}\"}}",
+            lifetime.as_secs()
+        )
+        .as_bytes(),
+    );
+    Reply::Json { status: 200 }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_values_are_percent_decoded() {
+        assert_eq!(percent_decode("a%2Bb+c%3D%3d"), "a+b c==");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

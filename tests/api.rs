@@ -1,0 +1,566 @@
+//! The API side end to end on 127.0.0.1: the emulator (in process, or the
+//! built binary) and the client, backfill and its CLI. Every network wait
+//! is bounded; no assertion is about speed.
+
+use cefwire::api::{
+    ApiAuth, ApiClient, ApiConfig, ApiError, ClientCredentials, Endpoint, RateLimit, RetryPolicy, TimeKey, TimeWindow,
+};
+use cefwire::backfill::{self, BackfillConfig, BackfillReport};
+use cefwire::cef::CefOptions;
+use cefwire::emulate::{self, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore, StoreBuilder};
+use cefwire::generate::{GenerateConfig, GenerateKind};
+use cefwire::output::{LineWriter, OutputPath};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token";
+const HOUR: i64 = 3_600_000;
+
+/// A generous limit for tests that are not about the limit.
+const FAST: RateLimit = RateLimit { requests: 100_000, per: Duration::from_secs(60) };
+
+fn scratch_dir(name: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "cefwire-api-test-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Records spread over 48 h ending an hour ago (so even late ones, stored
+/// up to 60 minutes after they happened, are visible), one alert per 20.
+fn generated_store(count: u64, seed: u64) -> (Arc<RecordStore>, TimeWindow) {
+    let now = cefwire::time::now_ms();
+    let start = now - 49 * HOUR;
+    let mut builder = StoreBuilder::new();
+    builder.add_generated(GenerateConfig {
+        kind: GenerateKind::Mixed,
+        count,
+        seed,
+        late_ratio: 0.1,
+        start_ms: start,
+        span_ms: 48 * HOUR,
+    });
+    assert_eq!(builder.counts.skipped, 0);
+    (Arc::new(builder.build()), TimeWindow { from: start, until: now })
+}
+
+/// The 200,000-record window, generated once for all tests that use it.
+fn big_store() -> &'static (Arc<RecordStore>, TimeWindow) {
+    static STORE: OnceLock<(Arc<RecordStore>, TimeWindow)> = OnceLock::new();
+    STORE.get_or_init(|| generated_store(200_000, 42))
+}
+
+fn emulator(store: &Arc<RecordStore>, tune: impl FnOnce(&mut EmulatorConfig)) -> EmulatorHandle {
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
+    config.rate_limit = Some(FAST);
+    tune(&mut config);
+    emulate::start(config, Arc::clone(store)).expect("emulator starts")
+}
+
+fn api_config(url: &str) -> ApiConfig {
+    let mut config = ApiConfig::new(url, ApiAuth::Token(TOKEN.to_owned()));
+    config.rate_limit = FAST;
+    config.retry =
+        RetryPolicy { first_delay: Duration::from_millis(5), max_delay: Duration::from_millis(100), max_attempts: 20 };
+    config.request_timeout = Duration::from_secs(60);
+    config
+}
+
+fn backfill_config(api: ApiConfig, window: TimeWindow) -> BackfillConfig {
+    BackfillConfig {
+        api,
+        window,
+        types: vec![Endpoint::Alerts, Endpoint::Activities],
+        activity_key: TimeKey::Date,
+        extra_filters: Vec::new(),
+        scan_limit: 5000,
+        cef: CefOptions::default(),
+        archive_dir: None,
+        rejects_file: None,
+        show_rejects: 10,
+        progress: false,
+    }
+}
+
+/// Runs a backfill into `path`.
+fn backfill_to_file(config: &BackfillConfig, path: &Path) -> Result<BackfillReport, backfill::BackfillError> {
+    let mut writer = LineWriter::create(&OutputPath::File(path.to_path_buf())).unwrap();
+    let report = backfill::run(config, &mut writer)?;
+    writer.finish().unwrap();
+    Ok(report)
+}
+
+/// `_id` of every stored record whose time lies in the window.
+fn expected_ids(store: &RecordStore, window: TimeWindow) -> HashMap<String, u32> {
+    let mut ids = HashMap::new();
+    for set in [&store.activities, &store.alerts] {
+        for position in 0..set.ordered_len() {
+            let record = set.at(emulate::store::TimeField::Date, position);
+            if !(window.from..window.until).contains(&record.timestamp) {
+                continue;
+            }
+            let json = std::str::from_utf8(set.json(record)).unwrap();
+            let id = json.strip_prefix("{\"_id\":\"").and_then(|rest| rest.split('"').next()).expect("_id first");
+            *ids.entry(id.to_owned()).or_default() += 1;
+        }
+    }
+    ids
+}
+
+/// `externalId` of every CEF line in `path`, with how often it came.
+fn delivered_ids(path: &Path) -> HashMap<String, u32> {
+    let mut ids = HashMap::new();
+    let file = std::fs::File::open(path).unwrap();
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.unwrap();
+        let text = String::from_utf8_lossy(&line);
+        let start = text.find("externalId=").expect("every line has an externalId") + "externalId=".len();
+        let id = text[start..].split(' ').next().unwrap();
+        *ids.entry(id.to_owned()).or_default() += 1;
+    }
+    ids
+}
+
+/// Compares id multisets and prints a readable difference.
+fn assert_same_ids(expected: &HashMap<String, u32>, got: &HashMap<String, u32>) {
+    let missing: Vec<_> = expected.keys().filter(|id| !got.contains_key(*id)).take(5).collect();
+    let unexpected: Vec<_> = got.keys().filter(|id| !expected.contains_key(*id)).take(5).collect();
+    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty() && twice.is_empty(),
+        "expected {} ids, got {}; missing e.g. {missing:?}; unexpected e.g. {unexpected:?}; duplicated e.g. {twice:?}",
+        expected.len(),
+        got.len()
+    );
+    assert_eq!(expected.len(), got.len());
+}
+
+#[test]
+fn backfill_of_200k_records_delivers_every_record_exactly_once() {
+    let (store, window) = big_store();
+    let emulator = emulator(store, |_| {});
+    let dir = scratch_dir("clean");
+    let out = dir.join("out.cef");
+    let config = backfill_config(api_config(&emulator.base_url()), *window);
+    let report = backfill_to_file(&config, &out).expect("backfill succeeds");
+    let expected = expected_ids(store, *window);
+    assert_eq!(expected.len(), 200_000);
+    assert_same_ids(&expected, &delivered_ids(&out));
+    assert_eq!(report.counts.converted(), 200_000);
+    assert_eq!((report.activities.records, report.alerts.records), (190_000, 10_000));
+    let stats = emulator.shutdown();
+    assert_eq!(stats.throttled, 0, "{stats:?}");
+    assert_eq!(stats.pages, report.activities.pages + report.alerts.pages);
+    // Scan pages of 5000 for activities; alerts in pages of 100, with the
+    // time bound moved after 5000.
+    assert_eq!(report.activities.pages, 38);
+    assert_eq!(report.alerts.pages, 100);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn backfill_with_injected_5xx_drops_and_short_pages_delivers_the_same() {
+    let (store, window) = big_store();
+    let emulator = emulator(store, |c| {
+        c.faults = FaultConfig { error_5xx: 0.05, drop: 0.05, short_pages: 0.1, ..FaultConfig::default() };
+        c.seed = 7;
+    });
+    let dir = scratch_dir("faults");
+    let out = dir.join("out.cef");
+    let config = backfill_config(api_config(&emulator.base_url()), *window);
+    let report = backfill_to_file(&config, &out).expect("backfill succeeds despite faults");
+    assert_same_ids(&expected_ids(store, *window), &delivered_ids(&out));
+    let stats = emulator.shutdown();
+    assert!(stats.injected_5xx > 0 && stats.injected_drops > 0 && stats.injected_short_pages > 0, "{stats:?}");
+    assert_eq!(report.client.server_errors, stats.injected_5xx);
+    assert_eq!(report.client.network_errors, stats.injected_drops);
+    assert_eq!(stats.throttled, 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_limiter_keeps_the_client_under_the_emulators_throttle() {
+    // 3000 records: 150 alerts (2 pages) + 2850 activities in scan pages of
+    // 250 (12 pages): 14 requests against 4 per second.
+    let (store, window) = generated_store(3000, 5);
+    let limit = RateLimit { requests: 4, per: Duration::from_secs(1) };
+    let emulator = emulator(&store, |c| c.rate_limit = Some(limit));
+    let dir = scratch_dir("limit");
+    let mut api = api_config(&emulator.base_url());
+    api.rate_limit = limit;
+    let mut config = backfill_config(api, window);
+    config.scan_limit = 250;
+    let report = backfill_to_file(&config, &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+    let stats = emulator.shutdown();
+    assert_eq!(stats.throttled, 0, "the client must never be throttled: {stats:?}");
+    assert_eq!(report.client.requests, 14);
+    assert!(report.client.limiter_wait > Duration::ZERO, "the limiter had to wait: {:?}", report.client);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_client_faster_than_the_throttle_gets_429s_and_still_completes() {
+    // The control for the test above: the same run with the client's own
+    // limit set too high meets the emulator's 429s (and retries them).
+    let (store, window) = generated_store(3000, 5);
+    let emulator = emulator(&store, |c| c.rate_limit = Some(RateLimit { requests: 4, per: Duration::from_secs(1) }));
+    let dir = scratch_dir("no-limit");
+    let mut api = api_config(&emulator.base_url());
+    api.retry.first_delay = Duration::from_millis(200);
+    api.retry.max_delay = Duration::from_millis(400);
+    let mut config = backfill_config(api, window);
+    config.scan_limit = 250;
+    let report = backfill_to_file(&config, &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+    let stats = emulator.shutdown();
+    assert!(stats.throttled > 0, "{stats:?}");
+    assert_eq!(report.client.throttled, stats.throttled);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn wrong_or_missing_credentials_stop_at_once_with_a_clear_error() {
+    let (store, window) = generated_store(100, 1);
+    let emulator = emulator(&store, |_| {});
+    let mut page = Vec::new();
+    for (auth, status) in [(ApiAuth::Token("wrong".into()), 403), (ApiAuth::Token(String::new()), 401)] {
+        let mut config = api_config(&emulator.base_url());
+        config.auth = auth;
+        let mut client = ApiClient::new(&config).unwrap();
+        let err = client.fetch_page(Endpoint::Alerts, b"{}", &mut page).unwrap_err();
+        assert!(matches!(err, ApiError::Unauthorized { status: s, .. } if s == status), "{err:?}");
+        assert!(err.to_string().contains("check --token"), "{err}");
+        assert!(err.is_permanent());
+    }
+    // Through backfill: the run stops, nothing is retried.
+    let mut api = api_config(&emulator.base_url());
+    api.auth = ApiAuth::Token("wrong".into());
+    let dir = scratch_dir("auth");
+    let err = backfill_to_file(&backfill_config(api, window), &dir.join("out.cef")).unwrap_err();
+    assert!(err.to_string().contains("refused the credentials"), "{err}");
+    let stats = emulator.shutdown();
+    assert_eq!((stats.api_requests, stats.unauthorized), (3, 3), "one request each, no retries: {stats:?}");
+    // Without any Authorization header: 401.
+    let bare = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let emulator = self::emulator(&store, |_| {});
+    let response = bare.post(format!("{}/api/v1/alerts/", emulator.base_url())).send("{}").unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    // The counters are served as JSON for tests and scripts.
+    let mut stats = bare.get(format!("{}/stats", emulator.base_url())).call().unwrap();
+    let text = stats.body_mut().read_to_string().unwrap();
+    assert!(text.contains("\"apiRequests\":1,") && text.contains("\"unauthorized\":1,"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn client_credentials_get_a_bearer_token_and_refresh_it_before_expiry() {
+    let (store, _) = generated_store(100, 1);
+    let emulator = emulator(&store, |c| {
+        c.auth.client = Some(("app-id".into(), "app-secret".into()));
+        c.auth.token_lifetime = Duration::from_secs(2);
+    });
+    let credentials = |secret: &str| {
+        ApiAuth::ClientCredentials(ClientCredentials {
+            tenant_id: "tenant-1".into(),
+            client_id: "app-id".into(),
+            client_secret: secret.into(),
+            token_url: format!("{}/tenant-1/oauth2/v2.0/token", emulator.base_url()),
+            scope: cefwire::api::DEFAULT_SCOPE.into(),
+        })
+    };
+    let mut config = api_config(&emulator.base_url());
+    config.auth = credentials("app-secret");
+    let mut client = ApiClient::new(&config).unwrap();
+    let mut page = Vec::new();
+    client.fetch_page(Endpoint::Alerts, b"{}", &mut page).unwrap();
+    client.fetch_page(Endpoint::Alerts, b"{}", &mut page).unwrap();
+    assert_eq!(client.stats().tokens_fetched, 1);
+    // Refreshed at 80 % of the 2 s lifetime, before the emulator would refuse it.
+    std::thread::sleep(Duration::from_millis(1700));
+    client.fetch_page(Endpoint::Alerts, b"{}", &mut page).unwrap();
+    assert_eq!(client.stats().tokens_fetched, 2);
+    let stats = emulator.stats();
+    assert_eq!((stats.tokens_issued, stats.unauthorized), (2, 0));
+
+    config.auth = credentials("wrong-secret");
+    let err = ApiClient::new(&config).unwrap().fetch_page(Endpoint::Alerts, b"{}", &mut page).unwrap_err();
+    assert!(matches!(err, ApiError::TokenRefused { status: 401, .. }), "{err:?}");
+    assert!(err.to_string().contains("--client-secret"), "{err}");
+}
+
+#[test]
+fn https_with_the_emulators_certificate() {
+    let (store, window) = generated_store(2000, 3);
+    let dir = scratch_dir("tls");
+    let cert = dir.join("emulator.pem");
+    let emulator = emulator(&store, |c| {
+        c.tls = true;
+        c.tls_cert_out = Some(cert.clone());
+    });
+    assert!(emulator.base_url().starts_with("https://localhost:"));
+    assert_eq!(std::fs::read_to_string(&cert).unwrap(), emulator.cert_pem().unwrap());
+    let mut api = api_config(&emulator.base_url());
+    api.ca_file = Some(cert.clone());
+    backfill_to_file(&backfill_config(api, window), &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+
+    // Without --api-ca the self-signed certificate is refused, once, clearly.
+    let mut page = Vec::new();
+    let err = ApiClient::new(&api_config(&emulator.base_url()))
+        .unwrap()
+        .fetch_page(Endpoint::Alerts, b"{}", &mut page)
+        .unwrap_err();
+    assert!(matches!(err, ApiError::Setup { .. }), "{err:?}");
+    assert!(err.to_string().contains("--api-ca"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn slow_responses_time_out_and_are_retried() {
+    let (store, window) = generated_store(2000, 6);
+    let emulator = emulator(&store, |c| {
+        c.faults = FaultConfig { slow: 0.3, slow_delay: Duration::from_millis(1500), ..FaultConfig::default() };
+    });
+    let dir = scratch_dir("slow");
+    let mut api = api_config(&emulator.base_url());
+    api.request_timeout = Duration::from_millis(750);
+    let mut config = backfill_config(api, window);
+    config.scan_limit = 200;
+    let report = backfill_to_file(&config, &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+    let stats = emulator.shutdown();
+    assert!(stats.injected_slow > 0, "{stats:?}");
+    assert_eq!(report.client.network_errors, stats.injected_slow, "each slow answer timed out once");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A small HTTP CONNECT proxy on std threads that records what it saw.
+struct ConnectProxy {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn start_connect_proxy() -> ConnectProxy {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || tunnel(client, &log));
+        }
+    });
+    ConnectProxy { port, seen }
+}
+
+fn tunnel(client: TcpStream, log: &Mutex<Vec<String>>) {
+    client.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    log.lock().unwrap().push(head.clone());
+    let target = head.split_whitespace().nth(1).unwrap().to_owned();
+    let mut client = client;
+    let Ok(upstream) = TcpStream::connect(&target) else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+        return;
+    };
+    client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").unwrap();
+    // Bytes the reader buffered past the head belong to the tunnel.
+    let buffered = reader.buffer().to_vec();
+    let mut up_write = upstream.try_clone().unwrap();
+    up_write.write_all(&buffered).unwrap();
+    let mut up_read = upstream;
+    let mut down_write = client.try_clone().unwrap();
+    let upward = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut up_write);
+        let _ = up_write.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up_read, &mut down_write);
+    let _ = down_write.shutdown(std::net::Shutdown::Write);
+    let _ = upward.join();
+}
+
+fn base64(input: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn https_through_an_http_connect_proxy_with_credentials() {
+    let (store, window) = generated_store(2000, 4);
+    let dir = scratch_dir("proxy");
+    let cert = dir.join("emulator.pem");
+    let emulator = emulator(&store, |c| {
+        c.tls = true;
+        c.tls_cert_out = Some(cert.clone());
+    });
+    let proxy = start_connect_proxy();
+    let mut api = api_config(&emulator.base_url());
+    api.ca_file = Some(cert);
+    api.proxy = Some(format!("http://alice:s%3Dcret@127.0.0.1:{}", proxy.port));
+    backfill_to_file(&backfill_config(api, window), &dir.join("out.cef")).unwrap();
+    assert_same_ids(&expected_ids(&store, window), &delivered_ids(&dir.join("out.cef")));
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the requests went through the proxy");
+    let port = emulator.local_addr().port();
+    let credentials = format!("Basic {}", base64(b"alice:s=cret"));
+    for head in &seen {
+        assert!(head.starts_with(&format!("CONNECT localhost:{port} HTTP/1.1")), "{head}");
+        assert!(head.contains(&credentials), "proxy credentials sent: {head}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_archive_converts_back_to_the_same_lines() {
+    let (store, window) = generated_store(6000, 8);
+    let emulator = emulator(&store, |_| {});
+    let dir = scratch_dir("archive");
+    let mut config = backfill_config(api_config(&emulator.base_url()), window);
+    config.archive_dir = Some(dir.join("raw"));
+    let report = backfill_to_file(&config, &dir.join("out.cef")).unwrap();
+    assert_eq!(report.archives.len(), 2);
+    let inputs: Vec<_> = report.archives.iter().map(|p| cefwire::input::source::InputPath::File(p.clone())).collect();
+    let mut writer = LineWriter::create(&OutputPath::File(dir.join("again.cef"))).unwrap();
+    let mut rejects = cefwire::rejects::RejectLog::new(10);
+    let converted =
+        cefwire::convert::convert_inputs(&inputs, &CefOptions::default(), &mut writer, &mut rejects, false).unwrap();
+    writer.finish().unwrap();
+    assert_eq!(converted.counts.converted(), 6000);
+    assert!(converted.failed_inputs.is_empty());
+    let sorted = |path: PathBuf| {
+        let mut lines: Vec<String> = std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(sorted(dir.join("out.cef")), sorted(dir.join("again.cef")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Reads the emulator binary's first stdout line (its URL) with a deadline.
+fn read_url(child: &mut std::process::Child) -> String {
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(Duration::from_secs(60)).expect("the emulator prints its URL").trim().to_owned()
+}
+
+#[test]
+fn the_binaries_backfill_from_the_emulator_and_report_on_sigterm() {
+    let exe = env!("CARGO_BIN_EXE_cefwire");
+    let dir = scratch_dir("binary");
+    let mut emulator = Command::new(exe)
+        .args(["emulate", "--listen", "127.0.0.1:0", "--generate", "3000", "--span", "47h"])
+        .args(["--token", TOKEN, "--rate-limit", "1000/min", "--fault", "5xx:0.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = read_url(&mut emulator);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let run = |extra: &[&str]| {
+        Command::new(exe)
+            .args(["backfill", "--since", "48h", "--portal-url", &url, "--rate-limit", "1000/min"])
+            .args(["--retry-delay", "10ms"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = dir.join("out.cef");
+    let done = run(&["--token", TOKEN, "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{stderr}");
+    assert!(stderr.contains("backfilled 3000 records"), "{stderr}");
+    assert_eq!(delivered_ids(&out).len(), 3000);
+
+    let preview = run(&["--token", TOKEN, "--dry-run"]);
+    let text = String::from_utf8_lossy(&preview.stdout);
+    assert!(preview.status.success(), "{}", String::from_utf8_lossy(&preview.stderr));
+    assert!(text.contains("alerts: 150 records") && text.contains("activities: 2850 records"), "{text}");
+    assert!(text.contains("first record as CEF: "), "{text}");
+
+    let refused = run(&["--token", "nope", "-o", dir.join("x.cef").to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused the credentials"));
+
+    // Straight to syslog: a TCP receiver in the test counts the lines.
+    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("tcp://{}", receiver.local_addr().unwrap());
+    let counter = std::thread::spawn(move || {
+        let (mut conn, _) = receiver.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        text
+    });
+    let sent = run(&["--token", TOKEN, "--to", &to]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(String::from_utf8_lossy(&sent.stderr).contains("sent 3000 of 3000 messages"));
+    let received = counter.join().unwrap();
+    assert_eq!(received.lines().count(), 3000);
+    assert!(received.lines().all(|l| l.starts_with("<134>") && l.contains(" CEF:0|MCAS|SIEM_Agent|")));
+
+    let both = run(&["--token", TOKEN, "--to", &to, "-o", dir.join("z.cef").to_str().unwrap()]);
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("exclude each other"));
+
+    let no_credentials = run(&["-o", dir.join("y.cef").to_str().unwrap()]);
+    assert_eq!(no_credentials.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_credentials.stderr).contains("--token"));
+
+    // SIGTERM ends the emulator with its summary.
+    unsafe_kill_term(emulator.id());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while emulator.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the emulator stops on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut summary = String::new();
+    emulator.stderr.take().unwrap().read_to_string(&mut summary).unwrap();
+    assert!(summary.contains("0 throttled (429)") && summary.contains("5xx"), "{summary}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn unsafe_kill_term(pid: u32) {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+}
