@@ -4,7 +4,8 @@
 //! output file must hold every message byte for byte as `cefwire convert`
 //! renders the same input (rsyslog writes the message as received, header
 //! included). Over UDP at a paced rate, the loss is measured and printed.
-//! Skips with a note when rsyslogd is not installed.
+//! Skips with a note when rsyslogd is not installed, unless
+//! `CEFWIRE_REQUIRE_RSYSLOG=1`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,20 @@ use std::time::{Duration, Instant};
 
 const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 const RECORDS: u64 = 1_000_000;
+
+/// Whether rsyslogd is installed; a missing one skips the test with a note,
+/// unless `CEFWIRE_REQUIRE_RSYSLOG=1` (as CI sets) makes it a failure.
+fn rsyslog_available() -> bool {
+    if Path::new(RSYSLOGD).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CEFWIRE_REQUIRE_RSYSLOG").is_err(),
+        "rsyslog is required (CEFWIRE_REQUIRE_RSYSLOG is set) but {RSYSLOGD} is missing"
+    );
+    eprintln!("note: skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+    false
+}
 
 fn cefwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cefwire"))
@@ -85,8 +100,7 @@ fn run_ok(cmd: &mut Command) -> String {
 
 #[test]
 fn one_million_records_through_rsyslog_arrive_byte_identical() {
-    if !Path::new(RSYSLOGD).exists() {
-        eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+    if !rsyslog_available() {
         return;
     }
     let started = Instant::now();
@@ -161,8 +175,7 @@ fn udp_port_of(dir: &Path) -> u16 {
 
 #[test]
 fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
-    if !Path::new(RSYSLOGD).exists() {
-        eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+    if !rsyslog_available() {
         return;
     }
     const MESSAGES: u64 = 20_000;
