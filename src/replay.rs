@@ -582,6 +582,28 @@ pub fn convert_to_syslog(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any line: no panic; when a time was found, only it changed.
+        #[test]
+        fn restamp_never_panics_and_keeps_the_rest(
+            pri in "(<[0-9]{1,3}>)?(1 )?",
+            time in "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.+Z-]{0,20}|[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8}|[A-Za-z0-9 :-]{0,25})",
+            rest in " [ -~]{0,40}",
+        ) {
+            let line = format!("{pri}{time}{rest}");
+            let mut now = NowStamp::new();
+            let mut buf = line.clone().into_bytes();
+            if restamp(&mut buf, 0, &mut now) {
+                let text = String::from_utf8(buf).unwrap();
+                prop_assert!(text.starts_with(&pri));
+                prop_assert!(text.ends_with(&rest));
+            } else {
+                prop_assert_eq!(buf, line.into_bytes());
+            }
+        }
+    }
 
     fn stamped(line: &str) -> Option<String> {
         let mut now = NowStamp::new();
