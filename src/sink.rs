@@ -352,6 +352,8 @@ fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, sh
         match listener.accept() {
             Ok((stream, _)) => {
                 shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                // Forget connections that ended (a long run may see many).
+                workers.retain(|worker| !worker.is_finished());
                 let shared = Arc::clone(&shared);
                 let tls = tls.clone();
                 workers.push(std::thread::spawn(move || {
