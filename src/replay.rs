@@ -339,7 +339,18 @@ impl Pacer<'_> {
                 if let Some(deadline) = self.deadline {
                     wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 }
-                std::thread::sleep(wait);
+                // In slices, so that a signal is noticed at slow rates too.
+                let wake = Instant::now() + wait;
+                loop {
+                    let left = wake.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(100)));
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(Self::stopped());
+                    }
+                }
             }
         }
         self.show_progress(now);
@@ -496,9 +507,11 @@ fn pass_line(line: &[u8], sink: &mut Pacer<'_>, report: &mut ReplayReport) -> io
     let buffer = sink.buffer();
     let start = buffer.len();
     buffer.extend_from_slice(line);
-    sink.commit(start)?;
-    report.passed_through += 1;
-    Ok(())
+    let before = sink.sender.messages_accepted();
+    let committed = sink.commit(start);
+    // Counted when the sender took it, even if the run stops right after.
+    report.passed_through += sink.sender.messages_accepted() - before;
+    committed
 }
 
 /// A live stdin (`tail -f … | cefwire replay -`) may go quiet for a long
@@ -569,6 +582,28 @@ pub fn convert_to_syslog(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any line: no panic; when a time was found, only it changed.
+        #[test]
+        fn restamp_never_panics_and_keeps_the_rest(
+            pri in "(<[0-9]{1,3}>)?(1 )?",
+            time in "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.+Z-]{0,20}|[A-Z][a-z]{2} [ 0-9]{2} [0-9:]{8}|[A-Za-z0-9 :-]{0,25})",
+            rest in " [ -~]{0,40}",
+        ) {
+            let line = format!("{pri}{time}{rest}");
+            let mut now = NowStamp::new();
+            let mut buf = line.clone().into_bytes();
+            if restamp(&mut buf, 0, &mut now) {
+                let text = String::from_utf8(buf).unwrap();
+                prop_assert!(text.starts_with(&pri));
+                prop_assert!(text.ends_with(&rest));
+            } else {
+                prop_assert_eq!(buf, line.into_bytes());
+            }
+        }
+    }
 
     fn stamped(line: &str) -> Option<String> {
         let mut now = NowStamp::new();

@@ -27,6 +27,8 @@ pub struct SinkConfig {
     /// Certificate chain and key for `tls://`.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (`tls://` only).
+    pub tls_client_ca: Option<PathBuf>,
     /// `None`: decide per frame (a leading digit means octet counting).
     pub framing: Option<Framing>,
     /// Store every message here, one per line.
@@ -55,8 +57,11 @@ pub struct SinkReport {
     pub elapsed: Duration,
     /// From the first to the last message.
     pub active: Duration,
-    /// Highest count in one whole second.
+    /// Highest count in one whole second (from the first message on).
     pub peak_rate: u64,
+    /// Messages in each whole second from the first message on (the last,
+    /// partial second left out; at most a day's worth).
+    pub per_second: Vec<u64>,
     /// Order-independent hash of the messages (wrapping sum of one hash per
     /// message): equal when the same messages arrived, whatever the order.
     pub content_hash: u64,
@@ -102,7 +107,7 @@ impl SinkReport {
 
     pub fn json(&self) -> String {
         format!(
-            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{}}}",
+            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{},\"per_second\":[{}]}}",
             self.listen,
             self.messages,
             self.bytes,
@@ -116,6 +121,7 @@ impl SinkReport {
             self.content_hash,
             self.expected.map_or("null".to_owned(), |n| n.to_string()),
             self.complete(),
+            self.per_second.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
         )
     }
 }
@@ -219,7 +225,9 @@ impl Sink {
             .map_err(|e| SinkError::Bind(name.clone(), e))?;
         let tls = match config.listen.transport {
             Transport::Tls => match (&config.tls_cert, &config.tls_key) {
-                (Some(cert), Some(key)) => Some(crate::send::tls::server_config(cert, key)?),
+                (Some(cert), Some(key)) => {
+                    Some(crate::send::tls::server_config(cert, key, config.tls_client_ca.as_deref())?)
+                }
                 _ => return Err(SinkError::TlsFilesMissing),
             },
             _ => None,
@@ -283,15 +291,24 @@ impl Sink {
         };
         let progress = Progress::items(self.config.progress, self.config.expect, "received");
         let mut peak_rate = 0u64;
-        let mut last_second = (Instant::now(), 0u64);
+        let mut per_second = Vec::new();
+        // Whole-second windows, from the moment the first message is seen.
+        let mut last_second: Option<(Instant, u64)> = None;
         loop {
             std::thread::sleep(Duration::from_millis(20));
             let messages = shared.counters.messages.load(Ordering::Acquire);
             let now = Instant::now();
-            if now - last_second.0 >= Duration::from_secs(1) {
-                let whole = ((messages - last_second.1) as f64 / (now - last_second.0).as_secs_f64()).round();
-                peak_rate = peak_rate.max(whole as u64);
-                last_second = (now, messages);
+            match last_second {
+                None if messages > 0 => last_second = Some((now, 0)),
+                Some((since, count)) if now - since >= Duration::from_secs(1) => {
+                    let whole = ((messages - count) as f64 / (now - since).as_secs_f64()).round();
+                    peak_rate = peak_rate.max(whole as u64);
+                    if per_second.len() < 86_400 {
+                        per_second.push(whole as u64);
+                    }
+                    last_second = Some((now, messages));
+                }
+                _ => {}
             }
             progress.set_position(messages);
             if stop.load(Ordering::Relaxed)
@@ -320,9 +337,11 @@ impl Sink {
             framing_errors: c.framing_errors.load(Ordering::Relaxed),
             elapsed,
             active: Duration::from_nanos(last.saturating_sub(first)),
-            peak_rate: peak_rate.max(if elapsed < Duration::from_secs(1) { messages } else { 0 }),
+            // All arrived within one second: that is the peak.
+            peak_rate: peak_rate.max(if last.saturating_sub(first) < 1_000_000_000 { messages } else { 0 }),
             content_hash: c.hash.load(Ordering::Relaxed),
             expected: self.config.expect,
+            per_second,
         })
     }
 }
@@ -333,6 +352,8 @@ fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, sh
         match listener.accept() {
             Ok((stream, _)) => {
                 shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                // Forget connections that ended (a long run may see many).
+                workers.retain(|worker| !worker.is_finished());
                 let shared = Arc::clone(&shared);
                 let tls = tls.clone();
                 workers.push(std::thread::spawn(move || {

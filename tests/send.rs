@@ -14,11 +14,27 @@ fn cefwire() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cefwire"))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends (inputs are large).
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("cefwire-send-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn run_ok(cmd: &mut Command) -> String {
@@ -169,6 +185,13 @@ fn convert_to_sends_instead_of_writing_a_file() {
 
 /// A CA and a server certificate for `localhost`, as PEM files.
 fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, cert, key, _, _) = test_certificates_with_client(dir);
+    (ca, cert, key)
+}
+
+/// A CA, a server certificate for `localhost` and a client certificate it
+/// signed: (ca, server cert, server key, client cert, client key).
+fn test_certificates_with_client(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -176,13 +199,73 @@ fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let server_key = rcgen::KeyPair::generate().unwrap();
-    let server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let mut server_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
-    std::fs::write(&ca, ca_cert.pem()).unwrap();
-    std::fs::write(&cert, server_cert.pem()).unwrap();
-    std::fs::write(&key, server_key.serialize_pem()).unwrap();
-    (ca, cert, key)
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let mut client_params = rcgen::CertificateParams::new(vec!["cefwire-agent".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let client_cert = client_params.signed_by(&client_key, &issuer).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+        dir.join("client.pem"),
+        dir.join("client.key"),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, server_cert.pem()).unwrap();
+    std::fs::write(&paths.2, server_key.serialize_pem()).unwrap();
+    std::fs::write(&paths.3, client_cert.pem()).unwrap();
+    std::fs::write(&paths.4, client_key.serialize_pem()).unwrap();
+    paths
+}
+
+#[test]
+fn tls_with_a_client_certificate() {
+    let dir = temp_dir("mtls");
+    let (_, expected) = records(&dir, 1_000);
+    let (ca, cert, key, client_cert, client_key) = test_certificates_with_client(&dir);
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let sink_args = |expect: &str| {
+        vec![
+            "--cert".to_owned(),
+            path(&cert),
+            "--key".to_owned(),
+            path(&key),
+            "--client-ca".to_owned(),
+            path(&ca),
+            "--expect".to_owned(),
+            expect.to_owned(),
+            "--timeout".to_owned(),
+            "30s".to_owned(),
+        ]
+    };
+    let args = sink_args("1000");
+    let sink = SinkProcess::start("tls://127.0.0.1:0", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let to = format!("tls://localhost:{}", sink.port());
+    let (status, report) = replay(
+        &expected,
+        &to,
+        &["--ca", &path(&ca), "--client-cert", &path(&client_cert), "--client-key", &path(&client_key)],
+    );
+    assert!(status.success(), "{report}");
+    let (status, received) = sink.report(Duration::from_secs(30));
+    assert!(status.success(), "{received}");
+    assert_eq!(field(&received, "messages"), 1000);
+
+    // Without a client certificate the receiver refuses the session and
+    // takes nothing. In TLS 1.3 a client learns that only after its part of
+    // the handshake, when it has already written: the report must say the
+    // session broke and that those messages may be lost.
+    let args = sink_args("1");
+    let sink = SinkProcess::start("tls://127.0.0.1:0", &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let to = format!("tls://localhost:{}", sink.port());
+    let (_, report) = replay(&expected, &to, &["--ca", &path(&ca), "--give-up-after", "1s", "--drain-timeout", "1s"]);
+    assert!(field(&report, "errors") >= 1, "{report}");
+    assert!(field(&report, "possibly_lost") > 0, "{report}");
+    let received = sink.stop();
+    assert_eq!(field(&received, "messages"), 0);
 }
 
 #[test]
@@ -577,4 +660,74 @@ fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
     assert_eq!(field(&report, "passed_through"), 6003, "{report}");
     sink.report(Duration::from_secs(60));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+}
+
+#[test]
+fn oversize_messages_are_cut_at_a_character_boundary_and_counted() {
+    let dir = temp_dir("truncate");
+    let file = dir.join("lines.cef");
+    // 18 bytes of ASCII then two-byte characters: a cut at 41 bytes would
+    // split one, so 40 are kept; a short line is left alone.
+    let long = format!("<134>CEF:0|MCAS|x|{}", "é".repeat(40));
+    std::fs::write(&file, format!("{long}\n<134>short\n{long}\n")).unwrap();
+    let out = dir.join("received.cef");
+    let sink =
+        SinkProcess::start("udp://127.0.0.1:0", &["--expect", "3", "--timeout", "30s", "--out", out.to_str().unwrap()]);
+    let (status, report) = replay(&file, &sink.url, &["--max-message-bytes", "41"]);
+    assert!(status.success(), "{report}");
+    assert_eq!(field(&report, "truncated"), 2, "{report}");
+    sink.report(Duration::from_secs(30));
+    let cut = &long[..40];
+    let mut got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+    got.sort();
+    assert_eq!(got, vec![cut.to_owned(), cut.to_owned(), "<134>short".to_owned()]);
+}
+
+#[test]
+fn failover_goes_back_to_the_first_destination_once_it_is_up() {
+    use cefwire::records::MessageSink;
+    use cefwire::send::{DeliveryMode, Destination, SendConfig, SyslogSender};
+    use std::io::Read as _;
+
+    // The first destination is down at the start; the second is up.
+    let first_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let second = TcpListener::bind("127.0.0.1:0").unwrap();
+    let second_addr = second.local_addr().unwrap();
+    let count_lines = |listener: TcpListener| {
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut all = Vec::new();
+            stream.read_to_end(&mut all).unwrap();
+            all.iter().filter(|&&b| b == b'\n').count()
+        })
+    };
+    let second_lines = count_lines(second);
+    let mut config = SendConfig::new(vec![
+        Destination::parse(&format!("tcp://127.0.0.1:{first_port}")).unwrap(),
+        Destination::parse(&format!("tcp://{second_addr}")).unwrap(),
+    ]);
+    config.mode = DeliveryMode::Failover;
+    config.failback_after = Duration::from_millis(500);
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let send = |sender: &mut SyslogSender, n: usize| {
+        for i in 0..n {
+            let buffer = sender.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(format!("<134>message {i}").as_bytes());
+            sender.commit(start).unwrap();
+        }
+        sender.flush(Duration::from_secs(10)).unwrap();
+    };
+    send(&mut sender, 100);
+    // Now the first comes up; after failback_after the sender returns to it.
+    let first = TcpListener::bind(("127.0.0.1", first_port)).unwrap();
+    let first_lines = count_lines(first);
+    std::thread::sleep(Duration::from_millis(800));
+    send(&mut sender, 1);
+    send(&mut sender, 100);
+    let report = sender.finish().unwrap();
+    let (to_first, to_second) = (first_lines.join().unwrap(), second_lines.join().unwrap());
+    assert_eq!(to_first + to_second, 201, "every message once: {report:?}");
+    assert!(to_second >= 100, "the first messages went to the second destination");
+    assert!(to_first >= 100, "after failing back, the first destination got the rest");
 }

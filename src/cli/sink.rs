@@ -45,6 +45,10 @@ pub struct SinkArgs {
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
 
+    /// Require client certificates signed by the CA(s) in this PEM file (tls://).
+    #[arg(long, value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
     /// Stream framing.
     #[arg(long, value_enum, default_value_t = SinkFramingArg::Auto)]
     pub framing: SinkFramingArg,
@@ -86,6 +90,9 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
     if listen.transport == Transport::Tls && (args.cert.is_none() || args.key.is_none()) {
         usage!("--listen tls:// needs --cert and --key");
     }
+    if listen.transport != Transport::Tls && args.client_ca.is_some() {
+        usage!("--client-ca is for --listen tls:// only");
+    }
     let timeout = match &args.timeout {
         Some(text) => match parse_duration_ms(text) {
             Ok(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
@@ -98,6 +105,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
         listen,
         tls_cert: args.cert,
         tls_key: args.key,
+        tls_client_ca: args.client_ca,
         framing: match args.framing {
             SinkFramingArg::Auto => None,
             SinkFramingArg::Lf => Some(Framing::NewLine),

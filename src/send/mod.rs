@@ -5,7 +5,7 @@
 //! straight into the sender's current [`Batch`]; on `commit` the message is
 //! cut to `max_message_bytes` if needed, framed in place, and when the batch
 //! is full it goes over a bounded crossbeam channel to one writer thread
-//! that drives every connection with a mio event loop (see [`writer`]).
+//! that drives every connection with a mio event loop (see `writer.rs`).
 //! Empty batches come back through a second channel: the pool is fixed, so
 //! memory is fixed, and a producer that outruns the network waits for a
 //! batch to come back (backpressure).

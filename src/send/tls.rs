@@ -80,11 +80,22 @@ pub fn client_config(options: &TlsClientOptions) -> Result<Arc<ClientConfig>, Tl
     Ok(Arc::new(config))
 }
 
-/// A server config presenting `cert` (chain) and `key`.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsSetupError> {
-    let config = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(load_certificates(cert)?, load_private_key(key)?)?;
-    Ok(Arc::new(config))
+/// A server config presenting `cert` (chain) and `key`; with `client_ca`,
+/// clients must present a certificate that CA signed (mutual TLS).
+pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let builder = ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let mut roots = RootCertStore::empty();
+            for cert in load_certificates(ca)? {
+                roots.add(cert)?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsSetupError::Pem { path: ca.display().to_string(), reason: e.to_string() })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(builder.with_single_cert(load_certificates(cert)?, load_private_key(key)?)?))
 }

@@ -42,6 +42,9 @@ const TLS_BUFFER_LIMIT: usize = 256 * 1024;
 /// Sample the peer's receive window every this many batches.
 const WINDOW_SAMPLE_EVERY: u64 = 16;
 
+/// Longest wait for receivers to close their side at the end.
+const LINGER_LIMIT: Duration = Duration::from_secs(5);
+
 /// Longest sleep in `poll` (timers are checked at least this often).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
@@ -93,6 +96,8 @@ struct Conn {
     frames: u64,
     max_window: u64,
     batches_done: u64,
+    /// Our FIN was sent (at the end of the run).
+    shut_down: bool,
 }
 
 struct Writer {
@@ -120,8 +125,19 @@ struct Writer {
 
 pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
     let mut writer = Writer::new(setup, Arc::clone(&shared));
-    if let Err(failure) = writer.run() {
-        *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure);
+    match writer.run() {
+        Ok(()) if writer.input_closed && writer.queue.is_empty() => {
+            // Everything written: end each stream so that the receiver reads
+            // all of it, within what is left of the drain time (at most 5 s).
+            let drain_ms = writer.shared.drain_deadline_ms.load(Ordering::Acquire);
+            let mut deadline = Instant::now() + LINGER_LIMIT;
+            if drain_ms > 0 {
+                deadline = deadline.min(writer.started + Duration::from_millis(drain_ms));
+            }
+            writer.close_streams(deadline);
+        }
+        Ok(()) => {}
+        Err(failure) => *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure),
     }
     writer.close_all();
     // Dropping the pool sender tells a waiting producer the writer is gone.
@@ -157,6 +173,7 @@ impl Writer {
                     frames: 0,
                     max_window: 0,
                     batches_done: 0,
+                    shut_down: false,
                 });
             }
         }
@@ -562,6 +579,19 @@ impl Writer {
         }
     }
 
+    /// Counts a connection that broke while being closed at the end: an
+    /// error and its loss estimate (there is nothing left to resend).
+    fn note_broken(&mut self, index: usize, err: &io::Error) {
+        let conn = &mut self.conns[index];
+        let destination = &self.lanes[conn.lane][conn.endpoint];
+        self.shared.note_error(format!("{destination}: at close: {err}"));
+        if let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link {
+            let lost = estimate_lost(stream, conn.wire_bytes, conn.frames, conn.max_window);
+            self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+        }
+        conn.link = Link::Down;
+    }
+
     /// Closes a broken connection (or a failed attempt), estimates what it
     /// may have lost, rewinds to a frame boundary and schedules a retry.
     fn fail(&mut self, index: usize, err: io::Error) {
@@ -633,6 +663,47 @@ impl Writer {
         conn.retry_at = Instant::now();
     }
 
+    /// Ends every stream cleanly: TLS close_notify, then our FIN, then
+    /// reading until the receiver closes its side (or `deadline`). Closing a
+    /// socket with unread incoming data (TLS session tickets, say) makes the
+    /// kernel send a reset, and a reset makes the receiver's kernel discard
+    /// what its application has not read yet: the last messages.
+    fn close_streams(&mut self, deadline: Instant) {
+        let mut open: Vec<usize> =
+            (0..self.conns.len()).filter(|&i| matches!(self.conns[i].link, Link::Tcp(_) | Link::Tls(..))).collect();
+        let mut events = Events::with_capacity(64);
+        for &index in &open {
+            if let Link::Tls(_, tls) = &mut self.conns[index].link {
+                tls.send_close_notify();
+            }
+        }
+        loop {
+            let mut index = 0;
+            while index < open.len() {
+                let conn = open[index];
+                match finish_stream(&mut self.conns[conn], &mut self.read_scratch) {
+                    Ok(false) => index += 1,
+                    Ok(true) => {
+                        open.swap_remove(index);
+                    }
+                    Err(err) => {
+                        // Refused or broken at the very end (a TLS 1.3
+                        // server rejecting our certificate says so only now).
+                        self.note_broken(conn, &err);
+                        open.swap_remove(index);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if open.is_empty() || now >= deadline {
+                return;
+            }
+            if self.poll.poll(&mut events, Some(deadline - now)).is_err() {
+                return;
+            }
+        }
+    }
+
     /// Clean shutdown: TLS close_notify, best effort, never blocking.
     fn close_all(&mut self) {
         for conn in &mut self.conns {
@@ -645,6 +716,50 @@ impl Writer {
                 }
             }
             conn.link = Link::Down;
+        }
+    }
+}
+
+/// One step of ending a stream: flush TLS, send our FIN once, read until
+/// the receiver's end of stream. `Ok(true)` when it closed cleanly,
+/// `Ok(false)` to wait for more readiness, `Err` when it broke.
+fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
+    let (stream, mut tls) = match &mut conn.link {
+        Link::Tcp(stream) => (stream, None),
+        Link::Tls(stream, tls) => (stream, Some(tls)),
+        _ => return Ok(true),
+    };
+    if let Some(tls) = tls.as_deref_mut() {
+        while tls.wants_write() {
+            match tls.write_tls(stream) {
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) => return Err(err),
+            }
+        }
+    }
+    if !conn.shut_down {
+        conn.shut_down = true;
+        stream.shutdown(std::net::Shutdown::Write)?;
+    }
+    loop {
+        let read = match tls.as_deref_mut() {
+            Some(tls) => match tls.read_tls(stream) {
+                Ok(n) => {
+                    tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    while matches!(tls.reader().read(scratch), Ok(n) if n > 0) {}
+                    Ok(n)
+                }
+                Err(err) => Err(err),
+            },
+            None => stream.read(scratch),
+        };
+        match read {
+            Ok(0) => return Ok(true),
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
         }
     }
 }
