@@ -188,7 +188,10 @@ const MAX_SLICE_MS: i64 = 24 * 3_600_000;
 
 impl Agent {
     /// Reads the state and prepares the client; no network traffic yet.
-    pub fn new(config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
+    pub fn new(mut config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
+        // A stop must also end a wait inside the sender (a full pool while
+        // syslog is down).
+        config.send.stop = Some(Arc::clone(&stop));
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
         let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
@@ -385,8 +388,9 @@ impl Agent {
     /// the portal URL, and learns the server's clock.
     fn probe(&mut self) -> Result<(), AgentError> {
         let mut attempt = 0u32;
+        let endpoint = if self.config.alerts.is_some() { Endpoint::Alerts } else { Endpoint::Activities };
         loop {
-            let result = self.client.fetch_page(Endpoint::Alerts, b"{\"filters\":{},\"limit\":1}", &mut self.page);
+            let result = self.client.fetch_page(endpoint, b"{\"filters\":{},\"limit\":1}", &mut self.page);
             self.record_api_counters();
             match result {
                 Ok(_) => {
