@@ -7,31 +7,13 @@
 
 use cefwire::records::MessageSink;
 use cefwire::send::{Destination, SendConfig, SyslogSender};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-struct CountingAllocator;
+#[path = "util/counting_alloc.rs"]
+mod counting_alloc;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator, only counting calls.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use counting_alloc::{CountingAllocator, allocations};
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
@@ -62,10 +44,10 @@ fn allocations_while_sending(sender: &mut SyslogSender) -> u64 {
     // the producer has waited for the writer.
     send(sender, 60_000);
     sender.flush(Duration::from_secs(30)).unwrap();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     send(sender, 200_000);
     sender.flush(Duration::from_secs(30)).unwrap();
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
 
 #[test]
@@ -149,11 +131,11 @@ fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
     pass(sender);
     pass(sender);
     sender.flush(Duration::from_secs(30)).unwrap();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = allocations();
     for _ in 0..20 {
         pass(sender);
     }
     sender.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(converter.counts.rejected, 0);
-    ALLOCATIONS.load(Ordering::Relaxed) - before
+    allocations() - before
 }
