@@ -4,25 +4,14 @@
 
 use cefwire::cef::CefOptions;
 use cefwire::input::DocumentReader;
-use cefwire::records::{MessageSink, Origin, RecordConverter};
+use cefwire::records::{Origin, RecordConverter};
 use cefwire::rejects::RejectLog;
 use libfuzzer_sys::fuzz_target;
 
-struct CheckingSink(Vec<u8>);
+#[path = "checking_sink.rs"]
+mod checking_sink;
 
-impl MessageSink for CheckingSink {
-    fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.0
-    }
-
-    fn commit(&mut self, start: usize) -> std::io::Result<()> {
-        let message = &self.0[start..];
-        assert!(!message.contains(&b'\n') && !message.contains(&b'\r'), "a message spans lines");
-        assert!(std::str::from_utf8(message).is_ok(), "a message is not UTF-8");
-        self.0.clear();
-        Ok(())
-    }
-}
+use checking_sink::CheckingSink;
 
 fuzz_target!(|data: &[u8]| {
     let mut reader = DocumentReader::from_reader("fuzz", Box::new(std::io::Cursor::new(data.to_vec())));

@@ -4,23 +4,14 @@
 
 use cefwire::cef::{CefOptions, KindChoice};
 use cefwire::json::INPUT_PADDING;
-use cefwire::records::{MessageSink, Origin, RecordConverter};
+use cefwire::records::{Origin, RecordConverter};
 use cefwire::rejects::RejectLog;
 use libfuzzer_sys::fuzz_target;
 
-struct CheckingSink(Vec<u8>);
+#[path = "checking_sink.rs"]
+mod checking_sink;
 
-impl MessageSink for CheckingSink {
-    fn buffer(&mut self) -> &mut Vec<u8> {
-        &mut self.0
-    }
-
-    fn commit(&mut self, start: usize) -> std::io::Result<()> {
-        assert!(!self.0[start..].contains(&b'\n'), "a message spans lines");
-        self.0.clear();
-        Ok(())
-    }
-}
+use checking_sink::CheckingSink;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, body)) = data.split_first() else { return };
