@@ -4,7 +4,8 @@
 //! output file must hold every message byte for byte as `cefwire convert`
 //! renders the same input (rsyslog writes the message as received, header
 //! included). Over UDP at a paced rate, the loss is measured and printed.
-//! Skips with a note when rsyslogd is not installed.
+//! Skips with a note when rsyslogd is not installed, unless
+//! `CEFWIRE_REQUIRE_RSYSLOG=1` (then it fails).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,22 @@ fn start_rsyslog(dir: &Path, port: u16, out: &Path) -> Rsyslog {
     rsyslog
 }
 
+/// Whether rsyslogd is there; when it is not, a skip with a note, or a
+/// failure with `CEFWIRE_REQUIRE_RSYSLOG=1`.
+fn rsyslog_or_skip() -> bool {
+    if Path::new(RSYSLOGD).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CEFWIRE_REQUIRE_RSYSLOG").as_deref() != Ok("1"),
+        "{RSYSLOGD} is not installed and CEFWIRE_REQUIRE_RSYSLOG=1"
+    );
+    eprintln!(
+        "skipped: {RSYSLOGD} is not installed (apt-get install rsyslog; CEFWIRE_REQUIRE_RSYSLOG=1 makes this fail)"
+    );
+    false
+}
+
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -75,8 +92,7 @@ fn run_ok(cmd: &mut Command) -> String {
 
 #[test]
 fn one_million_records_through_rsyslog_arrive_byte_identical() {
-    if !Path::new(RSYSLOGD).exists() {
-        eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+    if !rsyslog_or_skip() {
         return;
     }
     let started = Instant::now();
@@ -151,8 +167,7 @@ fn udp_port_of(dir: &Path) -> u16 {
 
 #[test]
 fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
-    if !Path::new(RSYSLOGD).exists() {
-        eprintln!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog)");
+    if !rsyslog_or_skip() {
         return;
     }
     const MESSAGES: u64 = 20_000;
