@@ -103,11 +103,13 @@ struct ResendWindow {
     half: usize,
     current: Vec<u8>,
     previous: Vec<u8>,
+    /// Messages pushed so far (tells whether a saved copy is stale).
+    pushed: u64,
 }
 
 impl ResendWindow {
     fn new(bytes: usize) -> Self {
-        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new() }
+        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new(), pushed: 0 }
     }
 
     fn push(&mut self, message: &[u8]) {
@@ -117,6 +119,7 @@ impl ResendWindow {
         }
         self.current.extend_from_slice(&(message.len() as u32).to_le_bytes());
         self.current.extend_from_slice(message);
+        self.pushed += 1;
     }
 
     fn is_empty(&self) -> bool {
@@ -202,8 +205,9 @@ pub struct Agent {
     reconnects_seen: u64,
     /// Sender errors already accounted for: more means a connection broke.
     errors_seen: u64,
-    /// `resend.bin` holds the window for a break not yet made good.
-    resend_saved: bool,
+    /// `resend.bin` holds the window (as of this many pushes) for a break
+    /// not yet made good.
+    resend_saved: Option<u64>,
     /// After a resend: once this many messages are written, it is done.
     resend_written_by: Option<u64>,
     page: Vec<u8>,
@@ -211,6 +215,7 @@ pub struct Agent {
     api_outage: Outage,
     syslog_outage: Outage,
     checkpoint_outage: Outage,
+    resend_file_outage: Outage,
     /// Current slice length per stream (activities, alerts), adapted to
     /// how many records a slice holds.
     slices: [i64; 2],
@@ -260,13 +265,14 @@ impl Agent {
             health: Arc::new(Mutex::new(health)),
             reconnects_seen: 0,
             errors_seen: 0,
-            resend_saved: false,
+            resend_saved: None,
             resend_written_by: None,
             page: Vec::new(),
             body: Vec::new(),
             api_outage: Outage::default(),
             syslog_outage: Outage::default(),
             checkpoint_outage: Outage::default(),
+            resend_file_outage: Outage::default(),
             slices: [0; 2],
         })
     }
@@ -738,13 +744,14 @@ impl Agent {
     }
 
     /// When a syslog connection has broken since the window was last made
-    /// good, saves the window to [`RESEND_FILE`] (once per break): those
-    /// messages are in the checkpoint already, and a stop or a crash before
-    /// the reconnection would otherwise lose what the receiver lost.
+    /// good, saves the window to [`RESEND_FILE`] (again only if messages
+    /// were added since): those messages are in the checkpoint already, and
+    /// a stop or a crash before the reconnection would otherwise lose what
+    /// the receiver lost.
     fn note_syslog_break(&mut self) {
         let Some(sender) = self.sender.as_ref() else { return };
         let errors = sender.report().errors;
-        if errors <= self.errors_seen || self.resend_saved {
+        if errors <= self.errors_seen || self.resend_saved == Some(self.resend.pushed) {
             return;
         }
         if self.resend.is_empty() {
@@ -753,9 +760,12 @@ impl Agent {
         }
         let path = self.config.state_dir.join(RESEND_FILE);
         match super::state::write_atomically(&path, &self.resend.to_bytes()) {
-            Ok(()) => self.resend_saved = true,
+            Ok(()) => {
+                self.resend_saved = Some(self.resend.pushed);
+                self.resend_file_outage.recovered();
+            }
             Err(err) => {
-                if self.checkpoint_outage.failed() {
+                if self.resend_file_outage.failed() {
                     self.log.error(&format!(
                         "cannot save the last messages to {} ({err}); if the agent stops before syslog is back, \
                          what the receiver lost is not sent again",
@@ -777,8 +787,7 @@ impl Agent {
         }
         self.resend_written_by = None;
         self.errors_seen = report.errors;
-        if self.resend_saved {
-            self.resend_saved = false;
+        if self.resend_saved.take().is_some() {
             let path = self.config.state_dir.join(RESEND_FILE);
             if let Err(err) = std::fs::remove_file(&path)
                 && err.kind() != io::ErrorKind::NotFound
@@ -813,7 +822,7 @@ impl Agent {
             count += 1;
         }
         // The file stays until these are written.
-        self.resend_saved = true;
+        self.resend_saved = Some(self.resend.pushed);
         self.resend_written_by = Some(sender.messages_accepted());
         self.log.warn(&format!(
             "syslog: the previous run's connection broke before it could send its last messages again; sent the last \
