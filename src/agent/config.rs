@@ -265,6 +265,16 @@ fn api_config(file: &ConfigFile) -> Result<ApiConfig, ConfigError> {
     api.retry =
         RetryPolicy { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(30), max_attempts: 3 };
     api.request_timeout = Duration::from_secs(120);
+    // Building the client reads the CA file and checks the proxy, without
+    // any network traffic: a file that holds no certificate is a setting
+    // to fix, named as such, not a connection problem found later.
+    if let Err(err) = crate::api::ApiClient::new(&api) {
+        let setting = match err {
+            crate::api::ApiError::CaFile { .. } => "ca_file",
+            _ => "proxy (--proxy)",
+        };
+        return Err(bad(setting, err.to_string()));
+    }
     Ok(api)
 }
 
@@ -313,6 +323,9 @@ fn send_config(file: &ConfigFile) -> Result<SendConfig, ConfigError> {
     // reports the outage in its health.
     config.give_up_after = None;
     config.drain_timeout = Duration::from_secs(5);
+    // Room for a page in flight plus a whole resend window, so re-sending
+    // after a reconnect never has to wait for a batch to come back.
+    config.batches = 64;
     Ok(config)
 }
 
@@ -420,6 +433,10 @@ mod tests {
             (
                 "portal_url = \"https://c\"\nca_file = \"/nonexistent/ca.pem\"\n[auth]\ntoken = \"t\"\n[syslog]\nto = [\"tcp://h:1\"]\n",
                 "ca_file",
+            ),
+            (
+                "portal_url = \"https://c\"\nca_file = \"Cargo.toml\"\n[auth]\ntoken = \"t\"\n[syslog]\nto = [\"tcp://h:1\"]\n",
+                "ca_file: reading the CA file Cargo.toml: no PEM certificate",
             ),
             (
                 "portal_url = \"https://c\"\nwindow = \"2 fortnights\"\n[auth]\ntoken = \"t\"\n[syslog]\nto = [\"tcp://h:1\"]\n",

@@ -131,6 +131,16 @@ impl AgentLog {
         self.log(Level::Error, message);
     }
 
+    /// Logs the error that ends the process to the log file only: the
+    /// caller prints it on stderr itself, once.
+    pub fn fatal(&self, message: &str) {
+        if let Some(file) = &self.file {
+            let line = format!("{} ERROR {message}\n", crate::time::format_ms(crate::time::now_ms()));
+            let mut file = file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let _ = file.write_line(line.as_bytes());
+        }
+    }
+
     pub fn debug(&self, message: &str) {
         self.log(Level::Debug, message);
     }

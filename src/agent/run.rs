@@ -13,8 +13,12 @@
 //!
 //! While syslog is down the loop waits on the sender and does not fetch;
 //! when the connection comes back the last messages are sent again (the
-//! dead receiver may have lost them). API errors back off and retry; the
-//! health file tells `cefwire status` how long either side has failed.
+//! dead receiver may have lost them). Those messages are already in the
+//! checkpoint, so as soon as a broken connection is noticed they are also
+//! saved to `resend.bin` in the state directory: if the agent stops or
+//! dies before it reconnects, the next start sends them first. API errors
+//! back off and retry; the health file tells `cefwire status` how long
+//! either side has failed.
 
 use super::config::{AgentConfig, StreamConfig};
 use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
@@ -99,11 +103,13 @@ struct ResendWindow {
     half: usize,
     current: Vec<u8>,
     previous: Vec<u8>,
+    /// Messages pushed so far (tells whether a saved copy is stale).
+    pushed: u64,
 }
 
 impl ResendWindow {
     fn new(bytes: usize) -> Self {
-        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new() }
+        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new(), pushed: 0 }
     }
 
     fn push(&mut self, message: &[u8]) {
@@ -113,6 +119,17 @@ impl ResendWindow {
         }
         self.current.extend_from_slice(&(message.len() as u32).to_le_bytes());
         self.current.extend_from_slice(message);
+        self.pushed += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.previous.is_empty() && self.current.is_empty()
+    }
+
+    /// Both generations, oldest first, in the file format: each message
+    /// as a little-endian `u32` length and its bytes.
+    fn to_bytes(&self) -> Vec<u8> {
+        [&self.previous[..], &self.current[..]].concat()
     }
 
     fn messages(&self) -> impl Iterator<Item = &[u8]> {
@@ -127,6 +144,20 @@ impl ResendWindow {
             })
         })
     }
+}
+
+/// Name of the saved resend window inside the state directory.
+pub const RESEND_FILE: &str = "resend.bin";
+
+/// The messages of a saved resend window; a cut-off end is ignored.
+fn saved_messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        let (len, tail) = rest.split_first_chunk::<4>()?;
+        let message = tail.get(..u32::from_le_bytes(*len) as usize)?;
+        rest = &tail[message.len()..];
+        Some(message)
+    })
 }
 
 /// A failing side, logged when it starts failing and then every ten
@@ -172,15 +203,30 @@ pub struct Agent {
     health: Arc<Mutex<HealthReport>>,
     resend: ResendWindow,
     reconnects_seen: u64,
+    /// Sender errors already accounted for: more means a connection broke.
+    errors_seen: u64,
+    /// `resend.bin` holds the window (as of this many pushes) for a break
+    /// not yet made good.
+    resend_saved: Option<u64>,
+    /// After a resend: once this many messages are written, it is done.
+    resend_written_by: Option<u64>,
     page: Vec<u8>,
     body: Vec<u8>,
     api_outage: Outage,
     syslog_outage: Outage,
     checkpoint_outage: Outage,
+    resend_file_outage: Outage,
     /// Current slice length per stream (activities, alerts), adapted to
     /// how many records a slice holds.
     slices: [i64; 2],
 }
+
+/// How long one flush waits before the stop flag is looked at again.
+const WAIT_STEP: Duration = Duration::from_millis(250);
+
+/// On a stop, how long syslog still gets to take what was handed over
+/// (first for the page in flight, then on shutdown).
+const STOP_FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Slices never get shorter or longer than these.
 const MIN_SLICE_MS: i64 = 5 * 60_000;
@@ -188,10 +234,10 @@ const MAX_SLICE_MS: i64 = 24 * 3_600_000;
 
 impl Agent {
     /// Reads the state and prepares the client; no network traffic yet.
-    pub fn new(mut config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
-        // A stop must also end a wait inside the sender (a full pool while
-        // syslog is down).
-        config.send.stop = Some(Arc::clone(&stop));
+    pub fn new(config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
+        // The sender gets no stop flag: a stop must not cut the page in
+        // flight (its ids would not be saved, so it would be sent twice);
+        // `wait_for_syslog` watches the flag between short waits instead.
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
         let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
@@ -221,11 +267,15 @@ impl Agent {
             state,
             health: Arc::new(Mutex::new(health)),
             reconnects_seen: 0,
+            errors_seen: 0,
+            resend_saved: None,
+            resend_written_by: None,
             page: Vec::new(),
             body: Vec::new(),
             api_outage: Outage::default(),
             syslog_outage: Outage::default(),
             checkpoint_outage: Outage::default(),
+            resend_file_outage: Outage::default(),
             slices: [0; 2],
         })
     }
@@ -259,6 +309,7 @@ impl Agent {
         self.probe()?;
         // Only now, with the credentials accepted, does syslog traffic start.
         self.sender = Some(SyslogSender::start(&self.config.send)?);
+        self.send_saved_window();
         self.init_cursors();
         let mut api_backoff = Duration::from_secs(5);
         loop {
@@ -518,7 +569,7 @@ impl Agent {
         let caught_up = until >= now;
         if !caught_up {
             self.log.info(&format!(
-                "{}: caught up to {} ({} behind)",
+                "{}: read up to {} ({} behind)",
                 kind.name(),
                 format_ms(until),
                 format_duration_ms(now - until)
@@ -535,6 +586,7 @@ impl Agent {
             if self.stopping() {
                 return Err(Interrupt::Stop);
             }
+            self.note_syslog_break();
             // Do not fetch while syslog has not taken the last page.
             self.wait_for_syslog()?;
             let result = self.client.fetch_page(kind.endpoint(), body, &mut self.page);
@@ -625,11 +677,18 @@ impl Agent {
     /// Waits until syslog has every message handed over so far. While it
     /// cannot (the SIEM is down), keeps waiting: nothing is fetched and the
     /// messages stay queued; the health says how long it has been.
+    ///
+    /// A stop (SIGTERM) gives syslog [`STOP_FLUSH_WAIT`] more to take the
+    /// page, so that its ids are saved; then the wait ends (what is not
+    /// written is not checkpointed, and is fetched again on the next start).
     fn wait_for_syslog(&mut self) -> Result<(), Interrupt> {
-        let wait = self.config.syslog_wait;
+        let mut waited = Duration::ZERO;
+        let mut stop_seen: Option<Instant> = None;
         loop {
-            match self.sender().flush(wait) {
-                Ok(_) => {
+            let step = WAIT_STEP.min(self.config.syslog_wait);
+            match self.sender().flush(step) {
+                Ok(written) => {
+                    self.resend_done(written);
                     if self.syslog_outage.recovered() {
                         self.log.info("syslog: writing again");
                     }
@@ -637,8 +696,19 @@ impl Agent {
                     self.with_health(|h| h.syslog.success(now));
                     return Ok(());
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted || self.stopping() => return Err(Interrupt::Stop),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(Interrupt::Stop),
+                Err(err) if err.kind() == io::ErrorKind::TimedOut && waited + step < self.config.syslog_wait => {
+                    waited += step;
+                    self.note_syslog_break();
+                    if self.stopping() && stop_seen.get_or_insert_with(Instant::now).elapsed() >= STOP_FLUSH_WAIT {
+                        return Err(Interrupt::Stop);
+                    }
+                }
                 Err(err) => {
+                    waited = Duration::ZERO;
+                    if self.stopping() {
+                        return Err(Interrupt::Stop);
+                    }
                     let detail = self.sender().report().last_error.unwrap_or_else(|| err.to_string());
                     let now = crate::time::now_ms();
                     self.with_health(|h| h.syslog.failure(now, &detail));
@@ -671,8 +741,96 @@ impl Agent {
             }
             count += 1;
         }
+        self.resend_written_by = Some(sender.messages_accepted());
         self.log.warn(&format!(
             "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have lost them)"
+        ));
+    }
+
+    /// When a syslog connection has broken since the window was last made
+    /// good, saves the window to [`RESEND_FILE`] (again only if messages
+    /// were added since): those messages are in the checkpoint already, and
+    /// a stop or a crash before the reconnection would otherwise lose what
+    /// the receiver lost.
+    fn note_syslog_break(&mut self) {
+        let Some(sender) = self.sender.as_ref() else { return };
+        let errors = sender.report().errors;
+        if errors <= self.errors_seen || self.resend_saved == Some(self.resend.pushed) {
+            return;
+        }
+        if self.resend.is_empty() {
+            self.errors_seen = errors;
+            return;
+        }
+        let path = self.config.state_dir.join(RESEND_FILE);
+        match super::state::write_atomically(&path, &self.resend.to_bytes()) {
+            Ok(()) => {
+                self.resend_saved = Some(self.resend.pushed);
+                self.resend_file_outage.recovered();
+            }
+            Err(err) => {
+                if self.resend_file_outage.failed() {
+                    self.log.error(&format!(
+                        "cannot save the last messages to {} ({err}); if the agent stops before syslog is back, \
+                         what the receiver lost is not sent again",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Called with the count of messages written: once the resend after a
+    /// reconnection is written, the saved window is no longer needed.
+    fn resend_done(&mut self, written: u64) {
+        let Some(target) = self.resend_written_by else { return };
+        let Some(sender) = self.sender.as_ref() else { return };
+        let report = sender.report();
+        if written < target || report.reconnects > self.reconnects_seen {
+            return;
+        }
+        self.resend_written_by = None;
+        self.errors_seen = report.errors;
+        if self.resend_saved.take().is_some() {
+            let path = self.config.state_dir.join(RESEND_FILE);
+            if let Err(err) = std::fs::remove_file(&path)
+                && err.kind() != io::ErrorKind::NotFound
+            {
+                self.log.warn(&format!("cannot remove {}: {err}", path.display()));
+            }
+        }
+    }
+
+    /// On start: sends the window a previous run saved when its syslog
+    /// connection broke (it stopped before it could send it again).
+    fn send_saved_window(&mut self) {
+        let path = self.config.state_dir.join(RESEND_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return,
+            Err(err) => {
+                self.log.warn(&format!("cannot read {}: {err}", path.display()));
+                return;
+            }
+        };
+        let Some(sender) = self.sender.as_mut() else { return };
+        let mut count = 0u64;
+        for message in saved_messages(&bytes) {
+            self.resend.push(message);
+            let buffer = sender.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(message);
+            if sender.commit(start).is_err() {
+                break;
+            }
+            count += 1;
+        }
+        // The file stays until these are written.
+        self.resend_saved = Some(self.resend.pushed);
+        self.resend_written_by = Some(sender.messages_accepted());
+        self.log.warn(&format!(
+            "syslog: the previous run's connection broke before it could send its last messages again; sent the last \
+             {count} messages again (the receiver may have lost them)"
         ));
     }
 
@@ -734,7 +892,18 @@ impl Agent {
     /// Writes out what is queued (briefly), then stops the sender. The
     /// checkpoint on disk is already the last one that is safe.
     fn shut_down(&mut self, exit: AgentExit) -> Result<AgentExit, AgentError> {
-        if let Some(sender) = self.sender.take() {
+        self.note_syslog_break();
+        let flushed = self.sender.as_mut().map(|sender| sender.flush(STOP_FLUSH_WAIT));
+        if let Some(Ok(written)) = flushed {
+            self.resend_done(written);
+        }
+        if let Some(mut sender) = self.sender.take() {
+            if !matches!(flushed, Some(Ok(_))) {
+                // Syslog is down: waiting longer would only delay the exit.
+                // What is unwritten is not in the checkpoint (the next start
+                // fetches it again) or is in the saved resend window.
+                sender.set_drain_timeout(Duration::from_millis(200));
+            }
             let report = sender.finish()?;
             self.log.info(&format!("stopping: {}", report.summary()));
         }
@@ -764,6 +933,20 @@ mod tests {
         let first: u32 = kept[0][8..].parse().unwrap();
         let expected: Vec<String> = (first..300).map(|n| format!("message {n:03}")).collect();
         assert_eq!(kept, expected, "consecutive, oldest first");
+    }
+
+    #[test]
+    fn saved_window_reads_back_and_ignores_a_cut_off_end() {
+        let mut window = ResendWindow::new(2048);
+        for n in 0..300u32 {
+            window.push(format!("message {n:03}").as_bytes());
+        }
+        let mut bytes = window.to_bytes();
+        let kept: Vec<&[u8]> = window.messages().collect();
+        assert_eq!(saved_messages(&bytes).collect::<Vec<_>>(), kept);
+        bytes.truncate(bytes.len() - 3);
+        assert_eq!(saved_messages(&bytes).count(), kept.len() - 1);
+        assert_eq!(saved_messages(&[7, 0, 0]).count(), 0);
     }
 
     #[test]

@@ -115,12 +115,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             log.info(&format!("agent stopped ({exit:?})"));
             Ok(Status::Success)
         }
+        // main prints the error on stderr; the log file gets it too.
         Err(AgentError::Setting(message)) => {
-            log.error(&message);
+            log.fatal(&message);
             Err(super::UsageError(message).into())
         }
         Err(err) => {
-            log.error(&err.to_string());
+            log.fatal(&err.to_string());
             Err(err.into())
         }
     }

@@ -9,7 +9,7 @@
 use super::http::{HttpError, HttpReader, Request, write_head, write_response};
 use super::query::{Endpoint, PageShape, Query, write_page};
 use super::store::RecordStore;
-use super::{EmulatorConfig, EmulatorStats, tls};
+use super::{EmulatorConfig, EmulatorStats, FaultConfig, tls};
 use crate::generate::Rng;
 use crate::json::JsonParser;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -64,6 +64,12 @@ impl EmulatorHandle {
         self.shared.counters.snapshot()
     }
 
+    /// Changes the injected faults from the next request on (a test turns
+    /// a burst of 5xx or dropped connections on and off this way).
+    pub fn set_faults(&self, faults: FaultConfig) {
+        *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+    }
+
     /// Stops accepting, lets open connections end, and returns the counts.
     pub fn shutdown(mut self) -> EmulatorStats {
         self.stop();
@@ -104,6 +110,7 @@ pub fn start(config: EmulatorConfig, store: Arc<RecordStore>) -> Result<Emulator
     let tls = config.tls;
     let shared = Arc::new(Shared {
         dice: Mutex::new(Rng::new(config.seed)),
+        faults: Mutex::new(config.faults),
         config,
         store,
         tls_config,
@@ -131,6 +138,8 @@ struct Shared {
     /// Issued bearer tokens and when they expire.
     tokens: Mutex<HashMap<String, Instant>>,
     dice: Mutex<Rng>,
+    /// The faults in force (starts as `config.faults`).
+    faults: Mutex<FaultConfig>,
     active: AtomicUsize,
     stop: AtomicBool,
 }
@@ -362,7 +371,7 @@ fn handle_list(
         set_error(body, "Request was throttled.");
         return Reply::Json { status: 429 };
     }
-    let faults = shared.config.faults;
+    let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
     let (fault_roll, slow_roll, short_roll, short_len) = {
         let mut dice = shared.dice.lock().unwrap_or_else(|e| e.into_inner());
         (unit(&mut dice), unit(&mut dice), unit(&mut dice), dice.next_u64())

@@ -487,6 +487,13 @@ impl SyslogSender {
         Ok(Some(count))
     }
 
+    /// Changes how long [`finish`](Self::finish) keeps trying to write
+    /// what is left (the agent shortens it when it stops while its
+    /// destination is down: what is unwritten is not checkpointed anyway).
+    pub fn set_drain_timeout(&mut self, timeout: Duration) {
+        self.drain_timeout = timeout;
+    }
+
     /// The counters so far.
     pub fn report(&self) -> SendReport {
         let s = &self.shared;

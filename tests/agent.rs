@@ -1,0 +1,1163 @@
+//! Fault tests of `cefwire agent` (issue 5, "What must show it"): the real
+//! binary against the API emulator and a real rsyslogd.
+//!
+//! The emulator runs in this process (`cefwire::emulate`, the code behind
+//! `cefwire emulate`), loaded with NDJSON that `cefwire generate` wrote
+//! (the loader of `--activities/--alerts`), so the test knows every `_id`
+//! and when the emulator starts showing it. rsyslogd is started per test
+//! with `tests/rsyslog/cef.conf` on a free 127.0.0.1 port and writes every
+//! message raw to a file; the agent's `externalId` is read back from it.
+//!
+//! Every scenario ends with the same check ([`Received::check`]): each
+//! record the emulator holds in the window reached rsyslog at least once,
+//! nothing else did, and the duplicates stay within what the documented
+//! causes allow — a SIGKILL between writing a page and saving its ids
+//! re-sends at most that page (≤ `scan_page_size` per kill), and a syslog
+//! reconnection re-sends the last messages (the count the agent logs, at
+//! most its 8 MiB window). Overlap re-reads must add none.
+//!
+//! The scenarios mostly wait (on an outage, on records stored in the near
+//! future), so this file has its own `main` that runs them all at once,
+//! each on its own thread (`harness = false`); arguments that do not start
+//! with `-` select scenarios by substring. rsyslog scenarios skip with a
+//! note when rsyslogd is missing, unless `CEFWIRE_REQUIRE_RSYSLOG=1`.
+
+use cefwire::agent::health::HealthReport;
+use cefwire::agent::state::{AgentState, StateStore};
+use cefwire::api::RateLimit;
+use cefwire::emulate::{self, DataKind, EmulatorConfig, EmulatorHandle, FaultConfig, StoreBuilder};
+use cefwire::input::source::InputPath;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
+const TOKEN: &str = "agent-fault-test-token";
+const SECOND: i64 = 1000;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+/// `scan_page_size` in every config: small pages, so kills land mid-stream.
+const PAGE: u64 = 500;
+/// The agent's first-start window (its default).
+const WINDOW: i64 = 48 * HOUR;
+
+// ---------------------------------------------------------------- runner
+
+type Scenario = fn(&Path);
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("rsyslog_down_for_a_minute_pauses_pulling_and_loses_nothing", rsyslog_down_for_a_minute),
+    ("sigterm_stops_within_seconds_with_the_checkpoint_saved", sigterm_stops_within_seconds),
+    ("sigkill_at_random_points_then_restart_loses_nothing", sigkill_at_random_points),
+    ("server_errors_and_throttling_lose_nothing", server_errors_and_throttling),
+    ("late_and_future_records_are_sent_once", late_and_future_records),
+    ("local_clock_jumps_do_not_move_the_windows", local_clock_jumps),
+    ("full_state_disk_pauses_with_a_clear_error_then_continues", full_state_disk),
+    ("full_state_disk_hook_works_like_a_full_disk", full_state_disk_hook),
+    ("bad_configuration_exits_2_naming_the_setting_before_any_traffic", bad_configuration),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        // The libtest format, for tools that list tests first.
+        for (name, _) in SCENARIOS {
+            println!("{name}: test");
+        }
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let selected: Vec<&(&str, Scenario)> = SCENARIOS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} agent fault scenarios at once", selected.len());
+    let started = Instant::now();
+    let handles: Vec<_> = selected
+        .iter()
+        .map(|&&(name, scenario)| {
+            let handle = std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    let dir = tempfile::Builder::new().prefix("cefwire-agent-").tempdir().expect("temp dir");
+                    let begun = Instant::now();
+                    let outcome = std::panic::catch_unwind(|| scenario(dir.path()));
+                    if let Err(panic) = outcome {
+                        // Keep the logs, the state and rsyslog's output to look at.
+                        eprintln!("[{name}] files kept in {}", dir.keep().display());
+                        std::panic::resume_unwind(panic);
+                    }
+                    begun.elapsed()
+                })
+                .expect("scenario thread");
+            (name, handle)
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (name, handle) in handles {
+        match handle.join() {
+            Ok(took) => println!("test {name} ... ok ({:.1} s)", took.as_secs_f64()),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    println!(
+        "\n{} passed, {} failed in {:.1} s",
+        selected.len() - failed.len(),
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        println!("failed: {failed:?}");
+        std::process::exit(101);
+    }
+}
+
+/// Prints a line prefixed with the scenario's name.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        eprintln!("[{}] {}", std::thread::current().name().unwrap_or("?"), format!($($arg)*))
+    };
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn cefwire() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cefwire"))
+}
+
+fn now_ms() -> i64 {
+    cefwire::time::now_ms()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Whether rsyslog scenarios can run; a missing rsyslogd is a skip with a
+/// note, or a failure with `CEFWIRE_REQUIRE_RSYSLOG=1`.
+fn rsyslog_or_skip() -> bool {
+    if Path::new(RSYSLOGD).exists() {
+        return true;
+    }
+    assert!(
+        std::env::var("CEFWIRE_REQUIRE_RSYSLOG").as_deref() != Ok("1"),
+        "{RSYSLOGD} is not installed and CEFWIRE_REQUIRE_RSYSLOG=1"
+    );
+    note!("skipped: {RSYSLOGD} is not installed (apt-get install rsyslog; CEFWIRE_REQUIRE_RSYSLOG=1 makes this fail)");
+    false
+}
+
+/// Polls `done` every 50 ms until it holds; fails after `timeout`.
+fn wait_until(timeout: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Returns as soon as `file` grows (or after 10 s).
+fn wait_for_growth(file: &Path) {
+    let size = || fs::metadata(file).map_or(0, |m| m.len());
+    let seen = size();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size() == seen && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A tiny seeded generator (splitmix64) for kill points and delays.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+// ------------------------------------------------------------------ data
+
+/// What to generate. Past records lie in `[t0 − 47 h, t0 − 2 h]` (late
+/// ones are stored up to an hour later, still in the past); "future"
+/// records are stored `offset` ms after `t0`, so the emulator shows them
+/// only from then on, while the agent runs.
+#[derive(Default)]
+struct DataSpec {
+    seed: u64,
+    activities: u64,
+    alerts: u64,
+    /// Fraction of activities stored 5–60 minutes after they happened.
+    late_ratio: f64,
+    /// Activities that happened 10 minutes before `t0 + offset` and are
+    /// stored at `t0 + offset`.
+    future_activities: Vec<i64>,
+    /// Alerts dated `t0 + offset`.
+    future_alerts: Vec<i64>,
+}
+
+/// The generated files and what the test expects from them.
+struct Data {
+    activities: PathBuf,
+    alerts: PathBuf,
+    /// Every `_id`, with the time the emulator starts showing it.
+    expected: HashMap<String, i64>,
+    /// When the last record becomes visible.
+    newest_visible: i64,
+}
+
+impl Data {
+    fn generate(dir: &Path, t0: i64, spec: &DataSpec) -> Data {
+        let from = (t0 - 47 * HOUR).to_string();
+        let mut expected = HashMap::new();
+        let mut files = Vec::new();
+        for (kind, count, future, seed) in [
+            ("activities", spec.activities, &spec.future_activities, spec.seed),
+            ("alerts", spec.alerts, &spec.future_alerts, spec.seed + 1),
+        ] {
+            let path = dir.join(format!("{kind}.ndjson"));
+            let out = cefwire()
+                .args(["generate", "--kind", kind, "--count", &count.to_string(), "--from", &from, "--span", "45h"])
+                .args(["--late-ratio", &spec.late_ratio.to_string(), "--seed", &seed.to_string(), "-o"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "generate: {}", String::from_utf8_lossy(&out.stderr));
+            let text = fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            assert_eq!(lines.len() as u64, count);
+            // Spread the future records over the file (any position will do:
+            // the emulator orders by time).
+            let every = (lines.len() / (future.len() + 1)).max(1);
+            for (n, &offset) in future.iter().enumerate() {
+                let line = &mut lines[(n + 1) * every % count as usize];
+                let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+                let stored = t0 + offset;
+                if kind == "activities" {
+                    for field in ["created", "createdRaw"] {
+                        record[field] = stored.into();
+                    }
+                    for field in ["timestamp", "timestampRaw"] {
+                        record[field] = (stored - 10 * MINUTE).into();
+                    }
+                } else {
+                    record["timestamp"] = stored.into();
+                }
+                *line = serde_json::to_string(&record).unwrap();
+            }
+            let mut file = File::create(&path).unwrap();
+            for line in &lines {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                let id = record["_id"].as_str().unwrap().to_owned();
+                let field = if kind == "activities" { "created" } else { "timestamp" };
+                let visible = record[field].as_i64().unwrap();
+                assert!(visible > t0 - WINDOW + HOUR, "every record lies well inside the window");
+                assert!(expected.insert(id, visible).is_none(), "ids are unique");
+                writeln!(file, "{line}").unwrap();
+            }
+            files.push(path);
+        }
+        let newest_visible = expected.values().copied().max().unwrap_or(t0);
+        let alerts = files.pop().unwrap();
+        let activities = files.pop().unwrap();
+        Data { activities, alerts, expected, newest_visible }
+    }
+
+    /// The same files, expecting only the records stored before `time`.
+    fn stored_before(&self, time: i64) -> Data {
+        Data {
+            activities: self.activities.clone(),
+            alerts: self.alerts.clone(),
+            expected: self.expected.iter().filter(|&(_, &t)| t < time).map(|(k, &v)| (k.clone(), v)).collect(),
+            newest_visible: time,
+        }
+    }
+
+    /// How long until every record is visible, plus `margin`.
+    fn all_visible_plus(&self, margin: Duration) -> Duration {
+        Duration::from_millis((self.newest_visible - now_ms()).max(0) as u64) + margin
+    }
+}
+
+// -------------------------------------------------------------- emulator
+
+fn start_emulator(data: &Data, rate_limit: Option<RateLimit>, faults: FaultConfig) -> EmulatorHandle {
+    let mut builder = StoreBuilder::new();
+    builder.add_file(&InputPath::File(data.activities.clone()), DataKind::Activities).unwrap();
+    builder.add_file(&InputPath::File(data.alerts.clone()), DataKind::Alerts).unwrap();
+    assert_eq!(builder.counts.activities + builder.counts.alerts, data.expected.len() as u64);
+    assert_eq!(builder.counts.skipped, 0);
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
+    config.rate_limit = rate_limit;
+    config.faults = faults;
+    emulate::start(config, Arc::new(builder.build())).unwrap()
+}
+
+/// Every request answered only after `delay`: stretches a run so that
+/// signals land in the middle of it.
+fn slow(delay_ms: u64) -> FaultConfig {
+    FaultConfig { slow: 1.0, slow_delay: Duration::from_millis(delay_ms), ..FaultConfig::default() }
+}
+
+// --------------------------------------------------------------- rsyslog
+
+/// An rsyslogd child with its own config, port and output file; it can
+/// be killed and started again on the same port (omfile appends).
+struct Rsyslog {
+    dir: PathBuf,
+    port: u16,
+    out: PathBuf,
+    child: Option<Child>,
+}
+
+impl Rsyslog {
+    fn start(dir: &Path) -> Rsyslog {
+        fs::create_dir_all(dir).unwrap();
+        let port = free_port();
+        let out = dir.join("received.log");
+        let udp_port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let template = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rsyslog/cef.conf")).unwrap();
+        let config = template
+            .replace("@WORKDIR@", dir.to_str().unwrap())
+            .replace("@PORT@", &port.to_string())
+            .replace("@OUT@", out.to_str().unwrap())
+            .replace("@UDPPORT@", &udp_port.to_string())
+            .replace("@UDPOUT@", dir.join("received-udp.log").to_str().unwrap());
+        fs::write(dir.join("rsyslog.conf"), config).unwrap();
+        let mut rsyslog = Rsyslog { dir: dir.to_owned(), port, out, child: None };
+        rsyslog.launch();
+        rsyslog
+    }
+
+    fn launch(&mut self) {
+        assert!(self.child.is_none());
+        let _ = fs::remove_file(self.dir.join("rsyslogd.pid"));
+        let stderr = OpenOptions::new().create(true).append(true).open(self.dir.join("rsyslogd.stderr")).unwrap();
+        let child = Command::new(RSYSLOGD)
+            .arg("-n")
+            .arg("-f")
+            .arg(self.dir.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(self.dir.join("rsyslogd.pid"))
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let port = self.port;
+        wait_until(Duration::from_secs(15), "rsyslogd to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+
+    /// SIGKILL: whatever it has not written yet is lost, and a line it
+    /// was writing is cut; that torn line is dropped here (it is a lost
+    /// record, not a delivered one, and the next rsyslog appends after it).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let Ok(bytes) = fs::read(&self.out) else { return };
+        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        if whole < bytes.len() {
+            note!("rsyslog died in the middle of a line: dropping its {} bytes", bytes.len() - whole);
+            OpenOptions::new().write(true).open(&self.out).unwrap().set_len(whole as u64).unwrap();
+        }
+    }
+
+    /// SIGTERM: it writes what it has and exits.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGTERM);
+            if wait_child(&mut child, Duration::from_secs(10)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Rsyslog {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child we own that has not been reaped yet.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, signal);
+    }
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ----------------------------------------------------------------- agent
+
+/// Where a scenario keeps its agent's files.
+struct AgentFiles {
+    config: PathBuf,
+    state: PathBuf,
+    /// stderr of every run, appended.
+    log: PathBuf,
+}
+
+impl AgentFiles {
+    /// A config for the emulator at `url` and syslog on `syslog_port`:
+    /// fast polling, no API rate limit to speak of, small scan pages, no
+    /// host name. `extra` goes at the top level.
+    fn new(dir: &Path, url: &str, syslog_port: u16, extra: &str) -> AgentFiles {
+        let state = dir.join("state");
+        let config = dir.join("cefwire.toml");
+        fs::write(
+            &config,
+            format!(
+                "portal_url = \"{url}\"\nstate_directory = \"{}\"\npoll_interval = \"1s\"\nrate_limit = 6000\n\
+                 scan_page_size = {PAGE}\n{extra}\n[auth]\ntoken = \"{TOKEN}\"\n[syslog]\n\
+                 to = [\"tcp://127.0.0.1:{syslog_port}\"]\n[cef]\nhostname = false\n",
+                state.display()
+            ),
+        )
+        .unwrap();
+        AgentFiles { config, state, log: dir.join("agent.log") }
+    }
+
+    fn spawn(&self, args: &[&str], env: &[(&str, String)]) -> Agent {
+        let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut command = cefwire();
+        command.arg("agent").arg("--config").arg(&self.config).args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        Agent { child, log: self.log.clone() }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn state(&self) -> Option<AgentState> {
+        StateStore::new(&self.state).load().unwrap_or_else(|e| panic!("the state file must always parse: {e}"))
+    }
+
+    /// The activities cursor, if saved yet.
+    fn activities_cursor(&self) -> Option<i64> {
+        self.state().and_then(|s| s.activities.position_ms)
+    }
+
+    fn health(&self) -> HealthReport {
+        HealthReport::load(&self.state).unwrap()
+    }
+
+    /// `cefwire status --json` for this state directory.
+    fn status(&self, env: &[(&str, String)]) -> serde_json::Value {
+        let mut command = cefwire();
+        command.args(["status", "--json", "--state-dir"]).arg(&self.state);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let out = command.output().unwrap();
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Messages the agent says it sent again after syslog reconnections.
+    fn resent(&self) -> u64 {
+        self.log_text()
+            .lines()
+            .filter_map(|line| line.split("sent the last ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
+    /// Waits until the activities cursor passed `position`.
+    fn wait_for_cursor(&self, agent: &mut Agent, position: i64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.activities_cursor().is_none_or(|c| c < position) {
+            if let Some(status) = agent.child.try_wait().unwrap() {
+                panic!("the agent exited ({status}) before its cursor passed {position}:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "the cursor did not pass {position} in {timeout:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// A running agent; killed when dropped.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn sigkill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the time it took to exit and how.
+    fn sigterm(&mut self, timeout: Duration) -> (Duration, ExitStatus) {
+        let sent = Instant::now();
+        signal(&self.child, libc::SIGTERM);
+        match wait_child(&mut self.child, timeout) {
+            Some(status) => (sent.elapsed(), status),
+            None => panic!(
+                "the agent did not exit within {timeout:?} of SIGTERM:\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            ),
+        }
+    }
+
+    /// Waits for a `--once` run to finish; it must succeed.
+    fn finish(&mut self, timeout: Duration) {
+        match wait_child(&mut self.child, timeout) {
+            Some(status) if status.success() => {}
+            Some(status) => panic!("the agent failed ({status}):\n{}", fs::read_to_string(&self.log).unwrap()),
+            None => panic!("the agent did not finish in {timeout:?}:\n{}", fs::read_to_string(&self.log).unwrap()),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.sigkill();
+        }
+    }
+}
+
+/// SIGTERM must end the agent cleanly within a few seconds.
+fn stop_agent(agent: &mut Agent) -> Duration {
+    let (took, status) = agent.sigterm(Duration::from_secs(8));
+    assert!(status.success(), "SIGTERM: exit {status}:\n{}", fs::read_to_string(&agent.log).unwrap());
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+    took
+}
+
+// -------------------------------------------------------------- delivery
+
+/// What rsyslog wrote, read incrementally: `externalId` → times seen.
+struct Received {
+    path: PathBuf,
+    offset: u64,
+    partial: Vec<u8>,
+    counts: HashMap<String, u32>,
+    /// Lines without an `externalId`.
+    malformed: Vec<String>,
+}
+
+impl Received {
+    fn new(path: &Path) -> Received {
+        Received { path: path.to_owned(), offset: 0, partial: Vec::new(), counts: HashMap::new(), malformed: vec![] }
+    }
+
+    fn update(&mut self) {
+        let Ok(mut file) = File::open(&self.path) else { return };
+        let len = file.metadata().unwrap().len();
+        if len < self.offset {
+            // A torn last line was cut off (see `Rsyslog::kill`).
+            assert_eq!(len, self.offset - self.partial.len() as u64, "the output file shrank by the torn line only");
+            self.offset = len;
+            self.partial.clear();
+        }
+        file.seek(SeekFrom::Start(self.offset)).unwrap();
+        let mut bytes = std::mem::take(&mut self.partial);
+        let read = file.read_to_end(&mut bytes).unwrap();
+        self.offset += read as u64;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        self.partial = bytes.split_off(complete);
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let line = String::from_utf8_lossy(line);
+            match line.split("|externalId=").nth(1) {
+                Some(rest) => *self.counts.entry(rest.split(' ').next().unwrap_or("").to_owned()).or_default() += 1,
+                None => self.malformed.push(line.chars().take(200).collect()),
+            }
+        }
+    }
+
+    fn missing(&self, data: &Data) -> usize {
+        data.expected.keys().filter(|id| !self.counts.contains_key(*id)).count()
+    }
+
+    /// Waits until every expected record arrived.
+    fn wait_for_all(&mut self, data: &Data, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.update();
+            let missing = self.missing(data);
+            if missing == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{missing} of {} records did not reach rsyslog within {timeout:?}",
+                data.expected.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// With the agent stopped: lets rsyslog write what it has, stops it
+    /// and reads the rest.
+    fn settle(&mut self, rsyslog: &mut Rsyslog) {
+        let mut size = fs::metadata(&self.path).map_or(0, |m| m.len());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            std::thread::sleep(Duration::from_millis(300));
+            let now = fs::metadata(&self.path).map_or(0, |m| m.len());
+            if now == size {
+                break;
+            }
+            assert!(Instant::now() < deadline, "rsyslog kept writing for 30 s after the agent stopped");
+            size = now;
+        }
+        rsyslog.stop();
+        self.update();
+    }
+
+    /// The common final check: every record of the window arrived, nothing
+    /// else did, and at most `allowed` duplicates (from `causes`).
+    fn check(&self, data: &Data, allowed: u64, causes: &str) -> u64 {
+        let mut missing: Vec<&String> = data.expected.keys().filter(|id| !self.counts.contains_key(*id)).collect();
+        missing.sort_by_key(|id| data.expected[*id]);
+        let unknown: Vec<&String> = self.counts.keys().filter(|id| !data.expected.contains_key(*id)).collect();
+        let duplicates: u64 = self.counts.values().map(|&c| u64::from(c) - 1).sum();
+        let most = self.counts.values().max().copied().unwrap_or(0);
+        assert!(
+            missing.is_empty(),
+            "{} of {} records never reached rsyslog; the first (stored at {:?}): {:?}",
+            missing.len(),
+            data.expected.len(),
+            missing.iter().take(5).map(|id| data.expected[*id]).collect::<Vec<_>>(),
+            &missing[..missing.len().min(5)]
+        );
+        assert!(unknown.is_empty(), "rsyslog got records the emulator does not hold: {unknown:?}");
+        assert!(self.malformed.is_empty(), "rsyslog got lines without an externalId: {:?}", self.malformed);
+        assert!(
+            duplicates <= allowed,
+            "{duplicates} duplicates (one record {most} times) but the documented causes allow {allowed}: {causes}"
+        );
+        note!(
+            "delivery: all {} records arrived; {duplicates} duplicates (allowed {allowed}: {causes})",
+            data.expected.len()
+        );
+        duplicates
+    }
+}
+
+// ------------------------------------------------------------- scenarios
+
+/// (1) SIGKILL at random points of a backfill, several times, then a run
+/// to completion: nothing lost, at most one page re-sent per kill, and the
+/// state file parses after every kill.
+fn sigkill_at_random_points(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec { seed: 11, activities: 30_000, alerts: 1_500, late_ratio: 0.2, ..DataSpec::default() };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, slow(15));
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+    let mut dice = Dice(0x5EED_0001);
+    const KILLS: u64 = 6;
+    let (start, span) = (t0 - WINDOW, WINDOW - 2 * HOUR);
+    let mut received = Received::new(&rsyslog.out);
+    for kill in 0..KILLS {
+        let mut agent = files.spawn(&[], &[]);
+        // A random point in this kill's share of the backlog, then a random
+        // few milliseconds more: the kill lands anywhere in the loop.
+        let share = (kill as f64 + 0.2 + 0.6 * dice.unit()) / (KILLS + 1) as f64;
+        let target = start + (span as f64 * share) as i64;
+        files.wait_for_cursor(&mut agent, target, Duration::from_secs(60));
+        if kill % 2 == 0 {
+            std::thread::sleep(Duration::from_micros(dice.next() % 40_000));
+        } else {
+            // Right after rsyslog wrote more: most likely between a page
+            // written to syslog and its ids saved (the duplicate window).
+            wait_for_growth(&rsyslog.out);
+        }
+        agent.sigkill();
+        let cursor = files.activities_cursor().expect("a checkpoint was saved");
+        received.update();
+        note!(
+            "kill {}: cursor at {:.0}% of the backlog, {} records in rsyslog so far",
+            kill + 1,
+            (cursor - start) as f64 * 100.0 / span as f64,
+            received.counts.len()
+        );
+    }
+    assert_eq!(files.resent(), 0, "no syslog reconnection happened");
+    // One more kill, while rsyslog is down: it died as a page arrived, so
+    // part of that page died with it, though the agent had written it all.
+    // The agent saves its last messages when it notices; the next run sends
+    // them first.
+    let mut agent = files.spawn(&[], &[]);
+    wait_for_growth(&rsyslog.out);
+    rsyslog.kill();
+    let saved = files.state.join("resend.bin");
+    wait_until(Duration::from_secs(20), "the agent to save its last messages", || saved.exists());
+    agent.sigkill();
+    rsyslog.launch();
+    let mut last = files.spawn(&["--once"], &[]);
+    last.finish(Duration::from_secs(120));
+    received.settle(&mut rsyslog);
+    let resent = files.resent();
+    received.check(
+        &data,
+        (KILLS + 1) * PAGE + resent,
+        "a SIGKILL re-sends at most the page it interrupted (500 per kill); the saved messages are re-sent",
+    );
+    assert!(resent > 0, "the last run sent the saved messages first:\n{}", files.log_text());
+    assert!(!saved.exists(), "resend.bin is removed once its messages are written");
+}
+
+/// (2) rsyslog killed for a minute while the agent runs and records keep
+/// arriving: the agent stops pulling (the emulator's request count stands
+/// still), `cefwire status` shows the failing syslog, and after rsyslog is
+/// back nothing is lost; duplicates only from the resend after reconnecting.
+fn rsyslog_down_for_a_minute(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    // One record stored every second for 90 s: they keep coming during the outage.
+    let future: Vec<i64> = (0..90).map(|i| 5 * SECOND + i * SECOND).collect();
+    let spec = DataSpec {
+        seed: 21,
+        activities: 8_000,
+        alerts: 400,
+        late_ratio: 0.2,
+        future_activities: future,
+        future_alerts: vec![20 * SECOND, 50 * SECOND],
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+    let mut agent = files.spawn(&[], &[]);
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data.stored_before(t0), Duration::from_secs(60));
+
+    let status = files.status(&[]);
+    assert_eq!(status["state"], "Connected", "{status}");
+    assert_eq!(status["agent_running"], true, "{status}");
+    assert_eq!(status["reason"], "API and syslog working", "{status}");
+    let before = emulator.stats().api_requests;
+    std::thread::sleep(Duration::from_secs(3));
+    let polling = emulator.stats().api_requests - before;
+    assert!(polling >= 2, "the agent polls while caught up ({polling} requests in 3 s)");
+
+    rsyslog.kill();
+    let killed = Instant::now();
+    note!("rsyslog killed at t0 + {:.1} s", (now_ms() - t0) as f64 / 1000.0);
+    wait_until(Duration::from_secs(30), "status to show the syslog failure", || {
+        files.status(&[])["reason"].as_str().is_some_and(|r| r.contains("syslog failing"))
+    });
+    let status = files.status(&[]);
+    assert_eq!(status["state"], "Connected", "failing for less than 2 h is still Connected: {status}");
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(killed.elapsed()));
+    let paused_at = emulator.stats().api_requests;
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(killed.elapsed()));
+    let during = emulator.stats().api_requests - paused_at;
+    note!(
+        "while rsyslog was down: {during} API requests in the last {:.0} s (caught up it made {polling} in 3 s)",
+        (killed.elapsed().as_secs_f64() - 10.0).max(0.0)
+    );
+    assert!(during <= 2, "the agent kept pulling while syslog was down: {during} requests");
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent waits, it does not exit");
+
+    rsyslog.launch();
+    note!("rsyslog back after {:.1} s", killed.elapsed().as_secs_f64());
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(40)));
+    wait_until(Duration::from_secs(20), "status to show syslog working again", || {
+        files.status(&[])["reason"] == "API and syslog working"
+    });
+    stop_agent(&mut agent);
+    received.settle(&mut rsyslog);
+    let resent = files.resent();
+    received.check(&data, resent, "after reconnecting, the agent re-sends its last messages (as many as it logs)");
+    assert!(resent > 0, "the agent re-sent its last messages after reconnecting:\n{}", files.log_text());
+}
+
+/// (3) 5xx bursts, random 5xx and 429s (the emulator allows fewer
+/// requests than the agent is configured for): slower, nothing lost, no
+/// duplicates; the API failure shows in `cefwire status` during the burst.
+fn server_errors_and_throttling(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec { seed: 31, activities: 12_000, alerts: 600, late_ratio: 0.2, ..DataSpec::default() };
+    let data = Data::generate(dir, t0, &spec);
+    let baseline = FaultConfig { error_5xx: 0.1, ..FaultConfig::default() };
+    let limit = RateLimit { requests: 25, per: Duration::from_secs(3) };
+    let emulator = start_emulator(&data, Some(limit), baseline);
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+    let mut agent = files.spawn(&["--once"], &[]);
+    files.wait_for_cursor(&mut agent, t0 - WINDOW + WINDOW * 2 / 5, Duration::from_secs(90));
+    // A burst: every request fails until the status shows it.
+    emulator.set_faults(FaultConfig { error_5xx: 1.0, ..FaultConfig::default() });
+    let burst = Instant::now();
+    let burst_ms = now_ms();
+    wait_until(Duration::from_secs(30), "status to show the API failing since the burst", || {
+        let status = files.status(&[]);
+        status["reason"].as_str().is_some_and(|r| r.contains("API failing"))
+            && status["report"]["api"]["failing_since_ms"].as_i64().is_some_and(|t| t >= burst_ms)
+    });
+    emulator.set_faults(baseline);
+    note!("5xx burst for {:.1} s", burst.elapsed().as_secs_f64());
+    agent.finish(Duration::from_secs(180));
+    let stats = emulator.stats();
+    let health = files.health();
+    note!("emulator: {}", stats.summary());
+    assert!(stats.throttled > 0 && stats.injected_5xx > 0, "both faults happened: {}", stats.summary());
+    assert!(health.api_counters.throttled_429 > 0 && health.api_counters.retries > 0, "{:?}", health.api_counters);
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, Duration::from_secs(30));
+    received.settle(&mut rsyslog);
+    received.check(&data, 0, "API errors cause retries, never duplicates");
+}
+
+/// (4) Late records (stored 5–60 minutes after they happened) and records
+/// stored in the near future, which the emulator shows only from then on:
+/// all of them arrive, none twice, and the overlap re-reads were dropped
+/// by id.
+fn late_and_future_records(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec {
+        seed: 41,
+        activities: 8_000,
+        alerts: 400,
+        late_ratio: 0.5,
+        future_activities: (4..=30).map(|s| s * SECOND).collect(),
+        future_alerts: vec![8 * SECOND, 16 * SECOND, 24 * SECOND],
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "overlap = \"5m\"");
+    let mut agent = files.spawn(&[], &[]);
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(40)));
+    // A few more polls over the overlap must not send anything again.
+    std::thread::sleep(Duration::from_secs(3));
+    stop_agent(&mut agent);
+    received.settle(&mut rsyslog);
+    received.check(&data, 0, "the overlap re-reads are dropped by id");
+    let health = files.health();
+    assert!(health.activities.duplicates_skipped > 0, "the overlap re-read records: {:?}", health.activities);
+    note!(
+        "overlap re-reads dropped by id: {}",
+        health.activities.duplicates_skipped + health.alerts.duplicates_skipped
+    );
+}
+
+/// (5) The local clock jumps 6 h ahead on one restart and 6 h back on the
+/// next: the windows follow the API server's clock, so nothing is lost
+/// (records stored in the near future included) and nothing is sent twice.
+fn local_clock_jumps(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec {
+        seed: 51,
+        activities: 20_000,
+        alerts: 1_000,
+        late_ratio: 0.1,
+        future_activities: (5..=20).map(|s| s * 2 * SECOND).collect(),
+        future_alerts: vec![15 * SECOND, 30 * SECOND],
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, slow(15));
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+    let (start, span) = (t0 - WINDOW, WINDOW - 2 * HOUR);
+    let offset = |hours: i64| vec![(cefwire::time::CLOCK_OFFSET_ENV, (hours * HOUR).to_string())];
+
+    let mut agent = files.spawn(&[], &[]);
+    files.wait_for_cursor(&mut agent, start + span * 3 / 10, Duration::from_secs(60));
+    stop_agent(&mut agent);
+
+    let ahead = offset(6);
+    let mut agent = files.spawn(&[], &ahead);
+    files.wait_for_cursor(&mut agent, start + span * 7 / 10, Duration::from_secs(60));
+    let status = files.status(&ahead);
+    assert_eq!(status["state"], "Connected", "{status}");
+    stop_agent(&mut agent);
+    assert!(files.log_text().contains("6h 0m ahead of the API server's"), "{}", files.log_text());
+
+    let behind = offset(-6);
+    let mut agent = files.spawn(&[], &behind);
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(40)));
+    stop_agent(&mut agent);
+    assert!(files.log_text().contains("behind the API server's"), "{}", files.log_text());
+    received.settle(&mut rsyslog);
+    received.check(&data, 0, "clean stops and clock jumps cause none");
+}
+
+/// A tmpfs mounted for one scenario, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        fs::create_dir_all(dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Tmpfs(dir.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// (6) The state disk fills up mid-run: the agent says so clearly (log and
+/// health), stops fetching, never leaves a torn state file, and carries
+/// on once there is space again — nothing lost, nothing twice.
+fn full_state_disk(dir: &Path) {
+    full_state_disk_with(dir, true);
+}
+
+/// (6b) The same with the `CEFWIRE_FAULT_DISK_FULL` hook, the stand-in
+/// where a tmpfs cannot be mounted.
+fn full_state_disk_hook(dir: &Path) {
+    full_state_disk_with(dir, false);
+}
+
+fn full_state_disk_with(dir: &Path, mount: bool) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec {
+        seed: 61,
+        activities: 20_000,
+        alerts: 1_000,
+        late_ratio: 0.2,
+        future_activities: (10..=40).step_by(3).map(|s| s * SECOND).collect(),
+        ..DataSpec::default()
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, slow(15));
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+    // A 2 MiB tmpfs as the state directory; without mount rights, the
+    // agent's disk-full hook stands in for it.
+    let tmpfs = if mount { Tmpfs::mount(&files.state, "2m") } else { None };
+    let flag = dir.join("disk-full");
+    let env = match &tmpfs {
+        Some(_) => vec![],
+        None => {
+            if mount {
+                note!("cannot mount a tmpfs: using {} instead", cefwire::agent::state::DISK_FULL_ENV);
+            }
+            vec![(cefwire::agent::state::DISK_FULL_ENV, flag.display().to_string())]
+        }
+    };
+    let mut agent = files.spawn(&[], &env);
+    files.wait_for_cursor(&mut agent, t0 - WINDOW + WINDOW * 2 / 5, Duration::from_secs(60));
+    let filler = files.state.join("filler");
+    match &tmpfs {
+        Some(_) => {
+            let mut file = File::create(&filler).unwrap();
+            let chunk = vec![0u8; 4096];
+            while file.write_all(&chunk).is_ok() {}
+        }
+        None => drop(File::create(&flag).unwrap()),
+    }
+    wait_until(Duration::from_secs(30), "the agent to report the full disk", || {
+        files.log_text().contains("pausing until the checkpoint can be saved")
+    });
+    let stuck = files.activities_cursor();
+    assert!(stuck.is_some(), "the state file from before the disk filled up is still there");
+    let requests = emulator.stats().api_requests;
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(files.activities_cursor(), stuck, "the state file parses and stays as it was");
+    assert!(!files.state.join("state.json.tmp").exists(), "no temporary file left behind");
+    assert!(emulator.stats().api_requests - requests <= 1, "no fetching while the checkpoint cannot be saved");
+    let log = files.log_text();
+    let error = log.lines().find(|l| l.contains("pausing until the checkpoint")).unwrap().to_owned();
+    assert!(
+        error.contains("ERROR") && error.contains("No space left on device") && error.contains("state.json"),
+        "{error}"
+    );
+    note!("full disk: {error}");
+
+    match &tmpfs {
+        Some(_) => fs::remove_file(&filler).unwrap(),
+        None => fs::remove_file(&flag).unwrap(),
+    }
+    wait_until(Duration::from_secs(30), "the agent to save again", || {
+        files.log_text().contains("checkpoint: saved again")
+    });
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(40)));
+    let status = files.status(&env);
+    assert_eq!(status["state"], "Connected", "{status}");
+    let last_error = status["report"]["checkpoint"]["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("No space left on device"), "the health keeps the checkpoint error: {status}");
+    stop_agent(&mut agent);
+    assert!(files.state().is_some());
+    received.settle(&mut rsyslog);
+    received.check(&data, 0, "a failed checkpoint is retried, not skipped");
+    drop(tmpfs);
+}
+
+/// (7) Bad configuration: exit 2 with one clear message naming the
+/// setting; nothing reaches the syslog receiver, and only a wrong token
+/// (which only the service can tell) costs one API request.
+fn bad_configuration(dir: &Path) {
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 71, activities: 50, alerts: 5, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let receiver = TcpListener::bind("127.0.0.1:0").unwrap();
+    receiver.set_nonblocking(true).unwrap();
+    let port = receiver.local_addr().unwrap().port();
+    let url = emulator.base_url();
+    let not_pem = dir.join("not-a-certificate.pem");
+    fs::write(&not_pem, "this is not a PEM file\n").unwrap();
+    let cases: Vec<(&str, String, Vec<&str>, &str, u64)> = vec![
+        ("unknown key", format!("pol_interval = \"1s\"\nportal_url = \"{url}\""), vec![], "pol_interval", 0),
+        ("bad URL", "portal_url = \"htps://127.0.0.1:1\"".into(), vec![], "portal_url", 0),
+        (
+            "unreadable CA file",
+            format!("portal_url = \"{url}\"\nca_file = \"/nonexistent/ca.pem\""),
+            vec![],
+            "ca_file",
+            0,
+        ),
+        (
+            "CA file that is not PEM",
+            format!("portal_url = \"{url}\"\nca_file = \"{}\"", not_pem.display()),
+            vec![],
+            "ca_file",
+            0,
+        ),
+        ("wrong token", format!("portal_url = \"{url}\""), vec!["--token", "wrong-token"], "auth.token (--token)", 1),
+        ("wrong portal path", format!("portal_url = \"{url}/tenant\""), vec![], "portal_url", 1),
+    ];
+    for (what, top, args, setting, requests) in cases {
+        let case_dir = dir.join(what.replace(' ', "-"));
+        fs::create_dir_all(&case_dir).unwrap();
+        let config = case_dir.join("cefwire.toml");
+        fs::write(
+            &config,
+            format!(
+                "{top}\nstate_directory = \"{}\"\n[auth]\ntoken = \"{TOKEN}\"\n[syslog]\nto = [\"tcp://127.0.0.1:{port}\"]\n",
+                case_dir.join("state").display()
+            ),
+        )
+        .unwrap();
+        let before = emulator.stats().requests;
+        let out = cefwire().arg("agent").arg("--config").arg(&config).args(&args).arg("--once").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        let naming: Vec<&str> = stderr.lines().filter(|l| l.contains(setting)).collect();
+        assert_eq!(naming.len(), 1, "{what}: one message naming {setting:?}:\n{stderr}");
+        assert_eq!(emulator.stats().requests - before, requests, "{what}: requests to the API");
+        assert!(receiver.accept().is_err(), "{what}: the syslog receiver got a connection");
+        note!("{what}: {}", naming[0]);
+    }
+}
+
+/// (8) SIGTERM in the middle of a backfill, and again while syslog is
+/// down: the agent exits 0 within a few seconds with a checkpoint that
+/// parses, and the next run finishes the job without losing anything.
+fn sigterm_stops_within_seconds(dir: &Path) {
+    if !rsyslog_or_skip() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec {
+        seed: 81,
+        activities: 20_000,
+        alerts: 1_000,
+        late_ratio: 0.1,
+        future_activities: (15..=50).map(|s| s * SECOND).collect(),
+        ..DataSpec::default()
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, slow(15));
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port, "");
+
+    // In the middle of the backfill.
+    let mut agent = files.spawn(&[], &[]);
+    let target = t0 - WINDOW + WINDOW * 35 / 100;
+    files.wait_for_cursor(&mut agent, target, Duration::from_secs(60));
+    let took = stop_agent(&mut agent);
+    let health = files.health();
+    assert!(health.stopped, "the health file says the agent stopped");
+    assert!(files.activities_cursor().is_some_and(|c| c >= target), "the checkpoint is saved");
+    note!("SIGTERM during the backfill: exited in {:.2} s", took.as_secs_f64());
+
+    // While syslog is down: rsyslog killed in the middle of the backfill
+    // (with messages in its buffers), the agent waiting on it.
+    let mut agent = files.spawn(&[], &[]);
+    let mut received = Received::new(&rsyslog.out);
+    files.wait_for_cursor(&mut agent, t0 - WINDOW + WINDOW * 7 / 10, Duration::from_secs(60));
+    // Just as a page starts to arrive, so part of it is still in rsyslog's
+    // buffers (lost with it), though the agent wrote it all.
+    wait_for_growth(&rsyslog.out);
+    rsyslog.kill();
+    wait_until(Duration::from_secs(40), "status to show the syslog failure", || {
+        files.status(&[])["reason"].as_str().is_some_and(|r| r.contains("syslog failing"))
+    });
+    let took = stop_agent(&mut agent);
+    note!("SIGTERM while syslog is down: exited in {:.2} s", took.as_secs_f64());
+    assert!(files.state().is_some());
+
+    rsyslog.launch();
+    let mut agent = files.spawn(&[], &[]);
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(40)));
+    stop_agent(&mut agent);
+    received.settle(&mut rsyslog);
+    let resent = files.resent();
+    received.check(
+        &data,
+        resent + PAGE,
+        "the saved last messages are re-sent (as many as the agent logs), and the page in flight when it stopped \
+         (written in part, its ids not saved) is fetched again",
+    );
+}
