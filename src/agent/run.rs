@@ -731,16 +731,7 @@ impl Agent {
             return;
         }
         self.reconnects_seen = reconnects;
-        let mut count = 0u64;
-        for message in self.resend.messages() {
-            let buffer = sender.buffer();
-            let start = buffer.len();
-            buffer.extend_from_slice(message);
-            if sender.commit(start).is_err() {
-                break;
-            }
-            count += 1;
-        }
+        let count = commit_copies(sender, self.resend.messages());
         self.resend_written_by = Some(sender.messages_accepted());
         self.log.warn(&format!(
             "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have lost them)"
@@ -814,17 +805,10 @@ impl Agent {
             }
         };
         let Some(sender) = self.sender.as_mut() else { return };
-        let mut count = 0u64;
         for message in saved_messages(&bytes) {
             self.resend.push(message);
-            let buffer = sender.buffer();
-            let start = buffer.len();
-            buffer.extend_from_slice(message);
-            if sender.commit(start).is_err() {
-                break;
-            }
-            count += 1;
         }
+        let count = commit_copies(sender, saved_messages(&bytes));
         // The file stays until these are written.
         self.resend_saved = Some(self.resend.pushed);
         self.resend_written_by = Some(sender.messages_accepted());
@@ -909,6 +893,22 @@ impl Agent {
         }
         Ok(exit)
     }
+}
+
+/// Hands a copy of each message to the sender; returns how many it took
+/// (it stops at the first refusal: the sender is shutting down).
+fn commit_copies<'m>(sender: &mut SyslogSender, messages: impl IntoIterator<Item = &'m [u8]>) -> u64 {
+    let mut count = 0;
+    for message in messages {
+        let buffer = sender.buffer();
+        let start = buffer.len();
+        buffer.extend_from_slice(message);
+        if sender.commit(start).is_err() {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 #[cold]
