@@ -60,6 +60,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("full_state_disk_pauses_with_a_clear_error_then_continues", full_state_disk),
     ("full_state_disk_hook_works_like_a_full_disk", full_state_disk_hook),
     ("bad_configuration_exits_2_naming_the_setting_before_any_traffic", bad_configuration),
+    ("sigterm_does_not_wait_for_a_slow_api_answer", sigterm_during_a_slow_answer),
 ];
 
 fn main() {
@@ -1160,4 +1161,22 @@ fn sigterm_stops_within_seconds(dir: &Path) {
         "the saved last messages are re-sent (as many as the agent logs), and the page in flight when it stopped \
          (written in part, its ids not saved) is fetched again",
     );
+}
+
+/// A SIGTERM while an API request is in flight and its answer is 30 s away
+/// (a slow service): the agent walks away from the request and exits at
+/// once, cleanly; nothing of that page was sent, so nothing is lost.
+fn sigterm_during_a_slow_answer(dir: &Path) {
+    let t0 = now_ms();
+    let spec = DataSpec { seed: 91, activities: 1_000, alerts: 50, ..DataSpec::default() };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, slow(30_000));
+    // No syslog receiver needed: the agent never gets past its first request.
+    let files = AgentFiles::new(dir, &emulator.base_url(), free_port(), "");
+    let mut agent = files.spawn(&[], &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    let took = stop_agent(&mut agent);
+    assert!(took < Duration::from_secs(2), "SIGTERM waited for the slow answer: {took:?}");
+    assert_eq!(files.activities_cursor(), None, "nothing was checkpointed");
+    note!("SIGTERM with a 30 s answer in flight: exited in {:.2} s", took.as_secs_f64());
 }

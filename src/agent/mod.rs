@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod config_file;
+pub mod fetcher;
 pub mod health;
 pub mod logfile;
 pub mod metrics;

@@ -21,6 +21,7 @@
 //! either side has failed.
 
 use super::config::{AgentConfig, StreamConfig};
+use super::fetcher::Fetcher;
 use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
 use super::logfile::AgentLog;
 use super::metrics::MetricsServer;
@@ -192,7 +193,7 @@ pub struct Agent {
     config: AgentConfig,
     stop: Arc<AtomicBool>,
     log: Arc<AgentLog>,
-    client: ApiClient,
+    client: Fetcher,
     sender: Option<SyslogSender>,
     parser: JsonParser,
     activity_formatter: CefFormatter,
@@ -240,7 +241,7 @@ impl Agent {
         // `wait_for_syslog` watches the flag between short waits instead.
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
-        let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        let client = Fetcher::start(ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?)?;
         let forced = |kind| CefFormatter::new(&CefOptions { kind, ..config.cef.clone() });
         let now = crate::time::now_ms();
         let health = HealthReport {
@@ -441,7 +442,11 @@ impl Agent {
         let mut attempt = 0u32;
         let endpoint = if self.config.alerts.is_some() { Endpoint::Alerts } else { Endpoint::Activities };
         loop {
-            let result = self.client.fetch_page(endpoint, b"{\"filters\":{},\"limit\":1}", &mut self.page);
+            self.body.clear();
+            self.body.extend_from_slice(b"{\"filters\":{},\"limit\":1}");
+            let Some(result) = self.client.fetch(endpoint, &mut self.body, &mut self.page, &self.stop) else {
+                return Ok(());
+            };
             self.record_api_counters();
             match result {
                 Ok(_) => {
@@ -589,7 +594,9 @@ impl Agent {
             self.note_syslog_break();
             // Do not fetch while syslog has not taken the last page.
             self.wait_for_syslog()?;
-            let result = self.client.fetch_page(kind.endpoint(), body, &mut self.page);
+            let Some(result) = self.client.fetch(kind.endpoint(), body, &mut self.page, &self.stop) else {
+                return Err(Interrupt::Stop);
+            };
             self.record_api_counters();
             let len = result.map_err(Interrupt::Api)?;
             self.api_succeeded();

@@ -323,6 +323,12 @@ impl ApiClient {
         self.server_clock.map(|(date, at)| date + at.elapsed().as_millis() as i64)
     }
 
+    /// The server's `Date` at its last answer and when that answer came
+    /// (to carry the clock to another thread).
+    pub fn server_clock(&self) -> Option<(i64, Instant)> {
+        self.server_clock
+    }
+
     /// The full URL of an endpoint.
     pub fn url(&self, endpoint: Endpoint) -> String {
         format!("{}{}", self.base, endpoint.path())
