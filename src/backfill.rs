@@ -10,7 +10,7 @@
 //! zstd NDJSON. So the next request is in flight while a page is
 //! converted and sent. This module owns that loop, the archive files, the
 //! progress display and the report; it does not know how the sink
-//! delivers (a file now, syslog later).
+//! delivers (a file, or the syslog sender).
 
 use crate::api::{
     ActivityScan, ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, OffsetPager, PageInfo, Pager, PagingError,
