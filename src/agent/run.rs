@@ -17,8 +17,9 @@
 //! checkpoint, so as soon as a broken connection is noticed they are also
 //! saved to `resend.bin` in the state directory: if the agent stops or
 //! dies before it reconnects, the next start sends them first. API errors
-//! back off and retry; the health file tells `cefwire status` how long
-//! either side has failed.
+//! back off and retry; requests run on their own thread ([`Fetcher`]) so a
+//! stop never waits for a slow answer. The health file tells
+//! `cefwire status` how long either side has failed.
 
 use super::config::{AgentConfig, StreamConfig};
 use super::fetcher::Fetcher;
