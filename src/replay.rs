@@ -64,10 +64,8 @@ impl ReplayReport {
         let s = &self.send;
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut text = format!(
-            "sent {} of {} messages ({} bytes) in {:.2} s: {:.0} msgs/s, {:.1} MB/s",
-            s.messages_written,
-            s.messages_accepted,
-            s.bytes_written,
+            "{} in {:.2} s: {:.0} msgs/s, {:.1} MB/s",
+            s.totals(),
             secs,
             s.messages_written as f64 / secs,
             s.bytes_written as f64 / secs / 1e6,
@@ -82,35 +80,14 @@ impl ReplayReport {
         if self.converted.rejected > 0 {
             text.push_str(&format!("; rejected {}", self.converted.rejected));
         }
-        if s.reconnects > 0 || s.errors > 0 {
-            text.push_str(&format!("; {} reconnects, {} errors", s.reconnects, s.errors));
-        }
-        if s.possibly_lost > 0 {
-            text.push_str(&format!(
-                "; up to {} messages may have been lost in the buffers of broken connections",
-                s.possibly_lost
-            ));
-        }
-        if s.messages_unsent > 0 {
-            text.push_str(&format!("; {} NOT sent", s.messages_unsent));
-        }
-        if s.truncated > 0 {
-            text.push_str(&format!("; {} truncated", s.truncated));
-        }
-        if s.oversize_dropped > 0 {
-            text.push_str(&format!("; {} datagrams too large, dropped", s.oversize_dropped));
-        }
+        s.push_problems(&mut text);
         if self.not_restamped > 0 {
             text.push_str(&format!("; {} lines without a header time to re-stamp", self.not_restamped));
         }
         if self.interrupted {
             text.push_str("; interrupted");
         }
-        if let Some(failure) = &s.failure {
-            text.push_str(&format!("; failed: {failure}"));
-        } else if let Some(error) = &s.last_error {
-            text.push_str(&format!("; last error: {error}"));
-        }
+        s.push_failure(&mut text);
         text
     }
 

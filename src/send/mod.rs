@@ -209,26 +209,47 @@ pub struct SendReport {
 impl SendReport {
     /// One human line: what was sent, and what may be missing.
     pub fn summary(&self) -> String {
-        let mut text = format!(
-            "sent {} of {} messages ({} bytes)",
-            self.messages_written, self.messages_accepted, self.bytes_written
-        );
-        if self.reconnects > 0 {
-            text.push_str(&format!(", {} reconnects", self.reconnects));
-        }
-        if self.truncated > 0 {
-            text.push_str(&format!(", {} truncated", self.truncated));
+        let mut text = self.totals();
+        self.push_problems(&mut text);
+        self.push_failure(&mut text);
+        text
+    }
+
+    /// `sent W of A messages (B bytes)`.
+    pub fn totals(&self) -> String {
+        format!("sent {} of {} messages ({} bytes)", self.messages_written, self.messages_accepted, self.bytes_written)
+    }
+
+    /// Appends `; …` clauses for reconnects, possible loss, unsent,
+    /// truncated and dropped messages (nothing when all went well).
+    pub fn push_problems(&self, text: &mut String) {
+        if self.reconnects > 0 || self.errors > 0 {
+            text.push_str(&format!("; {} reconnects, {} errors", self.reconnects, self.errors));
         }
         if self.possibly_lost > 0 {
-            text.push_str(&format!("; up to {} may have been lost in broken connections", self.possibly_lost));
+            text.push_str(&format!(
+                "; up to {} messages may have been lost in the buffers of broken connections",
+                self.possibly_lost
+            ));
         }
         if self.messages_unsent > 0 {
-            text.push_str(&format!("; {} not sent", self.messages_unsent));
+            text.push_str(&format!("; {} NOT sent", self.messages_unsent));
         }
+        if self.truncated > 0 {
+            text.push_str(&format!("; {} truncated", self.truncated));
+        }
+        if self.oversize_dropped > 0 {
+            text.push_str(&format!("; {} datagrams too large, dropped", self.oversize_dropped));
+        }
+    }
+
+    /// Appends why the writer gave up, or else its last error.
+    pub fn push_failure(&self, text: &mut String) {
         if let Some(failure) = &self.failure {
             text.push_str(&format!("; failed: {failure}"));
+        } else if let Some(error) = &self.last_error {
+            text.push_str(&format!("; last error: {error}"));
         }
-        text
     }
 }
 
