@@ -407,12 +407,7 @@ fn read_frames(mut reader: impl Read, shared: &Receiving) -> io::Result<()> {
                 return Ok(());
             }
             Ok(n) => n,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(err) if is_read_timeout(&err) => {
                 if shared.stop.load(Ordering::Acquire) {
                     return Ok(());
                 }
@@ -467,12 +462,7 @@ fn receive_datagrams(socket: UdpSocket, shared: Arc<Receiving>) {
     while !shared.stop.load(Ordering::Acquire) {
         let received = match receive_many(&socket, &mut buffers, &mut lengths) {
             Ok(n) => n,
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(err) if is_read_timeout(&err) => {
                 continue;
             }
             Err(_) => {
@@ -562,6 +552,12 @@ fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
 
 #[cfg(not(target_os = "linux"))]
 fn set_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
+
+/// A read that found nothing within the socket's timeout (or was
+/// interrupted): look at the stop flag and read again.
+fn is_read_timeout(err: &io::Error) -> bool {
+    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+}
 
 #[cfg(test)]
 mod tests {
