@@ -103,7 +103,6 @@ impl RecordConverter {
         let keep_original = rejects.keeps_records() || origin.multi_line;
         self.original.clear();
         if keep_original {
-            self.original.clear();
             self.original.extend_from_slice(&bytes[..len]);
         }
         // Records are located by where their strings sit in the buffer.
