@@ -13,6 +13,7 @@ pub mod cli;
 pub mod convert;
 pub mod emulate;
 pub mod exit;
+pub mod fault_hooks;
 pub mod generate;
 pub mod input;
 pub mod json;

@@ -4,23 +4,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Milliseconds since 1970 now, from the system clock (shifted by
-/// [`CLOCK_OFFSET_ENV`] when that is set).
+/// Milliseconds since 1970 now, from the system clock (shifted by the
+/// test-only clock offset of [`crate::fault_hooks`] in test builds).
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64) + clock_offset_ms()
-}
-
-/// Test hook: `CEFWIRE_CLOCK_OFFSET_MS=-21600000` makes [`now_ms`] run six
-/// hours behind the system clock in this process (read once, at the first
-/// call). The agent's fault tests use it to show that a jump of the local
-/// clock does not move the agent's query windows, which follow the API
-/// server's `Date` header. Not meant for production use; an unparsable
-/// value is ignored.
-pub const CLOCK_OFFSET_ENV: &str = "CEFWIRE_CLOCK_OFFSET_MS";
-
-fn clock_offset_ms() -> i64 {
-    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *OFFSET.get_or_init(|| std::env::var(CLOCK_OFFSET_ENV).ok().and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(0))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+        + crate::fault_hooks::clock_offset_ms()
 }
 
 /// Parses `90s`, `15m`, `48h`, `2d`, `1w`, `250ms` (a bare number is seconds)

@@ -1,7 +1,13 @@
-//! Integration tests: one binary, one module per area (ripgrep's layout).
+//! Integration tests: one binary, one module per area (ripgrep's layout),
+//! over the shared helpers in `util`. Only tests that need their own
+//! global allocator (`alloc.rs`) or their own `main` (`agent.rs`, a
+//! bounded pool of long fault scenarios) are separate binaries.
 
+mod api;
 mod convert_cli;
 mod golden;
 mod roundtrip;
+mod rsyslog;
+mod send;
 mod status_cli;
 mod util;

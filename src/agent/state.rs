@@ -184,20 +184,6 @@ impl StateStore {
     }
 }
 
-/// Test hook: while the file named by this variable exists, every
-/// [`write_atomically`] (the state and the health file) fails with
-/// `ENOSPC`, as on a full disk. The agent's fault tests use it where they
-/// cannot mount a small tmpfs. Not meant for production use.
-pub const DISK_FULL_ENV: &str = "CEFWIRE_FAULT_DISK_FULL";
-
-fn injected_disk_full() -> io::Result<()> {
-    static FLAG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    match FLAG.get_or_init(|| std::env::var_os(DISK_FULL_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)) {
-        Some(flag) if flag.exists() => Err(io::Error::from_raw_os_error(libc::ENOSPC)),
-        _ => Ok(()),
-    }
-}
-
 /// Writes `bytes` to `path` via a temporary file, fsync and rename, then
 /// fsyncs the directory so the rename itself is durable. On error the
 /// temporary file is removed and `path` is untouched.
@@ -208,7 +194,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temp = dir.join(temp_name);
     let result = (|| {
         let mut file = File::create(&temp)?;
-        injected_disk_full()?;
+        crate::fault_hooks::injected_disk_full()?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);

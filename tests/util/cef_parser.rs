@@ -1,5 +1,8 @@
 //! A small CEF parser written from the CEF specification, independent of
-//! cefwire's writer, used to read lines back in tests.
+//! cefwire's writer, used to read lines back in tests and in the fuzz
+//! targets (`fuzz/` includes this file by path). It is strict: a bad
+//! escape, a key that is not alphanumeric or a key that appears twice is
+//! an error, never a guess.
 
 /// A parsed CEF line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,9 @@ fn parse_extension(text: &str) -> Result<Vec<(String, String)>, String> {
             _ => i += 1,
         }
     }
+    if equals.is_empty() && !text.is_empty() {
+        return Err(format!("extension without a key: {text:?}"));
+    }
     let mut pairs = Vec::new();
     let mut key_start = 0;
     for (n, &eq) in equals.iter().enumerate() {
@@ -84,6 +90,9 @@ fn parse_extension(text: &str) -> Result<Vec<(String, String)>, String> {
             }
             None => text.len(),
         };
+        if pairs.iter().any(|(k, _): &(String, String)| k == key) {
+            return Err(format!("duplicate key {key:?}"));
+        }
         pairs.push((key.to_owned(), unescape_value(&text[eq + 1..value_end])?));
     }
     Ok(pairs)
@@ -109,6 +118,20 @@ fn unescape_value(raw: &str) -> Result<String, String> {
     Ok(out)
 }
 
+#[cfg(test)]
+#[test]
+fn duplicate_keys_and_bad_escapes_are_errors() {
+    assert!(parse("CEF:0|a|b|c|d|e|0|k=1 k=2").unwrap_err().contains("duplicate key"));
+    assert_eq!(parse(r"CEF:0|a|b|c|d|e|0|k=x\\ y\=z").unwrap().get("k"), Some(r"x\ y=z"));
+    assert!(parse(r"CEF:0|a|b|c|d|e|0|k=\q").unwrap_err().contains("bad extension escape"));
+    assert!(parse(r"CEF:0|a|b|c|d|e|0|k=a\").unwrap_err().contains("dangling"));
+    assert!(parse(r"CEF:0|a|b\x|c|d|e|0|k=1").unwrap_err().contains("bad header escape"));
+    assert!(parse("CEF:0|a|b|c|d|e|0").unwrap_err().contains("header fields"));
+    assert!(parse("CEF:0|a|b|c|d|e|0|").unwrap().extension.is_empty());
+    assert!(parse("CEF:0|a|b|c|d|e|0|no key").unwrap_err().contains("without a key"));
+}
+
+#[cfg(test)]
 #[test]
 fn parses_the_seed_alert_line() {
     let line = "2017-07-15T20:42:30.531Z CEF:0|MCAS|SIEM_Agent|0.102.17|ALERT_CABINET_EVENT_MATCH_AUDIT|myPolicy|3|externalId=596a7e360c204203a335a3fb start=1500151350531 msg=Activity policy ''myPolicy'' was triggered cn1= cs1=https://x/#/a?b\\=c";
