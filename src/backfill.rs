@@ -20,7 +20,7 @@ use crate::cef::CefOptions;
 use crate::json::{JsonValue, write_compact_json};
 use crate::output::{FinishWrite, create_maybe_compressed};
 use crate::progress::Progress;
-use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
+use crate::records::{ConvertCounts, MessageSink, NoGate, Origin, PageError, RecordConverter};
 use crate::rejects::RejectLog;
 use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::io;
@@ -114,8 +114,8 @@ pub enum BackfillError {
     Api(#[from] ApiError),
     #[error("paging through {endpoint}: {source}")]
     Paging { endpoint: &'static str, source: PagingError },
-    #[error("{endpoint} page {page} is not an API page (not JSON, or no \"data\" array)")]
-    BadPage { endpoint: &'static str, page: u64 },
+    #[error("{endpoint} page {page}: {reason}")]
+    BadPage { endpoint: &'static str, page: u64, reason: PageError },
     #[error(transparent)]
     Output(io::Error),
     #[error("archive {path}: {source}")]
@@ -246,26 +246,24 @@ fn convert_pages(
         counts.pages += 1;
         let page = counts.pages;
         let origin = Origin { file: endpoint.name(), line: page, multi_line: false };
-        let mut page_info = None;
-        let converted = converter.convert_document_with(origin, &mut buffer, len, sink, rejects, |root| {
-            let info = PageInfo::from_page(root, key);
-            if info.is_some() {
-                archive.write_page(endpoint, root);
-            }
+        let mut told = false;
+        let converted = converter.convert_page(origin, &mut buffer, len, sink, rejects, &mut NoGate, |root| {
+            let info = PageInfo::from_page(root, key)?;
+            archive.write_page(endpoint, root);
             // The fetch thread is waiting for this to send the next request.
-            let _ = infos.send(info.clone());
-            page_info = Some(info);
+            let _ = infos.send(Some(info.clone()));
+            told = true;
+            Some(info)
         });
-        let info = match page_info {
-            Some(info) => info,
-            None => {
-                let _ = infos.send(None);
-                None
-            }
-        };
+        if !told {
+            let _ = infos.send(None);
+        }
         let _ = free.send(buffer);
-        converted.map_err(BackfillError::Output)?;
-        let Some(info) = info else { return Err(BackfillError::BadPage { endpoint: endpoint.name(), page }) };
+        let info = match converted {
+            Ok(info) => info,
+            Err(PageError::Sink(err)) => return Err(BackfillError::Output(err)),
+            Err(reason) => return Err(BackfillError::BadPage { endpoint: endpoint.name(), page, reason }),
+        };
         counts.records += info.records;
         if counts.total.is_none() {
             counts.total = info.total;
@@ -422,21 +420,21 @@ pub fn preview(config: &BackfillConfig) -> Result<Preview, BackfillError> {
         let len = client.fetch_page(*endpoint, &body, &mut page)?;
         let mut sample = Vec::new();
         let mut sink = SampleSink(&mut sample);
-        let mut info = None;
         let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
         let origin = Origin { file: endpoint.name(), line: 1, multi_line: false };
-        converter
-            .convert_document_with(origin, &mut page, len, &mut sink, &mut rejects, |root| {
-                info = PageInfo::from_page(root, key);
-                let more = root.get("moreThanTotal").and_then(|v| v.scalar());
-                if matches!(more, Some(crate::json::Scalar::Bool(true)))
-                    && let Some(info) = &mut info
-                {
-                    info.total = info.total.map(|t| t + 1);
-                }
-            })
-            .map_err(BackfillError::Output)?;
-        let info = info.ok_or(BackfillError::BadPage { endpoint: endpoint.name(), page: 1 })?;
+        let converted = converter.convert_page(origin, &mut page, len, &mut sink, &mut rejects, &mut NoGate, |root| {
+            let mut info = PageInfo::from_page(root, key)?;
+            let more = root.get("moreThanTotal").and_then(|v| v.scalar());
+            if matches!(more, Some(crate::json::Scalar::Bool(true))) {
+                info.total = info.total.map(|t| t + 1);
+            }
+            Some(info)
+        });
+        let info = match converted {
+            Ok(info) => info,
+            Err(PageError::Sink(err)) => return Err(BackfillError::Output(err)),
+            Err(reason) => return Err(BackfillError::BadPage { endpoint: endpoint.name(), page: 1, reason }),
+        };
         let total = info.total.unwrap_or(info.records);
         let per_request = if *endpoint == Endpoint::Activities { config.scan_limit } else { paging::OFFSET_PAGE };
         let requests = total.div_ceil(per_request).max(1);

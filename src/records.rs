@@ -5,10 +5,21 @@
 //! the buffer a [`MessageSink`] lends it and tells the sink when a message is
 //! complete. Records that cannot be converted go to the [`RejectLog`] with
 //! file, line and reason; the records around them still go through.
-//! Nothing in the per-record path allocates once buffers are warm.
+//!
+//! Per record, a [`RecordGate`] is asked before formatting whether to send
+//! it and told after the sink took its message: the agent's `_id`
+//! de-duplication and resend window plug in there ([`crate::agent::gate`]);
+//! `convert`, `replay` and `backfill` use [`NoGate`], which compiles away.
+//! [`RecordConverter::convert_page`] is the entry for API pages: it shows
+//! the parsed page to its caller first (the paging fields come from the
+//! same parse that converts the page) and treats an answer that is not a
+//! page as the caller's error, not as a rejected record.
+//!
+//! Nothing in the per-record path allocates once buffers are warm. This
+//! module knows nothing of where documents come from or where messages go.
 
-use crate::cef::{CefFormatter, CefOptions, RecordKind};
-use crate::json::{JsonParser, JsonValue, write_compact_json};
+use crate::cef::{CefFormatter, CefOptions, KindChoice, RecordFields, RecordKey, RecordKind};
+use crate::json::{JsonError, JsonParser, JsonValue, write_compact_json};
 use crate::rejects::{RejectLog, RejectedRecord};
 use std::io;
 
@@ -21,14 +32,50 @@ pub trait MessageSink {
     fn commit(&mut self, start: usize) -> io::Result<()>;
 }
 
+/// Decides, record by record, what the loop sends, and hears what was
+/// sent. Called in this order for each record: [`admit`](Self::admit);
+/// then, when it was admitted and formatted, [`formatted`](Self::formatted)
+/// and, once the sink took the message, [`committed`](Self::committed). A
+/// record the formatter rejects after being admitted gets neither.
+pub trait RecordGate {
+    /// Before formatting, with the record's fields and its id and time
+    /// (read once, shared with the formatter). `false` skips the record:
+    /// it is counted in [`ConvertCounts::skipped`], not rejected.
+    fn admit(&mut self, fields: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool;
+    /// The admitted record's message as formatted, before the sink frames
+    /// it (after [`MessageSink::commit`] the bytes may be gone).
+    fn formatted(&mut self, message: &[u8]);
+    /// The sink took the message.
+    fn committed(&mut self);
+}
+
+/// The gate of jobs that send every record: admits all, hears nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoGate;
+
+impl RecordGate for NoGate {
+    #[inline(always)]
+    fn admit(&mut self, _: &RecordFields<'_, '_>, _: &RecordKey<'_, '_>) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn formatted(&mut self, _: &[u8]) {}
+
+    #[inline(always)]
+    fn committed(&mut self) {}
+}
+
 /// Counts of one run (or one input).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConvertCounts {
-    /// Records seen (converted + rejected).
+    /// Records seen (converted + rejected + skipped).
     pub records: u64,
     pub activities: u64,
     pub alerts: u64,
     pub rejected: u64,
+    /// Records the gate turned away (the agent: sent before).
+    pub skipped: u64,
 }
 
 impl ConvertCounts {
@@ -41,7 +88,31 @@ impl ConvertCounts {
         self.activities += other.activities;
         self.alerts += other.alerts;
         self.rejected += other.rejected;
+        self.skipped += other.skipped;
     }
+
+    /// What was counted since `earlier` (a copy taken before).
+    pub fn since(&self, earlier: &ConvertCounts) -> ConvertCounts {
+        ConvertCounts {
+            records: self.records - earlier.records,
+            activities: self.activities - earlier.activities,
+            alerts: self.alerts - earlier.alerts,
+            rejected: self.rejected - earlier.rejected,
+            skipped: self.skipped - earlier.skipped,
+        }
+    }
+}
+
+/// Why an API page gave no records.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("the page is not JSON: {0}")]
+    NotJson(JsonError),
+    #[error("the answer is not an API page (no \"data\" array)")]
+    NotAPage,
+    /// The sink failed; the kind is the sink's (a stop is `Interrupted`).
+    #[error("{0}")]
+    Sink(io::Error),
 }
 
 /// Where a document came from, for messages.
@@ -75,6 +146,11 @@ impl RecordConverter {
         }
     }
 
+    /// Switches the mapping for the documents that follow.
+    pub fn set_kind(&mut self, kind: KindChoice) {
+        self.formatter.set_kind(kind);
+    }
+
     /// Converts every record of `bytes[..len]` (padded for the parser).
     pub fn convert_document(
         &mut self,
@@ -84,40 +160,14 @@ impl RecordConverter {
         sink: &mut dyn MessageSink,
         rejects: &mut RejectLog,
     ) -> io::Result<()> {
-        self.convert_document_with(origin, bytes, len, sink, rejects, |_| ())
-    }
-
-    /// Like [`Self::convert_document`], but first shows the parsed root to
-    /// `inspect` (not called when the document is not JSON). The API
-    /// reader uses it to learn the paging fields of a page from the same
-    /// parse that converts it.
-    pub fn convert_document_with(
-        &mut self,
-        origin: Origin<'_>,
-        bytes: &mut [u8],
-        len: usize,
-        sink: &mut dyn MessageSink,
-        rejects: &mut RejectLog,
-        inspect: impl FnOnce(JsonValue<'_, '_>),
-    ) -> io::Result<()> {
-        let keep_original = rejects.keeps_records() || origin.multi_line;
-        self.original.clear();
-        if keep_original {
-            self.original.extend_from_slice(&bytes[..len]);
-        }
+        self.keep_original(origin, bytes, len, rejects.keeps_records());
         // Records are located by where their strings sit in the buffer.
         let base = bytes.as_ptr() as usize;
         let Self { parser, formatter, original, counts } = self;
         let parsed = parser.parse(bytes, len, |root| {
-            inspect(root);
-            let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original };
+            let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original, gate: &mut NoGate };
             match page_records(root) {
-                Some(records) => {
-                    for (index, record) in records.enumerate() {
-                        ctx.convert(record, Some(index))?;
-                    }
-                    Ok(())
-                }
+                Some(records) => ctx.convert_all(records),
                 None => ctx.convert(root, None),
             }
         });
@@ -135,6 +185,47 @@ impl RecordConverter {
             }
         }
     }
+
+    /// Converts the records of an API page (`{"data":[…]}`) through `gate`.
+    /// `read_page` sees the parsed page first and returns what the caller
+    /// learns from it (the paging fields); `None` means it is not a page,
+    /// and nothing is converted. A body that is not JSON or not a page is
+    /// an error of the answer, not a rejected record. Records are located
+    /// as `origin.file:origin.line: record N`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn convert_page<G: RecordGate, T>(
+        &mut self,
+        origin: Origin<'_>,
+        bytes: &mut [u8],
+        len: usize,
+        sink: &mut dyn MessageSink,
+        rejects: &mut RejectLog,
+        gate: &mut G,
+        read_page: impl FnOnce(JsonValue<'_, '_>) -> Option<T>,
+    ) -> Result<T, PageError> {
+        // Records of a page are kept as compact JSON: the copy of the
+        // original is needed only to count lines.
+        self.keep_original(origin, bytes, len, false);
+        let base = bytes.as_ptr() as usize;
+        let Self { parser, formatter, original, counts } = self;
+        let parsed = parser.parse(bytes, len, |root| {
+            let records = root.get("data").and_then(|data| data.array());
+            let Some((learned, records)) = read_page(root).zip(records) else { return Err(PageError::NotAPage) };
+            let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original, gate };
+            ctx.convert_all(records).map_err(PageError::Sink)?;
+            Ok(learned)
+        });
+        parsed.map_err(PageError::NotJson)?
+    }
+
+    /// Keeps a copy of the document when rejects are written verbatim or
+    /// records must be located by line (parsing modifies the buffer).
+    fn keep_original(&mut self, origin: Origin<'_>, bytes: &[u8], len: usize, verbatim: bool) {
+        self.original.clear();
+        if verbatim || origin.multi_line {
+            self.original.extend_from_slice(&bytes[..len]);
+        }
+    }
 }
 
 /// The records of a page (`{"data":[…]}` without an `_id`) or a bare array;
@@ -149,7 +240,7 @@ fn page_records<'t, 'i>(root: JsonValue<'t, 'i>) -> Option<impl Iterator<Item = 
     root.get("data")?.array()
 }
 
-struct RecordContext<'a, 'o> {
+struct RecordContext<'a, 'o, G> {
     formatter: &'a mut CefFormatter,
     counts: &'a mut ConvertCounts,
     sink: &'a mut dyn MessageSink,
@@ -158,21 +249,40 @@ struct RecordContext<'a, 'o> {
     /// Address of the document's first byte, to locate records for messages.
     base: usize,
     original: &'a [u8],
+    gate: &'a mut G,
 }
 
-impl RecordContext<'_, '_> {
+impl<G: RecordGate> RecordContext<'_, '_, G> {
+    fn convert_all<'t, 'i: 't>(&mut self, records: impl Iterator<Item = JsonValue<'t, 'i>>) -> io::Result<()> {
+        for (index, record) in records.enumerate() {
+            self.convert(record, Some(index))?;
+        }
+        Ok(())
+    }
+
     fn convert(&mut self, record: JsonValue<'_, '_>, index: Option<usize>) -> io::Result<()> {
         self.counts.records += 1;
+        let Some(fields) = RecordFields::scan(record) else {
+            self.counts.rejected += 1;
+            return self.reject(record, index, &crate::cef::RecordError::NotAnObject);
+        };
+        let key = RecordKey::read(&fields);
+        if !self.gate.admit(&fields, &key) {
+            self.counts.skipped += 1;
+            return Ok(());
+        }
         let buffer = self.sink.buffer();
         let start = buffer.len();
-        match self.formatter.format(record, buffer) {
-            Ok(RecordKind::Activity) => {
-                self.counts.activities += 1;
-                self.sink.commit(start)
-            }
-            Ok(RecordKind::Alert) => {
-                self.counts.alerts += 1;
-                self.sink.commit(start)
+        match self.formatter.format_keyed(&fields, &key, buffer) {
+            Ok(kind) => {
+                match kind {
+                    RecordKind::Activity => self.counts.activities += 1,
+                    RecordKind::Alert => self.counts.alerts += 1,
+                }
+                self.gate.formatted(&buffer[start..]);
+                self.sink.commit(start)?;
+                self.gate.committed();
+                Ok(())
             }
             Err(err) => {
                 self.counts.rejected += 1;

@@ -1,7 +1,10 @@
 //! Reporting of records that produced no message: a `FILE:LINE: reason`
 //! line on stderr (the first [`RejectLog::new`]`(limit)` of them, then a
 //! count), and optionally the rejected records themselves in a file
-//! (`--rejects`), one per line, so they can be fixed and fed again.
+//! (`--rejects`), one per line, so they can be fixed and fed again. Every
+//! job's record loop reports here, the agent's included (its records are
+//! located as `STREAM@QUERY_START:PAGE: record N`). It owns the messages
+//! and the file; it does not decide what is rejected.
 
 use std::fmt::Display;
 use std::fs::File;
@@ -23,7 +26,8 @@ pub struct RejectLog {
     shown: u64,
     show_limit: u64,
     total: u64,
-    file: Option<(String, BufWriter<File>)>,
+    /// The rejects file: its name (for messages) and a buffered writer.
+    file: Option<(String, BufWriter<Box<dyn Write + Send>>)>,
     /// Messages go here (stderr in the binary, a buffer in tests).
     messages: Box<dyn Write + Send>,
 }
@@ -38,11 +42,17 @@ impl RejectLog {
         Self { shown: 0, show_limit, total: 0, file: None, messages }
     }
 
-    /// Also writes every rejected record to `path`.
+    /// Also writes every rejected record to `path` (created or emptied).
     pub fn keep_records_in(&mut self, path: &Path) -> io::Result<()> {
         let file = File::create(path)?;
-        self.file = Some((path.display().to_string(), BufWriter::new(file)));
+        self.keep_records_in_writer(path.display().to_string(), Box::new(file));
         Ok(())
+    }
+
+    /// Also writes every rejected record to `out`, a file its owner opened
+    /// (the agent appends to one it keeps); `name` is used in messages.
+    pub fn keep_records_in_writer(&mut self, name: String, out: Box<dyn Write + Send>) {
+        self.file = Some((name, BufWriter::new(out)));
     }
 
     /// True when rejected records are written to a file.
@@ -87,6 +97,15 @@ impl RejectLog {
         Ok(())
     }
 
+    /// Writes out what the rejects file buffered (the agent does so before
+    /// its checkpoint moves past the records).
+    pub fn flush(&mut self) -> io::Result<()> {
+        if let Some((name, out)) = &mut self.file {
+            out.flush().map_err(|e| io::Error::new(e.kind(), format!("writing rejects file {name}: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Flushes the rejects file and notes how many messages were not shown.
     pub fn finish(&mut self) -> io::Result<()> {
         if self.total > self.shown {
@@ -101,9 +120,6 @@ impl RejectLog {
                 }
             );
         }
-        if let Some((name, out)) = &mut self.file {
-            out.flush().map_err(|e| io::Error::new(e.kind(), format!("writing rejects file {name}: {e}")))?;
-        }
-        Ok(())
+        self.flush()
     }
 }

@@ -6,10 +6,16 @@
 //! buffers, the next must not allocate at all. The send path (rendering
 //! into the sender's batch, framing, handing batches over, writing them
 //! over TCP and UDP with sendmmsg, getting them back from the pool) is
-//! measured the same way. Runs without the test harness (its own `main`)
-//! so no other thread allocates while it measures.
+//! measured the same way, and so is the agent's path: API pages through the
+//! agent's gate (`_id` de-duplication, the sent ids, the resend window).
+//! Runs without the test harness (its own `main`) so no other thread
+//! allocates while it measures.
 
-use cefwire::cef::CefOptions;
+use cefwire::agent::gate::SendOnceGate;
+use cefwire::agent::resend::ResendWindow;
+use cefwire::agent::state::SeenIds;
+use cefwire::api::TimeKey;
+use cefwire::cef::{CefOptions, KindChoice};
 use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
 use cefwire::input::DocumentReader;
 use cefwire::json::INPUT_PADDING;
@@ -91,9 +97,8 @@ fn ndjson_through_the_reader(data: &[u8], converter: &mut RecordConverter, sink:
     allocations() - before
 }
 
-fn page_documents(data: &[u8], converter: &mut RecordConverter, sink: &mut ChecksumSink, page: &mut Vec<u8>) -> u64 {
-    let mut rejects = RejectLog::new(0);
-    // Build pages of up to 500 records first (outside the measurement).
+/// Pages of up to 500 records, the way the API sends them.
+fn pages_of(data: &[u8]) -> Vec<Vec<u8>> {
     let mut pages = Vec::new();
     for chunk in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect::<Vec<_>>().chunks(500) {
         let mut text = b"{\"data\":[".to_vec();
@@ -101,8 +106,13 @@ fn page_documents(data: &[u8], converter: &mut RecordConverter, sink: &mut Check
         text.extend_from_slice(b"],\"hasNext\":true,\"total\":1}");
         pages.push(text);
     }
+    pages
+}
+
+fn page_documents(pages: &[Vec<u8>], converter: &mut RecordConverter, sink: &mut ChecksumSink, page: &mut Vec<u8>) -> u64 {
+    let mut rejects = RejectLog::new(0);
     let before = allocations();
-    for text in &pages {
+    for text in pages {
         page.clear();
         page.extend_from_slice(text);
         let len = page.len();
@@ -112,6 +122,60 @@ fn page_documents(data: &[u8], converter: &mut RecordConverter, sink: &mut Check
             .unwrap();
     }
     allocations() - before
+}
+
+/// The agent's path: each page through the shared loop's page entry with
+/// the agent's gate, the kind forced as for the activities stream.
+fn agent_pages(
+    pages: &[Vec<u8>],
+    converter: &mut RecordConverter,
+    sink: &mut ChecksumSink,
+    page: &mut Vec<u8>,
+    seen: &mut SeenIds,
+    resend: &mut ResendWindow,
+) -> u64 {
+    let mut rejects = RejectLog::new(0);
+    converter.set_kind(KindChoice::Activities);
+    let before = allocations();
+    for (number, text) in pages.iter().enumerate() {
+        page.clear();
+        page.extend_from_slice(text);
+        let len = page.len();
+        page.resize(len + INPUT_PADDING, 0);
+        let origin = Origin { file: "activities", line: number as u64 + 1, multi_line: false };
+        let mut gate = SendOnceGate::new(seen, resend, TimeKey::Created);
+        converter.convert_page(origin, page, len, sink, &mut rejects, &mut gate, |_| Some(())).unwrap();
+    }
+    allocations() - before
+}
+
+/// The agent's gate over pages: every record sent once and remembered,
+/// sent again once its id was forgotten, skipped while it is remembered;
+/// no allocation once warm. A 1 MiB resend window cycles many times per
+/// pass.
+fn agent_path_allocates_nothing_once_warm(pages: &[Vec<u8>], records: u64) {
+    let mut converter = RecordConverter::new(&CefOptions::default());
+    let mut sink = ChecksumSink { buffer: Vec::new(), messages: 0, bytes: 0 };
+    let mut page = Vec::new();
+    let mut seen = SeenIds::default();
+    let mut resend = ResendWindow::new(1 << 20);
+    let warm = agent_pages(pages, &mut converter, &mut sink, &mut page, &mut seen, &mut resend);
+    assert_eq!(converter.counts.converted(), records, "every record sent once");
+    assert_eq!(seen.len() as u64, records, "every id remembered");
+    // A slice ends: the ids fall out of the overlap, the same records come again as new ones.
+    seen.prune(i64::MAX);
+    let steady = agent_pages(pages, &mut converter, &mut sink, &mut page, &mut seen, &mut resend);
+    assert_eq!(converter.counts.converted(), 2 * records, "sent again after the ids were forgotten");
+    println!("agent pages: {records} records; allocations: first pass {warm}, second pass {steady}");
+    assert_eq!(steady, 0, "the agent's path allocated {steady} times for {records} records once warm");
+    // An overlap re-read: every record is a duplicate.
+    let repeat = agent_pages(pages, &mut converter, &mut sink, &mut page, &mut seen, &mut resend);
+    assert_eq!(converter.counts.converted(), 2 * records, "nothing sent twice");
+    assert_eq!(converter.counts.skipped, records, "every repeated id skipped");
+    println!("agent pages, all seen before: allocations {repeat}");
+    assert_eq!(repeat, 0, "skipping duplicates allocated {repeat} times");
+    assert_eq!(resend.pushed(), 2 * records);
+    assert_eq!(sink.messages, 2 * records);
 }
 
 fn main() {
@@ -127,12 +191,15 @@ fn main() {
     println!("NDJSON: {records} records; allocations: first pass {warm}, second pass {steady}");
     assert_eq!(steady, 0, "NDJSON conversion allocated {steady} times for {records} records once warm");
 
+    let pages = pages_of(&data);
     let mut page = Vec::new();
-    let warm = page_documents(&data, &mut converter, &mut sink, &mut page);
-    let steady = page_documents(&data, &mut converter, &mut sink, &mut page);
+    let warm = page_documents(&pages, &mut converter, &mut sink, &mut page);
+    let steady = page_documents(&pages, &mut converter, &mut sink, &mut page);
     println!("pages: {records} records; allocations: first pass {warm}, second pass {steady}");
     assert_eq!(steady, 0, "page conversion allocated {steady} times for {records} records once warm");
     assert!(sink.bytes > 0);
+
+    agent_path_allocates_nothing_once_warm(&pages, records);
 
     sending_allocates_nothing_per_message_once_warm();
     println!("alloc: ok");

@@ -5,8 +5,10 @@
 pub mod config;
 pub mod config_file;
 pub mod fetcher;
+pub mod gate;
 pub mod health;
 pub mod logfile;
 pub mod metrics;
+pub mod resend;
 pub mod run;
 pub mod state;

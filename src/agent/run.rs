@@ -23,15 +23,16 @@
 
 use super::config::{AgentConfig, StreamConfig};
 use super::fetcher::Fetcher;
+use super::gate::SendOnceGate;
 use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
 use super::logfile::AgentLog;
 use super::metrics::MetricsServer;
-use super::state::{AgentState, StateStore, StreamCursor, id_hash};
+use super::resend::{RESEND_FILE, ResendWindow, saved_messages};
+use super::state::{AgentState, StateStore, StreamCursor};
 use crate::api::{ActivityScan, ApiClient, ApiError, Endpoint, OffsetPager, PageInfo, Pager, TimeKey, TimeWindow};
-use crate::cef::{CefFormatter, CefOptions, KindChoice, RecordFields, record_time, usable_id};
-use crate::json::{JsonParser, Scalar};
-use crate::records::MessageSink;
-use crate::rejects::{RejectLog, RejectedRecord};
+use crate::cef::KindChoice;
+use crate::records::{MessageSink, Origin, PageError, RecordConverter};
+use crate::rejects::RejectLog;
 use crate::send::SyslogSender;
 use crate::time::{format_duration_ms, format_ms};
 use std::io;
@@ -65,6 +66,14 @@ impl StreamKind {
     fn name(self) -> &'static str {
         self.endpoint().name()
     }
+
+    /// Each endpoint holds one kind: no guessing from the keys.
+    fn cef_kind(self) -> KindChoice {
+        match self {
+            StreamKind::Activities => KindChoice::Activities,
+            StreamKind::Alerts => KindChoice::Alerts,
+        }
+    }
 }
 
 /// Why the agent could not start (or had to stop).
@@ -96,70 +105,6 @@ enum Interrupt {
     Stop,
     Api(ApiError),
     Paging(String),
-}
-
-/// The last messages sent, kept to send again after the syslog connection
-/// broke: two generations of length-prefixed messages, each at most half
-/// the window, reused (no allocation once both have grown).
-struct ResendWindow {
-    half: usize,
-    current: Vec<u8>,
-    previous: Vec<u8>,
-    /// Messages pushed so far (tells whether a saved copy is stale).
-    pushed: u64,
-}
-
-impl ResendWindow {
-    fn new(bytes: usize) -> Self {
-        Self { half: (bytes / 2).max(1024), current: Vec::new(), previous: Vec::new(), pushed: 0 }
-    }
-
-    fn push(&mut self, message: &[u8]) {
-        if self.current.len() + message.len() + 4 > self.half {
-            std::mem::swap(&mut self.current, &mut self.previous);
-            self.current.clear();
-        }
-        self.current.extend_from_slice(&(message.len() as u32).to_le_bytes());
-        self.current.extend_from_slice(message);
-        self.pushed += 1;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.previous.is_empty() && self.current.is_empty()
-    }
-
-    /// Both generations, oldest first, in the file format: each message
-    /// as a little-endian `u32` length and its bytes.
-    fn to_bytes(&self) -> Vec<u8> {
-        [&self.previous[..], &self.current[..]].concat()
-    }
-
-    fn messages(&self) -> impl Iterator<Item = &[u8]> {
-        [&self.previous, &self.current].into_iter().flat_map(|generation| {
-            let mut rest = &generation[..];
-            std::iter::from_fn(move || {
-                let (len, tail) = rest.split_first_chunk::<4>()?;
-                let len = u32::from_le_bytes(*len) as usize;
-                let (message, tail) = tail.split_at(len);
-                rest = tail;
-                Some(message)
-            })
-        })
-    }
-}
-
-/// Name of the saved resend window inside the state directory.
-pub const RESEND_FILE: &str = "resend.bin";
-
-/// The messages of a saved resend window; a cut-off end is ignored.
-fn saved_messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = bytes;
-    std::iter::from_fn(move || {
-        let (len, tail) = rest.split_first_chunk::<4>()?;
-        let message = tail.get(..u32::from_le_bytes(*len) as usize)?;
-        rest = &tail[message.len()..];
-        Some(message)
-    })
 }
 
 /// A failing side, logged when it starts failing and then every ten
@@ -196,9 +141,7 @@ pub struct Agent {
     log: Arc<AgentLog>,
     client: Fetcher,
     sender: Option<SyslogSender>,
-    parser: JsonParser,
-    activity_formatter: CefFormatter,
-    alert_formatter: CefFormatter,
+    converter: RecordConverter,
     rejects: RejectLog,
     store: StateStore,
     state: AgentState,
@@ -218,6 +161,7 @@ pub struct Agent {
     syslog_outage: Outage,
     checkpoint_outage: Outage,
     resend_file_outage: Outage,
+    rejects_file_outage: Outage,
     /// Current slice length per stream (activities, alerts), adapted to
     /// how many records a slice holds.
     slices: [i64; 2],
@@ -243,7 +187,6 @@ impl Agent {
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
         let client = Fetcher::start(ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?)?;
-        let forced = |kind| CefFormatter::new(&CefOptions { kind, ..config.cef.clone() });
         let now = crate::time::now_ms();
         let health = HealthReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -256,14 +199,12 @@ impl Agent {
         };
         Ok(Self {
             resend: ResendWindow::new(config.resend_window_bytes),
-            activity_formatter: forced(KindChoice::Activities),
-            alert_formatter: forced(KindChoice::Alerts),
+            converter: RecordConverter::new(&config.cef),
             config,
             stop,
             log,
             client,
             sender: None,
-            parser: JsonParser::new(),
             rejects: RejectLog::with_messages(20, Box::new(io::stderr())),
             store,
             state,
@@ -278,8 +219,16 @@ impl Agent {
             syslog_outage: Outage::default(),
             checkpoint_outage: Outage::default(),
             resend_file_outage: Outage::default(),
+            rejects_file_outage: Outage::default(),
             slices: [0; 2],
         })
+    }
+
+    /// Reports rejected records to `rejects` instead of the first 20 on
+    /// stderr: with [`RejectLog::keep_records_in_writer`] they are kept in a
+    /// file the caller owns, flushed before the checkpoint moves past them.
+    pub fn keep_rejects(&mut self, rejects: RejectLog) {
+        self.rejects = rejects;
     }
 
     /// The shared health report (for the metrics endpoint).
@@ -557,7 +506,7 @@ impl Agent {
             StreamKind::Alerts => Box::new(OffsetPager::new(Endpoint::Alerts, kind.key(), window, &extra)),
         };
         let mut body = std::mem::take(&mut self.body);
-        let result = self.read_pages(kind, pager.as_mut(), &mut body);
+        let result = self.read_pages(kind, window, pager.as_mut(), &mut body);
         self.body = body;
         let pages = result?;
         self.slices[slot] = match pages {
@@ -585,7 +534,15 @@ impl Agent {
     }
 
     /// Reads every page of a slice; returns how many there were.
-    fn read_pages(&mut self, kind: StreamKind, pager: &mut dyn Pager, body: &mut Vec<u8>) -> Result<u32, Interrupt> {
+    fn read_pages(
+        &mut self,
+        kind: StreamKind,
+        window: TimeWindow,
+        pager: &mut dyn Pager,
+        body: &mut Vec<u8>,
+    ) -> Result<u32, Interrupt> {
+        // Rejects are located as `STREAM@QUERY_START:PAGE: record N`.
+        let label = format!("{}@{}", kind.name(), format_ms(window.from));
         let mut pages = 0;
         while pager.next_request(body) {
             pages += 1;
@@ -601,85 +558,62 @@ impl Agent {
             self.record_api_counters();
             let len = result.map_err(Interrupt::Api)?;
             self.api_succeeded();
-            let info = self.send_page(kind, len)?;
+            let origin = Origin { file: &label, line: u64::from(pages), multi_line: false };
+            let info = self.send_page(kind, origin, len)?;
             pager.page_done(&info).map_err(|e| Interrupt::Paging(e.to_string()))?;
             self.wait_for_syslog()?;
             self.check_reconnect();
+            self.keep_page_rejects();
             self.save_state()?;
         }
         Ok(pages)
     }
 
-    /// Converts and hands over every record of the page not sent before.
-    fn send_page(&mut self, kind: StreamKind, len: usize) -> Result<PageInfo, Interrupt> {
-        let Self { parser, page, sender, state, rejects, resend, health, activity_formatter, alert_formatter, .. } =
-            self;
+    /// Converts and hands over every record of the page not sent before,
+    /// through the shared record loop with the agent's gate.
+    fn send_page(&mut self, kind: StreamKind, origin: Origin<'_>, len: usize) -> Result<PageInfo, Interrupt> {
+        let Self { converter, page, sender, state, rejects, resend, health, .. } = self;
         let sender = sender.as_mut().expect("the sender starts before the loop");
-        let (cursor, formatter) = match kind {
-            StreamKind::Activities => (&mut state.activities, activity_formatter),
-            StreamKind::Alerts => (&mut state.alerts, alert_formatter),
+        let cursor = match kind {
+            StreamKind::Activities => &mut state.activities,
+            StreamKind::Alerts => &mut state.alerts,
         };
-        let key_field = kind.key().record_field();
-        let mut stats = StreamHealth::default();
-        let parsed = parser.parse(page, len, |root| -> io::Result<Option<PageInfo>> {
-            let info = PageInfo::from_page(root, kind.key());
-            let Some(records) = root.get("data").and_then(|d| d.array()) else { return Ok(info) };
-            let mut digits = itoa::Buffer::new();
-            for (index, record) in records.enumerate() {
-                stats.fetched += 1;
-                let fields = RecordFields::scan(record);
-                let id = fields.as_ref().and_then(|f| usable_id(f.id)).and_then(|v| v.scalar());
-                let id_bytes: &[u8] = match id {
-                    Some(Scalar::Str(s)) => s.as_bytes(),
-                    Some(Scalar::I64(n)) => digits.format(n).as_bytes(),
-                    Some(Scalar::U64(n)) => digits.format(n).as_bytes(),
-                    _ => b"",
-                };
-                let hash = id_hash(id_bytes);
-                if !id_bytes.is_empty() && cursor.seen.contains(hash) {
-                    stats.duplicates_skipped += 1;
-                    continue;
-                }
-                let Some(fields) = fields else {
-                    stats.rejected += 1;
-                    reject(rejects, kind, index, &crate::cef::RecordError::NotAnObject)?;
-                    continue;
-                };
-                let buffer = sender.buffer();
-                let start = buffer.len();
-                match formatter.format_fields(&fields, buffer) {
-                    Ok(_) => {
-                        resend.push(&buffer[start..]);
-                        sender.commit(start)?;
-                        stats.sent += 1;
-                        let time = record.get(key_field).and_then(|v| v.as_i64_lenient());
-                        let timestamp = record_time(&fields).ok();
-                        cursor.seen.insert(time.or(timestamp).unwrap_or(0), hash);
-                        stats.newest_sent_ms = stats.newest_sent_ms.max(timestamp);
-                    }
-                    Err(err) => {
-                        stats.rejected += 1;
-                        reject(rejects, kind, index, &err)?;
-                    }
-                }
-            }
-            Ok(info)
-        });
-        let outcome = match parsed {
-            Ok(Ok(Some(info))) => Ok(info),
-            Ok(Ok(None)) => Err(Interrupt::Paging("the API answered with something that is not a page".to_owned())),
-            Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => Err(Interrupt::Stop),
-            Ok(Err(err)) => Err(Interrupt::Paging(format!("handing records to syslog: {err}"))),
-            Err(err) => Err(Interrupt::Paging(format!("the page is not JSON: {err}"))),
-        };
+        converter.set_kind(kind.cef_kind());
+        let before = converter.counts;
+        let mut gate = SendOnceGate::new(&mut cursor.seen, resend, kind.key());
+        let converted = converter
+            .convert_page(origin, page, len, sender, rejects, &mut gate, |root| PageInfo::from_page(root, kind.key()));
+        let newest_sent_ms = gate.newest_sent_ms;
+        let counts = converter.counts.since(&before);
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
         let s = Self::stream_health(&mut h, kind);
-        s.fetched += stats.fetched;
-        s.sent += stats.sent;
-        s.duplicates_skipped += stats.duplicates_skipped;
-        s.rejected += stats.rejected;
-        s.newest_sent_ms = s.newest_sent_ms.max(stats.newest_sent_ms);
-        outcome
+        s.fetched += counts.records;
+        s.sent += counts.converted();
+        s.duplicates_skipped += counts.skipped;
+        s.rejected += counts.rejected;
+        s.newest_sent_ms = s.newest_sent_ms.max(newest_sent_ms);
+        converted.map_err(|err| match err {
+            PageError::Sink(err) if err.kind() == io::ErrorKind::Interrupted => Interrupt::Stop,
+            // The sender, or the rejects file.
+            PageError::Sink(err) => Interrupt::Paging(format!("handing records on: {err}")),
+            PageError::NotAPage => Interrupt::Paging("the API answered with something that is not a page".to_owned()),
+            PageError::NotJson(err) => Interrupt::Paging(format!("the page is not JSON: {err}")),
+        })
+    }
+
+    /// Writes out the rejects file before the checkpoint moves past the
+    /// page (a failure is logged: the records were reported on stderr).
+    fn keep_page_rejects(&mut self) {
+        match self.rejects.flush() {
+            Ok(()) => {
+                self.rejects_file_outage.recovered();
+            }
+            Err(err) => {
+                if self.rejects_file_outage.failed() {
+                    self.log.error(&format!("{err}; rejected records are reported on stderr only"));
+                }
+            }
+        }
     }
 
     /// Waits until syslog has every message handed over so far. While it
@@ -754,7 +688,7 @@ impl Agent {
     fn note_syslog_break(&mut self) {
         let Some(sender) = self.sender.as_ref() else { return };
         let errors = sender.report().errors;
-        if errors <= self.errors_seen || self.resend_saved == Some(self.resend.pushed) {
+        if errors <= self.errors_seen || self.resend_saved == Some(self.resend.pushed()) {
             return;
         }
         if self.resend.is_empty() {
@@ -764,7 +698,7 @@ impl Agent {
         let path = self.config.state_dir.join(RESEND_FILE);
         match super::state::write_atomically(&path, &self.resend.to_bytes()) {
             Ok(()) => {
-                self.resend_saved = Some(self.resend.pushed);
+                self.resend_saved = Some(self.resend.pushed());
                 self.resend_file_outage.recovered();
             }
             Err(err) => {
@@ -818,7 +752,7 @@ impl Agent {
         }
         let count = commit_copies(sender, saved_messages(&bytes));
         // The file stays until these are written.
-        self.resend_saved = Some(self.resend.pushed);
+        self.resend_saved = Some(self.resend.pushed());
         self.resend_written_by = Some(sender.messages_accepted());
         self.log.warn(&format!(
             "syslog: the previous run's connection broke before it could send its last messages again; sent the last \
@@ -884,6 +818,7 @@ impl Agent {
     /// Writes out what is queued (briefly), then stops the sender. The
     /// checkpoint on disk is already the last one that is safe.
     fn shut_down(&mut self, exit: AgentExit) -> Result<AgentExit, AgentError> {
+        self.keep_page_rejects();
         self.note_syslog_break();
         let flushed = self.sender.as_mut().map(|sender| sender.flush(STOP_FLUSH_WAIT));
         if let Some(Ok(written)) = flushed {
@@ -919,43 +854,9 @@ fn commit_copies<'m>(sender: &mut SyslogSender, messages: impl IntoIterator<Item
     count
 }
 
-#[cold]
-fn reject(rejects: &mut RejectLog, kind: StreamKind, index: usize, reason: &dyn std::fmt::Display) -> io::Result<()> {
-    rejects.reject(kind.name(), 0, Some(index), reason, RejectedRecord::None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn resend_window_keeps_the_newest_messages() {
-        let mut window = ResendWindow::new(2048);
-        for n in 0..300u32 {
-            window.push(format!("message {n:03}").as_bytes());
-        }
-        let kept: Vec<String> = window.messages().map(|m| String::from_utf8(m.to_vec()).unwrap()).collect();
-        // 15 bytes a message: at least one half (1024 bytes), at most both.
-        assert!((1024 / 15..=2048 / 15).contains(&kept.len()), "{}", kept.len());
-        assert_eq!(kept.last().unwrap(), "message 299");
-        let first: u32 = kept[0][8..].parse().unwrap();
-        let expected: Vec<String> = (first..300).map(|n| format!("message {n:03}")).collect();
-        assert_eq!(kept, expected, "consecutive, oldest first");
-    }
-
-    #[test]
-    fn saved_window_reads_back_and_ignores_a_cut_off_end() {
-        let mut window = ResendWindow::new(2048);
-        for n in 0..300u32 {
-            window.push(format!("message {n:03}").as_bytes());
-        }
-        let mut bytes = window.to_bytes();
-        let kept: Vec<&[u8]> = window.messages().collect();
-        assert_eq!(saved_messages(&bytes).collect::<Vec<_>>(), kept);
-        bytes.truncate(bytes.len() - 3);
-        assert_eq!(saved_messages(&bytes).count(), kept.len() - 1);
-        assert_eq!(saved_messages(&[7, 0, 0]).count(), 0);
-    }
 
     #[test]
     fn outage_logs_once_then_on_recovery() {

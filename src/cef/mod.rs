@@ -105,6 +105,12 @@ impl CefFormatter {
         }
     }
 
+    /// Switches the mapping (the agent reads activities and alerts from
+    /// separate endpoints and forces the kind per stream).
+    pub fn set_kind(&mut self, kind: KindChoice) {
+        self.kind = kind;
+    }
+
     /// Appends the line for `record` to `out`. On error `out` is unchanged.
     pub fn format(&mut self, record: JsonValue<'_, '_>, out: &mut Vec<u8>) -> Result<RecordKind, RecordError> {
         let fields = RecordFields::scan(record).ok_or(RecordError::NotAnObject)?;
@@ -117,13 +123,24 @@ impl CefFormatter {
         fields: &RecordFields<'_, '_>,
         out: &mut Vec<u8>,
     ) -> Result<RecordKind, RecordError> {
+        self.format_keyed(fields, &RecordKey::read(fields), out)
+    }
+
+    /// Like [`format_fields`](Self::format_fields) with the id and time
+    /// already read (the record loop reads them once, for its gate too).
+    pub fn format_keyed(
+        &mut self,
+        fields: &RecordFields<'_, '_>,
+        key: &RecordKey<'_, '_>,
+        out: &mut Vec<u8>,
+    ) -> Result<RecordKind, RecordError> {
         let kind = match self.kind {
             KindChoice::Activities => RecordKind::Activity,
             KindChoice::Alerts => RecordKind::Alert,
             KindChoice::Auto => fields.detect_kind().ok_or(RecordError::UnknownKind)?,
         };
-        let id = usable_id(fields.id).ok_or(RecordError::MissingId)?;
-        let timestamp = record_time(fields)?;
+        let id = key.id.ok_or(RecordError::MissingId)?;
+        let timestamp = key.time?;
         let start = out.len();
         if let Err(err) = self.header.write(timestamp, out) {
             out.truncate(start);
@@ -136,6 +153,23 @@ impl CefFormatter {
             RecordKind::Alert => alert::write(&mut line, fields, id, timestamp, &self.alert_link),
         }
         Ok(kind)
+    }
+}
+
+/// What every line needs from a record, read once per record: its usable
+/// `_id` and its time. Checked in the order [`CefFormatter::format_keyed`]
+/// reports them (kind, then id, then time).
+#[derive(Clone, Copy)]
+pub struct RecordKey<'t, 'i> {
+    /// `_id` when it is a non-empty string or an integer.
+    pub id: Option<JsonValue<'t, 'i>>,
+    /// `timestamp` in epoch milliseconds, or why there is none.
+    pub time: Result<i64, RecordError>,
+}
+
+impl<'t, 'i> RecordKey<'t, 'i> {
+    pub fn read(fields: &RecordFields<'t, 'i>) -> Self {
+        Self { id: usable_id(fields.id), time: record_time(fields) }
     }
 }
 
