@@ -109,7 +109,12 @@ fn pages_of(data: &[u8]) -> Vec<Vec<u8>> {
     pages
 }
 
-fn page_documents(pages: &[Vec<u8>], converter: &mut RecordConverter, sink: &mut ChecksumSink, page: &mut Vec<u8>) -> u64 {
+fn page_documents(
+    pages: &[Vec<u8>],
+    converter: &mut RecordConverter,
+    sink: &mut ChecksumSink,
+    page: &mut Vec<u8>,
+) -> u64 {
     let mut rejects = RejectLog::new(0);
     let before = allocations();
     for text in pages {
