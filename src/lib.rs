@@ -24,5 +24,6 @@ pub mod rejects;
 pub mod replay;
 pub mod send;
 pub mod sink;
+pub mod stop;
 pub mod syslog;
 pub mod time;

@@ -16,10 +16,9 @@ use crate::progress::Progress;
 use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
+use crate::stop::{Stop, is_stop};
 use crate::syslog::header::{CivilTime, TimestampStyle};
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Validated settings of `cefwire replay`.
@@ -39,7 +38,7 @@ pub struct ReplayConfig {
     pub progress: bool,
     pub show_rejects: u64,
     /// Set by SIGINT/SIGTERM.
-    pub stop: Arc<AtomicBool>,
+    pub stop: Stop,
 }
 
 /// What a replay did.
@@ -249,9 +248,6 @@ fn restamp(buf: &mut Vec<u8>, start: usize, now: &mut NowStamp) -> bool {
     false
 }
 
-/// Why the input loop stopped early.
-const STOPPED: &str = "replay stopped";
-
 /// Between the converter and the sender: re-stamps, paces, stops.
 struct Pacer<'a> {
     sender: &'a mut SyslogSender,
@@ -259,19 +255,16 @@ struct Pacer<'a> {
     started: Instant,
     sent: u64,
     deadline: Option<Instant>,
-    stop: &'a AtomicBool,
+    stop: &'a Stop,
     now: Option<NowStamp>,
     not_restamped: u64,
     progress: &'a Progress,
     next_progress: Instant,
 }
 
+/// The pacer ends the input loop (a stop, or `--duration` reached) with
+/// [`Stop::error`], which the callers tell apart from failures.
 impl Pacer<'_> {
-    #[cold]
-    fn stopped() -> io::Error {
-        io::Error::new(io::ErrorKind::Interrupted, STOPPED)
-    }
-
     fn show_progress(&mut self, now: Instant) {
         if self.progress.is_visible() && now >= self.next_progress {
             self.next_progress = now + Duration::from_millis(250);
@@ -288,16 +281,16 @@ impl Pacer<'_> {
 
     /// Stop flag, deadline and progress, once per block of messages.
     fn check_stop(&mut self) -> io::Result<()> {
-        if self.stop.load(Ordering::Relaxed) || self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(Self::stopped());
+        if self.stop.is_requested() || self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(Stop::error());
         }
         self.show_progress(Instant::now());
         Ok(())
     }
 
     fn pace(&mut self) -> io::Result<()> {
-        if self.stop.load(Ordering::Relaxed) {
-            return Err(Self::stopped());
+        if self.stop.is_requested() {
+            return Err(Stop::error());
         }
         let check_clock = self.rate.is_some() || self.sent.is_multiple_of(256);
         if !check_clock {
@@ -305,7 +298,7 @@ impl Pacer<'_> {
         }
         let now = Instant::now();
         if self.deadline.is_some_and(|d| now >= d) {
-            return Err(Self::stopped());
+            return Err(Stop::error());
         }
         if let Some(rate) = self.rate {
             let due = self.started + Duration::from_secs_f64(self.sent as f64 / rate);
@@ -316,17 +309,9 @@ impl Pacer<'_> {
                 if let Some(deadline) = self.deadline {
                     wait = wait.min(deadline.saturating_duration_since(Instant::now()));
                 }
-                // In slices, so that a signal is noticed at slow rates too.
-                let wake = Instant::now() + wait;
-                loop {
-                    let left = wake.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    std::thread::sleep(left.min(Duration::from_millis(100)));
-                    if self.stop.load(Ordering::Relaxed) {
-                        return Err(Self::stopped());
-                    }
+                // A stop ends the wait, so it is noticed at slow rates too.
+                if self.stop.wait_timeout(wait) {
+                    return Err(Stop::error());
                 }
             }
         }
@@ -385,10 +370,10 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
                     }
                 }
                 Err(InputError::Sink(err)) => {
-                    if err.kind() != io::ErrorKind::Interrupted {
+                    if !is_stop(&err) {
                         outcome = Err(err);
                     }
-                    report.interrupted = config.stop.load(Ordering::Relaxed);
+                    report.interrupted = config.stop.is_requested();
                     break 'loops;
                 }
             }
@@ -519,7 +504,7 @@ fn stdin_has_data() -> bool {
 pub fn convert_to_syslog(
     config: &ConvertConfig,
     send: &SendConfig,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> io::Result<(ConvertReport, SendReport)> {
     let mut sender = SyslogSender::start(send).map_err(io::Error::other)?;
     let mut rejects = RejectLog::new(config.show_rejects);
@@ -546,7 +531,7 @@ pub fn convert_to_syslog(
     let mut send_report = sender.finish()?;
     let mut report = match converted {
         Ok(report) => report,
-        Err(err) if err.kind() == io::ErrorKind::Interrupted => ConvertReport::default(),
+        Err(err) if is_stop(&err) => ConvertReport::default(),
         Err(err) => {
             send_report.failure.get_or_insert_with(|| err.to_string());
             ConvertReport::default()

@@ -10,6 +10,7 @@
 
 use crate::progress::Progress;
 use crate::send::destination::{Destination, Transport};
+use crate::stop::Stop;
 use crate::syslog::frame::{Framing, deframe};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -262,7 +263,7 @@ impl Sink {
 
     /// Receives until `stop` is set, `expect` messages arrived or the
     /// timeout passed; then reports.
-    pub fn run(self, stop: &AtomicBool) -> Result<SinkReport, SinkError> {
+    pub fn run(self, stop: &Stop) -> Result<SinkReport, SinkError> {
         let out = match &self.config.out {
             Some(path) => {
                 Some(Mutex::new(File::create(path).map_err(|e| SinkError::Out(path.display().to_string(), e))?))
@@ -311,7 +312,7 @@ impl Sink {
                 _ => {}
             }
             progress.set_position(messages);
-            if stop.load(Ordering::Relaxed)
+            if stop.is_requested()
                 || self.config.expect.is_some_and(|n| messages >= n)
                 || self.config.timeout.is_some_and(|t| shared.started.elapsed() >= t)
             {

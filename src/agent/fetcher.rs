@@ -6,8 +6,8 @@
 //! back: no allocation per request.
 
 use crate::api::{ApiClient, ApiError, ClientStats, Endpoint};
+use crate::stop::Stop;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 struct Job {
@@ -63,7 +63,7 @@ impl Fetcher {
         endpoint: Endpoint,
         body: &mut Vec<u8>,
         page: &mut Vec<u8>,
-        stop: &AtomicBool,
+        stop: &Stop,
     ) -> Option<Result<usize, ApiError>> {
         let job = Job { endpoint, body: std::mem::take(body), page: std::mem::take(page) };
         if self.jobs.send(job).is_err() {
@@ -78,7 +78,7 @@ impl Fetcher {
                     self.server_clock = done.server_clock.or(self.server_clock);
                     return Some(done.result);
                 }
-                Err(RecvTimeoutError::Timeout) if !stop.load(Ordering::Acquire) => {}
+                Err(RecvTimeoutError::Timeout) if !stop.is_requested() => {}
                 Err(_) => return None,
             }
         }

@@ -34,9 +34,9 @@ use crate::cef::KindChoice;
 use crate::records::{MessageSink, Origin, PageError, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::SyslogSender;
+use crate::stop::{Stop, is_stop};
 use crate::time::{format_duration_ms, format_ms};
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -137,7 +137,7 @@ impl Outage {
 /// The running agent.
 pub struct Agent {
     config: AgentConfig,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     log: Arc<AgentLog>,
     client: Fetcher,
     sender: Option<SyslogSender>,
@@ -180,7 +180,7 @@ const MAX_SLICE_MS: i64 = 24 * 3_600_000;
 
 impl Agent {
     /// Reads the state and prepares the client; no network traffic yet.
-    pub fn new(config: AgentConfig, stop: Arc<AtomicBool>, log: Arc<AgentLog>) -> Result<Self, AgentError> {
+    pub fn new(config: AgentConfig, stop: Stop, log: Arc<AgentLog>) -> Result<Self, AgentError> {
         // The sender gets no stop flag: a stop must not cut the page in
         // flight (its ids would not be saved, so it would be sent twice);
         // `wait_for_syslog` watches the flag between short waits instead.
@@ -246,7 +246,7 @@ impl Agent {
         let outcome = self.run_inner();
         // Last word: stopped, with the final counters.
         self.with_health(|h| h.stopped = true);
-        self.stop.store(true, Ordering::Release);
+        self.stop.request();
         let _ = writer.join();
         let mut report = self.health.lock().unwrap_or_else(|p| p.into_inner()).clone();
         report.updated_ms = crate::time::now_ms();
@@ -319,7 +319,7 @@ impl Agent {
     }
 
     fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+        self.stop.is_requested()
     }
 
     fn sender(&mut self) -> &mut SyslogSender {
@@ -347,7 +347,7 @@ impl Agent {
     /// dead to `cefwire status`.
     fn start_health_writer(&self) -> std::thread::JoinHandle<()> {
         let health = self.health();
-        let stop = Arc::clone(&self.stop);
+        let stop = self.stop.clone();
         let dir = self.config.state_dir.clone();
         let log = Arc::clone(&self.log);
         let every = Duration::from_millis(HEALTH_WRITE_INTERVAL_MS as u64 / 6);
@@ -355,7 +355,7 @@ impl Agent {
             .name("health".into())
             .spawn(move || {
                 let mut failing = false;
-                while !stop.load(Ordering::Acquire) {
+                while !stop.is_requested() {
                     let report = {
                         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
                         h.updated_ms = crate::time::now_ms();
@@ -369,10 +369,7 @@ impl Agent {
                         }
                         Err(_) => {}
                     }
-                    let deadline = Instant::now() + every;
-                    while Instant::now() < deadline && !stop.load(Ordering::Acquire) {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
+                    stop.wait_timeout(every);
                 }
             })
             .expect("health thread starts")
@@ -380,10 +377,7 @@ impl Agent {
 
     /// Sleeps, waking early when stopped.
     fn sleep(&self, duration: Duration) {
-        let deadline = Instant::now() + duration;
-        while Instant::now() < deadline && !self.stopping() {
-            std::thread::sleep(Duration::from_millis(50).min(deadline - Instant::now()));
-        }
+        self.stop.wait_timeout(duration);
     }
 
     /// One small request before anything else: checks the credentials and
@@ -593,7 +587,7 @@ impl Agent {
         s.rejected += counts.rejected;
         s.newest_sent_ms = s.newest_sent_ms.max(newest_sent_ms);
         converted.map_err(|err| match err {
-            PageError::Sink(err) if err.kind() == io::ErrorKind::Interrupted => Interrupt::Stop,
+            PageError::Sink(err) if is_stop(&err) => Interrupt::Stop,
             // The sender, or the rejects file.
             PageError::Sink(err) => Interrupt::Paging(format!("handing records on: {err}")),
             PageError::NotAPage => Interrupt::Paging("the API answered with something that is not a page".to_owned()),
@@ -638,7 +632,7 @@ impl Agent {
                     self.with_health(|h| h.syslog.success(now));
                     return Ok(());
                 }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => return Err(Interrupt::Stop),
+                Err(err) if is_stop(&err) => return Err(Interrupt::Stop),
                 Err(err) if err.kind() == io::ErrorKind::TimedOut && waited + step < self.config.syslog_wait => {
                     waited += step;
                     self.note_syslog_break();

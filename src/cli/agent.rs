@@ -2,16 +2,15 @@
 //! agent: `--token`, `--proxy`, `--logsDirectory`) plus a TOML file →
 //! [`AgentConfig`] → the long-running loop.
 
-use super::send_args::stop_on_signals;
 use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError};
 use crate::exit::Status;
+use crate::stop::Stop;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -97,8 +96,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             .map_err(|e| super::UsageError(format!("logs_directory: {e}")))?,
         None => AgentLog::stderr(level),
     });
-    let stop = stop_on_signals()?;
-    spawn_stop_watchdog(Arc::clone(&stop), Arc::clone(&log));
+    let stop = Stop::on_signals()?;
+    spawn_stop_watchdog(stop.clone(), Arc::clone(&log));
     log.info(&format!(
         "cefwire {} agent starting: {} → {}; state in {}",
         env!("CARGO_PKG_VERSION"),
@@ -130,11 +129,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
 /// Once a stop is asked for, gives the agent [`STOP_GRACE`] to finish its
 /// page and save; then exits anyway. That is safe: the checkpoint on disk
 /// only ever covers records already written to syslog.
-fn spawn_stop_watchdog(stop: Arc<std::sync::atomic::AtomicBool>, log: Arc<AgentLog>) {
+fn spawn_stop_watchdog(stop: Stop, log: Arc<AgentLog>) {
     std::thread::spawn(move || {
-        while !stop.load(Ordering::Acquire) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        stop.wait();
         std::thread::sleep(STOP_GRACE);
         log.warn(&format!(
             "did not stop within {} s; exiting now (the saved checkpoint is consistent)",

@@ -3,7 +3,7 @@
 
 use super::api::ApiArgs;
 use super::common::{CefArgs, ReportArgs};
-use super::send_args::{SendArgs, stop_on_signals};
+use super::send_args::SendArgs;
 use super::usage;
 use crate::api::{Endpoint, TimeKey, TimeWindow, paging};
 use crate::backfill::{self, BackfillConfig};
@@ -11,11 +11,10 @@ use crate::exit::Status;
 use crate::json::{INPUT_PADDING, JsonParser};
 use crate::output::{LineWriter, OutputPath};
 use crate::send::{SendConfig, SyslogSender};
+use crate::stop::Stop;
 use crate::time::{now_ms, parse_duration_ms, parse_time_ms};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TypeArg {
@@ -107,7 +106,7 @@ enum Destination {
 }
 
 impl BackfillArgs {
-    fn into_config(self, stop: &Arc<AtomicBool>) -> anyhow::Result<(BackfillConfig, Option<Destination>)> {
+    fn into_config(self, stop: &Stop) -> anyhow::Result<(BackfillConfig, Option<Destination>)> {
         let now = now_ms();
         let window = match (&self.since, &self.from) {
             (Some(since), None) => match parse_duration_ms(since) {
@@ -152,7 +151,7 @@ impl BackfillArgs {
         }
         let destination = match (self.send.is_sending(), &self.output) {
             (true, Some(_)) => usage!("-o/--output and --to exclude each other"),
-            (true, None) => Some(Destination::Syslog(Box::new(self.send.to_config(Arc::clone(stop))?))),
+            (true, None) => Some(Destination::Syslog(Box::new(self.send.to_config(stop.clone())?))),
             (false, Some(path)) if path.as_os_str() == "-" => Some(Destination::File(OutputPath::Stdout)),
             (false, Some(path)) => Some(Destination::File(OutputPath::File(path.clone()))),
             (false, None) if self.dry_run => None,
@@ -184,7 +183,7 @@ impl BackfillArgs {
 pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
     let quiet = args.report.quiet;
     let dry_run = args.dry_run;
-    let stop = stop_on_signals()?;
+    let stop = Stop::on_signals()?;
     let (config, destination) = args.into_config(&stop)?;
     if dry_run {
         let preview = backfill::preview(&config)?;

@@ -1,11 +1,12 @@
 //! `cefwire replay`: flags → [`ReplayConfig`] → run → report and exit status.
 
 use super::common::CefArgs;
-use super::send_args::{SendArgs, stop_on_signals};
+use super::send_args::SendArgs;
 use super::usage;
 use crate::exit::Status;
 use crate::input::source::InputPath;
 use crate::replay::{ReplayConfig, ReplayReport, run_replay};
+use crate::stop::Stop;
 use crate::time::parse_duration_ms;
 use clap::{Args, ValueEnum};
 use std::time::Duration;
@@ -104,7 +105,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
         },
         None => None,
     };
-    let stop = stop_on_signals()?;
+    let stop = Stop::on_signals()?;
     let config = ReplayConfig {
         inputs,
         cef: args.cef.to_options(true)?,

@@ -3,12 +3,11 @@
 
 use super::usage;
 use crate::send::{Backoff, DeliveryMode, Destination, SendConfig, TlsClientOptions, Transport};
+use crate::stop::Stop;
 use crate::syslog::frame::Framing;
 use crate::time::parse_duration_ms;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +94,7 @@ impl SendArgs {
     }
 
     /// The validated sender settings.
-    pub fn to_config(&self, stop: Arc<AtomicBool>) -> anyhow::Result<SendConfig> {
+    pub fn to_config(&self, stop: Stop) -> anyhow::Result<SendConfig> {
         let mut destinations = Vec::new();
         for url in &self.to {
             match Destination::parse(url) {
@@ -156,17 +155,6 @@ impl SendArgs {
     }
 }
 
-/// A flag set by SIGINT or SIGTERM; a second signal exits at once.
-pub fn stop_on_signals() -> anyhow::Result<Arc<AtomicBool>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [SIGINT, SIGTERM] {
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&stop))?;
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
-    Ok(stop)
-}
-
 /// `cefwire convert … --to URL`: convert into a sender instead of a file.
 pub fn run_convert_to_syslog(
     send: &SendArgs,
@@ -177,8 +165,8 @@ pub fn run_convert_to_syslog(
     if config.output != crate::output::OutputPath::Stdout {
         usage!("-o/--output and --to exclude each other");
     }
-    let stop = stop_on_signals()?;
-    let send_config = send.to_config(Arc::clone(&stop))?;
+    let stop = Stop::on_signals()?;
+    let send_config = send.to_config(stop.clone())?;
     let (report, sent) = crate::replay::convert_to_syslog(config, &send_config, &stop)?;
     if !quiet {
         eprintln!("cefwire: {}; {}", report.summary(), sent.summary());

@@ -1,11 +1,11 @@
 //! `cefwire sink`: flags → [`SinkConfig`] → receive → report and exit status.
 
 use super::replay::ReportFormat;
-use super::send_args::stop_on_signals;
 use super::usage;
 use crate::exit::Status;
 use crate::send::destination::{Destination, Transport};
 use crate::sink::{Sink, SinkConfig};
+use crate::stop::Stop;
 use crate::syslog::frame::Framing;
 use crate::time::parse_duration_ms;
 use clap::{Args, ValueEnum};
@@ -118,7 +118,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
         receive_buffer: args.receive_buffer_mib.max(1) << 20,
         progress: !args.no_progress,
     };
-    let stop = stop_on_signals()?;
+    let stop = Stop::on_signals()?;
     let sink = Sink::bind(config)?;
     eprintln!("cefwire sink: listening on {}", sink.local_url());
     let report = sink.run(&stop)?;

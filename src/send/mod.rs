@@ -8,7 +8,10 @@
 //! that drives every connection with a mio event loop (see `writer.rs`).
 //! Empty batches come back through a second channel: the pool is fixed, so
 //! memory is fixed, and a producer that outruns the network waits for a
-//! batch to come back (backpressure).
+//! batch to come back (backpressure). Who sleeps and who wakes whom is in
+//! `wakeup.rs` (a mutex-guarded flag and a condition variable; no fences).
+//! A [`Stop`] in [`SendConfig::stop`] ends a producer's wait with
+//! [`Stop::error`].
 //!
 //! Delivery: batches are written in order on each connection; after a
 //! broken connection the writer reconnects (exponential backoff with
@@ -41,20 +44,23 @@ pub mod batch;
 pub mod destination;
 pub mod tls;
 pub mod udp;
+mod wakeup;
 mod writer;
 
 use crate::records::MessageSink;
+use crate::stop::Stop;
 use crate::syslog::frame::Framing;
 pub use batch::{Batch, truncated_len};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 pub use destination::{Destination, DestinationError, Transport};
 use std::io;
 use std::net::ToSocketAddrs;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 pub use tls::{TlsClientOptions, TlsSetupError};
+use wakeup::{Wakeup, WriterBell};
 
 /// How several destinations share the messages.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,9 +120,9 @@ pub struct SendConfig {
     /// Failover: after this long on a later destination, go back to the
     /// first one (at a batch boundary; if it is still down, on to the next).
     pub failback_after: Duration,
-    /// Set from a signal handler: a producer waiting for a free batch stops
-    /// waiting and gets `ErrorKind::Interrupted`.
-    pub stop: Option<Arc<AtomicBool>>,
+    /// When asked for, a producer waiting for a free batch (or in
+    /// [`SyslogSender::flush`]) stops waiting and gets [`Stop::error`].
+    pub stop: Option<Stop>,
 }
 
 impl SendConfig {
@@ -253,8 +259,8 @@ impl SendReport {
     }
 }
 
-/// Counters the writer updates and the producer reads.
-#[derive(Default)]
+/// Counters the writer updates and the producer reads, and the wake-ups
+/// between the two (see `wakeup.rs`).
 struct Shared {
     messages_written: AtomicU64,
     bytes_written: AtomicU64,
@@ -265,33 +271,37 @@ struct Shared {
     possibly_lost: AtomicU64,
     last_error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
-    /// The writer is (about to be) blocked in `poll`: wake it.
-    parked: AtomicBool,
     /// When the writer must give up draining after input ended (ms since
     /// `started`; 0 = not finishing).
     drain_deadline_ms: AtomicU64,
-    /// Signalled whenever `messages_written` grows while someone waits.
-    written_lock: Mutex<()>,
-    written_signal: Condvar,
-    waiting_for_written: AtomicBool,
-    /// Signalled when a batch goes back to the pool while the producer waits.
-    pool_lock: Mutex<()>,
-    pool_signal: Condvar,
-    waiting_for_batch: AtomicBool,
+    /// Rung by the producer after handing over a batch.
+    bell: WriterBell,
+    /// Announced by the writer when a batch goes back to the pool (or it
+    /// exits).
+    pool: Wakeup,
+    /// Announced by the writer when `messages_written` grows.
+    written: Wakeup,
 }
 
 impl Shared {
-    /// Wakes a producer waiting for a free batch (called after returning one).
-    fn batch_returned(&self) {
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.waiting_for_batch.load(Ordering::Relaxed) {
-            let _guard = self.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
-            self.pool_signal.notify_one();
+    fn new(bell: WriterBell) -> Self {
+        Self {
+            messages_written: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+            oversize_dropped: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            possibly_lost: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+            failure: Mutex::new(None),
+            drain_deadline_ms: AtomicU64::new(0),
+            bell,
+            pool: Wakeup::default(),
+            written: Wakeup::default(),
         }
     }
-}
 
-impl Shared {
     fn note_error(&self, message: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
@@ -310,10 +320,9 @@ pub struct SyslogSender {
     batch_bytes: usize,
     to_writer: Option<Sender<Batch>>,
     empty_batches: Receiver<Batch>,
-    waker: Arc<mio::Waker>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    stop: Option<Arc<AtomicBool>>,
+    stop: Option<Stop>,
     drain_timeout: Duration,
     started: Instant,
     accepted: u64,
@@ -322,6 +331,10 @@ pub struct SyslogSender {
 
 /// Most frames in one batch (bounds the offsets array).
 const MAX_BATCH_MESSAGES: usize = 16 * 1024;
+
+/// A producer waiting on the writer looks at the stop signal and the
+/// writer's failure this often.
+const WAIT_STEP: Duration = Duration::from_millis(100);
 
 impl SyslogSender {
     /// Checks the configuration (destinations resolve, TLS files load),
@@ -360,9 +373,9 @@ impl SyslogSender {
         for _ in 1..batches {
             to_pool.send(Batch::with_capacity(capacity, 4096)).expect("pool has room");
         }
-        let shared = Arc::new(Shared::default());
         let poll = mio::Poll::new().map_err(SendError::Thread)?;
-        let waker = Arc::new(mio::Waker::new(poll.registry(), writer::WAKER).map_err(SendError::Thread)?);
+        let waker = mio::Waker::new(poll.registry(), writer::WAKER).map_err(SendError::Thread)?;
+        let shared = Arc::new(Shared::new(WriterBell::new(waker)));
         let started = Instant::now();
         let setup = writer::WriterSetup {
             poll,
@@ -386,7 +399,6 @@ impl SyslogSender {
             batch_bytes,
             to_writer: Some(to_writer),
             empty_batches,
-            waker,
             shared,
             thread: Some(thread),
             stop: config.stop.clone(),
@@ -422,34 +434,28 @@ impl SyslogSender {
         if to_writer.send(full).is_err() {
             return Err(self.writer_gone());
         }
-        // Pairs with the writer's fence before it sleeps: either it sees
-        // this batch or this sees it parked and wakes it.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.shared.parked.swap(false, Ordering::AcqRel) {
-            let _ = self.waker.wake();
-        }
+        self.shared.bell.ring();
         Ok(())
     }
 
     /// Sends what is batched and waits until every message committed so far
     /// is written (returns their count), or fails after `timeout` with
-    /// `ErrorKind::TimedOut`. The agent advances its cursor after this.
+    /// `ErrorKind::TimedOut` (or [`Stop::error`] when a stop is asked for).
+    /// The agent advances its cursor after this.
     pub fn flush(&mut self, timeout: Duration) -> io::Result<u64> {
         self.send_pending()?;
         let target = self.accepted;
         let deadline = Instant::now() + timeout;
-        let mut guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             let written = self.messages_written();
             if written >= target {
-                self.shared.waiting_for_written.store(false, Ordering::Relaxed);
                 return Ok(written);
             }
             if let Some(failure) = self.shared.failure() {
                 return Err(io::Error::other(failure));
             }
             if self.stop_requested() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
+                return Err(Stop::error());
             }
             let now = Instant::now();
             if now >= deadline {
@@ -458,9 +464,8 @@ impl SyslogSender {
                     format!("{} of {target} messages written after {timeout:?}", written),
                 ));
             }
-            self.shared.waiting_for_written.store(true, Ordering::Release);
-            let wait = (deadline - now).min(Duration::from_millis(100));
-            guard = self.shared.written_signal.wait_timeout(guard, wait).unwrap_or_else(|e| e.into_inner()).0;
+            let step = (deadline - now).min(WAIT_STEP);
+            self.shared.written.wait_until(step, || self.messages_written() >= target);
         }
     }
 
@@ -548,7 +553,7 @@ impl SyslogSender {
         let _ = self.send_pending_without_waiting(self.started + deadline);
         self.shared.drain_deadline_ms.store((deadline.as_millis() as u64).max(1), Ordering::Release);
         self.to_writer = None;
-        let _ = self.waker.wake();
+        self.shared.bell.wake_now();
         let joined = self.thread.take().map(JoinHandle::join);
         let mut report = self.report();
         report.messages_unsent = report.messages_accepted - report.messages_written.min(report.messages_accepted);
@@ -579,38 +584,31 @@ impl SyslogSender {
     }
 
     fn stop_requested(&self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed))
+        self.stop.as_ref().is_some_and(Stop::is_requested)
     }
 
     /// A free batch, waiting while all are in flight (backpressure).
     fn take_empty_batch(&mut self) -> io::Result<Batch> {
         loop {
-            match self.empty_batches.try_recv() {
+            // Sleep until the writer returns a batch (or exits). A condition
+            // variable rather than a blocking channel receive: crossbeam
+            // spins and yields first, which takes CPU from the writer on
+            // small machines.
+            let mut taken = Err(TryRecvError::Empty);
+            self.shared.pool.wait_until(WAIT_STEP, || {
+                taken = self.empty_batches.try_recv();
+                !matches!(taken, Err(TryRecvError::Empty))
+            });
+            match taken {
                 Ok(batch) => return Ok(batch),
                 Err(TryRecvError::Disconnected) => return Err(self.writer_gone()),
                 Err(TryRecvError::Empty) => {}
             }
-            // Sleep until the writer returns a batch. A condition variable
-            // rather than a blocking channel receive: crossbeam spins and
-            // yields first, which takes CPU from the writer on small machines.
-            let shared = &self.shared;
-            let guard = shared.pool_lock.lock().unwrap_or_else(|e| e.into_inner());
-            shared.waiting_for_batch.store(true, Ordering::SeqCst);
-            // Pairs with the fence after the writer's send: either it sees
-            // the flag and signals, or this sees its batch.
-            std::sync::atomic::fence(Ordering::SeqCst);
-            let ready = !self.empty_batches.is_empty();
-            if !ready {
-                let _ = shared.pool_signal.wait_timeout(guard, Duration::from_millis(100));
+            if self.stop_requested() {
+                return Err(Stop::error());
             }
-            shared.waiting_for_batch.store(false, Ordering::Relaxed);
-            if !ready {
-                if self.stop_requested() {
-                    return Err(io::Error::new(io::ErrorKind::Interrupted, "stopped by signal"));
-                }
-                if let Some(failure) = self.shared.failure() {
-                    return Err(io::Error::other(failure));
-                }
+            if let Some(failure) = self.shared.failure() {
+                return Err(io::Error::other(failure));
             }
         }
     }
@@ -652,7 +650,7 @@ impl Drop for SyslogSender {
         if let Some(thread) = self.thread.take() {
             self.shared.drain_deadline_ms.store(1, Ordering::Release);
             self.to_writer = None;
-            let _ = self.waker.wake();
+            self.shared.bell.wake_now();
             let _ = thread.join();
         }
     }

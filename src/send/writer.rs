@@ -1,5 +1,10 @@
 //! The writer thread: one mio event loop that owns every connection.
 //!
+//! Each turn of the loop is a row of named steps (`Writer::run`): take the
+//! batches handed over, write, give written batches back, run the timers
+//! (connect, fail back, give up), then sleep in `poll` and dispatch the
+//! events. The sleep and the producer's wake-up meet in `wakeup.rs`.
+//!
 //! It takes full batches from the producer's channel into an ordered
 //! queue, writes them eagerly to each connection and waits for `WRITABLE`
 //! only after `WouldBlock` (mio readiness is edge-triggered). A partial
@@ -100,6 +105,24 @@ struct Conn {
     shut_down: bool,
 }
 
+impl Conn {
+    /// This connection wrote its whole batch: on to its next one.
+    fn batch_written(&mut self, messages: usize, per_lane: u64) {
+        self.frames += messages as u64;
+        self.offset = 0;
+        self.next_seq += per_lane;
+        // The peer's window, for the loss estimate: a getsockopt costs
+        // about as much as a small write, so not every batch.
+        self.batches_done += 1;
+        if self.batches_done % WINDOW_SAMPLE_EVERY == 1
+            && let Link::Tcp(stream) | Link::Tls(stream, _) = &self.link
+            && let Some(info) = tcp_info(stream)
+        {
+            self.max_window = self.max_window.max(info.send_window);
+        }
+    }
+}
+
 struct Writer {
     poll: Poll,
     config: SendConfig,
@@ -129,12 +152,8 @@ pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
         Ok(()) if writer.input_closed && writer.queue.is_empty() => {
             // Everything written: end each stream so that the receiver reads
             // all of it, within what is left of the drain time (at most 5 s).
-            let drain_ms = writer.shared.drain_deadline_ms.load(Ordering::Acquire);
-            let mut deadline = Instant::now() + LINGER_LIMIT;
-            if drain_ms > 0 {
-                deadline = deadline.min(writer.started + Duration::from_millis(drain_ms));
-            }
-            writer.close_streams(deadline);
+            let linger = Instant::now() + LINGER_LIMIT;
+            writer.close_streams(writer.drain_deadline().map_or(linger, |drain| drain.min(linger)));
         }
         Ok(()) => {}
         Err(failure) => *writer.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(failure),
@@ -142,7 +161,7 @@ pub(super) fn run(setup: WriterSetup, shared: Arc<Shared>) {
     writer.close_all();
     // Dropping the pool sender tells a waiting producer the writer is gone.
     drop(writer);
-    shared.batch_returned();
+    shared.pool.announce();
 }
 
 impl Writer {
@@ -202,89 +221,123 @@ impl Writer {
 
     /// Runs until input ended and everything is written, the drain deadline
     /// passes, or a destination is down past `give_up_after` (the `Err`).
+    /// Each turn: take what the producer handed over, write, give written
+    /// batches back, run the timers, then sleep in `poll` until a socket,
+    /// the producer or the next timer wakes it.
     fn run(&mut self) -> Result<(), String> {
         let mut events = Events::with_capacity(256);
         loop {
             self.take_batches();
-            for index in 0..self.conns.len() {
-                if !self.conns[index].blocked {
-                    self.pump(index);
-                }
-            }
+            self.pump_all();
             self.release_written();
-
             let now = Instant::now();
-            let mut next_timer = now + MAX_POLL_WAIT;
-            for index in 0..self.conns.len() {
-                match &self.conns[index].link {
-                    Link::Down if self.conns[index].retry_at <= now => self.connect(index),
-                    Link::Connecting { deadline, .. } if *deadline <= now => {
-                        self.fail(index, io::Error::new(io::ErrorKind::TimedOut, "connection attempt timed out"))
-                    }
-                    _ => {}
-                }
-                let conn = &self.conns[index];
-                match &conn.link {
-                    Link::Down => next_timer = next_timer.min(conn.retry_at),
-                    Link::Connecting { deadline, .. } => next_timer = next_timer.min(*deadline),
-                    _ => {}
-                }
-            }
-            for index in 0..self.conns.len() {
-                let conn = &self.conns[index];
-                let up = matches!(conn.link, Link::Tcp(_) | Link::Tls(..) | Link::Udp(_));
-                if up && conn.endpoint != 0 && conn.offset == 0 && now - conn.up_since >= self.config.failback_after {
-                    self.fail_back(index);
-                }
-            }
-            if let Some(limit) = self.config.give_up_after
-                && let Some(conn) = self.conns.iter().find(|c| c.down_since.is_some_and(|t| now - t >= limit))
-            {
-                let destination = &self.lanes[conn.lane][conn.endpoint];
-                let last = self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                return Err(format!(
-                    "{destination}: down for {} s, giving up (last error: {})",
-                    limit.as_secs(),
-                    last.unwrap_or_else(|| "none".into())
-                ));
-            }
+            self.run_connection_timers(now);
+            self.fail_back_when_due(now);
+            self.give_up_if_down_too_long(now)?;
             if self.input_closed && self.queue.is_empty() {
                 return Ok(());
             }
-            let drain_ms = self.shared.drain_deadline_ms.load(Ordering::Acquire);
-            if drain_ms > 0 {
-                let deadline = self.started + Duration::from_millis(drain_ms);
-                if now >= deadline {
-                    return Ok(());
-                }
-                next_timer = next_timer.min(deadline);
+            let drain_deadline = self.drain_deadline();
+            if drain_deadline.is_some_and(|deadline| now >= deadline) {
+                return Ok(());
             }
-
-            // Park: the producer wakes us only when this flag is set.
-            self.shared.parked.store(true, Ordering::SeqCst);
-            std::sync::atomic::fence(Ordering::SeqCst);
-            if !self.from_producer.is_empty() {
-                self.shared.parked.store(false, Ordering::SeqCst);
-                continue;
-            }
-            let timeout = next_timer.saturating_duration_since(Instant::now());
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(format!("poll failed: {err}")),
-            }
-            self.shared.parked.store(false, Ordering::SeqCst);
+            let wake_at = self.next_timer(now).min(drain_deadline.unwrap_or(now + MAX_POLL_WAIT));
+            self.sleep(&mut events, wake_at)?;
             for event in events.iter() {
-                if event.token() == WAKER {
-                    continue;
-                }
-                let index = event.token().0;
-                if index >= self.conns.len() {
-                    continue;
-                }
-                self.on_event(index, event.is_readable() || event.is_read_closed(), event.is_writable());
+                self.dispatch(event);
             }
         }
+    }
+
+    /// Writes to every connection that is not waiting for `WRITABLE`.
+    fn pump_all(&mut self) {
+        for index in 0..self.conns.len() {
+            if !self.conns[index].blocked {
+                self.pump(index);
+            }
+        }
+    }
+
+    /// Connects what is due for a retry; fails attempts past their deadline.
+    fn run_connection_timers(&mut self, now: Instant) {
+        for index in 0..self.conns.len() {
+            match &self.conns[index].link {
+                Link::Down if self.conns[index].retry_at <= now => self.connect(index),
+                Link::Connecting { deadline, .. } if *deadline <= now => {
+                    self.fail(index, io::Error::new(io::ErrorKind::TimedOut, "connection attempt timed out"))
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The earliest retry or connection deadline, at most [`MAX_POLL_WAIT`] away.
+    fn next_timer(&self, now: Instant) -> Instant {
+        let timers = self.conns.iter().filter_map(|conn| match &conn.link {
+            Link::Down => Some(conn.retry_at),
+            Link::Connecting { deadline, .. } => Some(*deadline),
+            _ => None,
+        });
+        timers.fold(now + MAX_POLL_WAIT, Instant::min)
+    }
+
+    /// Failover: a connection that has been on a later destination for
+    /// `failback_after` goes back to the first one at a batch boundary.
+    fn fail_back_when_due(&mut self, now: Instant) {
+        for index in 0..self.conns.len() {
+            let conn = &self.conns[index];
+            let up = matches!(conn.link, Link::Tcp(_) | Link::Tls(..) | Link::Udp(_));
+            if up && conn.endpoint != 0 && conn.offset == 0 && now - conn.up_since >= self.config.failback_after {
+                self.fail_back(index);
+            }
+        }
+    }
+
+    fn give_up_if_down_too_long(&self, now: Instant) -> Result<(), String> {
+        let Some(limit) = self.config.give_up_after else { return Ok(()) };
+        let Some(conn) = self.conns.iter().find(|c| c.down_since.is_some_and(|t| now - t >= limit)) else {
+            return Ok(());
+        };
+        let destination = &self.lanes[conn.lane][conn.endpoint];
+        let last = self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        Err(format!(
+            "{destination}: down for {} s, giving up (last error: {})",
+            limit.as_secs(),
+            last.unwrap_or_else(|| "none".into())
+        ))
+    }
+
+    /// When the producer finished: the end of the time left to drain.
+    fn drain_deadline(&self) -> Option<Instant> {
+        let drain_ms = self.shared.drain_deadline_ms.load(Ordering::Acquire);
+        (drain_ms > 0).then(|| self.started + Duration::from_millis(drain_ms))
+    }
+
+    /// Sleeps in `poll` until `wake_at`, unless the producer has handed
+    /// over a batch meanwhile (then `events` is left empty).
+    fn sleep(&mut self, events: &mut Events, wake_at: Instant) -> Result<(), String> {
+        events.clear();
+        if !self.shared.bell.park_unless(|| !self.from_producer.is_empty()) {
+            return Ok(());
+        }
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        let polled = self.poll.poll(events, Some(timeout));
+        self.shared.bell.unpark();
+        match polled {
+            Ok(()) => Ok(()),
+            Err(err) if interrupted(&err) => Ok(()),
+            Err(err) => Err(format!("poll failed: {err}")),
+        }
+    }
+
+    /// Hands a readiness event to its connection (the waker's event only
+    /// ends the sleep).
+    fn dispatch(&mut self, event: &mio::event::Event) {
+        let index = event.token().0;
+        if event.token() == WAKER || index >= self.conns.len() {
+            return;
+        }
+        self.on_event(index, event.is_readable() || event.is_read_closed(), event.is_writable());
     }
 
     fn take_batches(&mut self) {
@@ -316,12 +369,9 @@ impl Writer {
             let _ = self.to_pool.try_send(queued.batch);
         }
         if released > 0 {
-            self.shared.batch_returned();
+            self.shared.pool.announce();
             self.shared.messages_written.fetch_add(released, Ordering::AcqRel);
-            if self.shared.waiting_for_written.load(Ordering::Acquire) {
-                let _guard = self.shared.written_lock.lock().unwrap_or_else(|e| e.into_inner());
-                self.shared.written_signal.notify_all();
-            }
+            self.shared.written.announce();
         }
     }
 
@@ -382,43 +432,23 @@ impl Writer {
             Ok(None) => return self.fail(index, io::Error::new(io::ErrorKind::NotFound, "name has no address")),
             Err(err) => return self.fail(index, err),
         };
-        let token = Token(index);
+        let registry = self.poll.registry();
         match destination.transport {
-            Transport::Udp => {
-                let opened = (|| {
-                    let local: SocketAddr = if addr.is_ipv4() {
-                        "0.0.0.0:0".parse().expect("valid")
-                    } else {
-                        "[::]:0".parse().expect("valid")
-                    };
-                    let mut socket = UdpSocket::bind(local)?;
-                    socket.connect(addr)?;
-                    set_send_buffer(&socket, 4 << 20);
-                    self.poll.registry().register(&mut socket, token, Interest::WRITABLE)?;
-                    Ok::<_, io::Error>(socket)
-                })();
-                match opened {
-                    Ok(socket) => {
-                        self.conns[index].link = Link::Udp(socket);
-                        self.came_up(index);
-                    }
-                    Err(err) => self.fail(index, err),
+            Transport::Udp => match open_datagram_socket(addr, registry, Token(index)) {
+                Ok(socket) => {
+                    self.conns[index].link = Link::Udp(socket);
+                    self.came_up(index);
                 }
-            }
-            Transport::Tcp | Transport::Tls => {
-                let opened = (|| {
-                    let mut stream = TcpStream::connect(addr)?;
-                    self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
-                    Ok::<_, io::Error>(stream)
-                })();
-                match opened {
-                    Ok(stream) => {
-                        let deadline = Instant::now() + self.config.connect_timeout;
-                        self.conns[index].link = Link::Connecting { stream, deadline };
-                    }
-                    Err(err) => self.fail(index, err),
+                Err(err) => self.fail(index, err),
+            },
+            // Confirmed later, in `on_event` (or failed by the timer).
+            Transport::Tcp | Transport::Tls => match start_stream_connect(addr, registry, Token(index)) {
+                Ok(stream) => {
+                    let deadline = Instant::now() + self.config.connect_timeout;
+                    self.conns[index].link = Link::Connecting { stream, deadline };
                 }
-            }
+                Err(err) => self.fail(index, err),
+            },
         }
     }
 
@@ -471,109 +501,45 @@ impl Writer {
         }
     }
 
+    /// Writes the connection's batches in turn until it would block, runs
+    /// out of batches or cannot write yet (down, connecting, handshaking).
     fn pump_inner(&mut self, index: usize) -> io::Result<()> {
         let Writer { conns, queue, shared, datagrams, framing, config, front_seq, end_seq, per_lane, .. } = self;
         let conn = &mut conns[index];
         loop {
-            if let Link::Tls(stream, tls) = &mut conn.link {
-                while tls.wants_write() {
-                    match tls.write_tls(stream) {
-                        Ok(n) => conn.wire_bytes += n as u64,
-                        Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                            conn.blocked = true;
-                            return Ok(());
-                        }
-                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                        Err(err) => return Err(err),
-                    }
-                }
+            if !flush_tls(conn)? {
+                conn.blocked = true;
+                return Ok(());
             }
             if conn.next_seq >= *end_seq {
                 return Ok(());
             }
-            let slot = (conn.next_seq - *front_seq) as usize;
-            let batch = &queue[slot].batch;
-            let done = match &mut conn.link {
-                Link::Tcp(stream) => {
-                    if conn.offset < batch.bytes.len() {
-                        match stream.write(&batch.bytes[conn.offset..]) {
-                            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                            Ok(n) => {
-                                conn.offset += n;
-                                conn.wire_bytes += n as u64;
-                                shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                                conn.blocked = true;
-                                return Ok(());
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                            Err(err) => return Err(err),
-                        }
-                    }
-                    conn.offset == batch.bytes.len()
-                }
-                Link::Tls(_, tls) => {
-                    // Nothing counts as written before the session is up:
-                    // the server's handshake messages (READABLE) move it on.
-                    if tls.is_handshaking() {
-                        return Ok(());
-                    }
-                    // Everything accepted so far has been flushed above.
-                    if conn.offset < batch.bytes.len() {
-                        let n = tls.writer().write(&batch.bytes[conn.offset..])?;
-                        if n == 0 {
-                            // Cannot happen with the buffer flushed; do not spin.
-                            return Ok(());
-                        }
-                        conn.offset += n;
-                        shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
-                        continue;
-                    }
-                    true
-                }
+            let queued = &mut queue[(conn.next_seq - *front_seq) as usize];
+            let written = match &mut conn.link {
+                Link::Tcp(stream) => write_stream(stream, &queued.batch, &mut conn.offset, &mut conn.wire_bytes)?,
+                Link::Tls(_, tls) => write_tls(tls, &queued.batch, &mut conn.offset)?,
                 Link::Udp(socket) => {
-                    if conn.offset < batch.messages() {
-                        match send_datagrams(socket, batch, conn.offset, *framing, config.use_sendmmsg, datagrams) {
-                            Ok(sent) => {
-                                let bytes = batch.ends[conn.offset + sent - 1] - batch.frame_start(conn.offset);
-                                shared.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
-                                conn.offset += sent;
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                                conn.blocked = true;
-                                return Ok(());
-                            }
-                            Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
-                                shared.oversize_dropped.fetch_add(1, Ordering::Relaxed);
-                                conn.offset += 1;
-                            }
-                            // An ICMP "port unreachable" from earlier datagrams,
-                            // reported once: count it and go on.
-                            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
-                                shared.note_error(format!("datagram refused: {err}"));
-                            }
-                            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                            Err(err) => return Err(err),
-                        }
-                    }
-                    conn.offset == batch.messages()
+                    write_datagrams(socket, &queued.batch, &mut conn.offset, *framing, config.use_sendmmsg, datagrams)?
                 }
-                Link::Down | Link::Connecting { .. } => return Ok(()),
+                Link::Down | Link::Connecting { .. } => Written::NotYet,
             };
-            if done {
-                conn.frames += batch.messages() as u64;
-                conn.offset = 0;
-                conn.next_seq += *per_lane;
-                queue[slot].remaining -= 1;
-                // The peer's window, for the loss estimate: a getsockopt
-                // costs about as much as a small write, so not every batch.
-                conn.batches_done += 1;
-                if conn.batches_done % WINDOW_SAMPLE_EVERY == 1
-                    && let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link
-                    && let Some(info) = tcp_info(stream)
-                {
-                    conn.max_window = conn.max_window.max(info.send_window);
+            match written {
+                Written::Some(bytes) => {
+                    shared.bytes_written.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                Written::Refused(err) => shared.note_error(format!("datagram refused: {err}")),
+                Written::Dropped => {
+                    shared.oversize_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                Written::Retry => {}
+                Written::Blocked => {
+                    conn.blocked = true;
+                    return Ok(());
+                }
+                Written::NotYet => return Ok(()),
+                Written::Batch => {
+                    conn.batch_written(queued.batch.messages(), *per_lane);
+                    queued.remaining -= 1;
                 }
             }
         }
@@ -720,6 +686,139 @@ impl Writer {
     }
 }
 
+/// A UDP socket connected to `addr`, registered for `WRITABLE`.
+fn open_datagram_socket(addr: SocketAddr, registry: &mio::Registry, token: Token) -> io::Result<UdpSocket> {
+    let local: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let mut socket = UdpSocket::bind(local)?;
+    socket.connect(addr)?;
+    set_send_buffer(&socket, 4 << 20);
+    registry.register(&mut socket, token, Interest::WRITABLE)?;
+    Ok(socket)
+}
+
+/// A non-blocking TCP connect to `addr`, registered for both readiness kinds.
+fn start_stream_connect(addr: SocketAddr, registry: &mio::Registry, token: Token) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr)?;
+    registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+    Ok(stream)
+}
+
+/// What one write step did.
+#[derive(Debug)]
+enum Written {
+    /// Part of the batch went out (this many bytes); more may follow.
+    Some(usize),
+    /// Nothing went out this time (`EINTR`); try again.
+    Retry,
+    /// The socket is full: wait for `WRITABLE`.
+    Blocked,
+    /// Not ready to write (down, connecting, TLS handshaking).
+    NotYet,
+    /// The rest of the batch is written.
+    Batch,
+    /// A datagram too large for the network was dropped.
+    Dropped,
+    /// An earlier datagram was refused (ICMP port unreachable, reported
+    /// once); nothing was sent this time.
+    Refused(io::Error),
+}
+
+fn would_block(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Interrupted
+}
+
+/// Pushes the TLS records rustls holds to the socket: false when the
+/// socket is full before they are all out.
+fn flush_tls(conn: &mut Conn) -> io::Result<bool> {
+    let Link::Tls(stream, tls) = &mut conn.link else { return Ok(true) };
+    while tls.wants_write() {
+        match tls.write_tls(stream) {
+            Ok(n) => conn.wire_bytes += n as u64,
+            Err(err) if would_block(&err) => return Ok(false),
+            Err(err) if interrupted(&err) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(true)
+}
+
+/// One `write` of the rest of `batch` from `offset` to a TCP stream.
+fn write_stream(
+    stream: &mut TcpStream,
+    batch: &Batch,
+    offset: &mut usize,
+    wire_bytes: &mut u64,
+) -> io::Result<Written> {
+    if *offset == batch.bytes.len() {
+        return Ok(Written::Batch);
+    }
+    match stream.write(&batch.bytes[*offset..]) {
+        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+        Ok(n) => {
+            *offset += n;
+            *wire_bytes += n as u64;
+            Ok(Written::Some(n))
+        }
+        Err(err) if would_block(&err) => Ok(Written::Blocked),
+        Err(err) if interrupted(&err) => Ok(Written::Retry),
+        Err(err) => Err(err),
+    }
+}
+
+/// Hands the rest of `batch` to rustls (which the caller then flushes to
+/// the socket). Nothing counts as written before the session is up: the
+/// server's handshake messages (`READABLE`) move it on.
+fn write_tls(tls: &mut rustls::ClientConnection, batch: &Batch, offset: &mut usize) -> io::Result<Written> {
+    if tls.is_handshaking() {
+        return Ok(Written::NotYet);
+    }
+    if *offset == batch.bytes.len() {
+        return Ok(Written::Batch);
+    }
+    // rustls takes at most its buffer limit, and its buffer was flushed.
+    match tls.writer().write(&batch.bytes[*offset..])? {
+        // Cannot happen with the buffer flushed; do not spin.
+        0 => Ok(Written::NotYet),
+        n => {
+            *offset += n;
+            Ok(Written::Some(n))
+        }
+    }
+}
+
+/// One `sendmmsg` (or `send` loop) of the batch's messages from `next`.
+fn write_datagrams(
+    socket: &UdpSocket,
+    batch: &Batch,
+    next: &mut usize,
+    framing: Framing,
+    use_sendmmsg: bool,
+    scratch: &mut DatagramScratch,
+) -> io::Result<Written> {
+    if *next == batch.messages() {
+        return Ok(Written::Batch);
+    }
+    match send_datagrams(socket, batch, *next, framing, use_sendmmsg, scratch) {
+        Ok(sent) => {
+            let bytes = batch.ends[*next + sent - 1] - batch.frame_start(*next);
+            *next += sent;
+            Ok(Written::Some(bytes))
+        }
+        Err(err) if would_block(&err) => Ok(Written::Blocked),
+        Err(err) if err.raw_os_error() == Some(libc::EMSGSIZE) => {
+            *next += 1;
+            Ok(Written::Dropped)
+        }
+        Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => Ok(Written::Refused(err)),
+        Err(err) if interrupted(&err) => Ok(Written::Retry),
+        Err(err) => Err(err),
+    }
+}
+
 /// One step of ending a stream: flush TLS, send our FIN once, read until
 /// the receiver's end of stream. `Ok(true)` when it closed cleanly,
 /// `Ok(false)` to wait for more readiness, `Err` when it broke.
@@ -733,7 +832,7 @@ fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
         while tls.wants_write() {
             match tls.write_tls(stream) {
                 Ok(_) => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(err) if would_block(&err) => return Ok(false),
                 Err(err) => return Err(err),
             }
         }
@@ -757,8 +856,8 @@ fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
         match read {
             Ok(0) => return Ok(true),
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if would_block(&err) => return Ok(false),
+            Err(err) if interrupted(&err) => {}
             Err(err) => return Err(err),
         }
     }
@@ -771,8 +870,8 @@ fn drain_reads(stream: &mut TcpStream, scratch: &mut [u8]) -> io::Result<()> {
         match stream.read(scratch) {
             Ok(0) => return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the receiver")),
             Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if would_block(&err) => return Ok(()),
+            Err(err) if interrupted(&err) => {}
             Err(err) => return Err(err),
         }
     }
@@ -798,8 +897,8 @@ fn drain_tls_reads(stream: &mut TcpStream, tls: &mut rustls::ClientConnection, s
                     unread = unread.saturating_sub(n);
                 }
             }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if would_block(&err) => return Ok(()),
+            Err(err) if interrupted(&err) => {}
             Err(err) => return Err(err),
         }
     }
