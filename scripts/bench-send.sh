@@ -8,6 +8,8 @@
 # sender's wall time (start to exit, everything written) as the measure.
 #
 # Usage: scripts/bench-send.sh [RECORDS]   (default 500000; RUNS=N to change runs)
+# CEFWIRE_BIN=path runs that binary instead of building this checkout (to
+# compare a change with its baseline under the same conditions).
 # Needs: socat; loggen is taken from the syslog-ng-core package (downloaded
 # and unpacked into a temp dir, since it conflicts with rsyslog), skipped if
 # that fails.
@@ -15,8 +17,13 @@ set -euo pipefail
 RECORDS=${1:-500000}
 RUNS=${RUNS:-3}
 cd "$(dirname "$0")/.."
-cargo build --release -q
-BIN=$PWD/target/release/cefwire
+if [ -n "${CEFWIRE_BIN:-}" ]; then
+    BIN=$(realpath "$CEFWIRE_BIN")
+else
+    cargo build --release -q
+    BIN=$PWD/target/release/cefwire
+fi
+echo "# binary: $BIN"
 WORK=$(mktemp -d /tmp/cefwire-bench-send.XXXXXX)
 SINK_PID=
 cleanup() {
@@ -49,7 +56,9 @@ start_sink() {
     : >"$WORK/sink.err"
     "$BIN" sink --listen "$url" --report json --no-progress "$@" 2>"$WORK/sink.err" >"$WORK/sink.json" &
     SINK_PID=$!
-    until grep -q listening "$WORK/sink.err" 2>/dev/null; do sleep 0.02; done
+    # The whole line: stderr is unbuffered, so it may arrive in pieces (an
+    # empty or cut port would send to the wrong place, or nowhere).
+    until grep -q listening "$WORK/sink.err" 2>/dev/null && [ -z "$(tail -c1 "$WORK/sink.err")" ]; do sleep 0.02; done
     PORT=$(grep -o '[0-9]*$' "$WORK/sink.err")
 }
 
