@@ -110,7 +110,7 @@ pub enum PageError {
     NotJson(JsonError),
     #[error("the answer is not an API page (no \"data\" array)")]
     NotAPage,
-    /// The sink failed; the kind is the sink's (a stop is `Interrupted`).
+    /// The sink failed (a stop is [`crate::stop::Stop::error`]).
     #[error("{0}")]
     Sink(io::Error),
 }
