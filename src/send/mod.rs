@@ -655,3 +655,60 @@ impl Drop for SyslogSender {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stop::is_stop;
+
+    /// A sender whose pool is soon exhausted: two small batches, to a port
+    /// nothing listens on.
+    fn blocked_sender(configure: impl FnOnce(&mut SendConfig)) -> SyslogSender {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = SendConfig::new(vec![Destination::parse(&format!("tcp://127.0.0.1:{closed}")).unwrap()]);
+        config.batches = 2;
+        config.batch_bytes = 1024;
+        config.backoff = Backoff { initial: Duration::from_millis(10), max: Duration::from_millis(50) };
+        config.drain_timeout = Duration::from_millis(100);
+        configure(&mut config);
+        SyslogSender::start(&config).unwrap()
+    }
+
+    /// Commits messages until one is refused (the pool runs out first).
+    fn commit_until_refused(sender: &mut SyslogSender) -> io::Error {
+        loop {
+            let start = sender.buffer().len();
+            sender.buffer().extend_from_slice(&[b'x'; 600]);
+            if let Err(err) = sender.commit(start) {
+                return err;
+            }
+        }
+    }
+
+    #[test]
+    fn a_producer_waiting_for_a_batch_gets_the_writers_failure() {
+        let mut sender = blocked_sender(|c| c.give_up_after = Some(Duration::from_millis(300)));
+        let err = commit_until_refused(&mut sender);
+        assert!(err.to_string().contains("giving up"), "{err}");
+        assert!(!is_stop(&err));
+        let report = sender.finish().unwrap();
+        assert!(report.failure.is_some() && report.messages_unsent > 0, "{report:?}");
+    }
+
+    #[test]
+    fn a_stop_ends_a_producers_wait_with_the_stop_error() {
+        let stop = Stop::new();
+        let mut sender = blocked_sender(|c| c.stop = Some(stop.clone()));
+        let asker = std::thread::spawn(move || {
+            // Not a timing assertion: only gives the producer time to block.
+            std::thread::sleep(Duration::from_millis(300));
+            stop.request();
+        });
+        let err = commit_until_refused(&mut sender);
+        asker.join().unwrap();
+        assert!(is_stop(&err), "{err}");
+        let report = sender.finish().unwrap();
+        assert_eq!(report.failure, None, "a stop is not a failure: {report:?}");
+        assert!(report.messages_unsent > 0);
+    }
+}
