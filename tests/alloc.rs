@@ -18,11 +18,14 @@ use cefwire::api::TimeKey;
 use cefwire::cef::{CefOptions, KindChoice};
 use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
 use cefwire::input::DocumentReader;
+use cefwire::input::source::InputPath;
 use cefwire::json::INPUT_PADDING;
+use cefwire::output::{LineWriter, OutputPath};
 use cefwire::records::{MessageSink, Origin, RecordConverter};
 use cefwire::rejects::RejectLog;
 use cefwire::send::{Destination, SendConfig, SyslogSender};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::path::Path;
 use std::time::Duration;
 
 mod util;
@@ -54,30 +57,54 @@ impl MessageSink for ChecksumSink {
     }
 }
 
-/// Varied NDJSON: generated activities and alerts (awkward values, 3 % with
-/// a large blob) plus hand-made records with nested values, numbers as
-/// strings, IPv6, floats and every escape.
-fn varied_ndjson(count: u64) -> Vec<u8> {
+/// Varied NDJSON from `seed`: generated activities and alerts (awkward
+/// values, 3 % with a large blob), hand-made records with nested values,
+/// numbers as strings, IPv6, floats and every escape, and 2 % records that
+/// are rejected (not JSON, no `_id`, no `timestamp`, neither kind).
+fn varied_ndjson(count: u64, seed: u64) -> Vec<u8> {
+    varied_records(count, seed, true)
+}
+
+/// The same without the rejected records.
+fn valid_ndjson(count: u64, seed: u64) -> Vec<u8> {
+    varied_records(count, seed, false)
+}
+
+fn varied_records(count: u64, seed: u64, with_rejects: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for kind in [GenerateKind::Mixed, GenerateKind::Alerts] {
         let mut generator = RecordGenerator::new(GenerateConfig {
             kind,
             count,
-            seed: 42,
+            seed,
             late_ratio: 0.2,
             start_ms: 1_700_000_000_000,
             span_ms: 86_400_000,
         });
+        let mut n = 0u64;
         while generator.write_next(&mut out) {
             out.push(b'\n');
+            n += 1;
+            if with_rejects && n % 50 == 0 {
+                let bad: &[u8] = match (n / 50 + seed) % 4 {
+                    0 => b"this is not JSON {",
+                    1 => br#"{"timestamp":1700000000000,"eventType":1}"#,
+                    2 => br#"{"_id":"no-time","eventType":1}"#,
+                    _ => br#"{"_id":"what","timestamp":1700000000000}"#,
+                };
+                out.extend_from_slice(bad);
+                out.push(b'\n');
+            }
         }
     }
     for n in 0..200 {
+        let n = n + seed;
         out.extend_from_slice(
             format!(
-                r#"{{"_id":"h{n}","timestamp":"{}","eventTypeName":"EVENT_CATEGORY_X|{n}","description":{{"k":["a=b\\c",{n}.5,null,true]}},"user":{{"userName":"u\r\n{n}"}},"device":{{"clientIP":"2001:db8::{n:x}","userAgent":1e{n}}},"matchingRules":[{{"id":"r{n}"}},"s{n}"],"rawDataJson":{{"Big":"{}"}}}}"#,
+                r#"{{"_id":"h{n}","timestamp":"{}","eventTypeName":"EVENT_CATEGORY_X|{n}","description":{{"k":["a=b\\c",{n}.5,null,true]}},"user":{{"userName":"u\r\n{n}"}},"device":{{"clientIP":"2001:db8::{n:x}","userAgent":1e{}}},"matchingRules":[{{"id":"r{n}"}},"s{n}"],"rawDataJson":{{"Big":"{}"}}}}"#,
                 1_600_000_000_000u64 + n,
-                "x".repeat(100 * n as usize)
+                n % 300,
+                "x".repeat(100 * (n % 200) as usize)
             )
             .as_bytes(),
         );
@@ -86,21 +113,35 @@ fn varied_ndjson(count: u64) -> Vec<u8> {
     out
 }
 
-fn ndjson_through_the_reader(data: &[u8], converter: &mut RecordConverter, sink: &mut ChecksumSink) -> u64 {
-    let mut rejects = RejectLog::new(0);
+/// The longest line of `data` (a record the warm-up must have seen, so
+/// that only per-record allocation can show in the measured pass).
+fn longest_line(data: &[u8]) -> Vec<u8> {
+    data.split(|&b| b == b'\n').max_by_key(|l| l.len()).unwrap().to_vec()
+}
+
+/// Runs `data` through the real reader and converter into `sink`; returns
+/// the allocations made while doing so.
+fn ndjson_through_the_reader(
+    data: &[u8],
+    converter: &mut RecordConverter,
+    sink: &mut dyn MessageSink,
+    rejects: &mut RejectLog,
+) -> u64 {
     let mut reader = DocumentReader::from_reader("mem", Box::new(io::Cursor::new(data.to_vec())));
     let before = allocations();
     while let Some(doc) = reader.next_document().unwrap() {
         let origin = Origin { file: "mem", line: doc.line, multi_line: doc.whole_input };
-        converter.convert_document(origin, doc.bytes, doc.len, sink, &mut rejects).unwrap();
+        converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).unwrap();
     }
     allocations() - before
 }
 
-/// Pages of up to 500 records, the way the API sends them.
+/// API pages of up to 500 records, built outside the measurement.
 fn pages_of(data: &[u8]) -> Vec<Vec<u8>> {
     let mut pages = Vec::new();
-    for chunk in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect::<Vec<_>>().chunks(500) {
+    let records: Vec<&[u8]> =
+        data.split(|&b| b == b'\n').filter(|l| l.starts_with(b"{") && l.ends_with(b"}")).collect();
+    for chunk in records.chunks(500) {
         let mut text = b"{\"data\":[".to_vec();
         text.extend_from_slice(&chunk.join(&b","[..]));
         text.extend_from_slice(b"],\"hasNext\":true,\"total\":1}");
@@ -115,7 +156,7 @@ fn page_documents(
     sink: &mut ChecksumSink,
     page: &mut Vec<u8>,
 ) -> u64 {
-    let mut rejects = RejectLog::new(0);
+    let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
     let before = allocations();
     for text in pages {
         page.clear();
@@ -125,6 +166,19 @@ fn page_documents(
         converter
             .convert_document(Origin { file: "page", line: 1, multi_line: false }, page, len, sink, &mut rejects)
             .unwrap();
+    }
+    allocations() - before
+}
+
+/// Converts a compressed file (reader opened outside the measurement) and
+/// returns the allocations of reading and converting all of it.
+fn compressed_file(path: &Path, converter: &mut RecordConverter, sink: &mut ChecksumSink) -> u64 {
+    let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+    let mut reader = DocumentReader::open(&InputPath::File(path.to_path_buf())).unwrap();
+    let before = allocations();
+    while let Some(doc) = reader.next_document().unwrap() {
+        let origin = Origin { file: "file", line: doc.line, multi_line: doc.whole_input };
+        converter.convert_document(origin, doc.bytes, doc.len, sink, &mut rejects).unwrap();
     }
     allocations() - before
 }
@@ -184,27 +238,86 @@ fn agent_path_allocates_nothing_once_warm(pages: &[Vec<u8>], records: u64) {
 }
 
 fn main() {
-    let data = varied_ndjson(3000);
+    let dir = tempfile::tempdir().unwrap();
+    // Two different data sets: the warm-up pass runs over one (and the
+    // longest record of the other), the measured pass over the other.
+    let measured = varied_ndjson(3000, 43);
+    let mut warm = varied_ndjson(3000, 42);
+    warm.extend_from_slice(&longest_line(&measured));
+    warm.push(b'\n');
     let mut converter = RecordConverter::new(&CefOptions::default());
     let mut sink = ChecksumSink { buffer: Vec::new(), messages: 0, bytes: 0 };
+    // Rejected records are kept in a file, as `--rejects FILE` does.
+    let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+    rejects.keep_records_in(&dir.path().join("rejects.ndjson")).unwrap();
 
-    let warm = ndjson_through_the_reader(&data, &mut converter, &mut sink);
-    let records = sink.messages;
-    let steady = ndjson_through_the_reader(&data, &mut converter, &mut sink);
-    assert_eq!(sink.messages, 2 * records, "every record converted both times");
-    assert_eq!(converter.counts.rejected, 0);
-    println!("NDJSON: {records} records; allocations: first pass {warm}, second pass {steady}");
+    let warmed = ndjson_through_the_reader(&warm, &mut converter, &mut sink, &mut rejects);
+    let before = (sink.messages, rejects.total());
+    let steady = ndjson_through_the_reader(&measured, &mut converter, &mut sink, &mut rejects);
+    let (records, rejected) = (sink.messages - before.0, rejects.total() - before.1);
+    assert!(records > 6000 && rejected > 100, "{records} records converted, {rejected} rejected");
+    println!(
+        "NDJSON: {records} records and {rejected} rejects (kept in a file); allocations: warm-up {warmed}, \
+         other data {steady}"
+    );
     assert_eq!(steady, 0, "NDJSON conversion allocated {steady} times for {records} records once warm");
 
-    let pages = pages_of(&data);
     let mut page = Vec::new();
-    let warm = page_documents(&pages, &mut converter, &mut sink, &mut page);
-    let steady = page_documents(&pages, &mut converter, &mut sink, &mut page);
-    println!("pages: {records} records; allocations: first pass {warm}, second pass {steady}");
-    assert_eq!(steady, 0, "page conversion allocated {steady} times for {records} records once warm");
+    let warmed = page_documents(&pages_of(&warm), &mut converter, &mut sink, &mut page);
+    let steady = page_documents(&pages_of(&measured), &mut converter, &mut sink, &mut page);
+    println!("pages of 500: allocations: warm-up {warmed}, other data {steady}");
+    assert_eq!(steady, 0, "page conversion allocated {steady} times once warm");
     assert!(sink.bytes > 0);
 
-    agent_path_allocates_nothing_once_warm(&pages, records);
+    // The file writer of `convert -o FILE`.
+    let mut writer = LineWriter::create(&OutputPath::File(dir.path().join("out.cef"))).unwrap();
+    let mut no_rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+    let warmed = ndjson_through_the_reader(&warm, &mut converter, &mut writer, &mut no_rejects);
+    let steady = ndjson_through_the_reader(&measured, &mut converter, &mut writer, &mut no_rejects);
+    writer.finish().unwrap();
+    println!("file writer: allocations: warm-up {warmed}, other data {steady}");
+    assert_eq!(steady, 0, "writing CEF to a file allocated {steady} times once warm");
+
+    // gzip and zstd files: a new reader per file has its own buffers to
+    // grow, so the proof is that a file three times as long (more, and
+    // different, records; the same longest record first) costs not one
+    // allocation more.
+    let longest = longest_line(&[measured.clone(), varied_ndjson(3000, 44), varied_ndjson(3000, 45)].concat());
+    let small = [&longest[..], b"\n", &measured].concat();
+    let large = [&small[..], &varied_ndjson(3000, 44), &varied_ndjson(3000, 45)].concat();
+    for (name, compress) in [
+        (
+            "gzip",
+            (|data: &[u8]| {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(data).unwrap();
+                gz.finish().unwrap()
+            }) as fn(&[u8]) -> Vec<u8>,
+        ),
+        ("zstd", |data: &[u8]| zstd::encode_all(data, 1).unwrap()),
+    ] {
+        let (small_path, large_path) =
+            (dir.path().join(format!("small.{name}")), dir.path().join(format!("large.{name}")));
+        std::fs::write(&small_path, compress(&small)).unwrap();
+        std::fs::write(&large_path, compress(&large)).unwrap();
+        compressed_file(&small_path, &mut converter, &mut sink);
+        let messages = sink.messages;
+        let for_small = compressed_file(&small_path, &mut converter, &mut sink);
+        let small_records = sink.messages - messages;
+        let for_large = compressed_file(&large_path, &mut converter, &mut sink);
+        let large_records = sink.messages - messages - small_records;
+        println!(
+            "{name} input: allocations {for_small} for {small_records} records, {for_large} for {large_records} \
+             records"
+        );
+        assert!(large_records > 2 * small_records);
+        assert_eq!(for_large, for_small, "{name}: more records, more allocations: per-record allocation");
+    }
+
+    // The agent's path, over records that all convert.
+    let valid = valid_ndjson(3000, 46);
+    let valid_records = valid.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    agent_path_allocates_nothing_once_warm(&pages_of(&valid), valid_records);
 
     sending_allocates_nothing_per_message_once_warm();
     println!("alloc: ok");
@@ -276,8 +389,33 @@ fn sending_allocates_nothing_per_message_once_warm() {
     let udp = allocations_while_sending(&mut sender);
     drop(sender.finish().unwrap());
 
-    eprintln!("allocations while sending 200,000 messages: TCP {tcp}, UDP {udp}");
+    // TLS (rustls), into `cefwire sink` in its own process.
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = util::tls::test_pki(pki_dir.path());
+    let receiver = util::sink::SinkProcess::start(
+        "tls://127.0.0.1:0",
+        &["--cert", pki.server_cert.to_str().unwrap(), "--key", pki.server_key.to_str().unwrap()],
+    );
+    let mut config =
+        small_pool(SendConfig::new(vec![Destination::parse(&format!("tls://localhost:{}", receiver.port())).unwrap()]));
+    config.tls.ca = Some(pki.ca.clone());
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let tls = allocations_while_sending(&mut sender);
+    let report = sender.finish().unwrap();
+    assert_eq!(report.messages_written, 260_000, "{report:?}");
+    let received = receiver.stop();
+    assert_eq!(util::json_u64(&received, "messages"), 260_000, "{received}");
+
+    println!("allocations while sending 200,000 messages: TCP {tcp}, UDP {udp}, TLS {tls}");
     assert_eq!((tcp, udp), (0, 0), "allocations while sending 200,000 messages (TCP, UDP)");
+    // rustls encrypts each TLS record (at most 16 KiB of plaintext) into a
+    // new buffer: TLS costs an allocation or two per TLS record (measured:
+    // about 1.2), never one per message (a record carries about 50).
+    let tls_records = (200_000 * (MESSAGE.len() as u64 + 4)).div_ceil(16 * 1024);
+    assert!(
+        tls <= 2 * tls_records,
+        "TLS allocated {tls} times for 200,000 messages: more than two per TLS record ({tls_records})"
+    );
 
     // The whole job: NDJSON records converted straight into the sender.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -287,16 +425,16 @@ fn sending_allocates_nothing_per_message_once_warm() {
     let mut sender = SyslogSender::start(&config).unwrap();
     let converting = allocations_while_converting(&mut sender);
     let report = sender.finish().unwrap();
-    assert_eq!(report.messages_written, 22 * 2000);
-    eprintln!("allocations while converting and sending 40,000 records: {converting}");
+    assert_eq!(report.messages_written, 2 * 2001 + 20 * 2000);
+    println!("allocations while converting and sending 40,000 other records: {converting}");
     assert_eq!(converting, 0, "allocations while converting and sending 40,000 records");
 }
 
-fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
+fn generated_records(seed: u64) -> Vec<Vec<u8>> {
     let mut generator = RecordGenerator::new(GenerateConfig {
         kind: GenerateKind::Mixed,
         count: 2000,
-        seed: 3,
+        seed,
         late_ratio: 0.1,
         start_ms: 1_767_225_600_000,
         span_ms: 86_400_000,
@@ -306,11 +444,20 @@ fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
     while generator.write_next(&mut record) {
         records.push(std::mem::take(&mut record));
     }
-    let longest = records.iter().map(Vec::len).max().unwrap();
+    records
+}
+
+/// Warms up on one data set (and the longest record of the other), then
+/// measures 20 passes over 2,000 different records.
+fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
+    let measured = generated_records(4);
+    let mut warm = generated_records(3);
+    warm.push(measured.iter().max_by_key(|r| r.len()).unwrap().clone());
+    let longest = warm.iter().map(Vec::len).max().unwrap();
     let mut padded = vec![b' '; longest + INPUT_PADDING];
     let mut converter = RecordConverter::new(&CefOptions::default());
     let mut rejects = RejectLog::new(0);
-    let mut pass = |sender: &mut SyslogSender| {
+    let mut pass = |sender: &mut SyslogSender, records: &[Vec<u8>]| {
         for (line, record) in records.iter().enumerate() {
             padded[..record.len()].copy_from_slice(record);
             padded[record.len()..].fill(b' ');
@@ -318,12 +465,12 @@ fn allocations_while_converting(sender: &mut SyslogSender) -> u64 {
             converter.convert_document(origin, &mut padded, record.len(), sender, &mut rejects).unwrap();
         }
     };
-    pass(sender);
-    pass(sender);
+    pass(sender, &warm);
+    pass(sender, &warm);
     sender.flush(Duration::from_secs(30)).unwrap();
     let before = allocations();
     for _ in 0..20 {
-        pass(sender);
+        pass(sender, &measured);
     }
     sender.flush(Duration::from_secs(30)).unwrap();
     assert_eq!(converter.counts.rejected, 0);

@@ -1,8 +1,11 @@
 """Reads CEF lines written by cefwire with the third-party `cefp` parser and
-checks every value against what the Rust test expects.
+checks every value against what the Rust test's contract model expects:
+device version, signature, name, severity, and every extension key (no
+missing key, no extra key).
 
 Usage: python cefp_check.py CASES.json
-CASES.json is a list of {"line", "signature", "name", "extension": {key: value}}.
+CASES.json is a list of {"line", "version", "signature", "name", "severity",
+"extension": {key: value}}.
 """
 
 import json
@@ -19,15 +22,21 @@ def main(path):
         line = case["line"]
         parsed = cefp.parse(line[line.index("CEF:"):])
         got = {
+            "version": parsed["device"]["version"],
             "signature": parsed["device"]["event_class_id"],
             "name": parsed["name"],
+            "severity": parsed["severity"],
         }
-        want = {"signature": case["signature"], "name": case["name"]}
+        want = {key: case[key] for key in got}
         if got != want:
             failures.append((n, "header", want, got, line))
+        extension = parsed["extension"]
         for key, value in case["extension"].items():
-            if parsed["extension"].get(key) != value:
-                failures.append((n, key, value, parsed["extension"].get(key), line))
+            if extension.get(key) != value:
+                failures.append((n, key, value, extension.get(key), line))
+        extra = sorted(set(extension) - set(case["extension"]))
+        if extra:
+            failures.append((n, "extra keys", [], extra, line))
     for failure in failures[:10]:
         print("case %d key %s: expected %r got %r\n  line: %r" % failure)
     if failures:

@@ -177,9 +177,10 @@ fn forced_kind_and_unknown_records() {
     let out = run(&["convert", "--quiet"], odd.as_bytes());
     assert_eq!(out.status.code(), Some(3));
     let out = run(&["convert", "--quiet", "--kind", "activities"], odd.as_bytes());
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("|EVENT_CATEGORY_UNSPECIFIED|EVENT_CATEGORY_UNSPECIFIED|0|externalId=q "));
     let out = run(&["convert", "--quiet", "--kind", "alerts"], odd.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("|ALERT_UNKNOWN||3|externalId=q "), "{}", stdout(&out));
 }
 
@@ -210,9 +211,10 @@ fn empty_input_converts_nothing_successfully() {
 #[test]
 fn generated_records_all_convert() {
     let generated = run(&["generate", "--kind", "mixed", "--count", "3000", "--seed", "5", "--late-ratio", "0.2"], b"");
-    assert!(generated.status.success());
+    assert!(generated.status.success(), "{}", stderr(&generated));
     assert_eq!(generated.stdout.iter().filter(|&&b| b == b'\n').count(), 3000);
     let again = run(&["generate", "--kind", "mixed", "--count", "3000", "--seed", "5", "--late-ratio", "0.2"], b"");
+    assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(generated.stdout, again.stdout, "deterministic for a seed");
     let out = run(&["convert"], &generated.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -47,9 +47,11 @@ fn check(stem: &str) {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
     let out = run(&base, &gz.finish().unwrap());
+    assert!(out.status.success(), "{stem} (gzip): {}", stderr(&out));
     assert_same_lines(&format!("{stem} (gzip)"), &expected, &stdout(&out));
 
     let out = run(&base, &zstd::encode_all(&raw[..], 3).unwrap());
+    assert!(out.status.success(), "{stem} (zstd): {}", stderr(&out));
     assert_same_lines(&format!("{stem} (zstd)"), &expected, &stdout(&out));
 }
 

@@ -394,18 +394,28 @@ fn time_warp_restamps_header_times_and_nothing_else() {
         "tcp://127.0.0.1:0",
         &["--expect", "500", "--timeout", "120s", "--out", out.to_str().unwrap()],
     );
+    let before = cefwire::time::now_ms();
     let (status, report) = replay(&expected, &sink.url, &["--time-warp", "now"]);
+    let after = cefwire::time::now_ms();
     assert!(status.success(), "{report}");
-    assert!(report.contains("\"not_restamped\":0"), "{report}");
-    sink.report(Duration::from_secs(150));
+    assert_eq!(field(&report, "not_restamped"), 0, "{report}");
+    let (status, received) = sink.report(Duration::from_secs(150));
+    assert!(status.success(), "{received}");
     let (got, want) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&expected).unwrap());
     assert_eq!(got.lines().count(), 500);
-    // `<134>` then a 24-byte RFC 3339 time: only those bytes change, to a
-    // time later than the generated records' (January 2026).
+    // `<134>` then a 24-byte RFC 3339 time: only those bytes change, to
+    // the time of sending — between the start and the end of the run (to
+    // the millisecond the header holds).
     for (g, w) in got.lines().zip(want.lines()) {
         assert_eq!(g.len(), w.len());
         assert_eq!((&g[..5], &g[29..]), (&w[..5], &w[29..]));
-        assert!(g[5..29] > *"2026-01-04", "re-stamped to now: {}", &g[5..29]);
+        let stamped = cefwire::time::parse_time_ms(&g[5..29]).unwrap_or_else(|e| panic!("{e}: {g}"));
+        assert!(
+            (before - 1..=after + 1).contains(&stamped),
+            "re-stamped to {} but the run lasted from {before} to {after}: {g}",
+            &g[5..29]
+        );
+        assert_ne!(&g[5..29], &w[5..29], "re-stamped: {g}");
     }
 }
 
@@ -643,4 +653,24 @@ fn failover_goes_back_to_the_first_destination_once_it_is_up() {
     assert_eq!(to_first + to_second, 200 + probes, "every message once: {report:?}");
     assert!(to_second >= 100, "the first messages went to the second destination");
     assert!(to_first >= 100, "after failing back, the first destination got the rest");
+}
+
+/// `sink --expect N --timeout T` exits 5 when fewer than N arrive in time
+/// (README, exit codes), and 0 when they do.
+#[test]
+fn sink_exits_5_when_the_expected_messages_do_not_arrive_in_time() {
+    let dir = temp_dir("exit5");
+    let file = dir.join("three.cef");
+    std::fs::write(&file, "<134>one\n<134>two\n<134>three\n").unwrap();
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "4", "--timeout", "10s"]);
+    let (status, report) = replay(&file, &sink.url, &[]);
+    assert!(status.success(), "{report}");
+    let (status, received) = sink.report(Duration::from_secs(150));
+    assert_eq!(status.code(), Some(5), "{received}");
+    assert_eq!(field(&received, "messages"), 3, "{received}");
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "3", "--timeout", "120s"]);
+    let (status, report) = replay(&file, &sink.url, &[]);
+    assert!(status.success(), "{report}");
+    let (status, received) = sink.report(Duration::from_secs(150));
+    assert_eq!(status.code(), Some(0), "{received}");
 }

@@ -44,7 +44,8 @@ fn each_health_state_with_its_exit_code() {
         assert_eq!(got, Some(code), "{text}");
         assert!(text.contains(&format!("status:   {state}")), "{text}");
         assert!(text.contains("syslog failing: connection refused by siem:514"), "{text}");
-        let (_, json) = status(dir.path(), T0 + after, true);
+        let (got, json) = status(dir.path(), T0 + after, true);
+        assert_eq!(got, Some(code), "--json: {json}");
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["state"], state, "{json}");
     }

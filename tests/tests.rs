@@ -6,6 +6,7 @@
 mod api;
 mod convert_cli;
 mod golden;
+mod mapping;
 mod roundtrip;
 mod rsyslog;
 mod send;
