@@ -1246,18 +1246,19 @@ fn healthy_agent_never_sees_a_429(dir: &Path) {
 }
 
 /// (10) A start after a stop longer than the window: the agent reads the
-/// last 48 h and warns, naming the gap and the `backfill` command that
-/// fills it. Checked at the receiver: the agent sent the window and nothing
-/// of the gap, and running exactly the command the warning names sends the
-/// gap — together every record since the old checkpoint arrives, once.
+/// last 48 h and warns, per stream, naming the gap and the `backfill`
+/// command that fills it. Checked at the receiver: the agent sent nothing
+/// of the gap and all of the window, and running exactly the commands the
+/// warnings name sends the gap — together every record since the old
+/// checkpoint arrives exactly once, late records (stored long after they
+/// happened) included.
 fn gap_after_a_long_stop(dir: &Path) {
     if !Rsyslog::available() {
         return;
     }
     let t0 = now_ms();
-    // No late records: the agent's cursor (`created`) and backfill's time
-    // (`date`) then agree, so the gap is the same for both.
-    let spec = DataSpec { seed: 111, activities: 3_000, alerts: 150, hours_back: 70, ..DataSpec::default() };
+    let spec =
+        DataSpec { seed: 111, activities: 3_000, alerts: 150, late_ratio: 0.3, hours_back: 70, ..DataSpec::default() };
     let data = Data::generate(dir, t0, &spec);
     let emulator = start_emulator(&data, None, FaultConfig::default());
     let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
@@ -1272,47 +1273,67 @@ fn gap_after_a_long_stop(dir: &Path) {
     agent.finish(Duration::from_secs(300));
 
     let log = files.log_text();
-    let warning = log
-        .lines()
-        .find(|l| l.contains("activities: the checkpoint"))
-        .unwrap_or_else(|| panic!("no warning about the gap:\n{log}"));
-    assert!(warning.contains("WARN"), "{warning}");
-    let command = warning.split('`').nth(1).unwrap_or_else(|| panic!("no command in {warning}"));
-    let words: Vec<&str> = command.split_whitespace().collect();
-    assert_eq!(words[..2], ["cefwire", "backfill"], "{warning}");
-    let value = |flag: &str| {
-        let at = words.iter().position(|w| *w == flag).unwrap_or_else(|| panic!("no {flag} in {warning}"));
-        cefwire::time::parse_time_ms(words[at + 1]).unwrap()
-    };
-    let (from, until) = (value("--from"), value("--until"));
-    assert_eq!(from, stopped, "the gap starts at the old checkpoint: {warning}");
-    assert!((t0 - WINDOW..=now_ms() - WINDOW).contains(&until), "the gap ends where the 48 h window starts: {warning}");
-    note!("gap warning: {warning}");
+    let mut commands = Vec::new();
+    let mut gap_end = 0;
+    for stream in ["activities", "alerts"] {
+        let warning = log
+            .lines()
+            .find(|l| l.contains(&format!("{stream}: the checkpoint")))
+            .unwrap_or_else(|| panic!("no warning about the {stream} gap:\n{log}"));
+        assert!(warning.contains("WARN"), "{warning}");
+        let command = warning.split('`').nth(1).unwrap_or_else(|| panic!("no command in {warning}"));
+        let words: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words[..2], ["cefwire", "backfill"], "{warning}");
+        let value = |flag: &str| {
+            let at = words.iter().position(|w| w == flag).unwrap_or_else(|| panic!("no {flag} in {warning}"));
+            cefwire::time::parse_time_ms(&words[at + 1]).unwrap()
+        };
+        let (from, until) = (value("--from"), value("--until"));
+        assert_eq!(from, stopped, "the gap starts at the old checkpoint: {warning}");
+        // The window (48 h) and the overlap (5 m) back from the server's now
+        // (its `Date` header counts whole seconds).
+        assert!(
+            (t0 - SECOND - WINDOW - 5 * MINUTE..=now_ms() - WINDOW - 5 * MINUTE).contains(&until),
+            "the gap ends where the agent's first query starts: {warning}"
+        );
+        note!("gap warning: {warning}");
+        gap_end = until;
+        commands.push((stream, words));
+    }
 
     received_settled_then(&mut rsyslog, |received| {
-        let sent_by_agent: Vec<&String> = received.ids.keys().collect();
-        let too_old: Vec<&&String> = sent_by_agent.iter().filter(|id| data.expected[**id] < until).take(5).collect();
+        let too_old: Vec<&String> = received.ids.keys().filter(|id| data.expected[*id] < gap_end).take(5).collect();
         assert!(too_old.is_empty(), "the agent sent records from the gap it warned about: {too_old:?}");
-        let window: Vec<&String> = data.expected.iter().filter(|(_, t)| **t >= until).map(|(id, _)| id).collect();
-        assert!(window.iter().all(|id| received.ids.contains_key(*id)), "every record of the window arrived");
+        let window = data.expected.iter().filter(|(_, t)| **t >= gap_end);
+        assert!(window.clone().all(|(id, _)| received.ids.contains_key(id)), "every record of the window arrived");
     });
 
-    // The command the warning names fills the gap.
-    let gap_file = dir.join("gap.cef");
-    let out = cefwire()
-        .args(words[1..].iter().copied())
-        .args(["--portal-url", &emulator.base_url(), "--token", TOKEN, "--rate-limit", "100000/min", "--no-progress"])
-        .arg("-o")
-        .arg(&gap_file)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{command}: {}", String::from_utf8_lossy(&out.stderr));
-    let mut gap = Received::new(&gap_file);
-    gap.update();
+    // The commands the warnings name fill the gap.
     let mut both = Received::new(&rsyslog.out);
     both.update();
-    for (id, copies) in gap.ids {
-        both.ids.entry(id).or_insert(Copies { count: 0, ..copies }).count += copies.count;
+    for (stream, words) in commands {
+        let gap_file = dir.join(format!("gap-{stream}.cef"));
+        let out = cefwire()
+            .args(&words[1..])
+            .args([
+                "--portal-url",
+                &emulator.base_url(),
+                "--token",
+                TOKEN,
+                "--rate-limit",
+                "100000/min",
+                "--no-progress",
+            ])
+            .arg("-o")
+            .arg(&gap_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{words:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let mut gap = Received::new(&gap_file);
+        gap.update();
+        for (id, copies) in gap.ids {
+            both.ids.entry(id).or_insert(Copies { count: 0, ..copies }).count += copies.count;
+        }
     }
     let since_stop = Data {
         activities: data.activities.clone(),
@@ -1320,7 +1341,7 @@ fn gap_after_a_long_stop(dir: &Path) {
         expected: data.expected.iter().filter(|&(_, &t)| t >= stopped).map(|(k, &v)| (k.clone(), v)).collect(),
         newest_visible: data.newest_visible,
     };
-    both.check(&since_stop, Allowance::default(), "the agent's window and the named backfill do not overlap");
+    both.check(&since_stop, Allowance::default(), "the agent's window and the named backfills do not overlap");
 }
 
 /// Stops rsyslog once it has written everything, then looks at what it got.

@@ -85,7 +85,7 @@ fn varied_records(count: u64, seed: u64, with_rejects: bool) -> Vec<u8> {
         while generator.write_next(&mut out) {
             out.push(b'\n');
             n += 1;
-            if with_rejects && n % 50 == 0 {
+            if with_rejects && n.is_multiple_of(50) {
                 let bad: &[u8] = match (n / 50 + seed) % 4 {
                     0 => b"this is not JSON {",
                     1 => br#"{"timestamp":1700000000000,"eventType":1}"#,

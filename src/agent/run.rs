@@ -451,15 +451,23 @@ impl Agent {
                     window_start
                 }
                 Some(position) if position < window_start => {
+                    // The first query reaches back by the overlap, so the
+                    // records not sent end there; the command selects them
+                    // by the same time as this stream's cursor.
+                    let gap_end = window_start - self.config.overlap_ms;
+                    let selection = match kind {
+                        StreamKind::Activities => "--types activities --activity-time created",
+                        StreamKind::Alerts => "--types alerts",
+                    };
                     self.log.warn(&format!(
                         "{}: the checkpoint ({}) is older than the window of {}: restarting from {}; records between \
-                         them are not sent (use `cefwire backfill --from {} --until {}` for them)",
+                         them are not sent (use `cefwire backfill {selection} --from {} --until {}` for them)",
                         kind.name(),
                         format_ms(position),
                         format_duration_ms(self.config.window_ms),
-                        format_ms(window_start),
+                        format_ms(gap_end),
                         format_ms(position),
-                        format_ms(window_start)
+                        format_ms(gap_end)
                     ));
                     self.cursor(kind).seen = Default::default();
                     window_start
