@@ -1,28 +1,23 @@
 //! `cefwire backfill`: one pass over a time window of the API, converting
 //! and sending as it goes.
 //!
-//! Two threads form a pipeline. The fetch thread owns the [`ApiClient`]
-//! and the pagers; it waits for the rate limiter, fetches a page into one
-//! of three circulating buffers and hands it over. The calling thread
-//! parses the page once: the paging fields go straight back to the fetch
-//! thread (which sends the next request at once), then the records are
-//! converted into the [`MessageSink`] and, with `--archive`, written as
-//! zstd NDJSON. So the next request is in flight while a page is
-//! converted and sent. This module owns that loop, the archive files, the
-//! progress display and the report; it does not know how the sink
-//! delivers (a file, or the syslog sender).
+//! The pages come from a pipelined [`PageSource`]: its fetch thread waits
+//! for the rate limiter and fetches the next page while this thread
+//! converts the current one into the [`MessageSink`] (the paging fields go
+//! back from the same parse) and, with `--archive`, writes its records as
+//! zstd NDJSON. This module owns the window's queries, that loop, the
+//! archive files, the progress display, the report and the dry run; it
+//! does not know how the sink delivers (a file, or the syslog sender).
 
-use crate::api::{
-    ActivityScan, ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, OffsetPager, PageInfo, Pager, PagingError,
-    RateLimit, TimeKey, TimeWindow, paging,
-};
+use crate::api::{ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, PageInfo, PagingError, RateLimit, TimeKey};
+use crate::api::{TimeWindow, WindowQuery, paging};
 use crate::cef::CefOptions;
 use crate::json::{JsonValue, write_compact_json};
 use crate::output::{FinishWrite, create_maybe_compressed};
+use crate::pages::{PageEvent, PageSource, SourceError};
 use crate::progress::Progress;
 use crate::records::{ConvertCounts, MessageSink, NoGate, Origin, PageError, RecordConverter};
 use crate::rejects::RejectLog;
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -124,46 +119,31 @@ pub enum BackfillError {
     FetchThread,
 }
 
-/// A fetched page on its way to the converter.
-enum FetchEvent {
-    Page { endpoint: Endpoint, key: TimeKey, buffer: Vec<u8>, len: usize },
-    Finished(ClientStats),
-    Failed(BackfillError, ClientStats),
+impl From<SourceError> for BackfillError {
+    fn from(err: SourceError) -> Self {
+        match err {
+            SourceError::Api(err) => BackfillError::Api(err),
+            SourceError::Paging { endpoint, source } => BackfillError::Paging { endpoint, source },
+            SourceError::ThreadGone => BackfillError::FetchThread,
+        }
+    }
 }
 
-/// The pagers for the configured types, in order.
-pub fn pagers(config: &BackfillConfig) -> Vec<(Box<dyn Pager>, TimeKey)> {
+/// The queries for the configured types, in order.
+pub fn queries(config: &BackfillConfig) -> Vec<WindowQuery> {
     config
         .types
         .iter()
-        .map(|endpoint| -> (Box<dyn Pager>, TimeKey) {
-            match endpoint {
-                Endpoint::Activities => (
-                    Box::new(ActivityScan::new(
-                        config.activity_key,
-                        config.window,
-                        &config.extra_filters,
-                        config.scan_limit,
-                    )),
-                    config.activity_key,
-                ),
-                Endpoint::Alerts => (
-                    Box::new(OffsetPager::new(Endpoint::Alerts, TimeKey::Date, config.window, &config.extra_filters)),
-                    TimeKey::Date,
-                ),
-            }
+        .map(|&endpoint| {
+            WindowQuery::new(endpoint, config.activity_key, config.window, &config.extra_filters, config.scan_limit)
         })
         .collect()
 }
-
-/// Pages in flight: one being fetched, one being converted, one spare.
-const PAGE_BUFFERS: usize = 3;
 
 /// Runs the backfill into `sink`.
 pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<BackfillReport, BackfillError> {
     let started = Instant::now();
     let client = ApiClient::new(&config.api)?;
-    let rate_limit = client.rate_limit();
     let mut rejects = RejectLog::new(config.show_rejects);
     if let Some(path) = &config.rejects_file {
         rejects
@@ -171,41 +151,19 @@ pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<Backfi
             .map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
     }
     let mut archive = Archive::new(config.archive_dir.as_deref(), config.window);
-
-    let (event_tx, event_rx) = bounded::<FetchEvent>(1);
-    let (info_tx, info_rx) = unbounded::<Option<PageInfo>>();
-    let (free_tx, free_rx) = unbounded::<Vec<u8>>();
-    for _ in 0..PAGE_BUFFERS {
-        let _ = free_tx.send(Vec::new());
-    }
-    let pagers = pagers(config);
-    let fetcher = std::thread::Builder::new()
-        .name("backfill-fetch".into())
-        .spawn(move || fetch_loop(client, pagers, &event_tx, &info_rx, &free_rx))
+    let mut source = PageSource::pipelined(client)
         .map_err(|e| BackfillError::Output(io::Error::other(format!("starting the fetch thread: {e}"))))?;
+    source.walk(queries(config).iter().map(WindowQuery::pager).collect());
 
     // A bar with ETA from the start: its length grows as each type's first
     // page tells its total.
     let progress = Progress::items(config.progress, Some(0), "backfill");
-    let mut report = BackfillReport { rate_limit: Some(rate_limit), ..BackfillReport::default() };
+    let mut report = BackfillReport { rate_limit: Some(source.rate_limit()), ..BackfillReport::default() };
     let mut converter = RecordConverter::new(&config.cef);
-    let outcome = convert_pages(
-        &event_rx,
-        &info_tx,
-        &free_tx,
-        &mut converter,
-        sink,
-        &mut rejects,
-        &mut archive,
-        &progress,
-        &mut report,
-    );
+    let outcome = convert_pages(&mut source, &mut converter, sink, &mut rejects, &mut archive, &progress, &mut report);
     progress.finish();
-    // Closing our ends stops the fetch thread wherever it waits.
-    drop(event_rx);
-    drop(info_tx);
-    drop(free_tx);
-    let _ = fetcher.join();
+    report.client = source.stats();
+    source.finish();
     outcome?;
     rejects.finish().map_err(BackfillError::Output)?;
     report.archives = archive.finish()?;
@@ -214,11 +172,8 @@ pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<Backfi
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn convert_pages(
-    events: &Receiver<FetchEvent>,
-    infos: &Sender<Option<PageInfo>>,
-    free: &Sender<Vec<u8>>,
+    source: &mut PageSource,
     converter: &mut RecordConverter,
     sink: &mut dyn MessageSink,
     rejects: &mut RejectLog,
@@ -227,42 +182,28 @@ fn convert_pages(
     report: &mut BackfillReport,
 ) -> Result<(), BackfillError> {
     loop {
-        let (endpoint, key, mut buffer, len) = match events.recv() {
-            Ok(FetchEvent::Page { endpoint, key, buffer, len }) => (endpoint, key, buffer, len),
-            Ok(FetchEvent::Finished(stats)) => {
-                report.client = stats;
-                return Ok(());
-            }
-            Ok(FetchEvent::Failed(err, stats)) => {
-                report.client = stats;
-                return Err(err);
-            }
-            Err(_) => return Err(BackfillError::FetchThread),
+        let mut page = match source.next_page(None) {
+            Some(PageEvent::Page(page)) => page,
+            Some(PageEvent::Done) => return Ok(()),
+            Some(PageEvent::Failed(err)) => return Err(err.into()),
+            None => return Err(BackfillError::FetchThread),
         };
+        let endpoint = page.endpoint;
         let counts = match endpoint {
             Endpoint::Activities => &mut report.activities,
             Endpoint::Alerts => &mut report.alerts,
         };
         counts.pages += 1;
-        let page = counts.pages;
-        let origin = Origin { file: endpoint.name(), line: page, multi_line: false };
-        let mut told = false;
-        let converted = converter.convert_page(origin, &mut buffer, len, sink, rejects, &mut NoGate, |root| {
-            let info = PageInfo::from_page(root, key)?;
-            archive.write_page(endpoint, root);
-            // The fetch thread is waiting for this to send the next request.
-            let _ = infos.send(Some(info.clone()));
-            told = true;
-            Some(info)
-        });
-        if !told {
-            let _ = infos.send(None);
-        }
-        let _ = free.send(buffer);
+        let converted =
+            source.convert_page(&mut page, endpoint.name(), converter, sink, rejects, &mut NoGate, |root| {
+                archive.write_page(endpoint, root)
+            });
+        let number = page.number;
+        source.recycle(page);
         let info = match converted {
             Ok(info) => info,
             Err(PageError::Sink(err)) => return Err(BackfillError::Output(err)),
-            Err(reason) => return Err(BackfillError::BadPage { endpoint: endpoint.name(), page, reason }),
+            Err(reason) => return Err(BackfillError::BadPage { endpoint: endpoint.name(), page: number, reason }),
         };
         counts.records += info.records;
         if counts.total.is_none() {
@@ -272,47 +213,10 @@ fn convert_pages(
         }
         if progress.is_visible() {
             progress.set_position(report.activities.records + report.alerts.records);
-            progress.set_message(&format!("{} page {page}", endpoint.name()));
+            progress.set_message(&format!("{} page {number}", endpoint.name()));
         }
         archive.check()?;
     }
-}
-
-fn fetch_loop(
-    mut client: ApiClient,
-    mut pagers: Vec<(Box<dyn Pager>, TimeKey)>,
-    events: &Sender<FetchEvent>,
-    infos: &Receiver<Option<PageInfo>>,
-    free: &Receiver<Vec<u8>>,
-) {
-    let mut body = Vec::with_capacity(1024);
-    for (pager, key) in &mut pagers {
-        let endpoint = pager.endpoint();
-        while pager.next_request(&mut body) {
-            let Ok(mut buffer) = free.recv() else { return };
-            let len = match client.fetch_page(endpoint, &body, &mut buffer) {
-                Ok(len) => len,
-                Err(err) => {
-                    let _ = events.send(FetchEvent::Failed(err.into(), client.stats()));
-                    return;
-                }
-            };
-            if events.send(FetchEvent::Page { endpoint, key: *key, buffer, len }).is_err() {
-                return;
-            }
-            let info = match infos.recv() {
-                Ok(Some(info)) => info,
-                // The converter reports a page it could not read itself.
-                Ok(None) | Err(_) => return,
-            };
-            if let Err(source) = pager.page_done(&info) {
-                let err = BackfillError::Paging { endpoint: endpoint.name(), source };
-                let _ = events.send(FetchEvent::Failed(err, client.stats()));
-                return;
-            }
-        }
-    }
-    let _ = events.send(FetchEvent::Finished(client.stats()));
 }
 
 /// The raw records of a backfill as zstd NDJSON, one file per type.
@@ -411,12 +315,11 @@ pub fn preview(config: &BackfillConfig) -> Result<Preview, BackfillError> {
     let mut converter = RecordConverter::new(&config.cef);
     let mut page = Vec::new();
     let mut total_requests = 0u64;
-    for endpoint in &config.types {
-        let key = if *endpoint == Endpoint::Activities { config.activity_key } else { TimeKey::Date };
-        // The pager's first request, asking for one record only.
-        let mut first = Vec::new();
-        OffsetPager::new(*endpoint, key, config.window, &config.extra_filters).next_request(&mut first);
-        let body = String::from_utf8_lossy(&first).replace("\"limit\":100", "\"limit\":1").into_bytes();
+    let mut body = Vec::new();
+    for query in queries(config) {
+        let (endpoint, key) = (&query.endpoint, query.key);
+        // The first request over the window, asking for one record only.
+        query.sample_request(1, &mut body);
         let len = client.fetch_page(*endpoint, &body, &mut page)?;
         let mut sample = Vec::new();
         let mut sink = SampleSink(&mut sample);

@@ -18,6 +18,7 @@ pub mod generate;
 pub mod input;
 pub mod json;
 pub mod output;
+pub mod pages;
 pub mod progress;
 pub mod records;
 pub mod rejects;

@@ -70,6 +70,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("bad_configuration_exits_2_naming_the_setting_before_any_traffic", bad_configuration),
     ("sigterm_does_not_wait_for_a_slow_api_answer", sigterm_during_a_slow_answer),
     ("a_gap_after_a_long_stop_is_named_with_the_backfill_that_fills_it", gap_after_a_long_stop),
+    ("rejects_are_located_by_stream_query_and_page", rejects_are_located),
 ];
 
 fn main() {
@@ -899,6 +900,74 @@ fn late_and_future_records(dir: &Path) {
         "overlap re-reads dropped by id: {}",
         health.activities.duplicates_skipped + health.alerts.duplicates_skipped
     );
+}
+
+/// Records the agent cannot convert (here: no `_id`) go through the shared
+/// record loop's reject log: each is reported as
+/// `STREAM@QUERY_START:PAGE: record N: reason` (a real position, not
+/// `alerts:0`), counted in the health, and the records around them are
+/// delivered once.
+fn rejects_are_located(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec { seed: 91, activities: 1_500, alerts: 200, ..DataSpec::default() };
+    let mut data = Data::generate(dir, t0, &spec);
+    // Take the `_id` away from two activities and one alert.
+    for (path, lines) in [(&data.activities, [100, 900]), (&data.alerts, [50, 50])] {
+        let text = fs::read_to_string(path).unwrap();
+        let mut out = String::new();
+        for (n, line) in text.lines().enumerate() {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            if lines.contains(&n) {
+                let id = record.as_object_mut().unwrap().remove("_id").unwrap();
+                data.expected.remove(id.as_str().unwrap());
+            }
+            out.push_str(&serde_json::to_string(&record).unwrap());
+            out.push('\n');
+        }
+        fs::write(path, out).unwrap();
+    }
+    let mut builder = StoreBuilder::new();
+    builder.add_file(&InputPath::File(data.activities.clone()), DataKind::Activities).unwrap();
+    builder.add_file(&InputPath::File(data.alerts.clone()), DataKind::Alerts).unwrap();
+    assert_eq!(builder.counts.activities + builder.counts.alerts, data.expected.len() as u64 + 3, "stored all");
+    let emulator =
+        emulate::start(EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN), Arc::new(builder.build())).unwrap();
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    files.spawn(&["--once"], &[]).finish(Duration::from_secs(120));
+    let mut received = Received::new(&rsyslog.out);
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "a reject stops nothing and duplicates nothing");
+    let health = files.health();
+    assert_eq!((health.activities.rejected, health.alerts.rejected), (2, 1), "counted per stream");
+    let log = files.log_text();
+    let located: Vec<(&str, i64, u64, u64)> = log
+        .lines()
+        .filter(|line| line.ends_with("record has no usable \"_id\""))
+        .map(|line| {
+            // activities@2026-11-27T10:00:00.000Z:3: record 17: record has no usable "_id"
+            let (stream, rest) = line.split_once('@').unwrap_or_else(|| panic!("no stream: {line}"));
+            let (query, rest) = rest.split_once("Z:").unwrap_or_else(|| panic!("no query start: {line}"));
+            let (page, rest) = rest.split_once(": record ").unwrap_or_else(|| panic!("no page: {line}"));
+            let record = rest.split(':').next().unwrap();
+            let query = cefwire::time::parse_time_ms(&format!("{query}Z")).unwrap();
+            (stream, query, page.parse().unwrap(), record.parse().unwrap())
+        })
+        .collect();
+    let streams: Vec<&str> = located.iter().map(|l| l.0).collect();
+    assert_eq!(
+        (streams.iter().filter(|s| **s == "activities").count(), streams.iter().filter(|s| **s == "alerts").count()),
+        (2, 1),
+        "each reject reported once, with its stream:\n{log}"
+    );
+    for &(stream, query, page, record) in &located {
+        assert!((t0 - WINDOW - HOUR..t0).contains(&query), "{stream}: the query start lies in the window");
+        assert!(page >= 1 && (1..=PAGE).contains(&record), "{stream}: a real page and record: {page}, {record}");
+    }
+    note!("rejects located: {located:?}");
 }
 
 /// (5) The local clock jumps 6 h ahead on one restart and 6 h back on the

@@ -4,7 +4,6 @@
 
 pub mod config;
 pub mod config_file;
-pub mod fetcher;
 pub mod gate;
 pub mod health;
 pub mod logfile;

@@ -17,21 +17,21 @@
 //! checkpoint, so as soon as a broken connection is noticed they are also
 //! saved to `resend.bin` in the state directory: if the agent stops or
 //! dies before it reconnects, the next start sends them first. API errors
-//! back off and retry; requests run on their own thread ([`Fetcher`]) so a
+//! back off and retry; requests run on their own thread ([`PageSource`]) so a
 //! stop never waits for a slow answer. The health file tells
 //! `cefwire status` how long either side has failed.
 
 use super::config::{AgentConfig, StreamConfig};
-use super::fetcher::Fetcher;
 use super::gate::SendOnceGate;
 use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
 use super::logfile::AgentLog;
 use super::metrics::MetricsServer;
 use super::resend::{RESEND_FILE, ResendWindow, saved_messages};
 use super::state::{AgentState, StateStore, StreamCursor};
-use crate::api::{ActivityScan, ApiClient, ApiError, Endpoint, OffsetPager, PageInfo, Pager, TimeKey, TimeWindow};
+use crate::api::{ApiClient, ApiError, Endpoint, OneRequest, PageInfo, TimeKey, TimeWindow, WindowQuery};
 use crate::cef::KindChoice;
-use crate::records::{MessageSink, Origin, PageError, RecordConverter};
+use crate::pages::{Page, PageEvent, PageSource, SourceError};
+use crate::records::{MessageSink, PageError, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::SyslogSender;
 use crate::stop::{Stop, is_stop};
@@ -139,7 +139,7 @@ pub struct Agent {
     config: AgentConfig,
     stop: Stop,
     log: Arc<AgentLog>,
-    client: Fetcher,
+    source: PageSource,
     sender: Option<SyslogSender>,
     converter: RecordConverter,
     rejects: RejectLog,
@@ -155,8 +155,6 @@ pub struct Agent {
     resend_saved: Option<u64>,
     /// After a resend: once this many messages are written, it is done.
     resend_written_by: Option<u64>,
-    page: Vec<u8>,
-    body: Vec<u8>,
     api_outage: Outage,
     syslog_outage: Outage,
     checkpoint_outage: Outage,
@@ -186,7 +184,10 @@ impl Agent {
         // `wait_for_syslog` watches the flag between short waits instead.
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
-        let client = Fetcher::start(ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?)?;
+        let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        // One page at a time, fetched only when asked for (syslog took the
+        // last one); a stop walks away from a request still waiting.
+        let source = PageSource::on_demand(client)?;
         let now = crate::time::now_ms();
         let health = HealthReport {
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -203,7 +204,7 @@ impl Agent {
             config,
             stop,
             log,
-            client,
+            source,
             sender: None,
             rejects: RejectLog::with_messages(20, Box::new(io::stderr())),
             store,
@@ -213,8 +214,6 @@ impl Agent {
             errors_seen: 0,
             resend_saved: None,
             resend_written_by: None,
-            page: Vec::new(),
-            body: Vec::new(),
             api_outage: Outage::default(),
             syslog_outage: Outage::default(),
             checkpoint_outage: Outage::default(),
@@ -328,7 +327,7 @@ impl Agent {
 
     /// The API server's time if it told us, else the local clock.
     fn now(&self) -> i64 {
-        self.client.server_now_ms().unwrap_or_else(crate::time::now_ms)
+        self.source.server_now_ms().unwrap_or_else(crate::time::now_ms)
     }
 
     fn with_health(&self, change: impl FnOnce(&mut HealthReport)) {
@@ -386,16 +385,27 @@ impl Agent {
         let mut attempt = 0u32;
         let endpoint = if self.config.alerts.is_some() { Endpoint::Alerts } else { Endpoint::Activities };
         loop {
-            self.body.clear();
-            self.body.extend_from_slice(b"{\"filters\":{},\"limit\":1}");
-            let Some(result) = self.client.fetch(endpoint, &mut self.body, &mut self.page, &self.stop) else {
+            self.source.walk(vec![Box::new(OneRequest::new(endpoint, b"{\"filters\":{},\"limit\":1}"))]);
+            let Some(event) = self.source.next_page(Some(&self.stop)) else {
                 return Ok(());
             };
             self.record_api_counters();
+            let result = match event {
+                PageEvent::Page(page) => {
+                    // Only the answer counts, not what it holds: the walk ends.
+                    self.source.page_read(None);
+                    self.source.recycle(page);
+                    Ok(())
+                }
+                PageEvent::Failed(SourceError::Api(err)) => Err(err),
+                // The fetch thread is gone (it cannot page one request).
+                PageEvent::Failed(err) => return Err(AgentError::Io(io::Error::other(err.to_string()))),
+                PageEvent::Done => return Err(AgentError::Io(io::Error::other("the first request was not sent"))),
+            };
             match result {
-                Ok(_) => {
+                Ok(()) => {
                     self.api_succeeded();
-                    let skew = self.client.server_now_ms().map(|server| server - crate::time::now_ms());
+                    let skew = self.source.server_now_ms().map(|server| server - crate::time::now_ms());
                     if let Some(skew) = skew.filter(|s| s.abs() > 60_000) {
                         self.log.warn(&format!(
                             "the local clock is {} {} the API server's; the agent reads by the server's clock",
@@ -501,15 +511,8 @@ impl Agent {
         }
         let window = TimeWindow { from: cursor - self.config.overlap_ms, until };
         let extra = self.stream_config(kind).map(|s| s.extra_filters.clone()).unwrap_or_default();
-        let mut pager: Box<dyn Pager> = match kind {
-            StreamKind::Activities => {
-                Box::new(ActivityScan::new(kind.key(), window, &extra, self.config.scan_page_size))
-            }
-            StreamKind::Alerts => Box::new(OffsetPager::new(Endpoint::Alerts, kind.key(), window, &extra)),
-        };
-        let mut body = std::mem::take(&mut self.body);
-        let result = self.read_pages(kind, window, pager.as_mut(), &mut body);
-        self.body = body;
+        let query = WindowQuery::new(kind.endpoint(), kind.key(), window, &extra, self.config.scan_page_size);
+        let result = self.read_pages(kind, &query);
         let pages = result?;
         self.slices[slot] = match pages {
             0 | 1 => (self.slices[slot] * 2).min(MAX_SLICE_MS),
@@ -536,45 +539,42 @@ impl Agent {
     }
 
     /// Reads every page of a slice; returns how many there were.
-    fn read_pages(
-        &mut self,
-        kind: StreamKind,
-        window: TimeWindow,
-        pager: &mut dyn Pager,
-        body: &mut Vec<u8>,
-    ) -> Result<u32, Interrupt> {
+    fn read_pages(&mut self, kind: StreamKind, query: &WindowQuery) -> Result<u32, Interrupt> {
         // Rejects are located as `STREAM@QUERY_START:PAGE: record N`.
-        let label = format!("{}@{}", kind.name(), format_ms(window.from));
+        let label = format!("{}@{}", kind.name(), format_ms(query.window.from));
+        self.source.walk(vec![query.pager()]);
         let mut pages = 0;
-        while pager.next_request(body) {
-            pages += 1;
+        loop {
             if self.stopping() {
                 return Err(Interrupt::Stop);
             }
             self.note_syslog_break();
             // Do not fetch while syslog has not taken the last page.
             self.wait_for_syslog()?;
-            let Some(result) = self.client.fetch(kind.endpoint(), body, &mut self.page, &self.stop) else {
-                return Err(Interrupt::Stop);
-            };
+            let event = self.source.next_page(Some(&self.stop)).ok_or(Interrupt::Stop)?;
             self.record_api_counters();
-            let len = result.map_err(Interrupt::Api)?;
+            let mut page = match event {
+                PageEvent::Page(page) => page,
+                PageEvent::Done => return Ok(pages),
+                PageEvent::Failed(SourceError::Api(err)) => return Err(Interrupt::Api(err)),
+                PageEvent::Failed(err) => return Err(Interrupt::Paging(err.to_string())),
+            };
+            pages += 1;
             self.api_succeeded();
-            let origin = Origin { file: &label, line: u64::from(pages), multi_line: false };
-            let info = self.send_page(kind, origin, len)?;
-            pager.page_done(&info).map_err(|e| Interrupt::Paging(e.to_string()))?;
+            let sent = self.send_page(kind, &label, &mut page);
+            self.source.recycle(page);
+            sent?;
             self.wait_for_syslog()?;
             self.check_reconnect();
             self.keep_page_rejects();
             self.save_state()?;
         }
-        Ok(pages)
     }
 
     /// Converts and hands over every record of the page not sent before,
     /// through the shared record loop with the agent's gate.
-    fn send_page(&mut self, kind: StreamKind, origin: Origin<'_>, len: usize) -> Result<PageInfo, Interrupt> {
-        let Self { converter, page, sender, state, rejects, resend, health, .. } = self;
+    fn send_page(&mut self, kind: StreamKind, label: &str, page: &mut Page) -> Result<PageInfo, Interrupt> {
+        let Self { converter, source, sender, state, rejects, resend, health, .. } = self;
         let sender = sender.as_mut().expect("the sender starts before the loop");
         let cursor = match kind {
             StreamKind::Activities => &mut state.activities,
@@ -583,8 +583,7 @@ impl Agent {
         converter.set_kind(kind.cef_kind());
         let before = converter.counts;
         let mut gate = SendOnceGate::new(&mut cursor.seen, resend, kind.key());
-        let converted = converter
-            .convert_page(origin, page, len, sender, rejects, &mut gate, |root| PageInfo::from_page(root, kind.key()));
+        let converted = source.convert_page(page, label, converter, sender, rejects, &mut gate, |_| ());
         let newest_sent_ms = gate.newest_sent_ms;
         let counts = converter.counts.since(&before);
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
@@ -809,7 +808,7 @@ impl Agent {
     }
 
     fn record_api_counters(&self) {
-        let stats = self.client.stats();
+        let stats = self.source.stats();
         self.with_health(|h| {
             h.api_counters.requests = stats.requests;
             h.api_counters.throttled_429 = stats.throttled;

@@ -2,11 +2,11 @@
 //! `api-contract.md`): a blocking, rate-limited, retrying HTTP client
 //! ([`client`]), the limiter that keeps it under 30 requests per minute
 //! ([`limiter`]), and the pagers that walk a time window with the largest
-//! pages allowed ([`paging`]).
+//! pages allowed, built in one place ([`paging::WindowQuery`]).
 //!
-//! Nothing here converts or sends records: pages come back as padded byte
-//! buffers for [`crate::records::RecordConverter`]. Used by `backfill` and
-//! by the agent.
+//! Nothing here runs threads, converts or sends records: pages come back
+//! as padded byte buffers. [`crate::pages::PageSource`] runs the client on
+//! its fetch thread for `backfill` and the agent.
 
 pub mod client;
 pub mod limiter;
@@ -17,4 +17,6 @@ pub use client::{
     Endpoint, RetryPolicy, proxy_url,
 };
 pub use limiter::{RateLimit, RequestLimiter};
-pub use paging::{ActivityScan, OffsetPager, PageInfo, Pager, PagingError, TimeKey, TimeWindow};
+pub use paging::{
+    ActivityScan, OffsetPager, OneRequest, PageInfo, Pager, PagingError, TimeKey, TimeWindow, WindowQuery,
+};

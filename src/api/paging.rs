@@ -6,7 +6,8 @@
 //! A pager writes request bodies into a caller-owned buffer and learns
 //! from the [`PageInfo`] of each parsed page what to ask next. It performs
 //! no I/O and does not look at records beyond their time and count, so the
-//! same pagers serve backfill and the agent.
+//! same pagers serve backfill and the agent. [`WindowQuery`] is the one
+//! place they are built (and the dry run's sample request with them).
 
 use super::client::Endpoint;
 use crate::json::{JsonValue, Scalar, write_compact_json, write_json_string};
@@ -110,9 +111,62 @@ pub enum PagingError {
     StuckOnOneTime(i64),
 }
 
+/// One endpoint over one window: what the requests of backfill, the agent
+/// and the dry run are built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowQuery {
+    pub endpoint: Endpoint,
+    /// The time field the window is cut on (alerts: always `date`).
+    pub key: TimeKey,
+    pub window: TimeWindow,
+    /// Extra filters as JSON object members (`"service":{"eq":[11161]}`),
+    /// maybe empty.
+    pub extra_members: Vec<u8>,
+    /// Activities per scan page (at most [`SCAN_PAGE`]).
+    pub scan_limit: u64,
+}
+
+impl WindowQuery {
+    /// Activities are cut on `activity_key`, alerts on `date`.
+    pub fn new(
+        endpoint: Endpoint,
+        activity_key: TimeKey,
+        window: TimeWindow,
+        extra_members: &[u8],
+        scan_limit: u64,
+    ) -> Self {
+        let key = match endpoint {
+            Endpoint::Activities => activity_key,
+            Endpoint::Alerts => TimeKey::Date,
+        };
+        Self { endpoint, key, window, extra_members: extra_members.to_vec(), scan_limit }
+    }
+
+    /// The pager that walks the window with the largest pages allowed:
+    /// scan mode for activities, offset pages for alerts.
+    pub fn pager(&self) -> Box<dyn Pager> {
+        match self.endpoint {
+            Endpoint::Activities => {
+                Box::new(ActivityScan::new(self.key, self.window, &self.extra_members, self.scan_limit))
+            }
+            Endpoint::Alerts => {
+                Box::new(OffsetPager::new(Endpoint::Alerts, self.key, self.window, &self.extra_members))
+            }
+        }
+    }
+
+    /// The first offset request over the window for `limit` records: its
+    /// answer tells the total (the dry run asks for one record).
+    pub fn sample_request(&self, limit: u64, out: &mut Vec<u8>) {
+        OffsetPager::new(self.endpoint, self.key, self.window, &self.extra_members).with_limit(limit).next_request(out);
+    }
+}
+
 /// Request bodies for one endpoint over one window.
 pub trait Pager: Send {
     fn endpoint(&self) -> Endpoint;
+    /// The time field the pages are sorted and cut on.
+    fn key(&self) -> TimeKey;
     /// Writes the next request body into `out` (cleared first); `false`
     /// when the window is done.
     fn next_request(&mut self, out: &mut Vec<u8>) -> bool;
@@ -171,6 +225,10 @@ impl Pager for ActivityScan {
         Endpoint::Activities
     }
 
+    fn key(&self) -> TimeKey {
+        self.key
+    }
+
     fn next_request(&mut self, out: &mut Vec<u8>) -> bool {
         out.clear();
         out.extend_from_slice(b"{\"filters\":");
@@ -206,6 +264,8 @@ pub struct OffsetPager {
     key: TimeKey,
     window: TimeWindow,
     extra_members: Vec<u8>,
+    /// Records per page (at most [`OFFSET_PAGE`]).
+    limit: u64,
     /// Lower bound of the current segment.
     segment_from: i64,
     skip: u64,
@@ -222,6 +282,7 @@ impl OffsetPager {
             key,
             window,
             extra_members: extra_members.to_vec(),
+            limit: OFFSET_PAGE,
             segment_from: window.from,
             skip: 0,
             tail_at_last_time: 0,
@@ -229,11 +290,21 @@ impl OffsetPager {
             done: false,
         }
     }
+
+    /// Pages of `limit` records instead of [`OFFSET_PAGE`].
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit.clamp(1, OFFSET_PAGE);
+        self
+    }
 }
 
 impl Pager for OffsetPager {
     fn endpoint(&self) -> Endpoint {
         self.endpoint
+    }
+
+    fn key(&self) -> TimeKey {
+        self.key
     }
 
     fn next_request(&mut self, out: &mut Vec<u8>) -> bool {
@@ -249,7 +320,7 @@ impl Pager for OffsetPager {
         out.extend_from_slice(b",\"sortDirection\":\"asc\",\"skip\":");
         out.extend_from_slice(itoa.format(self.skip).as_bytes());
         out.extend_from_slice(b",\"limit\":");
-        out.extend_from_slice(itoa.format(OFFSET_PAGE).as_bytes());
+        out.extend_from_slice(itoa.format(self.limit).as_bytes());
         out.push(b'}');
         true
     }
@@ -266,7 +337,7 @@ impl Pager for OffsetPager {
             self.tail_at_last_time = info.records_at_last_time;
         }
         self.last_time = info.last_time;
-        if self.skip + info.records + OFFSET_PAGE <= OFFSET_WINDOW {
+        if self.skip + info.records + self.limit <= OFFSET_WINDOW {
             self.skip += info.records;
             return Ok(());
         }
@@ -274,11 +345,49 @@ impl Pager for OffsetPager {
         // at that time already received (the order within one time is the
         // service's stable order).
         let last = info.last_time.unwrap_or(self.segment_from);
-        if last == self.segment_from && self.tail_at_last_time + OFFSET_PAGE > OFFSET_WINDOW {
+        if last == self.segment_from && self.tail_at_last_time + self.limit > OFFSET_WINDOW {
             return Err(PagingError::StuckOnOneTime(last));
         }
         self.segment_from = last;
         self.skip = self.tail_at_last_time;
+        Ok(())
+    }
+}
+
+/// One request with a fixed body, sent once (the agent's first request,
+/// which checks the credentials and learns the server's clock).
+pub struct OneRequest {
+    endpoint: Endpoint,
+    body: Vec<u8>,
+    sent: bool,
+}
+
+impl OneRequest {
+    pub fn new(endpoint: Endpoint, body: &[u8]) -> Self {
+        Self { endpoint, body: body.to_vec(), sent: false }
+    }
+}
+
+impl Pager for OneRequest {
+    fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    fn key(&self) -> TimeKey {
+        TimeKey::Date
+    }
+
+    fn next_request(&mut self, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        if self.sent {
+            return false;
+        }
+        out.extend_from_slice(&self.body);
+        self.sent = true;
+        true
+    }
+
+    fn page_done(&mut self, _: &PageInfo) -> Result<(), PagingError> {
         Ok(())
     }
 }
@@ -388,6 +497,38 @@ mod tests {
         );
         pager.page_done(&PageInfo { records: 10, has_next: false, ..Default::default() }).unwrap();
         assert_eq!(body(&mut pager), None);
+    }
+
+    #[test]
+    fn window_queries_build_every_pager_and_the_sample_request() {
+        let window = TimeWindow { from: 100, until: 200 };
+        let activities = WindowQuery::new(Endpoint::Activities, TimeKey::Created, window, b"", 500);
+        let alerts = WindowQuery::new(Endpoint::Alerts, TimeKey::Created, window, b"", 500);
+        assert_eq!((activities.key, alerts.key), (TimeKey::Created, TimeKey::Date), "alerts are cut on date");
+        let mut pager = activities.pager();
+        assert_eq!((pager.endpoint(), pager.key()), (Endpoint::Activities, TimeKey::Created));
+        assert!(
+            body(pager.as_mut())
+                .unwrap()
+                .contains(r#""isScan":true,"sortField":"created","sortDirection":"asc","limit":500}"#)
+        );
+        let mut pager = alerts.pager();
+        assert_eq!((pager.endpoint(), pager.key()), (Endpoint::Alerts, TimeKey::Date));
+        assert!(body(pager.as_mut()).unwrap().ends_with(r#""skip":0,"limit":100}"#));
+        let mut sample = Vec::new();
+        activities.sample_request(1, &mut sample);
+        assert_eq!(
+            String::from_utf8(sample).unwrap(),
+            r#"{"filters":{"created":{"gte":100,"lt":200}},"sortField":"created","sortDirection":"asc","skip":0,"limit":1}"#
+        );
+    }
+
+    #[test]
+    fn one_request_is_sent_once() {
+        let mut one = OneRequest::new(Endpoint::Alerts, br#"{"filters":{},"limit":1}"#);
+        assert_eq!(body(&mut one).unwrap(), r#"{"filters":{},"limit":1}"#);
+        one.page_done(&PageInfo::default()).unwrap();
+        assert_eq!(body(&mut one), None);
     }
 
     #[test]
