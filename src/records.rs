@@ -322,3 +322,145 @@ impl<G: RecordGate> RecordContext<'_, '_, G> {
         memchr::memchr_iter(b'\n', prefix).count() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::INPUT_PADDING;
+
+    /// Keeps every message.
+    #[derive(Default)]
+    struct Lines(Vec<u8>, Vec<String>);
+
+    impl MessageSink for Lines {
+        fn buffer(&mut self) -> &mut Vec<u8> {
+            &mut self.0
+        }
+
+        fn commit(&mut self, start: usize) -> io::Result<()> {
+            self.1.push(String::from_utf8(self.0[start..].to_vec()).unwrap());
+            self.0.truncate(start);
+            Ok(())
+        }
+    }
+
+    fn padded(text: &str) -> (Vec<u8>, usize) {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.resize(text.len() + INPUT_PADDING, 0);
+        (bytes, text.len())
+    }
+
+    /// Writes down what it is told, and turns away the ids it is given.
+    #[derive(Default)]
+    struct Recording {
+        refuse: Vec<&'static str>,
+        events: Vec<String>,
+    }
+
+    impl RecordGate for Recording {
+        fn admit(&mut self, _: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool {
+            let id = key.id.and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+            let admitted = !self.refuse.contains(&id.as_str());
+            self.events.push(format!("admit {id} {:?} {admitted}", key.time.ok()));
+            admitted
+        }
+
+        fn formatted(&mut self, message: &[u8]) {
+            self.events.push(format!("formatted {}", message.len()));
+        }
+
+        fn committed(&mut self) {
+            self.events.push("committed".to_owned());
+        }
+    }
+
+    const ORIGIN: Origin<'static> = Origin { file: "alerts", line: 2, multi_line: false };
+
+    #[test]
+    fn the_gate_admits_before_formatting_and_hears_after_commit() {
+        let mut converter = RecordConverter::new(&CefOptions::default());
+        let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+        let mut sink = Lines::default();
+        let mut gate = Recording { refuse: vec!["b"], ..Recording::default() };
+        let (mut bytes, len) = padded(
+            r#"{"data":[{"_id":"a","timestamp":"7","eventTypeName":"E"},{"_id":"b","timestamp":8,"eventTypeName":"E"},{"_id":"c","eventTypeName":"E"},3]}"#,
+        );
+        converter.convert_page(ORIGIN, &mut bytes, len, &mut sink, &mut rejects, &mut gate, |_| Some(())).unwrap();
+        let a = sink.1[0].len();
+        assert_eq!(
+            gate.events,
+            [
+                "admit a Some(7) true".to_owned(),
+                format!("formatted {a}"),
+                "committed".to_owned(),
+                "admit b Some(8) false".to_owned(),
+                // Admitted, then rejected by the formatter (no timestamp): not committed.
+                "admit c None true".to_owned(),
+            ],
+            "the id and time are read once and shown to the gate; the record that is not an object never reaches it"
+        );
+        assert_eq!(sink.1.len(), 1);
+        let counts = converter.counts;
+        assert_eq!((counts.records, counts.activities, counts.skipped, counts.rejected), (4, 1, 1, 2));
+    }
+
+    /// Notes each admission in a log shared with the page reader.
+    struct Noting(std::rc::Rc<std::cell::RefCell<Vec<&'static str>>>);
+
+    impl RecordGate for Noting {
+        fn admit(&mut self, _: &RecordFields<'_, '_>, _: &RecordKey<'_, '_>) -> bool {
+            self.0.borrow_mut().push("record");
+            true
+        }
+
+        fn formatted(&mut self, _: &[u8]) {}
+
+        fn committed(&mut self) {}
+    }
+
+    #[test]
+    fn the_page_is_read_before_its_records_are_converted() {
+        let mut converter = RecordConverter::new(&CefOptions::default());
+        let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+        let mut sink = Lines::default();
+        let (mut bytes, len) = padded(
+            r#"{"data":[{"_id":"a","timestamp":1,"eventTypeName":"E"},{"_id":"b","timestamp":2,"eventTypeName":"E"}],"hasNext":true}"#,
+        );
+        let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let mut gate = Noting(std::rc::Rc::clone(&log));
+        let has_next = converter
+            .convert_page(ORIGIN, &mut bytes, len, &mut sink, &mut rejects, &mut gate, |root| {
+                log.borrow_mut().push("page");
+                Some(matches!(root.get("hasNext").and_then(|v| v.scalar()), Some(crate::json::Scalar::Bool(true))))
+            })
+            .unwrap();
+        assert!(has_next, "what the reader learned comes back");
+        assert_eq!(*log.borrow(), ["page", "record", "record"], "the paging fields first, then the records");
+        assert_eq!(sink.1.len(), 2);
+    }
+
+    #[test]
+    fn an_answer_that_is_not_json_or_not_a_page_is_an_error_not_a_reject() {
+        let mut converter = RecordConverter::new(&CefOptions::default());
+        let mut rejects = RejectLog::with_messages(10, Box::new(io::sink()));
+        let mut sink = Lines::default();
+        for (text, not_json) in [
+            (r#"{"data":[{"_id":"a""#, true),
+            (r#"{"error":"throttled"}"#, false),
+            (r#"[{"_id":"a","timestamp":1,"eventTypeName":"E"}]"#, false),
+            (r#"{"data":{"_id":"a"}}"#, false),
+        ] {
+            let (mut bytes, len) = padded(text);
+            let read = converter.convert_page(ORIGIN, &mut bytes, len, &mut sink, &mut rejects, &mut NoGate, |root| {
+                root.get("data").map(|_| ())
+            });
+            match read {
+                Err(PageError::NotJson(_)) if not_json => {}
+                Err(PageError::NotAPage) if !not_json => {}
+                other => panic!("{text}: {:?}", other.err()),
+            }
+        }
+        assert_eq!(converter.counts, ConvertCounts::default(), "nothing counted");
+        assert_eq!((rejects.total(), sink.1.len()), (0, 0), "nothing rejected, nothing sent");
+    }
+}

@@ -1,13 +1,20 @@
-//! The long-running agent (`cefwire agent`) and its companions: the
-//! checkpoint ([`state`]), health and `cefwire status` ([`health`]), the
-//! rotating log ([`logfile`]) and the Prometheus endpoint ([`metrics`]).
+//! The long-running agent (`cefwire agent`): its loop and policy ([`run`]),
+//! the per-record gate that sends each record once ([`gate`]), the resend
+//! after a broken syslog connection ([`resend`]), the checkpoint
+//! ([`state`]), when failures are logged ([`outage`]), health and
+//! `cefwire status` ([`health`], written by [`health_writer`]), the
+//! rotating log ([`logfile`]), the Prometheus endpoint ([`metrics`]) and
+//! the configuration ([`config`], [`config_file`]). Pages come from
+//! [`crate::pages`]; records are converted by [`crate::records`].
 
 pub mod config;
 pub mod config_file;
 pub mod gate;
 pub mod health;
+pub mod health_writer;
 pub mod logfile;
 pub mod metrics;
+pub mod outage;
 pub mod resend;
 pub mod run;
 pub mod state;

@@ -1,12 +1,21 @@
-//! The resend window: the last messages handed to syslog, kept so they can
-//! be sent again after the syslog connection broke (the receiver that went
-//! away may have lost them), and its file format (`resend.bin` in the state
-//! directory, written when a break is noticed so a stop or crash before the
-//! reconnection does not lose them).
+//! The resend after a broken syslog connection. The window holds the last
+//! messages handed to syslog, so they can be sent again when the
+//! connection is re-established (the receiver that went away may have lost
+//! them); its file (`resend.bin` in the state directory) is written as soon
+//! as a break is noticed, so a stop or crash before the reconnection does
+//! not lose them, and the next start sends them first.
 //!
-//! It owns the two reused generations of messages and the bytes on disk; it
-//! does not decide when to save, send or forget them (that is the agent's
-//! loop) and does no I/O itself.
+//! It owns the window (two reused generations), the file format and the
+//! bookkeeping of a break ([`Resender`]). It does not decide when the loop
+//! waits for syslog, and never touches the checkpoint.
+
+use super::logfile::AgentLog;
+use super::outage::Outage;
+use super::state::write_atomically;
+use crate::records::MessageSink;
+use crate::send::SyslogSender;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Name of the saved resend window inside the state directory.
 pub const RESEND_FILE: &str = "resend.bin";
@@ -74,6 +83,150 @@ pub fn saved_messages(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         rest = &tail[message.len()..];
         Some(message)
     })
+}
+
+/// The window and the bookkeeping of a broken syslog connection: save the
+/// window to [`RESEND_FILE`] when a break is noticed, send it again when
+/// the connection is re-established (or on the next start, from the
+/// file), and remove the file once that resend is written.
+pub struct Resender {
+    window: ResendWindow,
+    /// `STATE_DIR/resend.bin`.
+    path: PathBuf,
+    /// Reconnections already made good.
+    reconnects_seen: u64,
+    /// Sender errors already accounted for: more means a connection broke.
+    errors_seen: u64,
+    /// The file holds the window (as of this many pushes) for a break not
+    /// yet made good.
+    saved: Option<u64>,
+    /// After a resend: once this many messages are written, it is done.
+    written_by: Option<u64>,
+    file_outage: Outage,
+}
+
+impl Resender {
+    /// A window of about `window_bytes`, saved in `state_dir`.
+    pub fn new(window_bytes: usize, state_dir: &Path) -> Self {
+        Self {
+            window: ResendWindow::new(window_bytes),
+            path: state_dir.join(RESEND_FILE),
+            reconnects_seen: 0,
+            errors_seen: 0,
+            saved: None,
+            written_by: None,
+            file_outage: Outage::default(),
+        }
+    }
+
+    /// The window, for the record gate to keep each message sent.
+    pub fn window(&mut self) -> &mut ResendWindow {
+        &mut self.window
+    }
+
+    /// On start: sends the window a previous run saved when its syslog
+    /// connection broke (it stopped before it could send it again).
+    pub fn send_saved(&mut self, sender: &mut SyslogSender, log: &AgentLog) {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return,
+            Err(err) => {
+                log.warn(&format!("cannot read {}: {err}", self.path.display()));
+                return;
+            }
+        };
+        for message in saved_messages(&bytes) {
+            self.window.push(message);
+        }
+        let count = commit_copies(sender, saved_messages(&bytes));
+        // The file stays until these are written.
+        self.saved = Some(self.window.pushed());
+        self.written_by = Some(sender.messages_accepted());
+        log.warn(&format!(
+            "syslog: the previous run's connection broke before it could send its last messages again; sent the last \
+             {count} messages again (the receiver may have lost them)"
+        ));
+    }
+
+    /// After the syslog connection was re-established, sends the last
+    /// messages again: the receiver that went away may have lost them.
+    pub fn after_reconnect(&mut self, sender: &mut SyslogSender, log: &AgentLog) {
+        let reconnects = sender.report().reconnects;
+        if reconnects <= self.reconnects_seen {
+            return;
+        }
+        self.reconnects_seen = reconnects;
+        let count = commit_copies(sender, self.window.messages());
+        self.written_by = Some(sender.messages_accepted());
+        log.warn(&format!(
+            "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have lost them)"
+        ));
+    }
+
+    /// When a syslog connection has broken since the window was last made
+    /// good, saves the window to [`RESEND_FILE`] (again only if messages
+    /// were added since): those messages are in the checkpoint already, and
+    /// a stop or a crash before the reconnection would otherwise lose what
+    /// the receiver lost.
+    pub fn note_break(&mut self, sender: &SyslogSender, log: &AgentLog) {
+        let errors = sender.report().errors;
+        if errors <= self.errors_seen || self.saved == Some(self.window.pushed()) {
+            return;
+        }
+        if self.window.is_empty() {
+            self.errors_seen = errors;
+            return;
+        }
+        match write_atomically(&self.path, &self.window.to_bytes()) {
+            Ok(()) => {
+                self.saved = Some(self.window.pushed());
+                self.file_outage.recovered();
+            }
+            Err(err) => {
+                if self.file_outage.failed() {
+                    log.error(&format!(
+                        "cannot save the last messages to {} ({err}); if the agent stops before syslog is back, \
+                         what the receiver lost is not sent again",
+                        self.path.display()
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Called with the count of messages written: once the resend after a
+    /// reconnection is written, the saved window is no longer needed.
+    pub fn written(&mut self, sender: &SyslogSender, written: u64, log: &AgentLog) {
+        let Some(target) = self.written_by else { return };
+        let report = sender.report();
+        if written < target || report.reconnects > self.reconnects_seen {
+            return;
+        }
+        self.written_by = None;
+        self.errors_seen = report.errors;
+        if self.saved.take().is_some()
+            && let Err(err) = std::fs::remove_file(&self.path)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            log.warn(&format!("cannot remove {}: {err}", self.path.display()));
+        }
+    }
+}
+
+/// Hands a copy of each message to the sender; returns how many it took
+/// (it stops at the first refusal: the sender is shutting down).
+fn commit_copies<'m>(sender: &mut SyslogSender, messages: impl IntoIterator<Item = &'m [u8]>) -> u64 {
+    let mut count = 0;
+    for message in messages {
+        let buffer = sender.buffer();
+        let start = buffer.len();
+        buffer.extend_from_slice(message);
+        if sender.commit(start).is_err() {
+            break;
+        }
+        count += 1;
+    }
+    count
 }
 
 #[cfg(test)]

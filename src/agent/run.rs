@@ -9,29 +9,32 @@
 //! late). After every page: send, wait until syslog has it, save the ids
 //! (so a crash re-sends at most that page); after the slice: advance the
 //! cursor and save. "Now" is the API server's clock (its `Date` header), so
-//! a jump of the local clock cannot skip records.
+//! a jump of the local clock cannot skip records. While syslog is down the
+//! loop waits on the sender and does not fetch; API errors back off and
+//! retry. The health tells `cefwire status` how long either side has failed.
 //!
-//! While syslog is down the loop waits on the sender and does not fetch;
-//! when the connection comes back the last messages are sent again (the
-//! dead receiver may have lost them). Those messages are already in the
-//! checkpoint, so as soon as a broken connection is noticed they are also
-//! saved to `resend.bin` in the state directory: if the agent stops or
-//! dies before it reconnects, the next start sends them first. API errors
-//! back off and retry; requests run on their own thread ([`PageSource`]) so a
-//! stop never waits for a slow answer. The health file tells
-//! `cefwire status` how long either side has failed.
+//! This module keeps the policy only: the slices and how they grow, the
+//! cursors, when to wait for syslog and when to save the checkpoint, and
+//! what the health says. The pages come from a [`PageSource`] (on demand:
+//! nothing is fetched before syslog took the last page; a stop walks away
+//! from a slow answer); each page runs through the shared record loop with
+//! the agent's [`SendOnceGate`]; the resend after a broken connection is
+//! [`Resender`]'s; when a failure is logged is [`Outage`]'s; the health
+//! file is written by [`health_writer`].
 
 use super::config::{AgentConfig, StreamConfig};
 use super::gate::SendOnceGate;
-use super::health::{HEALTH_WRITE_INTERVAL_MS, HealthReport, StreamHealth};
+use super::health::{HealthReport, StreamHealth};
+use super::health_writer;
 use super::logfile::AgentLog;
 use super::metrics::MetricsServer;
-use super::resend::{RESEND_FILE, ResendWindow, saved_messages};
+use super::outage::Outage;
+use super::resend::Resender;
 use super::state::{AgentState, StateStore, StreamCursor};
 use crate::api::{ApiClient, ApiError, Endpoint, OneRequest, PageInfo, TimeKey, TimeWindow, WindowQuery};
 use crate::cef::KindChoice;
 use crate::pages::{Page, PageEvent, PageSource, SourceError};
-use crate::records::{MessageSink, PageError, RecordConverter};
+use crate::records::{PageError, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::SyslogSender;
 use crate::stop::{Stop, is_stop};
@@ -107,33 +110,6 @@ enum Interrupt {
     Paging(String),
 }
 
-/// A failing side, logged when it starts failing and then every ten
-/// minutes, not on every retry.
-#[derive(Default)]
-struct Outage {
-    since: Option<Instant>,
-    last_logged: Option<Instant>,
-}
-
-impl Outage {
-    /// True when this failure should be logged.
-    fn failed(&mut self) -> bool {
-        let now = Instant::now();
-        self.since.get_or_insert(now);
-        let due = self.last_logged.is_none_or(|t| now - t >= Duration::from_secs(600));
-        if due {
-            self.last_logged = Some(now);
-        }
-        due
-    }
-
-    /// True when a failure was going on (log the recovery).
-    fn recovered(&mut self) -> bool {
-        self.last_logged = None;
-        self.since.take().is_some()
-    }
-}
-
 /// The running agent.
 pub struct Agent {
     config: AgentConfig,
@@ -146,19 +122,10 @@ pub struct Agent {
     store: StateStore,
     state: AgentState,
     health: Arc<Mutex<HealthReport>>,
-    resend: ResendWindow,
-    reconnects_seen: u64,
-    /// Sender errors already accounted for: more means a connection broke.
-    errors_seen: u64,
-    /// `resend.bin` holds the window (as of this many pushes) for a break
-    /// not yet made good.
-    resend_saved: Option<u64>,
-    /// After a resend: once this many messages are written, it is done.
-    resend_written_by: Option<u64>,
+    resend: Resender,
     api_outage: Outage,
     syslog_outage: Outage,
     checkpoint_outage: Outage,
-    resend_file_outage: Outage,
     rejects_file_outage: Outage,
     /// Current slice length per stream (activities, alerts), adapted to
     /// how many records a slice holds.
@@ -199,7 +166,7 @@ impl Agent {
             ..HealthReport::default()
         };
         Ok(Self {
-            resend: ResendWindow::new(config.resend_window_bytes),
+            resend: Resender::new(config.resend_window_bytes, &config.state_dir),
             converter: RecordConverter::new(&config.cef),
             config,
             stop,
@@ -210,14 +177,9 @@ impl Agent {
             store,
             state,
             health: Arc::new(Mutex::new(health)),
-            reconnects_seen: 0,
-            errors_seen: 0,
-            resend_saved: None,
-            resend_written_by: None,
             api_outage: Outage::default(),
             syslog_outage: Outage::default(),
             checkpoint_outage: Outage::default(),
-            resend_file_outage: Outage::default(),
             rejects_file_outage: Outage::default(),
             slices: [0; 2],
         })
@@ -237,7 +199,12 @@ impl Agent {
 
     /// Runs until stopped (or, with `once`, until caught up).
     pub fn run(mut self) -> Result<AgentExit, AgentError> {
-        let writer = self.start_health_writer();
+        let writer = health_writer::start(
+            self.health(),
+            self.stop.clone(),
+            self.config.state_dir.clone(),
+            Arc::clone(&self.log),
+        )?;
         if let Some(addr) = self.config.metrics {
             let server = MetricsServer::start(addr, self.health())?;
             self.log.info(&format!("metrics on http://{}/metrics", server.local_addr));
@@ -339,39 +306,6 @@ impl Agent {
             StreamKind::Activities => &mut report.activities,
             StreamKind::Alerts => &mut report.alerts,
         }
-    }
-
-    /// Writes the health file every few seconds on its own thread, so that
-    /// a long wait (a slow API, a dead SIEM) never makes the agent look
-    /// dead to `cefwire status`.
-    fn start_health_writer(&self) -> std::thread::JoinHandle<()> {
-        let health = self.health();
-        let stop = self.stop.clone();
-        let dir = self.config.state_dir.clone();
-        let log = Arc::clone(&self.log);
-        let every = Duration::from_millis(HEALTH_WRITE_INTERVAL_MS as u64 / 6);
-        std::thread::Builder::new()
-            .name("health".into())
-            .spawn(move || {
-                let mut failing = false;
-                while !stop.is_requested() {
-                    let report = {
-                        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-                        h.updated_ms = crate::time::now_ms();
-                        h.clone()
-                    };
-                    match report.save(&dir) {
-                        Ok(()) => failing = false,
-                        Err(err) if !failing => {
-                            failing = true;
-                            log.error(&format!("cannot write the health file in {}: {err}", dir.display()));
-                        }
-                        Err(_) => {}
-                    }
-                    stop.wait_timeout(every);
-                }
-            })
-            .expect("health thread starts")
     }
 
     /// Sleeps, waking early when stopped.
@@ -582,7 +516,7 @@ impl Agent {
         };
         converter.set_kind(kind.cef_kind());
         let before = converter.counts;
-        let mut gate = SendOnceGate::new(&mut cursor.seen, resend, kind.key());
+        let mut gate = SendOnceGate::new(&mut cursor.seen, resend.window(), kind.key());
         let converted = source.convert_page(page, label, converter, sender, rejects, &mut gate, |_| ());
         let newest_sent_ms = gate.newest_sent_ms;
         let counts = converter.counts.since(&before);
@@ -665,100 +599,32 @@ impl Agent {
         }
     }
 
-    /// After the syslog connection was re-established, sends the last
-    /// messages again: the receiver that went away may have lost them.
+    /// After a reconnection, sends the last messages again.
     fn check_reconnect(&mut self) {
-        let Some(sender) = self.sender.as_mut() else { return };
-        let reconnects = sender.report().reconnects;
-        if reconnects <= self.reconnects_seen {
-            return;
+        if let Some(sender) = self.sender.as_mut() {
+            self.resend.after_reconnect(sender, &self.log);
         }
-        self.reconnects_seen = reconnects;
-        let count = commit_copies(sender, self.resend.messages());
-        self.resend_written_by = Some(sender.messages_accepted());
-        self.log.warn(&format!(
-            "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have lost them)"
-        ));
     }
 
-    /// When a syslog connection has broken since the window was last made
-    /// good, saves the window to [`RESEND_FILE`] (again only if messages
-    /// were added since): those messages are in the checkpoint already, and
-    /// a stop or a crash before the reconnection would otherwise lose what
-    /// the receiver lost.
+    /// After a broken connection, saves the last messages (`resend.bin`).
     fn note_syslog_break(&mut self) {
-        let Some(sender) = self.sender.as_ref() else { return };
-        let errors = sender.report().errors;
-        if errors <= self.errors_seen || self.resend_saved == Some(self.resend.pushed()) {
-            return;
-        }
-        if self.resend.is_empty() {
-            self.errors_seen = errors;
-            return;
-        }
-        let path = self.config.state_dir.join(RESEND_FILE);
-        match super::state::write_atomically(&path, &self.resend.to_bytes()) {
-            Ok(()) => {
-                self.resend_saved = Some(self.resend.pushed());
-                self.resend_file_outage.recovered();
-            }
-            Err(err) => {
-                if self.resend_file_outage.failed() {
-                    self.log.error(&format!(
-                        "cannot save the last messages to {} ({err}); if the agent stops before syslog is back, \
-                         what the receiver lost is not sent again",
-                        path.display()
-                    ));
-                }
-            }
+        if let Some(sender) = self.sender.as_ref() {
+            self.resend.note_break(sender, &self.log);
         }
     }
 
-    /// Called with the count of messages written: once the resend after a
-    /// reconnection is written, the saved window is no longer needed.
+    /// `written` messages are on the wire: a finished resend is forgotten.
     fn resend_done(&mut self, written: u64) {
-        let Some(target) = self.resend_written_by else { return };
-        let Some(sender) = self.sender.as_ref() else { return };
-        let report = sender.report();
-        if written < target || report.reconnects > self.reconnects_seen {
-            return;
-        }
-        self.resend_written_by = None;
-        self.errors_seen = report.errors;
-        if self.resend_saved.take().is_some() {
-            let path = self.config.state_dir.join(RESEND_FILE);
-            if let Err(err) = std::fs::remove_file(&path)
-                && err.kind() != io::ErrorKind::NotFound
-            {
-                self.log.warn(&format!("cannot remove {}: {err}", path.display()));
-            }
+        if let Some(sender) = self.sender.as_ref() {
+            self.resend.written(sender, written, &self.log);
         }
     }
 
-    /// On start: sends the window a previous run saved when its syslog
-    /// connection broke (it stopped before it could send it again).
+    /// On start: the last messages a previous run saved and did not send.
     fn send_saved_window(&mut self) {
-        let path = self.config.state_dir.join(RESEND_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return,
-            Err(err) => {
-                self.log.warn(&format!("cannot read {}: {err}", path.display()));
-                return;
-            }
-        };
-        let Some(sender) = self.sender.as_mut() else { return };
-        for message in saved_messages(&bytes) {
-            self.resend.push(message);
+        if let Some(sender) = self.sender.as_mut() {
+            self.resend.send_saved(sender, &self.log);
         }
-        let count = commit_copies(sender, saved_messages(&bytes));
-        // The file stays until these are written.
-        self.resend_saved = Some(self.resend.pushed());
-        self.resend_written_by = Some(sender.messages_accepted());
-        self.log.warn(&format!(
-            "syslog: the previous run's connection broke before it could send its last messages again; sent the last \
-             {count} messages again (the receiver may have lost them)"
-        ));
     }
 
     /// Saves the checkpoint; while it cannot (full or read-only disk), keeps
@@ -836,36 +702,5 @@ impl Agent {
             self.log.info(&format!("stopping: {}", report.summary()));
         }
         Ok(exit)
-    }
-}
-
-/// Hands a copy of each message to the sender; returns how many it took
-/// (it stops at the first refusal: the sender is shutting down).
-fn commit_copies<'m>(sender: &mut SyslogSender, messages: impl IntoIterator<Item = &'m [u8]>) -> u64 {
-    let mut count = 0;
-    for message in messages {
-        let buffer = sender.buffer();
-        let start = buffer.len();
-        buffer.extend_from_slice(message);
-        if sender.commit(start).is_err() {
-            break;
-        }
-        count += 1;
-    }
-    count
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn outage_logs_once_then_on_recovery() {
-        let mut outage = Outage::default();
-        assert!(!outage.recovered());
-        assert!(outage.failed());
-        assert!(!outage.failed());
-        assert!(outage.recovered());
-        assert!(outage.failed());
     }
 }
