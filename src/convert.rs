@@ -27,6 +27,8 @@ pub struct ConvertConfig {
     /// How many rejected records are described on stderr.
     pub show_rejects: u64,
     pub progress: bool,
+    /// The largest line or whole-document input held in memory.
+    pub max_document_bytes: usize,
 }
 
 /// An input that could not be read to the end.
@@ -84,7 +86,7 @@ pub fn run(config: &ConvertConfig) -> io::Result<ConvertReport> {
             .map_err(|e| io::Error::new(e.kind(), format!("creating rejects file {}: {e}", path.display())))?;
     }
     let mut writer = LineWriter::create(&config.output)?;
-    let mut report = convert_inputs(&config.inputs, &config.cef, &mut writer, &mut rejects, config.progress)?;
+    let mut report = convert_inputs(config, &mut writer, &mut rejects)?;
     writer.finish()?;
     rejects.finish()?;
     report.bytes_out = writer.bytes_written();
@@ -94,12 +96,11 @@ pub fn run(config: &ConvertConfig) -> io::Result<ConvertReport> {
 /// Converts every input into `sink`. An input that cannot be opened or read
 /// to the end is reported and skipped; an error of the sink stops the run.
 pub fn convert_inputs(
-    inputs: &[InputPath],
-    cef: &CefOptions,
+    config: &ConvertConfig,
     sink: &mut dyn MessageSink,
     rejects: &mut RejectLog,
-    show_progress: bool,
 ) -> io::Result<ConvertReport> {
+    let (inputs, cef, show_progress) = (&config.inputs, &config.cef, config.progress);
     let started = Instant::now();
     let total_size = inputs
         .iter()
@@ -114,7 +115,7 @@ pub fn convert_inputs(
     let mut done_before = 0;
     for input in inputs {
         let mut reader = match DocumentReader::open(input) {
-            Ok(reader) => reader,
+            Ok(reader) => reader.with_max_document(config.max_document_bytes),
             Err(err) => {
                 fail(&progress, &mut report, input.display_name(), format!("cannot open: {err}"));
                 continue;
@@ -160,8 +161,15 @@ fn convert_one(
     let name = reader.name().to_owned();
     let mut documents = 0u64;
     loop {
-        let Some(doc) = reader.next_document().map_err(InputError::Read)? else {
-            return Ok(());
+        let doc = match reader.next_document() {
+            Ok(Some(doc)) => doc,
+            Ok(None) => return Ok(()),
+            Err(LineError::TooLong { line, limit }) => {
+                let reason = too_long_reason(limit);
+                converter.reject_unreadable(&name, line, &reason, rejects).map_err(InputError::Sink)?;
+                continue;
+            }
+            Err(err) => return Err(InputError::Read(err)),
         };
         let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
         converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
@@ -170,6 +178,12 @@ fn convert_one(
             progress.set_position(done_before + reader.raw_bytes_read());
         }
     }
+}
+
+/// Why a line over the size limit produced no record.
+#[cold]
+pub fn too_long_reason(limit: usize) -> String {
+    format!("line longer than the limit of {} (--max-document-mb): skipped, not kept", crate::input::human_limit(limit))
 }
 
 #[cold]

@@ -186,6 +186,21 @@ impl RecordConverter {
         }
     }
 
+    /// A document that could not be read at all (a line over the size
+    /// limit, skipped): one record, rejected, located by its line.
+    #[cold]
+    pub fn reject_unreadable(
+        &mut self,
+        file: &str,
+        line: u64,
+        reason: &dyn std::fmt::Display,
+        rejects: &mut RejectLog,
+    ) -> io::Result<()> {
+        self.counts.records += 1;
+        self.counts.rejected += 1;
+        rejects.reject(file, line, None, reason, RejectedRecord::None)
+    }
+
     /// Converts the records of an API page (`{"data":[…]}`) through `gate`.
     /// `read_page` sees the parsed page first and returns what the caller
     /// learns from it (the paging fields); `None` means it is not a page,

@@ -37,6 +37,8 @@ pub struct ReplayConfig {
     pub time_warp: bool,
     pub progress: bool,
     pub show_rejects: u64,
+    /// The largest line or whole-document input held in memory.
+    pub max_document_bytes: usize,
     /// Set by SIGINT/SIGTERM.
     pub stop: Stop,
 }
@@ -361,7 +363,14 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
     let mut outcome = Ok(());
     'loops: for _ in 0..loops {
         for input in &config.inputs {
-            match replay_input(input, &mut converter, &mut pacer, &mut rejects, &mut report) {
+            let reader = DocumentReader::open(input)
+                .map(|reader| reader.with_max_document(config.max_document_bytes))
+                .map_err(|e| InputError::Read(input.display_name(), format!("cannot open: {e}")));
+            let replayed = reader.and_then(|mut reader| {
+                let from_stdin = *input == InputPath::Stdin;
+                replay_input(&mut reader, from_stdin, &mut converter, &mut pacer, &mut rejects, &mut report)
+            });
+            match replayed {
                 Ok(()) => {}
                 Err(InputError::Read(name, reason)) => {
                     progress.println(&format!("cefwire: {name}: {reason}"));
@@ -402,38 +411,56 @@ enum InputError {
 }
 
 fn replay_input(
-    input: &InputPath,
+    reader: &mut DocumentReader,
+    from_stdin: bool,
     converter: &mut RecordConverter,
     sink: &mut Pacer<'_>,
     rejects: &mut RejectLog,
     report: &mut ReplayReport,
 ) -> Result<(), InputError> {
-    let mut reader =
-        DocumentReader::open(input).map_err(|e| InputError::Read(input.display_name(), format!("cannot open: {e}")))?;
     let name = reader.name().to_owned();
-    let read_error = |e: LineError| InputError::Read(name.clone(), e.to_string());
-    let is_json = match reader.peek_first_line().map_err(read_error)? {
-        None => return Ok(()),
-        Some(line) => matches!(line.trim_ascii_start().first(), Some(b'{' | b'[')),
+    // A line over the size limit was skipped by the reader: a located
+    // reject, and the input goes on. Any other read error ends it.
+    let read_error = |err: LineError, converter: &mut RecordConverter, rejects: &mut RejectLog| match err {
+        LineError::TooLong { line, limit } => converter
+            .reject_unreadable(&name, line, &crate::convert::too_long_reason(limit), rejects)
+            .map_err(InputError::Sink),
+        err => Err(InputError::Read(name.clone(), err.to_string())),
     };
-    let from_stdin = *input == InputPath::Stdin;
+    let is_json = match reader.holds_json() {
+        Ok(None) => return Ok(()),
+        Ok(Some(is_json)) => is_json,
+        Err(err) => return read_error(err, converter, rejects),
+    };
     if is_json {
         loop {
             if from_stdin {
-                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+                send_before_waiting(reader, sink).map_err(InputError::Sink)?;
             }
-            let Some(doc) = reader.next_document().map_err(read_error)? else { break };
-            let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
-            converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
+            match reader.next_document() {
+                Ok(Some(doc)) => {
+                    let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
+                    converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
+                }
+                Ok(None) => break,
+                Err(err) => read_error(err, converter, rejects)?,
+            }
         }
     } else if sink.rate.is_none() && sink.now.is_none() && sink.sender.takes_line_blocks() {
         // Fast path: whole blocks of lines, copied once.
         let max = sink.sender.batch_bytes();
         loop {
             if from_stdin {
-                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+                send_before_waiting(reader, sink).map_err(InputError::Sink)?;
             }
-            let Some(block) = reader.next_line_block(max).map_err(read_error)? else { break };
+            let block = match reader.next_line_block(max) {
+                Ok(Some(block)) => block,
+                Ok(None) => break,
+                Err(err) => {
+                    read_error(err, converter, rejects)?;
+                    continue;
+                }
+            };
             match sink.sender.append_lines(block).map_err(InputError::Sink)? {
                 Some(count) => {
                     sink.sent += count as u64;
@@ -450,10 +477,13 @@ fn replay_input(
     } else {
         loop {
             if from_stdin {
-                send_before_waiting(&reader, sink).map_err(InputError::Sink)?;
+                send_before_waiting(reader, sink).map_err(InputError::Sink)?;
             }
-            let Some(line) = reader.next_raw_line().map_err(read_error)? else { break };
-            pass_line(&line.bytes[..line.len], sink, report).map_err(InputError::Sink)?;
+            match reader.next_raw_line() {
+                Ok(Some(line)) => pass_line(&line.bytes[..line.len], sink, report).map_err(InputError::Sink)?,
+                Ok(None) => break,
+                Err(err) => read_error(err, converter, rejects)?,
+            }
         }
     }
     Ok(())
@@ -526,7 +556,7 @@ pub fn convert_to_syslog(
         progress: &progress,
         next_progress: Instant::now(),
     };
-    let converted = convert_inputs(&config.inputs, &config.cef, &mut sink, &mut rejects, config.progress);
+    let converted = convert_inputs(config, &mut sink, &mut rejects);
     rejects.finish()?;
     let mut send_report = sender.finish()?;
     let mut report = match converted {

@@ -486,8 +486,16 @@ fn the_archive_converts_back_to_the_same_lines() {
     let inputs: Vec<_> = report.archives.iter().map(|p| cefwire::input::source::InputPath::File(p.clone())).collect();
     let mut writer = LineWriter::create(&OutputPath::File(dir.join("again.cef"))).unwrap();
     let mut rejects = cefwire::rejects::RejectLog::new(10);
-    let converted =
-        cefwire::convert::convert_inputs(&inputs, &CefOptions::default(), &mut writer, &mut rejects, false).unwrap();
+    let config = cefwire::convert::ConvertConfig {
+        inputs,
+        output: OutputPath::File(dir.join("again.cef")),
+        cef: CefOptions::default(),
+        rejects_file: None,
+        show_rejects: 10,
+        progress: false,
+        max_document_bytes: cefwire::input::DEFAULT_MAX_DOCUMENT_BYTES,
+    };
+    let converted = cefwire::convert::convert_inputs(&config, &mut writer, &mut rejects).unwrap();
     writer.finish().unwrap();
     assert_eq!(converted.counts.converted(), 6000);
     assert!(converted.failed_inputs.is_empty());

@@ -5,6 +5,7 @@
 
 mod api;
 mod convert_cli;
+mod files;
 mod golden;
 mod mapping;
 mod roundtrip;

@@ -54,6 +54,23 @@ pub struct ReportArgs {
     pub no_progress: bool,
 }
 
+/// How inputs are read.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// The largest line, or pretty-printed page, held in memory (MiB). A
+    /// longer line is reported as FILE:LINE and skipped; a larger page ends
+    /// that input with an error. Memory use stays about this size.
+    #[arg(long, value_name = "MIB", default_value_t = (crate::input::DEFAULT_MAX_DOCUMENT_BYTES >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub max_document_mb: u64,
+}
+
+impl InputArgs {
+    pub fn max_document_bytes(&self) -> usize {
+        (self.max_document_mb as usize) << 20
+    }
+}
+
 /// How records become CEF lines.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "CEF and syslog header")]

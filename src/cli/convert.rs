@@ -35,6 +35,9 @@ pub struct ConvertArgs {
     pub report: ReportArgs,
 
     #[command(flatten)]
+    pub input: super::common::InputArgs,
+
+    #[command(flatten)]
     pub cef: CefArgs,
 
     #[command(flatten)]
@@ -60,6 +63,7 @@ impl ConvertArgs {
             cef: self.cef.to_options(self.send.is_sending())?,
             rejects_file: self.report.rejects.clone(),
             show_rejects: self.report.show_rejects,
+            max_document_bytes: self.input.max_document_bytes(),
             progress: !self.report.no_progress && !self.report.quiet,
         })
     }

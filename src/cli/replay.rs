@@ -76,6 +76,9 @@ pub struct ReplayArgs {
     pub no_progress: bool,
 
     #[command(flatten)]
+    pub input: super::common::InputArgs,
+
+    #[command(flatten)]
     pub cef: CefArgs,
 }
 
@@ -116,6 +119,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
         time_warp: args.time_warp == TimeWarpArg::Now,
         progress: !args.no_progress,
         show_rejects: args.show_rejects,
+        max_document_bytes: args.input.max_document_bytes(),
         stop,
     };
     let report = run_replay(&config)?;

@@ -3,8 +3,11 @@
 //!
 //! Lines are found with memchr. When the unread tail reaches the end of the
 //! buffer it is rolled to the front; the buffer grows only for a line longer
-//! than itself (up to a hard limit), so memory stays flat whatever the size
-//! of the input.
+//! than itself, never past the line limit, so memory stays flat whatever the
+//! size or shape of the input. A line over the limit is an error that the
+//! caller may step over: the next read skips it (a NUL byte while skipping
+//! ends the input, which is binary, not text). A UTF-8 byte order mark at
+//! the start of the input is dropped.
 
 use crate::json::INPUT_PADDING;
 use std::io::{self, Read};
@@ -24,8 +27,14 @@ pub struct Line<'a> {
 /// Why reading stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum LineError {
-    #[error("line {line} is longer than the limit of {limit} bytes")]
+    /// Recoverable: the next read skips the line.
+    #[error("line {line} is longer than the limit of {} (--max-document-mb); skipped", crate::input::human_limit(*limit))]
     TooLong { line: u64, limit: usize },
+    /// The rest of the input as one document is over the limit.
+    #[error("the document starting on line {line} is larger than the limit of {} (--max-document-mb)", crate::input::human_limit(*limit))]
+    DocumentTooLarge { line: u64, limit: usize },
+    #[error("line {line} holds a NUL byte: the input is binary, not JSON or syslog text")]
+    Binary { line: u64 },
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -41,7 +50,14 @@ pub struct LineReader<R> {
     line_number: u64,
     max_line: usize,
     bytes_read: u64,
+    /// The start of the input was checked for a byte order mark.
+    bom_checked: bool,
+    /// The line at `start` was reported too long: skip it on the next read.
+    skip_pending: bool,
 }
+
+/// The UTF-8 byte order mark some Windows tools write first.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl<R: Read> LineReader<R> {
     pub fn new(inner: R) -> Self {
@@ -58,6 +74,8 @@ impl<R: Read> LineReader<R> {
             line_number: 0,
             max_line: 1 << 30,
             bytes_read: 0,
+            bom_checked: false,
+            skip_pending: false,
         }
     }
 
@@ -79,6 +97,12 @@ impl<R: Read> LineReader<R> {
     /// `\n`, or the end of the data) and whether a `\n` ends it; `None`
     /// when no data is left.
     fn buffer_line(&mut self) -> Result<Option<(usize, bool)>, LineError> {
+        if !self.bom_checked {
+            self.skip_bom()?;
+        }
+        if self.skip_pending {
+            self.skip_long_line()?;
+        }
         let mut searched = self.start;
         let (end, found) = loop {
             if let Some(pos) = memchr::memchr(b'\n', &self.buf[searched..self.end]) {
@@ -92,10 +116,58 @@ impl<R: Read> LineReader<R> {
             }
             searched = self.end;
             let shift = self.start;
-            self.fill()?;
+            self.fill(self.max_line)?;
             searched -= shift;
         };
         Ok((found || self.start < end).then_some((end, found)))
+    }
+
+    /// [`Self::buffer_line`] for a read that consumes the line: a line
+    /// over the limit is skipped by the next read.
+    fn buffer_line_to_consume(&mut self) -> Result<Option<(usize, bool)>, LineError> {
+        let buffered = self.buffer_line();
+        if let Err(LineError::TooLong { .. }) = buffered {
+            self.skip_pending = true;
+        }
+        buffered
+    }
+
+    fn skip_bom(&mut self) -> Result<(), LineError> {
+        while self.end - self.start < BOM.len() && !self.eof {
+            self.fill(self.max_line)?;
+        }
+        if self.buf[self.start..self.end].starts_with(BOM) {
+            self.start += BOM.len();
+        }
+        self.bom_checked = true;
+        Ok(())
+    }
+
+    /// Drops the line at `start` (reported too long) through its `\n`,
+    /// reading without keeping: memory stays at the buffer's size.
+    #[cold]
+    fn skip_long_line(&mut self) -> Result<(), LineError> {
+        let line = self.line_number + 1;
+        loop {
+            match memchr::memchr2(b'\n', 0, &self.buf[self.start..self.end]) {
+                Some(pos) if self.buf[self.start + pos] == 0 => return Err(LineError::Binary { line }),
+                Some(pos) => {
+                    self.start += pos + 1;
+                    break;
+                }
+                None if self.eof => {
+                    self.start = self.end;
+                    break;
+                }
+                None => {
+                    self.start = self.end;
+                    self.fill(self.max_line)?;
+                }
+            }
+        }
+        self.skip_pending = false;
+        self.line_number += 1;
+        Ok(())
     }
 
     /// Several whole lines at once, for callers that pass lines through
@@ -104,7 +176,7 @@ impl<R: Read> LineReader<R> {
     /// no line is buffered. The last line of an input without a final
     /// `\n` comes alone, without one. `None` at the end of the input.
     pub fn next_line_block(&mut self, max: usize) -> Result<Option<&[u8]>, LineError> {
-        let Some((first_end, found)) = self.buffer_line()? else {
+        let Some((first_end, found)) = self.buffer_line_to_consume()? else {
             return Ok(None);
         };
         let start = self.start;
@@ -136,9 +208,28 @@ impl<R: Read> LineReader<R> {
         Ok(self.buffer_line()?.map(|(end, _)| &self.buf[self.start..end]))
     }
 
+    /// What is buffered from the next line on, after reading until it holds
+    /// `lines` line ends, or `bytes` bytes, or the buffer is full, or the
+    /// input ended; nothing is consumed and the buffer does not grow. For
+    /// looking at the first lines of an input before choosing how to read
+    /// it. An error only when the next line itself cannot be buffered.
+    pub fn peek_ahead(&mut self, lines: usize, bytes: usize) -> Result<&[u8], LineError> {
+        self.buffer_line()?;
+        loop {
+            let data = &self.buf[self.start..self.end];
+            let enough = self.eof
+                || data.len() >= bytes.min(self.capacity())
+                || memchr::memchr_iter(b'\n', data).nth(lines.saturating_sub(1)).is_some();
+            if enough {
+                return Ok(&self.buf[self.start..self.end]);
+            }
+            self.fill(self.max_line)?;
+        }
+    }
+
     /// The next line, or `None` at the end of the input.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, LineError> {
-        let Some((line_end, found)) = self.buffer_line()? else {
+        let Some((line_end, found)) = self.buffer_line_to_consume()? else {
             return Ok(None);
         };
         let line_start = self.start;
@@ -154,7 +245,7 @@ impl<R: Read> LineReader<R> {
     /// The next line that holds more than whitespace; blank lines are
     /// consumed (and counted).
     pub fn next_non_blank_line(&mut self) -> Result<Option<Line<'_>>, LineError> {
-        while let Some((end, found)) = self.buffer_line()? {
+        while let Some((end, found)) = self.buffer_line_to_consume()? {
             if !self.buf[self.start..end].iter().all(u8::is_ascii_whitespace) {
                 break;
             }
@@ -171,9 +262,9 @@ impl<R: Read> LineReader<R> {
         let first_line = self.line_number + 1;
         while !self.eof {
             if self.end - self.start > limit {
-                return Err(LineError::TooLong { line: first_line, limit });
+                return Err(LineError::DocumentTooLarge { line: first_line, limit });
             }
-            self.fill()?;
+            self.fill(limit)?;
         }
         let len = self.end - self.start;
         let start = self.start;
@@ -182,15 +273,16 @@ impl<R: Read> LineReader<R> {
     }
 
     /// Makes room and reads more: rolls unread bytes to the front, grows the
-    /// buffer when it is full of one unfinished line.
-    fn fill(&mut self) -> Result<(), LineError> {
+    /// buffer when it is full of one unfinished line, to at most one byte
+    /// over `limit` (enough to tell that a line is over it).
+    fn fill(&mut self, limit: usize) -> Result<(), LineError> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
         }
         if self.end == self.capacity() {
-            let grown = self.capacity() * 2;
+            let grown = (self.capacity() * 2).min(limit.saturating_add(1)).max(self.capacity() + 1);
             self.buf.resize(grown + INPUT_PADDING, 0);
         }
         let capacity = self.capacity();

@@ -2,9 +2,15 @@
 //! parser.
 //!
 //! An input is read line by line (NDJSON: one record, or one API page, per
-//! line) unless its first non-blank line is not a complete object — a
-//! pretty-printed page or a bare array — in which case the whole input is
-//! one document. This module finds documents; it never parses them.
+//! line) unless it opens a document that spans lines — a pretty-printed
+//! page or bare array — in which case the whole input is one document. The
+//! choice looks at the first few lines, not only the first: NDJSON whose
+//! first line is bad (truncated, trailing garbage) is still NDJSON, and
+//! that line is one bad document among good ones. No document is held
+//! beyond `max_document_bytes` (`--max-document-mb`): a longer line is
+//! reported and skipped, a larger whole document ends the input with an
+//! error naming its line. This module finds documents; it never parses
+//! them.
 
 pub mod lines;
 pub mod source;
@@ -13,9 +19,22 @@ use lines::{LineError, LineReader};
 use source::{Compression, InputPath, OpenInput};
 use std::io::Read;
 
-/// A single whole-document input larger than this is refused (NDJSON has
-/// no such limit: it is streamed).
-pub const MAX_DOCUMENT_BYTES: usize = 2 << 30;
+/// Default of `--max-document-mb`: the largest line or whole-document
+/// input held in memory. An API page of 5000 records is about 10 MB.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 32 << 20;
+
+/// How many lines, and bytes, layout detection looks at.
+const DETECT_LINES: usize = 4;
+const DETECT_BYTES: usize = 256 * 1024;
+
+/// A byte limit for messages, in MiB when it is a whole number of them.
+pub fn human_limit(bytes: usize) -> String {
+    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
+        format!("{} MiB", bytes >> 20)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
 
 /// How an input holds its documents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +63,7 @@ pub struct DocumentReader {
     compression: Compression,
     size: Option<u64>,
     raw_bytes_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    max_document: usize,
 }
 
 impl DocumentReader {
@@ -53,14 +73,24 @@ impl DocumentReader {
     }
 
     pub fn from_input(input: OpenInput) -> Self {
+        let mut lines = LineReader::new(input.reader);
+        lines.set_max_line(DEFAULT_MAX_DOCUMENT_BYTES);
         Self {
             name: input.name,
-            lines: LineReader::new(input.reader),
+            lines,
             layout: None,
             compression: input.compression,
             size: input.size,
             raw_bytes_read: input.raw_bytes_read,
+            max_document: DEFAULT_MAX_DOCUMENT_BYTES,
         }
+    }
+
+    /// The largest line, or whole-document input, held in memory.
+    pub fn with_max_document(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self.lines.set_max_line(bytes);
+        self
     }
 
     /// A reader over bytes already in memory (tests, API bodies).
@@ -114,7 +144,7 @@ impl DocumentReader {
         };
         match layout {
             Layout::Whole => {
-                let (line, bytes, len) = self.lines.read_rest(MAX_DOCUMENT_BYTES)?;
+                let (line, bytes, len) = self.lines.read_rest(self.max_document)?;
                 if bytes[..len].iter().all(u8::is_ascii_whitespace) {
                     return Ok(None);
                 }
@@ -129,20 +159,21 @@ impl DocumentReader {
         }
     }
 
-    /// The first line that is not blank, not consumed (blank lines before
-    /// it are), or `None` for an empty input. Lets a caller tell JSON from
-    /// already-rendered lines before reading anything.
-    pub fn peek_first_line(&mut self) -> Result<Option<&[u8]>, LineError> {
-        loop {
-            let blank = match self.lines.peek_line()? {
-                None => return Ok(None),
-                Some(line) => line.trim_ascii().is_empty(),
-            };
-            if !blank {
-                return self.lines.peek_line();
-            }
-            self.lines.next_line()?;
+    /// Whether the input holds JSON (NDJSON or pages) rather than
+    /// already-rendered lines: one of its first non-blank lines starts with
+    /// `{` or `[`. Nothing is consumed. `None` for an empty input.
+    pub fn holds_json(&mut self) -> Result<Option<bool>, LineError> {
+        let head = match self.lines.peek_ahead(DETECT_LINES * 2, DETECT_BYTES) {
+            Ok(head) => head,
+            // Too long to look at: the line readers report it in turn.
+            Err(LineError::TooLong { .. }) => return Ok(Some(false)),
+            Err(err) => return Err(err),
+        };
+        let mut lines = non_blank_lines(head).take(DETECT_LINES * 2).peekable();
+        if lines.peek().is_none() {
+            return Ok(None);
         }
+        Ok(Some(lines.any(|line| matches!(line.first(), Some(b'{' | b'[')))))
     }
 
     /// Whole lines in one block, for inputs of already-rendered lines
@@ -163,21 +194,42 @@ impl DocumentReader {
         self.lines.next_line()
     }
 
-    /// NDJSON when the first non-blank line is a whole object on its own.
+    /// NDJSON unless the first non-blank line opens a document that goes
+    /// on over the next lines: a lone `{` or `[`, or one that starts with
+    /// either and is not whole, followed by lines none of which is a whole
+    /// object (in NDJSON with a bad first line, the next lines are).
     fn detect_layout(&mut self) -> Result<Layout, LineError> {
-        loop {
-            let Some(line) = self.lines.peek_line()? else {
-                return Ok(Layout::Lines);
-            };
-            let trimmed = line.trim_ascii();
-            if trimmed.is_empty() {
-                self.lines.next_line()?;
-                continue;
-            }
-            let whole_object = trimmed.first() == Some(&b'{') && trimmed.last() == Some(&b'}');
-            return Ok(if whole_object { Layout::Lines } else { Layout::Whole });
+        let head = match self.lines.peek_ahead(DETECT_LINES, DETECT_BYTES) {
+            Ok(head) => head,
+            // A first line over the limit is reported as such, line by line.
+            Err(LineError::TooLong { .. }) => return Ok(Layout::Lines),
+            Err(err) => return Err(err),
+        };
+        let mut lines = non_blank_lines(head);
+        let Some(first) = lines.next() else { return Ok(Layout::Lines) };
+        if first == b"{" || first == b"[" {
+            return Ok(Layout::Whole);
+        }
+        let opens_document = matches!(first.first(), Some(b'{' | b'[')) && !is_whole_value(first);
+        if opens_document && !lines.take(DETECT_LINES - 1).any(is_whole_object) {
+            Ok(Layout::Whole)
+        } else {
+            Ok(Layout::Lines)
         }
     }
+}
+
+/// The lines of `head` with something on them, trimmed.
+fn non_blank_lines(head: &[u8]) -> impl Iterator<Item = &[u8]> {
+    head.split(|&b| b == b'\n').map(<[u8]>::trim_ascii).filter(|line| !line.is_empty())
+}
+
+fn is_whole_object(line: &[u8]) -> bool {
+    line.first() == Some(&b'{') && line.last() == Some(&b'}')
+}
+
+fn is_whole_value(line: &[u8]) -> bool {
+    is_whole_object(line) || (line.first() == Some(&b'[') && line.last() == Some(&b']'))
 }
 
 #[cfg(test)]

@@ -3,10 +3,14 @@
 //!
 //! Errors name the input. A truncated or corrupt compressed stream shows
 //! up as a read error from the returned reader, which the line reader
-//! reports with the input's name.
+//! reports with the input's name. So does a decompression bomb: output
+//! more than [`MAX_RATIO`] times the compressed bytes read (past the first
+//! [`RATIO_GRACE`]), or a zstd frame asking for a window over
+//! 2^[`ZSTD_WINDOW_LOG_MAX`] bytes, ends the input before memory or time
+//! run away.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,9 +86,16 @@ impl<R: Read> Read for CountingReader<R> {
 /// Read buffer for raw (possibly compressed) bytes.
 const RAW_BUFFER: usize = 256 * 1024;
 
+/// Decompressed output may be at most this many times the compressed input
+/// read so far. Real records compress 10–50×; a bomb, thousands of times.
+pub const MAX_RATIO: u64 = 1000;
+/// Output below this is never called a bomb (a small, very regular file).
+pub const RATIO_GRACE: u64 = 64 << 20;
+/// Largest zstd window accepted: 16 MiB (the level 19 default is 8 MiB).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
 /// Opens `path` and wraps it in the right decoder.
 pub fn open(path: &InputPath) -> io::Result<OpenInput> {
-    let name = path.display_name();
     let (raw, size): (Box<dyn Read + Send>, Option<u64>) = match path {
         InputPath::Stdin => (Box::new(io::stdin()), None),
         InputPath::File(p) => {
@@ -93,16 +104,68 @@ pub fn open(path: &InputPath) -> io::Result<OpenInput> {
             (Box::new(file), size)
         }
     };
+    open_reader(path.display_name(), raw, size)
+}
+
+/// Wraps an opened byte stream in the decoder its first bytes ask for.
+pub fn open_reader(name: String, raw: Box<dyn Read + Send>, size: Option<u64>) -> io::Result<OpenInput> {
     let raw_bytes_read = Arc::new(AtomicU64::new(0));
-    let counted = CountingReader { inner: raw, count: Arc::clone(&raw_bytes_read) };
-    let mut buffered = BufReader::with_capacity(RAW_BUFFER, counted);
-    let compression = Compression::sniff(fill_at_least(&mut buffered, 4)?);
+    let mut counted = CountingReader { inner: raw, count: Arc::clone(&raw_bytes_read) };
+    // A pipe may hand over the magic number in pieces: read until it is
+    // whole (or the input ends), then put it back in front.
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match counted.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let compression = Compression::sniff(&head[..got]);
+    let buffered = BufReader::with_capacity(RAW_BUFFER, io::Cursor::new(head[..got].to_vec()).chain(counted));
     let reader: Box<dyn Read + Send> = match compression {
-        Compression::None => Box::new(buffered),
+        Compression::None => {
+            return Ok(OpenInput { name, reader: Box::new(buffered), compression, size, raw_bytes_read });
+        }
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(buffered)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(decoder)
+        }
     };
+    let reader = Box::new(BombGuard { inner: reader, compressed: Arc::clone(&raw_bytes_read), decompressed: 0 });
     Ok(OpenInput { name, reader, compression, size, raw_bytes_read })
+}
+
+/// Ends a decompressed stream that grows out of all proportion.
+struct BombGuard<R> {
+    inner: R,
+    compressed: Arc<AtomicU64>,
+    decompressed: u64,
+}
+
+impl<R: Read> Read for BombGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.decompressed += n as u64;
+        if self.decompressed > RATIO_GRACE {
+            let compressed = self.compressed.load(Ordering::Relaxed).max(1);
+            if self.decompressed / compressed > MAX_RATIO {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "decompresses to more than {MAX_RATIO} times its size ({} MiB from {} KiB): refused as a decompression bomb",
+                        self.decompressed >> 20,
+                        compressed.div_ceil(1024)
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn open_file(path: &Path) -> io::Result<File> {
@@ -111,15 +174,6 @@ fn open_file(path: &Path) -> io::Result<File> {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "is a directory"));
     }
     Ok(file)
-}
-
-/// Peeks at up to `n` bytes without consuming them (fewer at end of input).
-fn fill_at_least<R: Read>(reader: &mut BufReader<R>, n: usize) -> io::Result<&[u8]> {
-    // A pipe may deliver fewer than `n` bytes per read; BufReader cannot be
-    // asked to top up, so a short first read is accepted as it is. Magic
-    // numbers are 2 or 4 bytes and arrive in one piece in practice.
-    let available = reader.fill_buf()?;
-    Ok(&available[..available.len().min(n)])
 }
 
 #[cfg(test)]

@@ -1,0 +1,150 @@
+//! The file → syslog path (`convert`, `replay`): inputs are read line by
+//! line whatever their first line holds, and no record is lost to the
+//! shape of the input (issue 9).
+
+use crate::util::sink::SinkProcess;
+use crate::util::{cefwire, json_u64, run, stderr, stdout, wait_or_kill};
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+fn activity(n: usize) -> String {
+    format!(
+        r#"{{"_id":"a{n}","timestamp":1511373004000,"eventTypeName":"EVENT_CATEGORY_LOGIN","description":"ok {n}"}}"#
+    )
+}
+
+/// `count` good NDJSON records, one per line.
+fn good_lines(count: usize) -> String {
+    (0..count).map(|n| activity(n) + "\n").collect()
+}
+
+fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_bad_first_line_is_one_reject_and_the_rest_converts() {
+    for (what, first) in [
+        ("truncated", r#"{"_id":"cut","timestamp":15113730"#.to_owned()),
+        ("trailing garbage", format!("{} garbage", activity(9999))),
+        ("half an object", "{\"_id\": \"x\",".to_owned()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write_file(&dir, "in.ndjson", format!("{first}\n{}", good_lines(1000)).as_bytes());
+        let rejects = dir.path().join("rejects.ndjson");
+        let out = run(&["convert", &file, "--rejects", rejects.to_str().unwrap()], b"");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{what}: one rejected record gives exit 3\n{err}");
+        assert_eq!(stdout(&out).lines().count(), 1000, "{what}: every good line converts\n{err}");
+        assert!(err.lines().any(|l| l.starts_with(&format!("{file}:1: "))), "{what}: reject located at line 1:\n{err}");
+        assert!(err.contains("converted 1000 of 1001 records"), "{what}: {err}");
+        assert_eq!(std::fs::read_to_string(&rejects).unwrap(), format!("{first}\n"), "{what}: kept verbatim");
+    }
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped_by_convert_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "bom.ndjson", format!("\u{FEFF}{}", good_lines(50)).as_bytes());
+    let out = run(&["convert", &file], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 50);
+
+    let received = dir.path().join("received");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "50", "--timeout", "120s", "--out", received.to_str().unwrap()],
+    );
+    let mut replay = cefwire()
+        .args(["replay", &file, "--to", &sink.url, "--no-progress", "--report", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_or_kill(&mut replay, Duration::from_secs(120), "cefwire replay");
+    assert!(status.success(), "replay of a BOM-prefixed NDJSON");
+    let (status, report) = sink.report(Duration::from_secs(150));
+    assert!(status.success(), "sink: {report}");
+    assert_eq!(json_u64(&report, "messages"), 50, "{report}");
+    let text = std::fs::read_to_string(&received).unwrap();
+    for line in text.lines() {
+        assert!(line.contains("CEF:0|") && !line.contains("\"_id\""), "raw JSON sent as if it were CEF: {line}");
+    }
+}
+
+/// Writes `data` to cefwire's stdin in two writes with a pause between
+/// them, the first holding only `split` bytes (a pipe hands them over
+/// separately).
+fn convert_from_split_pipe(data: &[u8], split: usize) -> std::process::Output {
+    let mut child = cefwire()
+        .args(["convert", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = data.to_vec();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&data[..split]).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = stdin.write_all(&data[split..]);
+    });
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    out
+}
+
+#[test]
+fn compression_magic_split_across_pipe_writes_is_detected() {
+    let plain = good_lines(200);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(plain.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(plain.as_bytes(), 3).unwrap();
+    for (what, data, split) in [("gzip", &gz, 1), ("zstd", &zst, 1), ("zstd", &zst, 3)] {
+        let out = convert_from_split_pipe(data, split);
+        assert_eq!(out.status.code(), Some(0), "{what} split after {split} bytes: {}", stderr(&out));
+        assert_eq!(stdout(&out).lines().count(), 200, "{what} split after {split} bytes");
+    }
+}
+
+#[test]
+fn a_line_over_the_document_limit_is_one_reject_and_memory_stays_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = format!(r#"{{"_id":"big","timestamp":1,"description":"{}"}}"#, "x".repeat(3 << 20));
+    let file = write_file(&dir, "in.ndjson", format!("{}{long}\n{}", good_lines(10), good_lines(10)).as_bytes());
+    let out = run(&["convert", &file, "--max-document-mb", "1"], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert_eq!(stdout(&out).lines().count(), 20, "{err}");
+    assert!(err.contains(&format!("{file}:11: line longer than the limit of 1 MiB")), "{err}");
+}
+
+#[test]
+fn binary_input_ends_with_a_clear_error() {
+    let out = run(&["convert", "/dev/zero", "--max-document-mb", "1"], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("holds a NUL byte: the input is binary"), "{err}");
+}
+
+#[test]
+fn a_decompression_bomb_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.zst");
+    let mut encoder = zstd::stream::write::Encoder::new(std::fs::File::create(&path).unwrap(), 19).unwrap();
+    let chunk = vec![b'\n'; 1 << 20];
+    for _ in 0..200 {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.finish().unwrap();
+    let out = run(&["convert", path.to_str().unwrap()], b"");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("refused as a decompression bomb"), "{err}");
+}
