@@ -148,3 +148,35 @@ fn a_decompression_bomb_is_refused() {
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("refused as a decompression bomb"), "{err}");
 }
+
+#[test]
+fn an_output_or_rejects_file_that_is_an_input_is_refused_before_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let content = good_lines(20);
+    let file = write_file(&dir, "in.ndjson", content.as_bytes());
+    let link = dir.path().join("link.ndjson");
+    std::fs::hard_link(&file, &link).unwrap();
+    let link = link.to_str().unwrap();
+    let dotted = format!("{}/./in.ndjson", dir.path().display());
+    for args in [
+        vec!["convert", &file, "-o", &file],
+        vec!["convert", &file, "-o", link],
+        vec!["convert", &file, "-o", &dotted],
+        vec!["convert", &file, "--rejects", &file],
+        vec!["convert", "-", &file, "--rejects", link, "-o", "/dev/null"],
+    ] {
+        let out = run(&args, b"");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("writing it would destroy the records being read"), "{args:?}: {err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), content, "{args:?}: the input was changed");
+    }
+    // Stdin redirected from the file that -o names.
+    let out = cefwire().args(["convert", "-o", &file]).stdin(std::fs::File::open(&file).unwrap()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // Stdout appended to the input file (`>>`).
+    let appended = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    let out = cefwire().args(["convert", &file]).stdout(appended).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), content, "the input was changed");
+}

@@ -54,12 +54,33 @@ impl ConvertArgs {
         if inputs.iter().filter(|i| **i == InputPath::Stdin).count() > 1 {
             super::usage!("stdin (-) can be given only once");
         }
+        let output = match self.output.clone() {
+            Some(path) if path.as_os_str() != "-" => OutputPath::File(path),
+            _ => OutputPath::Stdout,
+        };
+        let written = [
+            (
+                "output (-o)",
+                match &output {
+                    OutputPath::File(path) => Some(path.as_path()),
+                    // Redirected to a file with `>>`: that file is written too.
+                    OutputPath::Stdout => Some(std::path::Path::new("/proc/self/fd/1")),
+                },
+            ),
+            ("rejects file (--rejects)", self.report.rejects.as_deref()),
+        ];
+        for (what, target) in written {
+            let Some(target) = target else { continue };
+            if let Some(input) = inputs.iter().find(|input| input.is_written_by(target)) {
+                super::usage!(
+                    "the {what} is the input {}: writing it would destroy the records being read",
+                    input.display_name()
+                );
+            }
+        }
         Ok(ConvertConfig {
             inputs,
-            output: match self.output.clone() {
-                Some(path) if path.as_os_str() != "-" => OutputPath::File(path),
-                _ => OutputPath::Stdout,
-            },
+            output,
             cef: self.cef.to_options(self.send.is_sending())?,
             rejects_file: self.report.rejects.clone(),
             show_rejects: self.report.show_rejects,

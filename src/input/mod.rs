@@ -199,6 +199,18 @@ impl DocumentReader {
     /// either and is not whole, followed by lines none of which is a whole
     /// object (in NDJSON with a bad first line, the next lines are).
     fn detect_layout(&mut self) -> Result<Layout, LineError> {
+        // Blank lines before the first document are consumed (and counted),
+        // so that a whole document starts on its first line.
+        loop {
+            match self.lines.peek_line() {
+                Ok(Some(line)) if line.trim_ascii().is_empty() => {
+                    self.lines.next_line()?;
+                }
+                Ok(_) => break,
+                Err(LineError::TooLong { .. }) => return Ok(Layout::Lines),
+                Err(err) => return Err(err),
+            }
+        }
         let head = match self.lines.peek_ahead(DETECT_LINES, DETECT_BYTES) {
             Ok(head) => head,
             // A first line over the limit is reported as such, line by line.

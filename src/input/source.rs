@@ -35,6 +35,33 @@ impl InputPath {
             Self::File(path) => path.display().to_string(),
         }
     }
+
+    /// Whether writing to `target` would write over this input: the same
+    /// path as given, or the same file (device and inode; stdin's is
+    /// that of whatever it was redirected from). Asked before an output is
+    /// opened for writing, which would truncate it.
+    pub fn is_written_by(&self, target: &Path) -> bool {
+        if let Self::File(path) = self
+            && path == target
+        {
+            return true;
+        }
+        let input = match self {
+            Self::Stdin => Path::new("/proc/self/fd/0"),
+            Self::File(path) => path.as_path(),
+        };
+        same_file(input, target)
+    }
+}
+
+/// Both paths exist and name one regular file (device and inode; a
+/// terminal or pipe shared by stdin and stdout is not one).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.is_file() && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// The compression detected from magic bytes.
