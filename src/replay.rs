@@ -39,6 +39,10 @@ pub struct ReplayConfig {
     pub show_rejects: u64,
     /// The largest line or whole-document input held in memory.
     pub max_document_bytes: usize,
+    /// Pass rendered lines exactly as they are, even those without
+    /// `<PRI>` (`--raw-lines`; streams then use octet counting). Otherwise
+    /// a line without one gets the configured PRI in front when sent.
+    pub raw_lines: bool,
     /// Set by SIGINT/SIGTERM.
     pub stop: Stop,
 }
@@ -262,6 +266,10 @@ struct Pacer<'a> {
     not_restamped: u64,
     progress: &'a Progress,
     next_progress: Instant,
+    /// Put in front of a rendered line that has no `<PRI>` of its own: a
+    /// receiver takes the leading digit of a bare timestamp for an octet
+    /// count and splits the stream (rsyslog, syslog-ng).
+    pri_for_bare_lines: Option<u8>,
 }
 
 /// The pacer ends the input loop (a stop, or `--duration` reached) with
@@ -358,6 +366,7 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
         not_restamped: 0,
         progress: &progress,
         next_progress: started,
+        pri_for_bare_lines: if config.raw_lines { None } else { config.cef.header.pri },
     };
     let loops = config.loops.unwrap_or(if config.duration.is_some() { u64::MAX } else { 1 });
     let mut outcome = Ok(());
@@ -461,7 +470,9 @@ fn replay_input(
                     continue;
                 }
             };
-            match sink.sender.append_lines(block).map_err(InputError::Sink)? {
+            let as_they_are = sink.pri_for_bare_lines.is_none() || every_line_has_pri(block);
+            let appended = if as_they_are { sink.sender.append_lines(block).map_err(InputError::Sink)? } else { None };
+            match appended {
                 Some(count) => {
                     sink.sent += count as u64;
                     report.passed_through += count as u64;
@@ -496,14 +507,33 @@ fn pass_line(line: &[u8], sink: &mut Pacer<'_>, report: &mut ReplayReport) -> io
     if line.is_empty() {
         return Ok(());
     }
+    let pri = sink.pri_for_bare_lines.filter(|_| pri_len(line).is_none());
     let buffer = sink.buffer();
     let start = buffer.len();
+    if let Some(pri) = pri {
+        buffer.push(b'<');
+        let mut digits = itoa::Buffer::new();
+        buffer.extend_from_slice(digits.format(pri).as_bytes());
+        buffer.push(b'>');
+    }
     buffer.extend_from_slice(line);
     let before = sink.sender.messages_accepted();
     let committed = sink.commit(start);
     // Counted when the sender took it, even if the run stops right after.
     report.passed_through += sink.sender.messages_accepted() - before;
     committed
+}
+
+/// The length of the `<PRI>` (`<` 1–3 digits `>`) a line starts with.
+fn pri_len(line: &[u8]) -> Option<usize> {
+    let rest = line.strip_prefix(b"<")?;
+    let digits = rest.iter().take(4).take_while(|b| b.is_ascii_digit()).count();
+    ((1..=3).contains(&digits) && rest.get(digits) == Some(&b'>')).then_some(digits + 2)
+}
+
+/// Whether every line of a block of whole lines starts with `<PRI>`.
+fn every_line_has_pri(block: &[u8]) -> bool {
+    block.split(|&b| b == b'\n').filter(|line| !line.is_empty()).all(|line| pri_len(line).is_some())
 }
 
 /// A live stdin (`tail -f … | cefwire replay -`) may go quiet for a long
@@ -555,6 +585,7 @@ pub fn convert_to_syslog(
         not_restamped: 0,
         progress: &progress,
         next_progress: Instant::now(),
+        pri_for_bare_lines: None,
     };
     let converted = convert_inputs(config, &mut sink, &mut rejects);
     rejects.finish()?;

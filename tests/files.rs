@@ -180,3 +180,138 @@ fn an_output_or_rejects_file_that_is_an_input_is_refused_before_opening() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), content, "the input was changed");
 }
+
+#[test]
+fn flag_values_are_validated_and_contradictions_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "in.ndjson", good_lines(3).as_bytes());
+    for (args, reason) in [
+        (vec!["replay", &file, "--to", "udp://127.0.0.1:9", "--rate", "1e-20"], "--rate must be"),
+        (vec!["replay", &file, "--to", "udp://127.0.0.1:9", "--rate", "1e300"], "--rate must be"),
+        (vec!["convert", "--hostname", &file], "is a file, not a name"),
+        (vec!["replay", "--to", "udp://127.0.0.1:9", "--hostname", &file], "is a file, not a name"),
+        (vec!["convert", &file, "--header", "rfc5424", "--no-pri"], "--no-pri contradicts --header rfc5424"),
+    ] {
+        let out = run(&args, b"");
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(reason), "{args:?}: expected {reason:?} in {err}");
+        assert!(stdout(&out).is_empty(), "{args:?}: nothing converted");
+    }
+}
+
+/// One way of sending to a receiver: cefwire's arguments (without `--to`),
+/// the messages the receiver must then hold, in order, and whether they go
+/// octet-counted (syslog-ng takes that framing on another source).
+struct Sending {
+    what: &'static str,
+    args: Vec<String>,
+    expected: Vec<String>,
+    octet: bool,
+}
+
+fn lines_of(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_owned).collect()
+}
+
+/// Sends, then waits for the receiver's file to hold the expected number
+/// of messages and to stop growing, and compares message by message.
+fn send_and_compare(sending: &Sending, receiver: &str, url: &str, out: &std::path::Path, log: &dyn Fn() -> String) {
+    let context = format!("{receiver}, {}", sending.what);
+    let output = cefwire().args(&sending.args).args(["--to", url]).output().unwrap();
+    assert!(output.status.success(), "{context}: cefwire failed: {}", stderr(&output));
+    let count = || std::fs::read(out).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while count() < sending.expected.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{context}: {} of {} messages arrived\n{}",
+            count(),
+            sending.expected.len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    crate::util::rsyslog::Rsyslog::wait_until_quiet(out, Duration::from_secs(1), Duration::from_secs(60));
+    let got = std::fs::read_to_string(out).unwrap();
+    crate::util::assert_same_lines(&context, &(sending.expected.join("\n") + "\n"), &got);
+}
+
+#[test]
+fn rsyslog_and_syslog_ng_receive_exactly_the_messages_sent() {
+    use crate::util::rsyslog::Rsyslog;
+    use crate::util::syslog_ng::SyslogNg;
+    let (with_rsyslog, with_syslog_ng) = (Rsyslog::available(), SyslogNg::available());
+    if !with_rsyslog && !with_syslog_ng {
+        return;
+    }
+    let dir = crate::util::Scratch::new("frames");
+    let ndjson = dir.join("in.ndjson");
+    std::fs::write(&ndjson, good_lines(300)).unwrap();
+    let ndjson = ndjson.to_str().unwrap().to_owned();
+    let render = |name: &str, extra: &[&str]| {
+        let path = dir.join(name);
+        crate::util::run_ok(cefwire().args(["convert", &ndjson, "-q", "-o"]).arg(&path).args(extra));
+        path
+    };
+    let default = render("default.cef", &[]);
+    let no_pri = render("no-pri.cef", &["--no-pri", "--hostname=h1"]);
+    let rfc3164 = render("rfc3164.cef", &["--time-format", "rfc3164"]);
+    let raw = dir.join("raw.cef");
+    let raw_lines: Vec<String> = lines_of(&default).iter().map(|l| l[l.find("CEF:0|").unwrap()..].to_owned()).collect();
+    std::fs::write(&raw, raw_lines.join("\n") + "\n").unwrap();
+    let with_pri = |path: &std::path::Path| lines_of(path).iter().map(|l| format!("<134>{l}")).collect::<Vec<_>>();
+    let replay = |path: &std::path::Path, extra: &[&str]| {
+        let mut args: Vec<String> = ["replay", path.to_str().unwrap(), "--no-progress", "--facility", "local0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["--severity".to_owned(), "info".to_owned()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let sendings = [
+        Sending {
+            what: "convert's default output",
+            args: replay(&default, &[]),
+            expected: with_pri(&default),
+            octet: false,
+        },
+        Sending {
+            what: "convert --no-pri",
+            args: ["convert", &ndjson, "-q", "--no-pri", "--hostname=h1"].iter().map(|s| s.to_string()).collect(),
+            expected: lines_of(&no_pri),
+            octet: true,
+        },
+        Sending {
+            what: "--time-format rfc3164 output",
+            args: replay(&rfc3164, &[]),
+            expected: with_pri(&rfc3164),
+            octet: false,
+        },
+        Sending { what: "raw CEF lines", args: replay(&raw, &[]), expected: with_pri(&raw), octet: false },
+        Sending {
+            what: "raw CEF lines, --raw-lines",
+            args: replay(&raw, &["--raw-lines"]),
+            expected: raw_lines.clone(),
+            octet: true,
+        },
+        Sending {
+            what: "--no-pri output, --raw-lines",
+            args: replay(&no_pri, &["--raw-lines"]),
+            expected: lines_of(&no_pri),
+            octet: true,
+        },
+    ];
+    for (n, sending) in sendings.iter().enumerate() {
+        if with_rsyslog {
+            let rsyslog = Rsyslog::start(&dir.join(format!("rsyslog-{n}")));
+            send_and_compare(sending, "rsyslog", &rsyslog.tcp_url(), &rsyslog.out, &|| rsyslog.stderr_text());
+        }
+        if with_syslog_ng {
+            let syslog_ng = SyslogNg::start(&dir.join(format!("syslog-ng-{n}")));
+            let (url, out) = syslog_ng.source(sending.octet);
+            send_and_compare(sending, "syslog-ng", &url, out, &|| syslog_ng.internal_log());
+        }
+    }
+}

@@ -151,7 +151,10 @@ impl BackfillArgs {
         }
         let destination = match (self.send.is_sending(), &self.output) {
             (true, Some(_)) => usage!("-o/--output and --to exclude each other"),
-            (true, None) => Some(Destination::Syslog(Box::new(self.send.to_config(stop.clone())?))),
+            (true, None) => {
+                let with_pri = self.cef.to_options(true)?.header.pri.is_some();
+                Some(Destination::Syslog(Box::new(self.send.to_config(stop.clone(), with_pri)?)))
+            }
             (false, Some(path)) if path.as_os_str() == "-" => Some(Destination::File(OutputPath::Stdout)),
             (false, Some(path)) => Some(Destination::File(OutputPath::File(path.clone()))),
             (false, None) if self.dry_run => None,

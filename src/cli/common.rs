@@ -128,6 +128,12 @@ impl CefArgs {
         let facility = parse_facility(&self.facility).map_err(|e| super::UsageError(format!("--facility {e}")))?;
         let severity = parse_severity(&self.severity).map_err(|e| super::UsageError(format!("--severity {e}")))?;
         let pri = facility * 8 + severity;
+        if self.header == HeaderArg::Rfc5424 && self.no_pri {
+            return Err(super::UsageError(
+                "--no-pri contradicts --header rfc5424: an RFC 5424 header starts with <PRI>1".to_owned(),
+            )
+            .into());
+        }
         let with_pri = if self.pri {
             true
         } else if self.no_pri {
@@ -136,6 +142,13 @@ impl CefArgs {
             sending
         };
         let hostname = match (&self.hostname, self.no_hostname) {
+            (Some(name), _) if !name.is_empty() && std::path::Path::new(name).exists() => {
+                // `--hostname FILE` took the input for a name and would read stdin.
+                return Err(super::UsageError(format!(
+                    "--hostname {name:?} is a file, not a name: write --hostname=NAME, or put the inputs first"
+                ))
+                .into());
+            }
             (Some(name), _) if !name.is_empty() => {
                 Some(validate_hostname(name).map_err(|e| super::UsageError(format!("--hostname {e}")))?)
             }

@@ -25,6 +25,11 @@ pub enum TimeWarpArg {
     Now,
 }
 
+/// The slowest and fastest `--rate` (messages per second): the interval
+/// between two messages must be a duration the pacer can hold.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1e9;
+
 #[derive(Args, Debug)]
 #[command(
     about = "Send NDJSON records or CEF/syslog lines to syslog, paced, looped, measured",
@@ -75,6 +80,12 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub no_progress: bool,
 
+    /// Send already-rendered lines exactly as they are, even those that
+    /// do not start with <PRI> (by default such a line gets one, from
+    /// --facility/--severity); streams then use octet counting.
+    #[arg(long)]
+    pub raw_lines: bool,
+
     #[command(flatten)]
     pub input: super::common::InputArgs,
 
@@ -94,8 +105,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
     if inputs.contains(&InputPath::Stdin) && args.loops.is_some_and(|n| n > 1) {
         usage!("--loop cannot re-read stdin");
     }
-    if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        usage!("--rate must be a positive number of messages per second");
+    if args.rate.is_some_and(|r| !(MIN_RATE..=MAX_RATE).contains(&r)) {
+        usage!("--rate must be a number of messages per second from {MIN_RATE} (one every 1000 s) to {MAX_RATE:e}");
     }
     if args.loops == Some(0) {
         usage!("--loop must be at least 1");
@@ -109,10 +120,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
         None => None,
     };
     let stop = Stop::on_signals()?;
+    let cef = args.cef.to_options(true)?;
+    let send = args.send.to_config(stop.clone(), cef.header.pri.is_some() && !args.raw_lines)?;
     let config = ReplayConfig {
         inputs,
-        cef: args.cef.to_options(true)?,
-        send: args.send.to_config(stop.clone())?,
+        cef,
+        send,
+        raw_lines: args.raw_lines,
         rate: args.rate,
         loops: args.loops,
         duration,

@@ -93,8 +93,11 @@ impl SendArgs {
         !self.to.is_empty()
     }
 
-    /// The validated sender settings.
-    pub fn to_config(&self, stop: Stop) -> anyhow::Result<SendConfig> {
+    /// The validated sender settings. Messages that do not start with
+    /// `<PRI>` (`--no-pri`, `--raw-lines`) go over streams octet-counted:
+    /// newline framing would have a receiver take a leading digit (a bare
+    /// timestamp) for an octet count and split the stream.
+    pub fn to_config(&self, stop: Stop, messages_start_with_pri: bool) -> anyhow::Result<SendConfig> {
         let mut destinations = Vec::new();
         for url in &self.to {
             match Destination::parse(url) {
@@ -113,8 +116,14 @@ impl SendArgs {
         }
         let has_tls = destinations.iter().any(|d| d.transport == Transport::Tls);
         let has_udp = destinations.iter().any(|d| d.transport == Transport::Udp);
+        let has_stream = destinations.iter().any(|d| d.transport != Transport::Udp);
         let framing = match self.framing {
+            FramingArg::Auto if !messages_start_with_pri && has_stream => Some(Framing::OctetCounting),
             FramingArg::Auto => None,
+            FramingArg::Lf if !messages_start_with_pri && has_stream => usage!(
+                "--framing lf with messages that do not start with <PRI> (--no-pri, --raw-lines): a receiver \
+                 takes their leading digit for an octet count and splits them; leave --framing out (octet counting)"
+            ),
             FramingArg::Lf if has_tls => {
                 usage!("--framing lf cannot be used with tls:// (RFC 5425 needs octet counting)")
             }
@@ -166,7 +175,7 @@ pub fn run_convert_to_syslog(
         usage!("-o/--output and --to exclude each other");
     }
     let stop = Stop::on_signals()?;
-    let send_config = send.to_config(stop.clone())?;
+    let send_config = send.to_config(stop.clone(), config.cef.header.pri.is_some())?;
     let (report, sent) = crate::replay::convert_to_syslog(config, &send_config, &stop)?;
     if !quiet {
         eprintln!("cefwire: {}; {}", report.summary(), sent.summary());

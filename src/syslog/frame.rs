@@ -65,8 +65,11 @@ pub enum DeframeError {
 /// for every message, and returns how many bytes were consumed. A partial
 /// message at the end is left for the next call.
 ///
-/// With `auto`, a frame starting with an ASCII digit is taken as octet
-/// counted and any other as newline terminated (what rsyslog does).
+/// With `auto`, a frame that starts with an octet count (`[1-9][0-9]*`
+/// then a space) is taken as octet counted and any other as newline
+/// terminated. rsyslog decides on the first digit alone, which splits a
+/// newline-framed message that starts with a bare timestamp (`2017-…`);
+/// here the digits must be followed by the space.
 pub fn deframe(
     data: &[u8],
     framing: Option<Framing>,
@@ -78,7 +81,10 @@ pub fn deframe(
         let rest = &data[at..];
         let octet = match framing {
             Some(f) => f == Framing::OctetCounting,
-            None => rest[0].is_ascii_digit(),
+            None => match starts_with_octet_count(rest) {
+                Some(octet) => octet,
+                None => break,
+            },
         };
         if octet {
             let Some(space) = memchr::memchr(b' ', &rest[..rest.len().min(12)]) else {
@@ -119,6 +125,19 @@ pub fn deframe(
     Ok(at)
 }
 
+/// Whether `frame` starts with `LEN SP`; `None` while only digits are
+/// there to look at.
+fn starts_with_octet_count(frame: &[u8]) -> Option<bool> {
+    /// An octet count has at most this many digits (a 9.9 GB message).
+    const MAX_DIGITS: usize = 10;
+    let digits = frame.iter().take(MAX_DIGITS + 1).take_while(|b| b.is_ascii_digit()).count();
+    match frame.get(digits) {
+        _ if digits == 0 || digits > MAX_DIGITS || frame[0] == b'0' => Some(false),
+        Some(next) => Some(*next == b' '),
+        None => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +165,18 @@ mod tests {
         assert_eq!(split(b"5 abcde3 ab", Some(Framing::OctetCounting)), (vec![b"abcde".to_vec()], 7));
         assert_eq!(split(b"one\ntw", Some(Framing::NewLine)), (vec![b"one".to_vec()], 4));
         assert_eq!(split(b"12", Some(Framing::OctetCounting)).1, 0);
+    }
+
+    #[test]
+    fn auto_takes_a_leading_timestamp_for_text_not_an_octet_count() {
+        let lines = b"2017-11-22T17:50:04.000Z h CEF:0|a\n22:04 x\n<134>CEF:0|b\n";
+        let (got, used) = split(lines, None);
+        assert_eq!(used, lines.len());
+        assert_eq!(got, [&b"2017-11-22T17:50:04.000Z h CEF:0|a"[..], b"22:04 x", b"<134>CEF:0|b"]);
+        // Octet-counted frames, also those without <PRI>, are still found.
+        assert_eq!(split(b"5 20171", None), (vec![b"20171".to_vec()], 7));
+        // Only digits so far: wait for the byte that decides.
+        assert_eq!(split(b"2017", None), (vec![], 0));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod counting_alloc;
 pub mod ports;
 pub mod rsyslog;
 pub mod sink;
+pub mod syslog_ng;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
