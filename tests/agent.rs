@@ -71,6 +71,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("sigterm_does_not_wait_for_a_slow_api_answer", sigterm_during_a_slow_answer),
     ("a_gap_after_a_long_stop_is_named_with_the_backfill_that_fills_it", gap_after_a_long_stop),
     ("rejects_are_located_by_stream_query_and_page", rejects_are_located),
+    ("the_checkpoint_is_fsynced_then_renamed_then_its_directory_fsynced", checkpoint_is_written_durably),
+    ("the_systemd_directories_come_from_the_environment", systemd_directories),
 ];
 
 fn main() {
@@ -1439,4 +1441,172 @@ fn metric(text: &str, sample: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no sample {sample} in:\n{text}"))
+}
+
+/// (11) The checkpoint is written as the README says — a temporary file,
+/// fsync, rename over `state.json`, fsync of the directory — seen in the
+/// system calls the agent makes (`strace -f`), and never written in place.
+/// Skipped with a note without strace, unless `CEFWIRE_REQUIRE_STRACE` is
+/// set (as CI does).
+fn checkpoint_is_written_durably(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let strace = Command::new("strace").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !util::external_part(strace, "strace", "CEFWIRE_REQUIRE_STRACE", "apt-get install strace") {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 121, activities: 2_000, alerts: 100, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    let trace = dir.join("strace.txt");
+    let log = OpenOptions::new().create(true).append(true).open(&files.log).unwrap();
+    let mut child = Command::new("strace")
+        .args(["-f", "-qq", "-e", "trace=open,openat,fsync,fdatasync,rename,renameat,renameat2", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_cefwire"))
+        .arg("agent")
+        .arg("--config")
+        .arg(&files.config)
+        .arg("--once")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let status = util::wait_or_kill(&mut child, Duration::from_secs(300), "the agent under strace");
+    assert!(status.success(), "the agent under strace failed ({status}):\n{}", files.log_text());
+    let mut received = Received::new(&rsyslog.out);
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "a clean run causes none");
+
+    let state_dir = files.state.clone();
+    let (state, temp) = (state_dir.join("state.json"), state_dir.join("state.json.tmp"));
+    let calls = syscalls(&fs::read_to_string(&trace).unwrap());
+    let opened = |call: &Syscall, path: &Path| {
+        matches!(call.name.as_str(), "open" | "openat") && call.args.contains(&format!("\"{}\"", path.display()))
+    };
+    let mut renames = 0;
+    for (n, call) in calls.iter().enumerate() {
+        if opened(call, &state) && call.args.contains("O_WRONLY") {
+            panic!("state.json was opened for writing in place: {}", call.line);
+        }
+        let is_rename = call.name.starts_with("rename")
+            && call.args.contains(&format!("\"{}\"", temp.display()))
+            && call.args.contains(&format!("\"{}\"", state.display()));
+        if !is_rename || call.result != "0" {
+            continue;
+        }
+        renames += 1;
+        // Before it: the temporary file opened, then fsynced through that
+        // descriptor.
+        let open = calls[..n].iter().rposition(|c| opened(c, &temp)).expect("the temporary file was opened");
+        let fd = &calls[open].result;
+        assert!(
+            calls[open + 1..n].iter().any(|c| c.name == "fsync" && c.args == *fd && c.result == "0"),
+            "state.json.tmp (fd {fd}) was not fsynced before the rename at line {}",
+            call.line
+        );
+        // After it: the directory opened and fsynced.
+        let dir_open = calls[n + 1..]
+            .iter()
+            .position(|c| opened(c, &state_dir))
+            .map(|p| n + 1 + p)
+            .unwrap_or_else(|| panic!("the state directory was not opened after the rename at line {}", call.line));
+        let dir_fd = &calls[dir_open].result;
+        assert!(
+            calls[dir_open + 1..].iter().any(|c| c.name == "fsync" && c.args == *dir_fd && c.result == "0"),
+            "the state directory (fd {dir_fd}) was not fsynced after the rename at line {}",
+            call.line
+        );
+    }
+    assert!(renames > 0, "no checkpoint was written under strace");
+    note!("checkpoint: {renames} writes, each fsynced, renamed, directory fsynced");
+}
+
+/// One system call from `strace -f` output, an interrupted one joined
+/// with its resumption.
+struct Syscall {
+    name: String,
+    args: String,
+    result: String,
+    line: usize,
+}
+
+fn syscalls(trace: &str) -> Vec<Syscall> {
+    let mut pending: HashMap<String, String> = HashMap::new();
+    let mut calls = Vec::new();
+    for (number, line) in trace.lines().enumerate() {
+        let Some((pid, rest)) = line.split_once(char::is_whitespace) else { continue };
+        let rest = rest.trim_start();
+        let whole = if let Some(start) = rest.strip_suffix(" <unfinished ...>") {
+            pending.insert(pid.to_owned(), start.to_owned());
+            continue;
+        } else if let Some(resumed) = rest.strip_prefix("<... ") {
+            let Some(start) = pending.remove(pid) else { continue };
+            let Some((_, tail)) = resumed.split_once(" resumed>") else { continue };
+            format!("{start}{tail}")
+        } else {
+            rest.to_owned()
+        };
+        // `name(args) = result`, strace padding the space before `=`.
+        let Some(eq) = whole.rfind(" = ") else { continue };
+        let call = whole[..eq].trim_end();
+        let (Some(open), Some(args)) = (call.find('('), call.strip_suffix(')')) else { continue };
+        calls.push(Syscall {
+            name: call[..open].to_owned(),
+            args: args[open + 1..].to_owned(),
+            result: whole[eq + 3..].split_whitespace().next().unwrap_or("").to_owned(),
+            line: number + 1,
+        });
+    }
+    calls
+}
+
+/// (12) Under systemd the unit gives no state or logs directory in the
+/// config; the agent takes `$STATE_DIRECTORY` and `$LOGS_DIRECTORY` (what
+/// `StateDirectory=`/`LogsDirectory=` set), as the README says.
+fn systemd_directories(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 131, activities: 500, alerts: 20, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let config = dir.join("cefwire.toml");
+    fs::write(
+        &config,
+        format!(
+            "portal_url = \"{}\"\nrate_limit = 6000\n[auth]\ntoken = \"{TOKEN}\"\n[syslog]\n\
+             to = [\"tcp://127.0.0.1:{}\"]\n",
+            emulator.base_url(),
+            rsyslog.port()
+        ),
+    )
+    .unwrap();
+    let (state, logs) = (dir.join("var-lib-cefwire"), dir.join("var-log-cefwire"));
+    fs::create_dir_all(&state).unwrap();
+    fs::create_dir_all(&logs).unwrap();
+    let out = cefwire()
+        .arg("agent")
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
+        .env("STATE_DIRECTORY", &state)
+        .env("LOGS_DIRECTORY", &logs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(state.join("state.json").exists() && state.join("health.json").exists(), "state in $STATE_DIRECTORY");
+    let log_files: Vec<_> = fs::read_dir(&logs).unwrap().filter_map(Result::ok).collect();
+    assert!(
+        log_files.iter().any(|f| f.metadata().is_ok_and(|m| m.len() > 0)),
+        "a log file in $LOGS_DIRECTORY: {log_files:?}"
+    );
+    let mut received = Received::new(&rsyslog.out);
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "a clean run causes none");
 }

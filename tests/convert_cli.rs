@@ -221,3 +221,58 @@ fn generated_records_all_convert() {
     assert_eq!(stdout(&out).lines().count(), 3000);
     assert!(stderr(&out).contains("(2850 activities, 150 alerts)"), "{}", stderr(&out));
 }
+
+/// Peak resident memory of a `cefwire` run, in KiB, from the kernel's
+/// accounting for that one child (`wait4`); the run must succeed.
+fn peak_rss_kib(args: &[&std::ffi::OsStr]) -> u64 {
+    let child = cefwire().args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child's pid, with valid pointers; the Child
+    // is not waited on elsewhere.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4: {}", std::io::Error::last_os_error());
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "cefwire {args:?} failed: {status}");
+    drop(child);
+    usage.ru_maxrss as u64
+}
+
+/// "A flat 6–7 MiB of memory whatever the input size" (README; target: flat,
+/// under 32 MiB): the peak RSS of `convert` over 100 MB of NDJSON is no more
+/// than 2 MiB above its peak over 10 MB, plain and zstd, and under 32 MiB.
+/// (This is the test build; release figures are in docs/benchmarks.md.)
+#[test]
+fn memory_stays_flat_whatever_the_input_size() {
+    let dir = crate::util::Scratch::new("flat-memory");
+    let generate = |count: u64, name: &str| {
+        let path = dir.join(name);
+        let out = cefwire()
+            .args(["generate", "--kind", "activities", "--count", &count.to_string(), "--seed", "9", "-o"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        path
+    };
+    let small = generate(4_000, "small.ndjson");
+    let large = generate(40_000, "large.ndjson");
+    let small_zst = generate(4_000, "small.ndjson.zst");
+    let large_zst = generate(40_000, "large.ndjson.zst");
+    let size = |p: &std::path::Path| std::fs::metadata(p).unwrap().len();
+    assert!(size(&large) > 9 * size(&small), "{} vs {} bytes", size(&large), size(&small));
+    let peak = |input: &std::path::Path| {
+        peak_rss_kib(&["convert".as_ref(), "--quiet".as_ref(), input.as_os_str(), "-o".as_ref(), "/dev/null".as_ref()])
+    };
+    let (s, l) = (peak(&small), peak(&large));
+    let (sz, lz) = (peak(&small_zst), peak(&large_zst));
+    eprintln!(
+        "peak RSS of convert: {s} KiB for {} MB, {l} KiB for {} MB; as zstd {sz} and {lz} KiB",
+        size(&small) / 1_000_000,
+        size(&large) / 1_000_000
+    );
+    assert!(l <= s + 2048, "memory grows with the input: {s} KiB for 10 MB, {l} KiB for 100 MB");
+    assert!(lz <= sz + 2048, "memory grows with zstd input: {sz} KiB for 10 MB, {lz} KiB for 100 MB");
+    assert!(l.max(lz) < 32 * 1024, "peak RSS {} KiB is over the 32 MiB target", l.max(lz));
+}

@@ -533,3 +533,28 @@ fn the_jq_mapping_agrees_on_generated_activities() {
         &stdout(&ours),
     );
 }
+
+/// Sending to syslog turns PRI (`<134>`, local0.info) and this machine's
+/// host name on by default (writing to a file leaves both off).
+#[test]
+fn sending_turns_pri_and_the_hostname_on() {
+    let dir = crate::util::Scratch::new("send-defaults");
+    let out = dir.join("received.log");
+    let sink = crate::util::sink::SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", "1", "--timeout", "120s", "--out", out.to_str().unwrap()],
+    );
+    let record = json!({"_id": "H", "timestamp": 1_509_606_309_000i64, "eventTypeName": "S"});
+    let sent =
+        run(&["convert", "--quiet", "--device-version", VERSION, "--to", &sink.url], record.to_string().as_bytes());
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let (status, report) = sink.report(std::time::Duration::from_secs(150));
+    assert!(status.success(), "{report}");
+    let mut name = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into our buffer.
+    assert_eq!(unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) }, 0);
+    let host = std::ffi::CStr::from_bytes_until_nul(&name).unwrap().to_str().unwrap().to_owned();
+    let want = format!("<134>2017-11-02T07:05:09.000Z {host} CEF:0|MCAS|SIEM_Agent|1.2.3|S|S|0|externalId=H ");
+    let got = std::fs::read_to_string(&out).unwrap();
+    assert!(got.starts_with(&want), "expected: {want}…\n     got: {got}");
+}

@@ -88,7 +88,9 @@ fn udp_through_rsyslog_at_a_paced_rate_reports_measured_loss() {
         );
     }
     eprintln!("UDP at 10,000 msgs/s into rsyslog: sent {MESSAGES}, arrived {arrived}, lost {}", MESSAGES - arrived);
-    assert!(arrived >= MESSAGES * 9 / 10, "lost more than 10% on loopback at a modest rate: {arrived} of {MESSAGES}");
+    // Loss depends on rsyslogd's scheduling on a loaded machine, not on
+    // cefwire; the bound only catches a sender that sends a fraction.
+    assert!(arrived >= MESSAGES / 2, "lost more than half on loopback at a modest rate: {arrived} of {MESSAGES}");
 }
 
 fn count_lines(bytes: &[u8]) -> HashMap<Vec<u8>, u32> {
