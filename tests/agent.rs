@@ -5,16 +5,20 @@
 //! `cefwire emulate`), loaded with NDJSON that `cefwire generate` wrote
 //! (the loader of `--activities/--alerts`), so the test knows every `_id`
 //! and when the emulator starts showing it. rsyslogd is started per test
-//! with `tests/rsyslog/cef.conf` on a free 127.0.0.1 port and writes every
-//! message raw to a file; the agent's `externalId` is read back from it.
+//! (`util::rsyslog`: one queue worker, reserved ports held for the
+//! scenario's life) and writes every message raw to a file; the agent's
+//! `externalId` is read back from it.
 //!
-//! Every scenario ends with the same check ([`Received::check`]): each
-//! record the emulator holds in the window reached rsyslog at least once,
-//! nothing else did, and the duplicates stay within what the documented
-//! causes allow — a SIGKILL between writing a page and saving its ids
-//! re-sends at most that page (≤ `scan_page_size` per kill), and a syslog
-//! reconnection re-sends the last messages (the count the agent logs, at
-//! most its 8 MiB window). Overlap re-reads must add none.
+//! Every scenario ends with the same check ([`Received::check`]), made at
+//! the receiver: each record the emulator holds in the window reached
+//! rsyslog at least once, nothing else did, and the duplicates — every
+//! `externalId` counted in rsyslog's output, with the bytes of its line —
+//! stay within what the documented causes allow for the faults the
+//! scenario itself caused ([`Allowance`]), never what the agent says it
+//! did: a SIGKILL between writing a page and saving its ids re-sends at
+//! most that page (≤ `scan_page_size` per kill), and a broken syslog
+//! connection re-sends the last messages, at most 8 MiB. Overlap re-reads
+//! must add none.
 //!
 //! The scenarios mostly wait (on an outage, on records stored in the near
 //! future), so this file has its own `main` (`harness = false`) that runs
