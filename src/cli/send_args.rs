@@ -22,9 +22,18 @@ pub enum FramingArg {
 
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// Send to this syslog receiver: tcp://HOST:PORT, udp://HOST:PORT or
-    /// tls://HOST:PORT. Repeat for fan-out (each gets every message).
-    #[arg(long = "to", value_name = "URL")]
+    /// Send to this syslog receiver: tcp://HOST:PORT, udp://HOST:PORT,
+    /// tls://HOST:PORT, relp://HOST:PORT or relp+tls://HOST:PORT. Repeat for
+    /// fan-out (each gets every message).
+    #[arg(
+        long = "to",
+        value_name = "URL",
+        long_help = "Send to this receiver. tcp:// and tls:// (RFC 5425) are syslog over a stream; after a \
+                     break, what the receiver's TCP did not acknowledge is sent again. relp:// and \
+                     relp+tls:// (rsyslog's imrelp) acknowledge every message: after a break exactly the \
+                     unacknowledged ones are sent again. udp:// is fire and forget. Repeat for fan-out \
+                     (each gets every message)."
+    )]
     pub to: Vec<String>,
 
     /// With several --to: send to the first that is up, in order, instead
@@ -78,6 +87,11 @@ pub struct SendArgs {
     /// Batches in the pool (memory is about batches x batch size).
     #[arg(long, value_name = "N", default_value_t = 32, hide_short_help = true)]
     pub batches: usize,
+
+    /// relp://: messages sent and not yet acknowledged, at most, per
+    /// connection (the most a receiver that dies unanswering can get twice).
+    #[arg(long, value_name = "N", default_value_t = crate::send::relp::DEFAULT_WINDOW)]
+    pub relp_window: usize,
 }
 
 fn duration(flag: &str, text: &str) -> anyhow::Result<Duration> {
@@ -106,7 +120,7 @@ impl SendArgs {
             }
         }
         if destinations.is_empty() {
-            usage!("--to URL is required (tcp://HOST:PORT, udp://HOST:PORT or tls://HOST:PORT)");
+            usage!("--to URL is required (tcp://, udp://, tls://, relp:// or relp+tls:// HOST:PORT)");
         }
         if self.failover && destinations.len() < 2 {
             usage!("--failover needs at least two --to destinations");
@@ -130,8 +144,11 @@ impl SendArgs {
             FramingArg::Lf => Some(Framing::NewLine),
             FramingArg::Octet => Some(Framing::OctetCounting),
         };
-        if !has_tls && (self.ca.is_some() || self.client_cert.is_some()) {
-            usage!("--ca/--client-cert are for tls:// destinations only");
+        if !destinations.iter().any(|d| d.transport.is_tls()) && (self.ca.is_some() || self.client_cert.is_some()) {
+            usage!("--ca/--client-cert are for tls:// and relp+tls:// destinations only");
+        }
+        if self.relp_window == 0 || self.relp_window > 1_000_000 {
+            usage!("--relp-window {} must be between 1 and 1000000", self.relp_window);
         }
         if self.client_cert.is_some() != self.client_key.is_some() {
             usage!("--client-cert and --client-key go together");
@@ -160,6 +177,7 @@ impl SendArgs {
         config.give_up_after = give_up_after;
         config.drain_timeout = duration("--drain-timeout", &self.drain_timeout)?;
         config.stop = Some(stop);
+        config.relp_window = self.relp_window;
         Ok(config)
     }
 }

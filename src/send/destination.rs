@@ -1,4 +1,5 @@
-//! Where messages go: `tcp://host:port`, `udp://host:port`, `tls://host:port`.
+//! Where messages go: `tcp://host:port`, `udp://host:port`, `tls://host:port`,
+//! `relp://host:port`, `relp+tls://host:port`.
 //!
 //! Parsing only; resolving and connecting are the writer's business. IPv6
 //! literals are written in brackets (`tcp://[::1]:514`).
@@ -12,6 +13,10 @@ pub enum Transport {
     Udp,
     /// Syslog over TLS (RFC 5425): TCP, TLS 1.2+, octet-counted frames.
     Tls,
+    /// RELP over TCP: every message acknowledged by the receiver.
+    Relp,
+    /// RELP over TLS (what rsyslog's `imrelp` calls `tls="on"`).
+    RelpTls,
 }
 
 impl Transport {
@@ -20,12 +25,25 @@ impl Transport {
             Transport::Tcp => "tcp",
             Transport::Udp => "udp",
             Transport::Tls => "tls",
+            Transport::Relp => "relp",
+            Transport::RelpTls => "relp+tls",
         }
     }
 
     /// Whether bytes go over a connected stream (TCP or TLS).
     pub fn is_stream(self) -> bool {
         !matches!(self, Transport::Udp)
+    }
+
+    /// Whether the stream is encrypted (needs the TLS settings).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Transport::Tls | Transport::RelpTls)
+    }
+
+    /// Whether messages go as RELP commands (acknowledged one by one)
+    /// rather than as syslog frames.
+    pub fn is_relp(self) -> bool {
+        matches!(self, Transport::Relp | Transport::RelpTls)
     }
 }
 
@@ -41,9 +59,9 @@ pub struct Destination {
 /// Why a destination URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {
-    #[error("{0:?}: expected SCHEME://HOST:PORT with SCHEME tcp, udp or tls")]
+    #[error("{0:?}: expected SCHEME://HOST:PORT with SCHEME tcp, udp, tls, relp or relp+tls")]
     Shape(String),
-    #[error("{0:?}: unknown scheme {1:?} (use tcp, udp or tls)")]
+    #[error("{0:?}: unknown scheme {1:?} (use tcp, udp, tls, relp or relp+tls)")]
     Scheme(String, String),
     #[error("{0:?}: port is missing or not a number in 1-65535")]
     Port(String),
@@ -52,7 +70,8 @@ pub enum DestinationError {
 }
 
 impl Destination {
-    /// Parses `tcp://host:port` (also `udp://`, `tls://`; `[v6]` literals).
+    /// Parses `tcp://host:port` (also `udp://`, `tls://`, `relp://`,
+    /// `relp+tls://`; `[v6]` literals).
     pub fn parse(url: &str) -> Result<Self, DestinationError> {
         Self::parse_inner(url, false)
     }
@@ -69,6 +88,8 @@ impl Destination {
             "tcp" => Transport::Tcp,
             "udp" => Transport::Udp,
             "tls" => Transport::Tls,
+            "relp" => Transport::Relp,
+            "relp+tls" => Transport::RelpTls,
             other => return Err(DestinationError::Scheme(url.to_owned(), other.to_owned())),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -117,6 +138,12 @@ mod tests {
         assert_eq!((d.transport, d.port), (Transport::Udp, 5140));
         let d = Destination::parse("tls://[::1]:6514").unwrap();
         assert_eq!((d.host.as_str(), d.to_string().as_str()), ("::1", "tls://[::1]:6514"));
+        let d = Destination::parse("relp://rsyslog:2514").unwrap();
+        assert_eq!((d.transport, d.to_string().as_str()), (Transport::Relp, "relp://rsyslog:2514"));
+        assert!(d.transport.is_relp() && !d.transport.is_tls());
+        let d = Destination::parse("RELP+TLS://rsyslog:2515").unwrap();
+        assert_eq!((d.transport, d.to_string().as_str()), (Transport::RelpTls, "relp+tls://rsyslog:2515"));
+        assert!(d.transport.is_relp() && d.transport.is_tls());
     }
 
     #[test]

@@ -42,6 +42,7 @@
 
 pub mod batch;
 pub mod destination;
+pub mod relp;
 pub mod tls;
 pub mod udp;
 mod wakeup;
@@ -123,6 +124,9 @@ pub struct SendConfig {
     /// When asked for, a producer waiting for a free batch (or in
     /// [`SyslogSender::flush`]) stops waiting and gets [`Stop::error`].
     pub stop: Option<Stop>,
+    /// RELP: messages sent and not yet acknowledged, at most (per
+    /// connection); see [`relp::DEFAULT_WINDOW`].
+    pub relp_window: usize,
 }
 
 impl SendConfig {
@@ -145,6 +149,7 @@ impl SendConfig {
             drain_timeout: Duration::from_secs(10),
             failback_after: Duration::from_secs(60),
             stop: None,
+            relp_window: relp::DEFAULT_WINDOW,
         }
     }
 
@@ -363,7 +368,16 @@ impl SyslogSender {
         if has_tls && framing != Framing::OctetCounting {
             return Err(SendError::TlsNeedsOctetCounting);
         }
-        let tls = if has_tls { Some(tls::client_config(&config.tls)?) } else { None };
+        let encrypted = config.destinations.iter().any(|d| d.transport.is_tls());
+        let tls = if encrypted { Some(tls::client_config(&config.tls)?) } else { None };
+        // A RELP receiver ends the session on a message over its limit
+        // (librelp: 128 KiB unless raised): cut them here instead.
+        let has_relp = config.destinations.iter().any(|d| d.transport.is_relp());
+        let mut config = config.clone();
+        if has_relp && config.max_message_bytes.is_none() {
+            config.max_message_bytes = Some(relp::DEFAULT_MAX_MESSAGE_BYTES);
+        }
+        let config = &config;
         let batches = config.batches.max(2);
         let batch_bytes = config.batch_bytes.max(1024);
         // Room for one more message past the threshold before the Vec grows.

@@ -12,8 +12,17 @@
 //! non-blocking and confirmed with `take_error()` + `peer_addr()`; a broken
 //! one is closed, its loss estimated, and reopened after an exponential,
 //! jittered backoff, resuming from the first frame not completely written.
-//! A batch goes back to the pool once every lane has written it; that is
-//! when its messages count as written.
+//! A batch goes back to the pool once every lane has it confirmed; that is
+//! when its messages count as written (delivered):
+//! - TCP and TLS: the peer's TCP acknowledged all its bytes (what was
+//!   written minus what the kernel still holds, `SIOCOUTQ`; for TLS,
+//!   conservatively, the plaintext of the ciphertext it acknowledged). Until then the batch is kept, so that
+//!   after a break exactly the bytes the peer did not acknowledge are
+//!   written again, from the start of the first frame they touch.
+//! - RELP (`relp.rs`): the receiver answered `200` to each of its messages.
+//!   After a break the session is opened again and exactly the messages
+//!   not answered are sent again.
+//! - UDP: handed to the network.
 //!
 //! Lanes: in fan-out every destination is a lane and gets every batch; in
 //! failover there is one lane whose connections move along the list of
@@ -23,6 +32,7 @@
 //! It must not touch message contents: it only sees frames in batches.
 
 use super::batch::Batch;
+use super::relp::{self, Answered, MessageAt, RelpWindow, ServerFrame};
 use super::udp::{DatagramScratch, send_datagrams};
 use super::{DeliveryMode, Destination, SendConfig, Shared, Transport};
 use crate::syslog::frame::Framing;
@@ -53,6 +63,14 @@ const LINGER_LIMIT: Duration = Duration::from_secs(5);
 /// Longest sleep in `poll` (timers are checked at least this often).
 const MAX_POLL_WAIT: Duration = Duration::from_millis(500);
 
+/// While a stream has bytes its peer has not acknowledged, the writer looks
+/// at `TCP_INFO` again this often (the kernel does not say when an
+/// acknowledgement arrives).
+const ACK_RECHECK: Duration = Duration::from_millis(5);
+
+/// RELP commands are encoded into a buffer of about this size, then written.
+const RELP_OUT_TARGET: usize = 128 * 1024;
+
 pub(super) struct WriterSetup {
     pub poll: Poll,
     pub config: SendConfig,
@@ -64,7 +82,7 @@ pub(super) struct WriterSetup {
     pub started: Instant,
 }
 
-/// A batch waiting to be written by `remaining` more lanes.
+/// A batch waiting to be confirmed by `remaining` more lanes.
 struct Queued {
     batch: Batch,
     remaining: usize,
@@ -103,11 +121,85 @@ struct Conn {
     batches_done: u64,
     /// Our FIN was sent (at the end of the run).
     shut_down: bool,
+    /// Streams (not RELP): batches completely written since this
+    /// connection came up and not yet confirmed by the peer's TCP, oldest
+    /// first, with where they lie in [`stream_pos`](Self::stream_pos).
+    unconfirmed: VecDeque<Unconfirmed>,
+    /// Streams: bytes of batches handed to the transport since this
+    /// connection came up (TLS: plaintext handed to rustls).
+    stream_pos: u64,
+    /// TLS: plaintext handed to rustls since its outgoing buffer was last
+    /// empty (possibly not on the wire yet).
+    tls_unflushed: u64,
+    /// RELP destinations: the session.
+    relp: Option<Box<RelpSession>>,
+}
+
+/// A batch a stream wrote and its peer has not acknowledged yet.
+#[derive(Clone, Copy, Debug)]
+struct Unconfirmed {
+    seq: u64,
+    start: u64,
+    end: u64,
+}
+
+/// Where a RELP session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RelpState {
+    /// Waiting for the answer to `open` (transaction number).
+    Opening(u32),
+    /// Messages may be sent.
+    Open,
+}
+
+/// One RELP session over a connection: the window, the bytes to write and
+/// the answers read so far. Reused across reconnections.
+struct RelpSession {
+    state: RelpState,
+    window: RelpWindow,
+    out: Vec<u8>,
+    /// Bytes of `out` already written.
+    out_at: usize,
+    input: Box<[u8]>,
+    input_len: usize,
+}
+
+impl RelpSession {
+    fn new(window: usize, max_message: usize) -> Self {
+        Self {
+            state: RelpState::Opening(0),
+            window: RelpWindow::new(window),
+            out: Vec::with_capacity(RELP_OUT_TARGET + max_message + relp::SYSLOG_FRAME_OVERHEAD),
+            out_at: 0,
+            input: vec![0; relp::MAX_RESPONSE_BYTES + 64].into_boxed_slice(),
+            input_len: 0,
+        }
+    }
+
+    /// A new connection: forget the old session and queue `open`.
+    fn start(&mut self) {
+        self.window.reset();
+        self.out.clear();
+        self.out_at = 0;
+        self.input_len = 0;
+        let txnr = self.window.take_txnr();
+        relp::encode_open(&mut self.out, txnr);
+        self.state = RelpState::Opening(txnr);
+    }
+
+    fn has_unwritten(&self) -> bool {
+        self.out_at < self.out.len()
+    }
 }
 
 impl Conn {
-    /// This connection wrote its whole batch: on to its next one.
-    fn batch_written(&mut self, messages: usize, per_lane: u64) {
+    /// This connection wrote (RELP: sent) its whole batch: on to its next
+    /// one. A stream remembers the batch until its peer acknowledged it.
+    fn batch_written(&mut self, messages: usize, bytes: usize, per_lane: u64) {
+        if self.relp.is_none() && matches!(self.link, Link::Tcp(_) | Link::Tls(..)) {
+            let end = self.stream_pos;
+            self.unconfirmed.push_back(Unconfirmed { seq: self.next_seq, start: end - bytes as u64, end });
+        }
         self.frames += messages as u64;
         self.offset = 0;
         self.next_seq += per_lane;
@@ -193,6 +285,10 @@ impl Writer {
                     max_window: 0,
                     batches_done: 0,
                     shut_down: false,
+                    unconfirmed: VecDeque::with_capacity(setup.batches + 1),
+                    stream_pos: 0,
+                    tls_unflushed: 0,
+                    relp: None,
                 });
             }
         }
@@ -229,6 +325,7 @@ impl Writer {
         loop {
             self.take_batches();
             self.pump_all();
+            self.confirm_streams();
             self.release_written();
             let now = Instant::now();
             self.run_connection_timers(now);
@@ -271,11 +368,14 @@ impl Writer {
         }
     }
 
-    /// The earliest retry or connection deadline, at most [`MAX_POLL_WAIT`] away.
+    /// The earliest retry or connection deadline (or, while a stream waits
+    /// for its peer's acknowledgement, [`ACK_RECHECK`]), at most
+    /// [`MAX_POLL_WAIT`] away.
     fn next_timer(&self, now: Instant) -> Instant {
         let timers = self.conns.iter().filter_map(|conn| match &conn.link {
             Link::Down => Some(conn.retry_at),
             Link::Connecting { deadline, .. } => Some(*deadline),
+            Link::Tcp(_) | Link::Tls(..) if !conn.unconfirmed.is_empty() => Some(now + ACK_RECHECK),
             _ => None,
         });
         timers.fold(now + MAX_POLL_WAIT, Instant::min)
@@ -287,7 +387,13 @@ impl Writer {
         for index in 0..self.conns.len() {
             let conn = &self.conns[index];
             let up = matches!(conn.link, Link::Tcp(_) | Link::Tls(..) | Link::Udp(_));
-            if up && conn.endpoint != 0 && conn.offset == 0 && now - conn.up_since >= self.config.failback_after {
+            let settled = conn.unconfirmed.is_empty() && conn.relp.as_ref().is_none_or(|r| r.window.is_empty());
+            if up
+                && settled
+                && conn.endpoint != 0
+                && conn.offset == 0
+                && now - conn.up_since >= self.config.failback_after
+            {
                 self.fail_back(index);
             }
         }
@@ -393,6 +499,18 @@ impl Writer {
                     Err(err) => self.fail(index, err),
                 }
             }
+            Link::Tcp(_) | Link::Tls(..) if conn.relp.is_some() => {
+                if writable {
+                    conn.blocked = false;
+                }
+                if readable && let Err(err) = self.read_relp(index) {
+                    return self.fail(index, err);
+                }
+                // Answers free the window; reading may move TLS on.
+                if !self.conns[index].blocked {
+                    self.pump(index);
+                }
+            }
             Link::Tcp(stream) => {
                 if readable && let Err(err) = drain_reads(stream, &mut self.read_scratch) {
                     return self.fail(index, err);
@@ -432,6 +550,13 @@ impl Writer {
             Ok(None) => return self.fail(index, io::Error::new(io::ErrorKind::NotFound, "name has no address")),
             Err(err) => return self.fail(index, err),
         };
+        let conn = &mut self.conns[index];
+        if destination.transport.is_relp() {
+            let max_message = self.config.max_message_bytes.unwrap_or(relp::DEFAULT_MAX_MESSAGE_BYTES);
+            conn.relp.get_or_insert_with(|| Box::new(RelpSession::new(self.config.relp_window, max_message)));
+        } else {
+            conn.relp = None;
+        }
         let registry = self.poll.registry();
         match destination.transport {
             Transport::Udp => match open_datagram_socket(addr, registry, Token(index)) {
@@ -442,7 +567,11 @@ impl Writer {
                 Err(err) => self.fail(index, err),
             },
             // Confirmed later, in `on_event` (or failed by the timer).
-            Transport::Tcp | Transport::Tls => match start_stream_connect(addr, registry, Token(index)) {
+            Transport::Tcp | Transport::Tls | Transport::Relp | Transport::RelpTls => match start_stream_connect(
+                addr,
+                registry,
+                Token(index),
+            ) {
                 Ok(stream) => {
                     let deadline = Instant::now() + self.config.connect_timeout;
                     self.conns[index].link = Link::Connecting { stream, deadline };
@@ -458,7 +587,7 @@ impl Writer {
         let Link::Connecting { stream, .. } = std::mem::replace(&mut conn.link, Link::Down) else { return };
         let _ = stream.set_nodelay(true);
         let destination = &self.lanes[conn.lane][conn.endpoint];
-        if destination.transport == Transport::Tls {
+        if destination.transport.is_tls() {
             let config = Arc::clone(self.tls.as_ref().expect("TLS config exists when a TLS destination does"));
             let name = match ServerName::try_from(destination.host.clone()) {
                 Ok(name) => name,
@@ -474,7 +603,19 @@ impl Writer {
         } else {
             conn.link = Link::Tcp(stream);
         }
-        self.came_up(index);
+        // Positions count from the start of the batch being resumed, so the
+        // part of it written before the break lies before this stream.
+        conn.stream_pos = conn.offset as u64;
+        conn.tls_unflushed = 0;
+        conn.unconfirmed.clear();
+        conn.wire_bytes = 0;
+        conn.frames = 0;
+        conn.max_window = 0;
+        match &mut conn.relp {
+            // Up once the receiver accepted the session (`read_relp`).
+            Some(session) => session.start(),
+            None => self.came_up(index),
+        }
         self.pump(index);
     }
 
@@ -489,9 +630,19 @@ impl Writer {
         conn.up_since = Instant::now();
         conn.backoff = self.config.backoff.initial;
         conn.blocked = false;
-        conn.wire_bytes = 0;
-        conn.frames = 0;
-        conn.max_window = 0;
+    }
+
+    /// Streams: batches whose every byte the peer's TCP acknowledged are
+    /// confirmed for their lane.
+    fn confirm_streams(&mut self) {
+        for conn in &mut self.conns {
+            if conn.unconfirmed.is_empty() {
+                continue;
+            }
+            if let Some(confirmed) = confirmed_position(conn) {
+                confirm_up_to(conn, &mut self.queue, self.front_seq, confirmed);
+            }
+        }
     }
 
     /// Writes as much as the connection takes; a failure closes it.
@@ -504,6 +655,9 @@ impl Writer {
     /// Writes the connection's batches in turn until it would block, runs
     /// out of batches or cannot write yet (down, connecting, handshaking).
     fn pump_inner(&mut self, index: usize) -> io::Result<()> {
+        if self.conns[index].relp.is_some() {
+            return self.pump_relp(index);
+        }
         let Writer { conns, queue, shared, datagrams, framing, config, front_seq, end_seq, per_lane, .. } = self;
         let conn = &mut conns[index];
         loop {
@@ -516,8 +670,22 @@ impl Writer {
             }
             let queued = &mut queue[(conn.next_seq - *front_seq) as usize];
             let written = match &mut conn.link {
-                Link::Tcp(stream) => write_stream(stream, &queued.batch, &mut conn.offset, &mut conn.wire_bytes)?,
-                Link::Tls(_, tls) => write_tls(tls, &queued.batch, &mut conn.offset)?,
+                Link::Tcp(stream) => {
+                    let written = write_stream(stream, &queued.batch.bytes, &mut conn.offset)?;
+                    if let Written::Some(n) = written {
+                        conn.wire_bytes += n as u64;
+                        conn.stream_pos += n as u64;
+                    }
+                    written
+                }
+                Link::Tls(_, tls) => {
+                    let written = write_tls(tls, &queued.batch.bytes, &mut conn.offset)?;
+                    if let Written::Some(n) = written {
+                        conn.stream_pos += n as u64;
+                        conn.tls_unflushed += n as u64;
+                    }
+                    written
+                }
                 Link::Udp(socket) => {
                     write_datagrams(socket, &queued.batch, &mut conn.offset, *framing, config.use_sendmmsg, datagrams)?
                 }
@@ -538,11 +706,151 @@ impl Writer {
                 }
                 Written::NotYet => return Ok(()),
                 Written::Batch => {
-                    conn.batch_written(queued.batch.messages(), *per_lane);
-                    queued.remaining -= 1;
+                    conn.batch_written(queued.batch.messages(), queued.batch.bytes.len(), *per_lane);
+                    if matches!(conn.link, Link::Udp(_)) {
+                        queued.remaining -= 1;
+                    }
                 }
             }
         }
+    }
+
+    /// RELP: writes what is encoded; while the session is open and the
+    /// window has room, encodes the connection's next messages as `syslog`
+    /// commands, each remembered in the window until answered.
+    fn pump_relp(&mut self, index: usize) -> io::Result<()> {
+        let Writer { conns, queue, shared, framing, front_seq, end_seq, per_lane, .. } = self;
+        let conn = &mut conns[index];
+        loop {
+            if !flush_tls(conn)? {
+                conn.blocked = true;
+                return Ok(());
+            }
+            let session = conn.relp.as_deref_mut().expect("a RELP connection has a session");
+            if session.has_unwritten() {
+                let written = match &mut conn.link {
+                    Link::Tcp(stream) => write_stream(stream, &session.out, &mut session.out_at)?,
+                    Link::Tls(_, tls) => write_tls(tls, &session.out, &mut session.out_at)?,
+                    _ => Written::NotYet,
+                };
+                match written {
+                    Written::Some(n) => {
+                        conn.wire_bytes += n as u64;
+                        shared.bytes_written.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Written::Retry => {}
+                    Written::Blocked => {
+                        conn.blocked = true;
+                        return Ok(());
+                    }
+                    _ => return Ok(()),
+                }
+                continue;
+            }
+            session.out.clear();
+            session.out_at = 0;
+            if session.state != RelpState::Open {
+                return Ok(());
+            }
+            while !session.window.is_full() && session.out.len() < RELP_OUT_TARGET && conn.next_seq < *end_seq {
+                let batch = &queue[(conn.next_seq - *front_seq) as usize].batch;
+                let txnr = session.window.send(MessageAt { seq: conn.next_seq, index: conn.offset });
+                relp::encode_syslog(&mut session.out, txnr, batch.payload(conn.offset, *framing));
+                conn.offset += 1;
+                if conn.offset == batch.messages() {
+                    // Sent whole; confirmed when its last message is answered.
+                    conn.frames += batch.messages() as u64;
+                    conn.offset = 0;
+                    conn.next_seq += *per_lane;
+                }
+            }
+            if session.out.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// RELP: reads what the receiver answered. `200` to `open` (with
+    /// `syslog` among its commands) opens the session; `200` to a message
+    /// acknowledges it, and the last of a batch confirms the batch for this
+    /// lane; any other status, an answer out of order, `serverclose` or the
+    /// end of the stream break the session (`Err`).
+    fn read_relp(&mut self, index: usize) -> io::Result<()> {
+        let mut opened = false;
+        let result = loop {
+            let conn = &mut self.conns[index];
+            let session = conn.relp.as_deref_mut().expect("a RELP connection has a session");
+            let free = &mut session.input[session.input_len..];
+            let read = match &mut conn.link {
+                Link::Tcp(stream) => read_stream(stream, free),
+                Link::Tls(stream, tls) => read_tls_plaintext(stream, tls, free),
+                _ => return Ok(()),
+            };
+            match read {
+                Ok(0) => break Err(io::Error::new(io::ErrorKind::ConnectionAborted, "closed by the receiver")),
+                Ok(n) => session.input_len += n,
+                Err(err) if would_block(&err) => break Ok(()),
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => break Err(err),
+            }
+            if let Err(err) = self.take_answers(index, &mut opened) {
+                break Err(err);
+            }
+        };
+        if opened {
+            self.came_up(index);
+        }
+        result
+    }
+
+    /// Acts on every complete answer in the session's input buffer.
+    fn take_answers(&mut self, index: usize, opened: &mut bool) -> io::Result<()> {
+        let Writer { conns, queue, front_seq, .. } = self;
+        let session = conns[index].relp.as_deref_mut().expect("a RELP connection has a session");
+        let mut at = 0;
+        let result = loop {
+            let (frame, used) = match relp::parse_frame(&session.input[at..session.input_len]) {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(io::Error::new(io::ErrorKind::InvalidData, format!("RELP: {err}"))),
+            };
+            at += used;
+            match frame {
+                ServerFrame::Response { txnr, status, text, data } => match session.state {
+                    RelpState::Opening(open) if txnr == open => {
+                        if status != 200 {
+                            break Err(refused("the session", status, text));
+                        }
+                        if !relp::offers_allow_syslog(data) {
+                            break Err(io::Error::new(
+                                io::ErrorKind::Unsupported,
+                                "RELP: the receiver does not offer the syslog command",
+                            ));
+                        }
+                        session.state = RelpState::Open;
+                        *opened = true;
+                    }
+                    RelpState::Opening(_) => break Err(out_of_order(txnr)),
+                    RelpState::Open => match session.window.answered(txnr) {
+                        Some(Answered::Message(_)) if status != 200 => break Err(refused("a message", status, text)),
+                        Some(Answered::Message(message)) => {
+                            let queued = &mut queue[(message.seq - *front_seq) as usize];
+                            if message.index + 1 == queued.batch.messages() {
+                                queued.remaining -= 1;
+                            }
+                        }
+                        Some(Answered::Command(_)) | None => break Err(out_of_order(txnr)),
+                    },
+                },
+                ServerFrame::ServerClose => {
+                    break Err(io::Error::new(io::ErrorKind::ConnectionAborted, "the receiver closed the session"));
+                }
+                ServerFrame::Other { .. } => {}
+            }
+        };
+        session.input.copy_within(at..session.input_len, 0);
+        session.input_len -= at;
+        result
     }
 
     /// Counts a connection that broke while being closed at the end: an
@@ -562,17 +870,18 @@ impl Writer {
     /// may have lost, rewinds to a frame boundary and schedules a retry.
     fn fail(&mut self, index: usize, err: io::Error) {
         let now = Instant::now();
+        // What the peer acknowledged, asked before the socket goes.
+        let confirmed = confirmed_position(&self.conns[index]);
         let conn = &mut self.conns[index];
         let destination = &self.lanes[conn.lane][conn.endpoint];
         self.shared.note_error(format!("{destination}: {err}"));
         let link = std::mem::replace(&mut conn.link, Link::Down);
-        let batch =
-            (conn.next_seq < self.end_seq).then(|| &self.queue[(conn.next_seq - self.front_seq) as usize].batch);
         match link {
             Link::Tcp(mut stream) | Link::Tls(mut stream, _) => {
-                let frames_in_batch = batch.map_or(0, |b| b.frames_before(conn.offset)) as u64;
-                let lost = estimate_lost(&stream, conn.wire_bytes, conn.frames + frames_in_batch, conn.max_window);
-                self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+                if conn.relp.is_none() {
+                    let lost = estimate_lost(&stream, conn.wire_bytes, conn.frames, conn.max_window);
+                    self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+                }
                 let _ = self.poll.registry().deregister(&mut stream);
             }
             Link::Connecting { mut stream, .. } => {
@@ -583,9 +892,30 @@ impl Writer {
             }
             Link::Down => {}
         }
-        // Resend the frame that was cut, whole.
-        if destination.transport.is_stream() {
-            conn.offset = batch.map_or(0, |b| b.frame_boundary_at_or_before(conn.offset));
+        if let Some(session) = conn.relp.as_deref_mut() {
+            // Exactly the messages not acknowledged go again.
+            if let Some(oldest) = session.window.oldest() {
+                conn.next_seq = oldest.seq;
+                conn.offset = oldest.index;
+            }
+            session.window.reset();
+            session.state = RelpState::Opening(0);
+        } else if let Some(confirmed) = confirmed {
+            // What the peer's TCP did not acknowledge goes again, from the
+            // start of the first frame it touches.
+            confirm_up_to(conn, &mut self.queue, self.front_seq, confirmed);
+            let resume = match conn.unconfirmed.front() {
+                Some(first) => Some((first.seq, first.start)),
+                None if conn.next_seq < self.end_seq => Some((conn.next_seq, conn.stream_pos - conn.offset as u64)),
+                None => None,
+            };
+            if let Some((seq, start)) = resume {
+                let batch = &self.queue[(seq - self.front_seq) as usize].batch;
+                let within = confirmed.saturating_sub(start).min(batch.bytes.len() as u64) as usize;
+                conn.next_seq = seq;
+                conn.offset = batch.frame_boundary_at_or_before(within);
+            }
+            conn.unconfirmed.clear();
         }
         conn.blocked = false;
         conn.down_since.get_or_insert(now);
@@ -639,7 +969,25 @@ impl Writer {
             (0..self.conns.len()).filter(|&i| matches!(self.conns[i].link, Link::Tcp(_) | Link::Tls(..))).collect();
         let mut events = Events::with_capacity(64);
         for &index in &open {
-            if let Link::Tls(_, tls) = &mut self.conns[index].link {
+            let conn = &mut self.conns[index];
+            // RELP: everything is acknowledged; end the session as the
+            // protocol says (the answer is read and dropped below).
+            if let Some(session) = conn.relp.as_deref_mut()
+                && session.state == RelpState::Open
+            {
+                let txnr = session.window.take_txnr();
+                session.out.clear();
+                session.out_at = 0;
+                relp::encode_close(&mut session.out, txnr);
+            }
+            if let Link::Tls(_, tls) = &mut conn.link {
+                if let Some(session) = conn.relp.as_deref_mut()
+                    && session.has_unwritten()
+                {
+                    // Tiny: rustls takes it whole.
+                    let _ = tls.writer().write(&session.out[session.out_at..]);
+                    session.out_at = session.out.len();
+                }
                 tls.send_close_notify();
             }
         }
@@ -743,24 +1091,20 @@ fn flush_tls(conn: &mut Conn) -> io::Result<bool> {
             Err(err) => return Err(err),
         }
     }
+    // Everything handed to rustls so far is on the wire.
+    conn.tls_unflushed = 0;
     Ok(true)
 }
 
-/// One `write` of the rest of `batch` from `offset` to a TCP stream.
-fn write_stream(
-    stream: &mut TcpStream,
-    batch: &Batch,
-    offset: &mut usize,
-    wire_bytes: &mut u64,
-) -> io::Result<Written> {
-    if *offset == batch.bytes.len() {
+/// One `write` of the rest of `bytes` from `offset` to a TCP stream.
+fn write_stream(stream: &mut TcpStream, bytes: &[u8], offset: &mut usize) -> io::Result<Written> {
+    if *offset == bytes.len() {
         return Ok(Written::Batch);
     }
-    match stream.write(&batch.bytes[*offset..]) {
+    match stream.write(&bytes[*offset..]) {
         Ok(0) => Err(io::ErrorKind::WriteZero.into()),
         Ok(n) => {
             *offset += n;
-            *wire_bytes += n as u64;
             Ok(Written::Some(n))
         }
         Err(err) if would_block(&err) => Ok(Written::Blocked),
@@ -772,15 +1116,15 @@ fn write_stream(
 /// Hands the rest of `batch` to rustls (which the caller then flushes to
 /// the socket). Nothing counts as written before the session is up: the
 /// server's handshake messages (`READABLE`) move it on.
-fn write_tls(tls: &mut rustls::ClientConnection, batch: &Batch, offset: &mut usize) -> io::Result<Written> {
+fn write_tls(tls: &mut rustls::ClientConnection, bytes: &[u8], offset: &mut usize) -> io::Result<Written> {
     if tls.is_handshaking() {
         return Ok(Written::NotYet);
     }
-    if *offset == batch.bytes.len() {
+    if *offset == bytes.len() {
         return Ok(Written::Batch);
     }
     // rustls takes at most its buffer limit, and its buffer was flushed.
-    match tls.writer().write(&batch.bytes[*offset..])? {
+    match tls.writer().write(&bytes[*offset..])? {
         // Cannot happen with the buffer flushed; do not spin.
         0 => Ok(Written::NotYet),
         n => {
@@ -828,6 +1172,17 @@ fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
         Link::Tls(stream, tls) => (stream, Some(tls)),
         _ => return Ok(true),
     };
+    // RELP over TCP: the `close` command first (over TLS rustls holds it).
+    if let Some(session) = conn.relp.as_deref_mut()
+        && tls.is_none()
+    {
+        while session.has_unwritten() {
+            match write_stream(stream, &session.out, &mut session.out_at)? {
+                Written::Blocked => return Ok(false),
+                _ => {}
+            }
+        }
+    }
     if let Some(tls) = tls.as_deref_mut() {
         while tls.wants_write() {
             match tls.write_tls(stream) {
@@ -861,6 +1216,46 @@ fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
             Err(err) => return Err(err),
         }
     }
+}
+
+/// One `read` from a stream into `buf` (never empty: a full buffer is an
+/// answer too long to be RELP).
+fn read_stream(stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "RELP: answer too long"));
+    }
+    stream.read(buf)
+}
+
+/// Plaintext from a TLS stream into `buf`: what rustls holds, else the
+/// next records from the socket. `Ok(0)` at the end of the session.
+fn read_tls_plaintext(stream: &mut TcpStream, tls: &mut rustls::ClientConnection, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "RELP: answer too long"));
+    }
+    loop {
+        match tls.reader().read(buf) {
+            Ok(n) => return Ok(n),
+            Err(err) if would_block(&err) => {}
+            Err(err) => return Err(err),
+        }
+        match tls.read_tls(stream)? {
+            0 => return Ok(0),
+            _ => {
+                tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+        }
+    }
+}
+
+#[cold]
+fn refused(what: &str, status: u16, text: &[u8]) -> io::Error {
+    io::Error::other(format!("RELP: the receiver refused {what}: {status} {}", String::from_utf8_lossy(text)))
+}
+
+#[cold]
+fn out_of_order(txnr: u32) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("RELP: answer to transaction {txnr}, which was not expected"))
 }
 
 /// Reads and discards what a syslog receiver sends (nothing, normally);
@@ -904,10 +1299,54 @@ fn drain_tls_reads(stream: &mut TcpStream, tls: &mut rustls::ClientConnection, s
     }
 }
 
+/// Streams: the position (in [`Conn::stream_pos`]) up to which every
+/// byte is acknowledged by the peer's TCP: what was handed over minus what
+/// the kernel still holds unsent or unacknowledged (`SIOCOUTQ`, which the
+/// kernel still answers after a reset); for TLS also minus the plaintext
+/// rustls may not have written yet, and counting each unacknowledged byte
+/// of ciphertext as one of plaintext (ciphertext is longer, so this never
+/// confirms too much). `None` for other links.
+fn confirmed_position(conn: &Conn) -> Option<u64> {
+    match &conn.link {
+        Link::Tcp(stream) => Some(conn.stream_pos.saturating_sub(unacknowledged_bytes(stream))),
+        Link::Tls(stream, _) => {
+            Some(conn.stream_pos.saturating_sub(conn.tls_unflushed + unacknowledged_bytes(stream)))
+        }
+        _ => None,
+    }
+}
+
+/// Confirms, for the connection's lane, each remembered batch that ends at
+/// or before `confirmed`.
+fn confirm_up_to(conn: &mut Conn, queue: &mut VecDeque<Queued>, front_seq: u64, confirmed: u64) {
+    while let Some(first) = conn.unconfirmed.front()
+        && first.end <= confirmed
+    {
+        queue[(first.seq - front_seq) as usize].remaining -= 1;
+        conn.unconfirmed.pop_front();
+    }
+}
+
+/// Bytes written to the socket that its peer has not acknowledged yet
+/// (unsent ones included): `SIOCOUTQ`.
+#[cfg(target_os = "linux")]
+fn unacknowledged_bytes(stream: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int through a valid pointer.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if rc == 0 { queued.max(0) as u64 } else { 0 }
+}
+
+/// Elsewhere the count is unknown: what was written counts as acknowledged
+/// (the behaviour before acknowledgements were read).
+#[cfg(not(target_os = "linux"))]
+fn unacknowledged_bytes(_stream: &TcpStream) -> u64 {
+    0
+}
+
 /// What the kernel knows about a TCP connection.
 struct TcpInfo {
-    /// Bytes the peer's TCP acknowledged.
-    bytes_acked: u64,
     /// The peer's advertised receive window.
     send_window: u64,
 }
@@ -928,7 +1367,7 @@ fn tcp_info(stream: &TcpStream) -> Option<TcpInfo> {
             &mut len,
         )
     };
-    (rc == 0).then_some(TcpInfo { bytes_acked: info.tcpi_bytes_acked, send_window: u64::from(info.tcpi_snd_wnd) })
+    (rc == 0).then_some(TcpInfo { send_window: u64::from(info.tcpi_snd_wnd) })
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -942,21 +1381,19 @@ fn tcp_info(_stream: &TcpStream) -> Option<TcpInfo> {
 /// keeps the advertised window small while its buffer grows).
 const ASSUMED_PEER_RECEIVE_BUFFER: u64 = 6 << 20;
 
-/// Messages of a broken connection that may not have been processed: those
-/// in bytes the peer's TCP never acknowledged, plus as many as fit in the
-/// peer's receive buffer (acknowledged, but perhaps never read before it
-/// died): the larger of the largest window it advertised and
-/// [`ASSUMED_PEER_RECEIVE_BUFFER`]. An upper estimate; what the receiving
-/// application held in its own memory is beyond what TCP can tell.
+/// Messages of a broken connection that may not have been processed
+/// although its peer's TCP acknowledged them (those it did not acknowledge
+/// are written again): as many as fit in the peer's receive buffer
+/// (acknowledged, but perhaps never read before it died): the larger of
+/// the largest window it advertised and [`ASSUMED_PEER_RECEIVE_BUFFER`].
+/// An upper estimate; what the receiving application held in its own
+/// memory is beyond what TCP can tell.
 fn estimate_lost(stream: &TcpStream, wire_bytes: u64, frames: u64, max_window: u64) -> u64 {
     if frames == 0 || wire_bytes == 0 {
         return 0;
     }
-    let (unacked, window) = match tcp_info(stream) {
-        Some(info) => (wire_bytes.saturating_sub(info.bytes_acked), max_window.max(info.send_window)),
-        None => (0, 0),
-    };
-    let at_risk = unacked + window.max(ASSUMED_PEER_RECEIVE_BUFFER);
+    let window = tcp_info(stream).map_or(0, |info| max_window.max(info.send_window));
+    let at_risk = window.max(ASSUMED_PEER_RECEIVE_BUFFER);
     let per_frame = (wire_bytes / frames).max(1);
     at_risk.div_ceil(per_frame).min(frames)
 }
