@@ -291,8 +291,9 @@ mod tests {
 
     #[test]
     fn answers_from_imrelp_parse() {
-        let open = b"1 rsp 92 200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog\n";
-        let (frame, used) = parse_frame(open).unwrap().unwrap();
+        let offers = "200 OK\nrelp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog";
+        let open = format!("1 rsp {} {offers}\n", offers.len()).into_bytes();
+        let (frame, used) = parse_frame(&open).unwrap().unwrap();
         assert_eq!(used, open.len());
         let ServerFrame::Response { txnr, status, text, data } = frame else { panic!("{frame:?}") };
         assert_eq!((txnr, status, text), (1, 200, &b"OK"[..]));
