@@ -466,7 +466,7 @@ fn close_abruptly(stream: std::net::TcpStream) {
 }
 
 #[test]
-fn loss_estimate_covers_data_a_dying_receiver_never_read() {
+fn a_dying_receiver_loses_at_most_what_it_acknowledged_and_never_read() {
     use cefwire::records::MessageSink;
     use cefwire::send::{Destination, SendConfig, SyslogSender};
     use std::io::Read as _;
@@ -539,8 +539,16 @@ fn loss_estimate_covers_data_a_dying_receiver_never_read() {
         report.possibly_lost, report.reconnects
     );
     assert!(report.reconnects >= 1);
-    assert!(lost > 0, "the receiver discarded unread data");
     assert!(report.possibly_lost >= lost, "estimate {} must cover the loss {lost}", report.possibly_lost);
+    // Only what the receiver's TCP acknowledged and it never read can be
+    // lost: a slow reader's buffer, far less than the megabytes our kernel
+    // held unacknowledged when it died (those are written again).
+    let line_bytes = line(0).len() as u64 + 1;
+    assert!(
+        lost * line_bytes <= 1 << 20,
+        "lost {lost} messages ({} bytes): more than the receiver could have held unread",
+        lost * line_bytes
+    );
     assert_eq!(report.messages_written, MESSAGES as u64);
 }
 

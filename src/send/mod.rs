@@ -192,6 +192,10 @@ pub struct SendReport {
     pub messages_unsent: u64,
     /// Bytes written, framing included, summed over connections.
     pub bytes_written: u64,
+    /// Messages written again after a broken connection: RELP, those the
+    /// receiver had not acknowledged; TCP and TLS, those in bytes its TCP
+    /// had not acknowledged. The most a receiver can have got twice.
+    pub messages_resent: u64,
     /// Messages cut to `max_message_bytes`.
     pub truncated: u64,
     /// Datagrams the network refused outright (larger than a datagram can be).
@@ -237,6 +241,9 @@ impl SendReport {
         if self.reconnects > 0 || self.errors > 0 {
             text.push_str(&format!("; {} reconnects, {} errors", self.reconnects, self.errors));
         }
+        if self.messages_resent > 0 {
+            text.push_str(&format!("; {} written again after breaks", self.messages_resent));
+        }
         if self.possibly_lost > 0 {
             text.push_str(&format!(
                 "; up to {} messages may have been lost in the buffers of broken connections",
@@ -274,6 +281,7 @@ struct Shared {
     reconnects: AtomicU64,
     errors: AtomicU64,
     possibly_lost: AtomicU64,
+    messages_resent: AtomicU64,
     last_error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
     /// When the writer must give up draining after input ended (ms since
@@ -298,6 +306,7 @@ impl Shared {
             reconnects: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             possibly_lost: AtomicU64::new(0),
+            messages_resent: AtomicU64::new(0),
             last_error: Mutex::new(None),
             failure: Mutex::new(None),
             drain_deadline_ms: AtomicU64::new(0),
@@ -549,6 +558,7 @@ impl SyslogSender {
             reconnects: s.reconnects.load(Ordering::Relaxed),
             errors: s.errors.load(Ordering::Relaxed),
             possibly_lost: s.possibly_lost.load(Ordering::Relaxed),
+            messages_resent: s.messages_resent.load(Ordering::Relaxed),
             last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             failure: s.failure(),
             elapsed: self.started.elapsed(),

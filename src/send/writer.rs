@@ -894,6 +894,7 @@ impl Writer {
         }
         if let Some(session) = conn.relp.as_deref_mut() {
             // Exactly the messages not acknowledged go again.
+            self.shared.messages_resent.fetch_add(session.window.len() as u64, Ordering::Relaxed);
             if let Some(oldest) = session.window.oldest() {
                 conn.next_seq = oldest.seq;
                 conn.offset = oldest.index;
@@ -912,8 +913,10 @@ impl Writer {
             if let Some((seq, start)) = resume {
                 let batch = &self.queue[(seq - self.front_seq) as usize].batch;
                 let within = confirmed.saturating_sub(start).min(batch.bytes.len() as u64) as usize;
-                conn.next_seq = seq;
-                conn.offset = batch.frame_boundary_at_or_before(within);
+                let rewound_to = (seq, batch.frame_boundary_at_or_before(within));
+                let resent = frames_between(&self.queue, self.front_seq, self.per_lane, rewound_to, (conn.next_seq, conn.offset));
+                self.shared.messages_resent.fetch_add(resent, Ordering::Relaxed);
+                (conn.next_seq, conn.offset) = rewound_to;
             }
             conn.unconfirmed.clear();
         }
@@ -1314,6 +1317,23 @@ fn confirmed_position(conn: &Conn) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// Frames a stream connection wrote from position `from` (batch sequence
+/// number, byte offset) up to `to` (its batches are `per_lane` apart): what
+/// a rewind from `to` back to `from` writes again.
+fn frames_between(queue: &VecDeque<Queued>, front_seq: u64, per_lane: u64, from: (u64, usize), to: (u64, usize)) -> u64 {
+    let end_seq = front_seq + queue.len() as u64;
+    let (mut seq, mut offset) = from;
+    let mut frames = 0;
+    while seq <= to.0 && seq < end_seq {
+        let batch = &queue[(seq - front_seq) as usize].batch;
+        let upto = if seq == to.0 { batch.frames_before(to.1) } else { batch.messages() };
+        frames += upto.saturating_sub(batch.frames_before(offset)) as u64;
+        offset = 0;
+        seq += per_lane;
+    }
+    frames
 }
 
 /// Confirms, for the connection's lane, each remembered batch that ends at

@@ -7,6 +7,13 @@
 //! Whether rsyslogd must be there is read in one place
 //! ([`Rsyslog::available`]): a missing rsyslogd skips the test with a note,
 //! or fails it when `CEFWIRE_REQUIRE_RSYSLOG` is set (as CI does).
+//!
+//! [`Inputs`] adds, on their own reserved ports and output files, a RELP
+//! input (`imrelp`, optionally TLS) and a syslog-over-TLS input (`imtcp`
+//! with the `ossl` stream driver), and can make every ruleset write each
+//! message before it is acknowledged (Direct queues: `imrelp` answers `200`
+//! only after the message is in the output file's kernel buffers, so a
+//! SIGKILL loses nothing it acknowledged).
 
 use super::ports::{self, Protocol, ReservedPort};
 use std::fs::{self, OpenOptions};
@@ -16,10 +23,40 @@ use std::time::{Duration, Instant};
 
 pub const RSYSLOGD: &str = "/usr/sbin/rsyslogd";
 
+/// Server certificate files for the TLS inputs.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Inputs beyond the plain TCP and UDP ones, and how messages are queued.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// An `imrelp` input ([`Rsyslog::relp_url`], written to `relp_out`).
+    pub relp: bool,
+    /// The RELP input speaks TLS (needs `tls`).
+    pub relp_tls: bool,
+    /// Certificates for the TLS inputs; with them, an `imtcp` TLS input
+    /// ([`Rsyslog::tls_url`], written to `tls_out`).
+    pub tls: Option<ServerTls>,
+    /// Direct queues: each message is written out before its input takes
+    /// the next (and, for RELP, before it is acknowledged).
+    pub direct: bool,
+}
+
 pub struct Rsyslog {
     dir: PathBuf,
     tcp: ReservedPort,
     udp: ReservedPort,
+    relp: Option<ReservedPort>,
+    relp_tls: bool,
+    tls: Option<ReservedPort>,
+    /// What arrived over RELP.
+    pub relp_out: PathBuf,
+    /// What arrived over TLS.
+    pub tls_out: PathBuf,
     /// What arrived over TCP, raw, one message per line.
     pub out: PathBuf,
     /// What arrived over UDP.
@@ -41,20 +78,82 @@ impl Rsyslog {
     /// Writes the config into `dir` and starts rsyslogd; returns once this
     /// rsyslogd listens on both ports.
     pub fn start(dir: &Path) -> Rsyslog {
+        Self::start_with(dir, &Inputs::default())
+    }
+
+    /// Like [`start`](Self::start), with the extra `inputs`.
+    pub fn start_with(dir: &Path, inputs: &Inputs) -> Rsyslog {
         fs::create_dir_all(dir).unwrap();
         let (tcp, udp) = (ports::reserve(), ports::reserve());
         let (out, udp_out) = (dir.join("received.log"), dir.join("received-udp.log"));
+        let (relp_out, tls_out) = (dir.join("received-relp.log"), dir.join("received-tls.log"));
         let template = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rsyslog/cef.conf")).unwrap();
-        let config = template
+        let mut config = template
             .replace("@WORKDIR@", dir.to_str().unwrap())
             .replace("@PORT@", &tcp.port().to_string())
             .replace("@OUT@", out.to_str().unwrap())
             .replace("@UDPPORT@", &udp.port().to_string())
             .replace("@UDPOUT@", udp_out.to_str().unwrap());
+        let queue = if inputs.direct { r#"queue.type="Direct""# } else { r#"queue.type="LinkedList" queue.workerThreads="1""# };
+        if inputs.direct {
+            config = config.replace(r#"queue.type="LinkedList" queue.workerThreads="1""#, queue);
+        }
+        let output = |file: &Path| {
+            format!(r#"action(type="omfile" file="{}" template="raw" ioBufferSize="1m" flushOnTXEnd="on")"#, file.display())
+        };
+        let relp = inputs.relp.then(ports::reserve);
+        if let Some(port) = &relp {
+            let tls = match (&inputs.tls, inputs.relp_tls) {
+                (Some(files), true) => format!(
+                    r#" tls="on" tls.cacert="{}" tls.mycert="{}" tls.myprivkey="{}" tls.authmode="certvalid""#,
+                    files.ca.display(),
+                    files.cert.display(),
+                    files.key.display()
+                ),
+                (None, true) => panic!("a RELP TLS input needs the certificate files"),
+                _ => String::new(),
+            };
+            config.push_str(&format!(
+                "module(load=\"imrelp\")\nruleset(name=\"cef-relp\" {queue}) {{\n  {}\n}}\n\
+                 input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{}\" ruleset=\"cef-relp\"{tls})\n",
+                output(&relp_out),
+                port.port()
+            ));
+        }
+        let tls = inputs.tls.as_ref().map(|_| ports::reserve());
+        if let (Some(port), Some(files)) = (&tls, &inputs.tls) {
+            config.push_str(&format!(
+                "ruleset(name=\"cef-tls\" {queue}) {{\n  {}\n}}\n\
+                 input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{}\" ruleset=\"cef-tls\" \
+                 streamDriver.name=\"ossl\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\" \
+                 streamDriver.CAFile=\"{}\" streamDriver.CertFile=\"{}\" streamDriver.KeyFile=\"{}\")\n",
+                output(&tls_out),
+                port.port(),
+                files.ca.display(),
+                files.cert.display(),
+                files.key.display()
+            ));
+        }
         fs::write(dir.join("rsyslog.conf"), config).unwrap();
-        let mut rsyslog = Rsyslog { dir: dir.to_owned(), tcp, udp, out, udp_out, child: None };
+        let mut rsyslog =
+            Rsyslog { dir: dir.to_owned(), tcp, udp, relp, relp_tls: inputs.relp_tls, tls, relp_out, tls_out, out, udp_out, child: None };
         rsyslog.launch();
         rsyslog
+    }
+
+    /// `relp://127.0.0.1:PORT` (or `relp+tls://localhost:PORT`) of the RELP input.
+    pub fn relp_url(&self) -> String {
+        let port = self.relp.as_ref().expect("started with a RELP input").port();
+        if self.relp_tls {
+            format!("relp+tls://localhost:{port}")
+        } else {
+            format!("relp://127.0.0.1:{port}")
+        }
+    }
+
+    /// `tls://localhost:PORT` of the TLS input (the certificate's name).
+    pub fn tls_url(&self) -> String {
+        format!("tls://localhost:{}", self.tls.as_ref().expect("started with a TLS input").port())
     }
 
     pub fn port(&self) -> u16 {
@@ -89,9 +188,11 @@ impl Rsyslog {
             .spawn()
             .unwrap();
         let (pid, tcp, udp) = (child.id(), self.port(), self.udp_port());
+        let extra: Vec<u16> = self.relp.iter().chain(&self.tls).map(ReservedPort::port).collect();
         let deadline = Instant::now() + Duration::from_secs(60);
         while !(ports::listening_owned_by(pid, tcp, Protocol::Tcp)
-            && ports::listening_owned_by(pid, udp, Protocol::Udp))
+            && ports::listening_owned_by(pid, udp, Protocol::Udp)
+            && extra.iter().all(|&port| ports::listening_owned_by(pid, port, Protocol::Tcp)))
         {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("rsyslogd exited ({status}) before listening; its stderr:\n{}", self.stderr_text());
@@ -122,11 +223,13 @@ impl Rsyslog {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let Ok(bytes) = fs::read(&self.out) else { return };
-        let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-        if whole < bytes.len() {
-            eprintln!("rsyslogd died in the middle of a line: dropping its {} bytes", bytes.len() - whole);
-            OpenOptions::new().write(true).open(&self.out).unwrap().set_len(whole as u64).unwrap();
+        for out in [&self.out, &self.relp_out, &self.tls_out] {
+            let Ok(bytes) = fs::read(out) else { continue };
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            if whole < bytes.len() {
+                eprintln!("rsyslogd died in the middle of a line: dropping its {} bytes", bytes.len() - whole);
+                OpenOptions::new().write(true).open(out).unwrap().set_len(whole as u64).unwrap();
+            }
         }
     }
 
