@@ -417,6 +417,8 @@ fn sending_allocates_nothing_per_message_once_warm() {
         "TLS allocated {tls} times for 200,000 messages: more than two per TLS record ({tls_records})"
     );
 
+    relp_allocates_nothing_per_message_once_warm();
+
     // The whole job: NDJSON records converted straight into the sender.
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let config = small_pool(SendConfig::new(vec![
@@ -428,6 +430,25 @@ fn sending_allocates_nothing_per_message_once_warm() {
     assert_eq!(report.messages_written, 2 * 2001 + 20 * 2000);
     println!("allocations while converting and sending 40,000 other records: {converting}");
     assert_eq!(converting, 0, "allocations while converting and sending 40,000 records");
+}
+
+/// RELP to a real rsyslog `imrelp`: encoding commands, reading and
+/// parsing its answers, moving the window and confirming batches.
+fn relp_allocates_nothing_per_message_once_warm() {
+    if !util::rsyslog::Rsyslog::available() {
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("cefwire-alloc-relp-").tempdir().unwrap();
+    let inputs = util::rsyslog::Inputs { relp: true, ..Default::default() };
+    let rsyslog = util::rsyslog::Rsyslog::start_with(dir.path(), &inputs);
+    let config = small_pool(SendConfig::new(vec![Destination::parse(&rsyslog.relp_url()).unwrap()]));
+    let mut sender = SyslogSender::start(&config).unwrap();
+    let relp = allocations_while_sending(&mut sender);
+    let report = sender.finish().unwrap();
+    drop(rsyslog);
+    assert_eq!(report.messages_written, 260_000, "every message acknowledged: {report:?}");
+    eprintln!("allocations while sending 200,000 messages over RELP: {relp}");
+    assert_eq!(relp, 0, "allocations while sending 200,000 messages over RELP");
 }
 
 fn generated_records(seed: u64) -> Vec<Vec<u8>> {

@@ -7,7 +7,7 @@
 //! tests prove transport (every message, once, unaltered, in order), not
 //! the mapping — `mapping.rs` holds the hand-written expected lines.
 
-use crate::util::rsyslog::Rsyslog;
+use crate::util::rsyslog::{Inputs, Rsyslog, ServerTls};
 use crate::util::{Scratch, assert_same_file, cefwire, external_id, json_u64, run_ok};
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -165,4 +165,39 @@ fn backfill_of_200k_records_from_the_emulator_into_rsyslog() {
     assert!(twice.is_empty(), "records delivered more than once, e.g. {twice:?}");
     assert_eq!(ids.len(), COUNT, "every generated record arrived");
     assert_same_file("rsyslog's output against the same backfill written to a file", &expected, &received);
+}
+
+/// Syslog over TLS into a real rsyslog: `imtcp` with the `ossl` stream
+/// driver, our test CA's server certificate for `localhost`. rsyslog's
+/// output is byte for byte what `cefwire convert` renders.
+#[test]
+fn tls_replay_into_rsyslog_arrives_byte_identical() {
+    if !Rsyslog::available() {
+        return;
+    }
+    const COUNT: u64 = 50_000;
+    let dir = Scratch::new("rsyslog-tls");
+    let pki = crate::util::tls::test_pki(&dir);
+    let (ndjson, expected) = (dir.join("records.ndjson"), dir.join("expected.cef"));
+    run_ok(cefwire().args(["generate", "--kind", "mixed", "--count", &COUNT.to_string(), "-o"]).arg(&ndjson));
+    run_ok(cefwire().arg("convert").arg(&ndjson).args(["--pri", "--hostname", "e2e-host", "-q", "-o"]).arg(&expected));
+    let tls = ServerTls { ca: pki.ca.clone(), cert: pki.server_cert.clone(), key: pki.server_key.clone() };
+    let rsyslog = Rsyslog::start_with(&dir.join("rsyslog"), &Inputs { tls: Some(tls), ..Inputs::default() });
+    let report =
+        run_ok(cefwire().arg("replay").arg(&ndjson).args(["--to", &rsyslog.tls_url(), "--ca"]).arg(&pki.ca).args([
+            "--hostname",
+            "e2e-host",
+            "--report",
+            "json",
+            "--no-progress",
+        ]));
+    assert_eq!(json_u64(&report, "messages_written"), COUNT, "{report}");
+    rsyslog.wait_for_file_bytes(
+        &rsyslog.tls_out,
+        std::fs::metadata(&expected).unwrap().len(),
+        Duration::from_secs(300),
+    );
+    let received = rsyslog.tls_out.clone();
+    drop(rsyslog);
+    assert_same_file("rsyslog's TLS output against `cefwire convert`", &expected, &received);
 }

@@ -8,6 +8,7 @@ mod convert_cli;
 mod files;
 mod golden;
 mod mapping;
+mod relp;
 mod roundtrip;
 mod rsyslog;
 mod send;

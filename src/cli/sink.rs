@@ -88,7 +88,9 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
         Err(e) => usage!("--listen {e}"),
     };
     if listen.transport.is_relp() {
-        usage!("--listen: sink receives syslog (tcp://, udp://, tls://), not RELP; use rsyslog's imrelp as a RELP receiver");
+        usage!(
+            "--listen: sink receives syslog (tcp://, udp://, tls://), not RELP; use rsyslog's imrelp as a RELP receiver"
+        );
     }
     if listen.transport == Transport::Tls && (args.cert.is_none() || args.key.is_none()) {
         usage!("--listen tls:// needs --cert and --key");

@@ -37,12 +37,8 @@ const MAX_TXNR: u32 = 999_999_999;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// The offers of our `open` command.
-const OPEN_OFFERS: &[u8] = concat!(
-    "relp_version=0\nrelp_software=cefwire,",
-    env!("CARGO_PKG_VERSION"),
-    "\ncommands=syslog"
-)
-.as_bytes();
+const OPEN_OFFERS: &[u8] =
+    concat!("relp_version=0\nrelp_software=cefwire,", env!("CARGO_PKG_VERSION"), "\ncommands=syslog").as_bytes();
 
 /// Appends one frame: `TXNR SP COMMAND SP DATALEN [SP DATA] LF`.
 fn encode(out: &mut Vec<u8>, txnr: u32, command: &[u8], data: &[u8]) {
@@ -286,7 +282,9 @@ mod tests {
         out.clear();
         encode_open(&mut out, 1);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("1 open ") && text.contains("relp_version=0\n") && text.ends_with("commands=syslog\n"));
+        assert!(
+            text.starts_with("1 open ") && text.contains("relp_version=0\n") && text.ends_with("commands=syslog\n")
+        );
     }
 
     #[test]

@@ -567,17 +567,15 @@ impl Writer {
                 Err(err) => self.fail(index, err),
             },
             // Confirmed later, in `on_event` (or failed by the timer).
-            Transport::Tcp | Transport::Tls | Transport::Relp | Transport::RelpTls => match start_stream_connect(
-                addr,
-                registry,
-                Token(index),
-            ) {
-                Ok(stream) => {
-                    let deadline = Instant::now() + self.config.connect_timeout;
-                    self.conns[index].link = Link::Connecting { stream, deadline };
+            Transport::Tcp | Transport::Tls | Transport::Relp | Transport::RelpTls => {
+                match start_stream_connect(addr, registry, Token(index)) {
+                    Ok(stream) => {
+                        let deadline = Instant::now() + self.config.connect_timeout;
+                        self.conns[index].link = Link::Connecting { stream, deadline };
+                    }
+                    Err(err) => self.fail(index, err),
                 }
-                Err(err) => self.fail(index, err),
-            },
+            }
         }
     }
 
@@ -914,7 +912,13 @@ impl Writer {
                 let batch = &self.queue[(seq - self.front_seq) as usize].batch;
                 let within = confirmed.saturating_sub(start).min(batch.bytes.len() as u64) as usize;
                 let rewound_to = (seq, batch.frame_boundary_at_or_before(within));
-                let resent = frames_between(&self.queue, self.front_seq, self.per_lane, rewound_to, (conn.next_seq, conn.offset));
+                let resent = frames_between(
+                    &self.queue,
+                    self.front_seq,
+                    self.per_lane,
+                    rewound_to,
+                    (conn.next_seq, conn.offset),
+                );
                 self.shared.messages_resent.fetch_add(resent, Ordering::Relaxed);
                 (conn.next_seq, conn.offset) = rewound_to;
             }
@@ -1312,9 +1316,7 @@ fn drain_tls_reads(stream: &mut TcpStream, tls: &mut rustls::ClientConnection, s
 fn confirmed_position(conn: &Conn) -> Option<u64> {
     match &conn.link {
         Link::Tcp(stream) => Some(conn.stream_pos.saturating_sub(unacknowledged_bytes(stream))),
-        Link::Tls(stream, _) => {
-            Some(conn.stream_pos.saturating_sub(conn.tls_unflushed + unacknowledged_bytes(stream)))
-        }
+        Link::Tls(stream, _) => Some(conn.stream_pos.saturating_sub(conn.tls_unflushed + unacknowledged_bytes(stream))),
         _ => None,
     }
 }
@@ -1322,7 +1324,13 @@ fn confirmed_position(conn: &Conn) -> Option<u64> {
 /// Frames a stream connection wrote from position `from` (batch sequence
 /// number, byte offset) up to `to` (its batches are `per_lane` apart): what
 /// a rewind from `to` back to `from` writes again.
-fn frames_between(queue: &VecDeque<Queued>, front_seq: u64, per_lane: u64, from: (u64, usize), to: (u64, usize)) -> u64 {
+fn frames_between(
+    queue: &VecDeque<Queued>,
+    front_seq: u64,
+    per_lane: u64,
+    from: (u64, usize),
+    to: (u64, usize),
+) -> u64 {
     let end_seq = front_seq + queue.len() as u64;
     let (mut seq, mut offset) = from;
     let mut frames = 0;

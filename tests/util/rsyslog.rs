@@ -94,12 +94,16 @@ impl Rsyslog {
             .replace("@OUT@", out.to_str().unwrap())
             .replace("@UDPPORT@", &udp.port().to_string())
             .replace("@UDPOUT@", udp_out.to_str().unwrap());
-        let queue = if inputs.direct { r#"queue.type="Direct""# } else { r#"queue.type="LinkedList" queue.workerThreads="1""# };
+        let queue =
+            if inputs.direct { r#"queue.type="Direct""# } else { r#"queue.type="LinkedList" queue.workerThreads="1""# };
         if inputs.direct {
             config = config.replace(r#"queue.type="LinkedList" queue.workerThreads="1""#, queue);
         }
         let output = |file: &Path| {
-            format!(r#"action(type="omfile" file="{}" template="raw" ioBufferSize="1m" flushOnTXEnd="on")"#, file.display())
+            format!(
+                r#"action(type="omfile" file="{}" template="raw" ioBufferSize="1m" flushOnTXEnd="on")"#,
+                file.display()
+            )
         };
         let relp = inputs.relp.then(ports::reserve);
         if let Some(port) = &relp {
@@ -135,8 +139,19 @@ impl Rsyslog {
             ));
         }
         fs::write(dir.join("rsyslog.conf"), config).unwrap();
-        let mut rsyslog =
-            Rsyslog { dir: dir.to_owned(), tcp, udp, relp, relp_tls: inputs.relp_tls, tls, relp_out, tls_out, out, udp_out, child: None };
+        let mut rsyslog = Rsyslog {
+            dir: dir.to_owned(),
+            tcp,
+            udp,
+            relp,
+            relp_tls: inputs.relp_tls,
+            tls,
+            relp_out,
+            tls_out,
+            out,
+            udp_out,
+            child: None,
+        };
         rsyslog.launch();
         rsyslog
     }
@@ -144,11 +159,7 @@ impl Rsyslog {
     /// `relp://127.0.0.1:PORT` (or `relp+tls://localhost:PORT`) of the RELP input.
     pub fn relp_url(&self) -> String {
         let port = self.relp.as_ref().expect("started with a RELP input").port();
-        if self.relp_tls {
-            format!("relp+tls://localhost:{port}")
-        } else {
-            format!("relp://127.0.0.1:{port}")
-        }
+        if self.relp_tls { format!("relp+tls://localhost:{port}") } else { format!("relp://127.0.0.1:{port}") }
     }
 
     /// `tls://localhost:PORT` of the TLS input (the certificate's name).
@@ -247,9 +258,14 @@ impl Rsyslog {
     /// Waits until the TCP output holds at least `bytes` bytes; fails
     /// after `timeout` with rsyslogd's stderr.
     pub fn wait_for_bytes(&self, bytes: u64, timeout: Duration) {
+        self.wait_for_file_bytes(&self.out, bytes, timeout)
+    }
+
+    /// Waits until output `file` holds at least `bytes` bytes.
+    pub fn wait_for_file_bytes(&self, file: &Path, bytes: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = fs::metadata(&self.out).map_or(0, |m| m.len());
+            let got = fs::metadata(file).map_or(0, |m| m.len());
             if got >= bytes {
                 return;
             }
