@@ -1184,9 +1184,8 @@ fn finish_stream(conn: &mut Conn, scratch: &mut [u8]) -> io::Result<bool> {
         && tls.is_none()
     {
         while session.has_unwritten() {
-            match write_stream(stream, &session.out, &mut session.out_at)? {
-                Written::Blocked => return Ok(false),
-                _ => {}
+            if let Written::Blocked = write_stream(stream, &session.out, &mut session.out_at)? {
+                return Ok(false);
             }
         }
     }
