@@ -56,11 +56,10 @@ impl ConvertReport {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let c = &self.counts;
         let mut text = format!(
-            "converted {} of {} records ({} activities, {} alerts) from {} input{} in {:.2} s: {:.0} records/s, {:.1} MB/s in",
+            "converted {} of {} records ({}) from {} input{} in {:.2} s: {:.0} records/s, {:.1} MB/s in",
             c.converted(),
             c.records,
-            c.activities,
-            c.alerts,
+            c.kinds_text(),
             self.inputs,
             if self.inputs == 1 { "" } else { "s" },
             secs,

@@ -559,6 +559,7 @@ mod tests {
             match kind {
                 RecordKind::Activity => activities += 1,
                 RecordKind::Alert => alerts += 1,
+                other => panic!("generated {other:?}"),
             }
         }
         assert_eq!((activities, alerts), (2850, 150));

@@ -18,7 +18,7 @@
 //! Nothing in the per-record path allocates once buffers are warm. This
 //! module knows nothing of where documents come from or where messages go.
 
-use crate::cef::{CefFormatter, CefOptions, KindChoice, RecordFields, RecordKey, RecordKind};
+use crate::cef::{CefFormatter, CefOptions, KindChoice, RecordError, RecordFields, RecordKey, RecordKind};
 use crate::json::{JsonError, JsonParser, JsonValue, write_compact_json};
 use crate::rejects::{RejectLog, RejectedRecord};
 use std::io;
@@ -73,22 +73,57 @@ pub struct ConvertCounts {
     pub records: u64,
     pub activities: u64,
     pub alerts: u64,
+    /// Streaming `CloudAppEvents` records (written as activities).
+    pub cloud_app_events: u64,
+    /// Graph `alerts_v2` alerts (written as alerts).
+    pub graph_alerts: u64,
     pub rejected: u64,
     /// Records the gate turned away (the agent: sent before).
     pub skipped: u64,
+    /// Streaming records of other tables, passed over on purpose.
+    pub other_tables: u64,
 }
 
 impl ConvertCounts {
     pub fn converted(&self) -> u64 {
-        self.activities + self.alerts
+        self.activities + self.alerts + self.cloud_app_events + self.graph_alerts
     }
 
     pub fn add(&mut self, other: &ConvertCounts) {
         self.records += other.records;
         self.activities += other.activities;
         self.alerts += other.alerts;
+        self.cloud_app_events += other.cloud_app_events;
+        self.graph_alerts += other.graph_alerts;
         self.rejected += other.rejected;
         self.skipped += other.skipped;
+        self.other_tables += other.other_tables;
+    }
+
+    /// `12 activities, 3 alerts`, naming only the successor sources' kinds
+    /// that occurred, then the skipped records if any.
+    pub fn kinds_text(&self) -> String {
+        let mut text = format!("{} activities, {} alerts", self.activities, self.alerts);
+        if self.cloud_app_events > 0 {
+            text.push_str(&format!(", {} CloudAppEvents", self.cloud_app_events));
+        }
+        if self.graph_alerts > 0 {
+            text.push_str(&format!(", {} Graph alerts", self.graph_alerts));
+        }
+        if self.other_tables > 0 {
+            text.push_str(&format!("; skipped {} streaming records of other tables", self.other_tables));
+        }
+        text
+    }
+
+    fn count(&mut self, kind: RecordKind) {
+        let counter = match kind {
+            RecordKind::Activity => &mut self.activities,
+            RecordKind::Alert => &mut self.alerts,
+            RecordKind::CloudAppEvent => &mut self.cloud_app_events,
+            RecordKind::GraphAlert => &mut self.graph_alerts,
+        };
+        *counter += 1;
     }
 
     /// What was counted since `earlier` (a copy taken before).
@@ -97,8 +132,11 @@ impl ConvertCounts {
             records: self.records - earlier.records,
             activities: self.activities - earlier.activities,
             alerts: self.alerts - earlier.alerts,
+            cloud_app_events: self.cloud_app_events - earlier.cloud_app_events,
+            graph_alerts: self.graph_alerts - earlier.graph_alerts,
             rejected: self.rejected - earlier.rejected,
             skipped: self.skipped - earlier.skipped,
+            other_tables: self.other_tables - earlier.other_tables,
         }
     }
 }
@@ -243,16 +281,22 @@ impl RecordConverter {
     }
 }
 
-/// The records of a page (`{"data":[…]}` without an `_id`) or a bare array;
-/// `None` when the document is itself one record.
+/// The records of a page (`{"data":[…]}` without an `_id`), a streaming
+/// envelope (`{"records":[…]}`), a Graph page (`{"value":[…]}`) or a bare
+/// array; `None` when the document is itself one record.
 fn page_records<'t, 'i>(root: JsonValue<'t, 'i>) -> Option<impl Iterator<Item = JsonValue<'t, 'i>>> {
     if let Some(items) = root.array() {
         return Some(items);
     }
-    if root.get("_id").is_some() {
-        return None;
+    let mut list = None;
+    for (key, value) in root.object()? {
+        match key {
+            "_id" => return None,
+            "data" | "records" | "value" if list.is_none() => list = value.array(),
+            _ => {}
+        }
     }
-    root.get("data")?.array()
+    list
 }
 
 struct RecordContext<'a, 'o, G> {
@@ -279,9 +323,13 @@ impl<G: RecordGate> RecordContext<'_, '_, G> {
         self.counts.records += 1;
         let Some(fields) = RecordFields::scan(record) else {
             self.counts.rejected += 1;
-            return self.reject(record, index, &crate::cef::RecordError::NotAnObject);
+            return self.reject(record, index, &RecordError::NotAnObject);
         };
-        let key = RecordKey::read(&fields);
+        let key = self.formatter.read_key(&fields);
+        if key.kind.as_ref().err().is_some_and(RecordError::is_skip) {
+            self.counts.other_tables += 1;
+            return Ok(());
+        }
         if !self.gate.admit(&fields, &key) {
             self.counts.skipped += 1;
             return Ok(());
@@ -290,10 +338,7 @@ impl<G: RecordGate> RecordContext<'_, '_, G> {
         let start = buffer.len();
         match self.formatter.format_keyed(&fields, &key, buffer) {
             Ok(kind) => {
-                match kind {
-                    RecordKind::Activity => self.counts.activities += 1,
-                    RecordKind::Alert => self.counts.alerts += 1,
-                }
+                self.counts.count(kind);
                 self.gate.formatted(&buffer[start..]);
                 self.sink.commit(start)?;
                 self.gate.committed();

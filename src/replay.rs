@@ -85,6 +85,9 @@ impl ReplayReport {
         if self.converted.rejected > 0 {
             text.push_str(&format!("; rejected {}", self.converted.rejected));
         }
+        if self.converted.other_tables > 0 {
+            text.push_str(&format!("; skipped {} streaming records of other tables", self.converted.other_tables));
+        }
         s.push_problems(&mut text);
         if self.not_restamped > 0 {
             text.push_str(&format!("; {} lines without a header time to re-stamp", self.not_restamped));
@@ -101,9 +104,10 @@ impl ReplayReport {
             &self.send,
             self.elapsed,
             &format!(
-                "\"converted\":{},\"rejected\":{},\"passed_through\":{},\"loops\":{},\"failed_inputs\":{},\"interrupted\":{},\"not_restamped\":{}",
+                "\"converted\":{},\"rejected\":{},\"other_tables\":{},\"passed_through\":{},\"loops\":{},\"failed_inputs\":{},\"interrupted\":{},\"not_restamped\":{}",
                 self.converted.converted(),
                 self.converted.rejected,
+                self.converted.other_tables,
                 self.passed_through,
                 self.loops_done,
                 self.failed_inputs.len(),

@@ -1,6 +1,8 @@
 //! Golden files: each input in `testdata/golden/` (with its `.args`) must
 //! convert to its `.cef` byte for byte. Together they hold every sample
-//! line of the vendor document. One test per golden file; the last test
+//! line of the vendor document, and every row and fallback of the
+//! successor sources' tables (`cloudappevents_*`, `graph_alerts_*`; their
+//! expected lines were written by hand from `successor-sources.md`). One test per golden file; the last test
 //! makes sure no golden file goes untested.
 
 use crate::util::{assert_same_lines, run, stderr, stdout, testdata};
@@ -74,6 +76,10 @@ golden_tests! {
     activities_compact_page_crlf_and_string_timestamp => "activities_users_0.112.49",
     activity_with_hostname => "activity_with_hostname_0.112.68",
     alerts_page => "alerts_page_0.102.17",
+    cloudappevents_one_record_per_line_crlf_case_insensitive => "cloudappevents_lines_1.0.0",
+    cloudappevents_envelope_skips_other_tables => "cloudappevents_envelope_1.0.0",
+    graph_alerts_page_with_next_link => "graph_alerts_page_1.0.0",
+    graph_alerts_one_per_line => "graph_alerts_1.0.0",
 }
 
 #[test]

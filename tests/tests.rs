@@ -13,4 +13,5 @@ mod roundtrip;
 mod rsyslog;
 mod send;
 mod status_cli;
+mod successor_records;
 mod util;

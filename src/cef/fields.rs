@@ -6,19 +6,32 @@
 //! reads (`user`, `device`, `description_metadata`, `mainInfo`) are scanned
 //! one level down; arrays (`entities`, `audits`, `matchingRules`,
 //! `mainInfo.eventObjects`) are kept whole and walked while rendering.
+//! The successor sources' records (a streaming `CloudAppEvents` record, a
+//! Graph `alerts_v2` alert) are only recognised here — by `properties`, and
+//! by Graph's own keys — and scanned by their mappings
+//! ([`super::cloud_app_events`], [`super::graph_alert`]).
 
 use crate::json::JsonValue;
 
 /// What a record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RecordKind {
+    /// A Defender for Cloud Apps activity (`_id`, `eventTypeName`, …).
     Activity,
+    /// A Defender for Cloud Apps alert (`_id`, `entities`, …).
     Alert,
+    /// A Defender XDR streaming record of `CloudAppEvents`, written in the
+    /// activity layout.
+    CloudAppEvent,
+    /// A Microsoft Graph `alerts_v2` alert, written in the alert layout.
+    GraphAlert,
 }
 
 /// The fields of one record that the CEF mapping uses.
 #[derive(Default, Clone, Copy)]
 pub struct RecordFields<'t, 'i> {
+    /// The whole record (the Graph mapping scans it with its own keys).
+    pub root: Option<JsonValue<'t, 'i>>,
     pub id: Option<JsonValue<'t, 'i>>,
     pub timestamp: Option<JsonValue<'t, 'i>>,
     pub created: Option<JsonValue<'t, 'i>>,
@@ -47,12 +60,21 @@ pub struct RecordFields<'t, 'i> {
     pub audits: Option<JsonValue<'t, 'i>>,
     pub threat_score: Option<JsonValue<'t, 'i>>,
     pub url: Option<JsonValue<'t, 'i>>,
+
+    // Successor sources.
+    /// A streaming record's columns.
+    pub properties: Option<JsonValue<'t, 'i>>,
+    /// A streaming record's table (`AdvancedHunting-CloudAppEvents`).
+    pub category: Option<JsonValue<'t, 'i>>,
+    /// A key only Graph alerts have (`createdDateTime`, `providerAlertId`,
+    /// `alertWebUrl`, `serviceSource`, `@odata.type`).
+    pub graph_key: bool,
 }
 
 impl<'t, 'i> RecordFields<'t, 'i> {
     /// Scans a record. Returns `None` when the record is not a JSON object.
     pub fn scan(record: JsonValue<'t, 'i>) -> Option<Self> {
-        let mut fields = Self::default();
+        let mut fields = Self { root: Some(record), ..Self::default() };
         for (key, value) in record.object()? {
             match key {
                 "_id" => fields.id = Some(value),
@@ -97,15 +119,30 @@ impl<'t, 'i> RecordFields<'t, 'i> {
                 "audits" => fields.audits = Some(value),
                 "threatScore" => fields.threat_score = Some(value),
                 "URL" => fields.url = Some(value),
+                "properties" => fields.properties = Some(value),
+                "category" => fields.category = Some(value),
+                "createdDateTime" | "providerAlertId" | "alertWebUrl" | "serviceSource" | "@odata.type" => {
+                    fields.graph_key = true;
+                }
                 _ => {}
             }
         }
         Some(fields)
     }
 
-    /// The kind the record's own keys say it is: `eventTypeName`/`eventType`
-    /// make an activity; `severityValue`/`entities`/`title` an alert.
+    /// The kind the record's own keys say it is. Without `_id`: a
+    /// `properties` object makes a streaming record, a Graph key a Graph
+    /// alert. Then `eventTypeName`/`eventType` make an activity;
+    /// `severityValue`/`entities`/`title` an alert.
     pub fn detect_kind(&self) -> Option<RecordKind> {
+        if self.id.is_none() {
+            if self.properties.is_some_and(|p| p.is_object()) {
+                return Some(RecordKind::CloudAppEvent);
+            }
+            if self.graph_key {
+                return Some(RecordKind::GraphAlert);
+            }
+        }
         if self.event_type_name.is_some() || self.event_type.is_some() {
             Some(RecordKind::Activity)
         } else if self.severity_value.is_some() || self.entities.is_some() || self.title.is_some() {

@@ -8,13 +8,18 @@
 //! numbers go through itoa/ryu, and nested values are serialised into a
 //! reused scratch buffer before escaping.
 //!
-//! The field mapping lives in [`activity`] and [`alert`]; escaping in
-//! [`escape`]; the one-pass field scan in [`fields`].
+//! The field mapping lives in [`activity`] and [`alert`]; the successor
+//! sources' records are written in the same two layouts by
+//! [`cloud_app_events`] (Defender XDR streaming) and [`graph_alert`]
+//! (Graph `alerts_v2`); escaping in [`escape`]; the one-pass field scan in
+//! [`fields`].
 
 pub mod activity;
 pub mod alert;
+pub mod cloud_app_events;
 pub mod escape;
 pub mod fields;
+pub mod graph_alert;
 
 use crate::json::{JsonValue, Scalar, write_compact_json, write_f64};
 use crate::syslog::header::SyslogHeader;
@@ -29,6 +34,10 @@ pub enum KindChoice {
     Auto,
     Activities,
     Alerts,
+    /// Defender XDR streaming records (or bare `CloudAppEvents` rows).
+    CloudAppEvents,
+    /// Microsoft Graph `alerts_v2` alerts.
+    GraphAlerts,
 }
 
 /// Why a record produced no line.
@@ -44,8 +53,27 @@ pub enum RecordError {
     BadTimestamp,
     #[error("{0}")]
     TimestampOutOfRange(#[from] crate::syslog::header::TimestampOutOfRange),
-    #[error("record is neither an activity (eventTypeName/eventType) nor an alert (severityValue/entities/title)")]
+    #[error(
+        "record is neither an activity (eventTypeName/eventType), an alert (severityValue/entities/title), a streaming record (properties) nor a Graph alert (createdDateTime)"
+    )]
     UnknownKind,
+    #[error("record has no usable \"{0}\"")]
+    Missing(&'static str),
+    #[error("\"{0}\" is not an ISO 8601 time with 0-7 fraction digits and a zone (Z or +hh:mm)")]
+    BadIsoTime(&'static str),
+    #[error("streaming record has no \"properties\" object")]
+    NoProperties,
+    /// Not an error: a streaming record of another table, counted and
+    /// skipped (the streaming API mixes tables in one archive).
+    #[error("streaming record of another category")]
+    OtherCategory,
+}
+
+impl RecordError {
+    /// True for records that are skipped on purpose, not rejected.
+    pub fn is_skip(&self) -> bool {
+        matches!(self, RecordError::OtherCategory)
+    }
 }
 
 /// Settings of the CEF mapping.
@@ -123,54 +151,129 @@ impl CefFormatter {
         fields: &RecordFields<'_, '_>,
         out: &mut Vec<u8>,
     ) -> Result<RecordKind, RecordError> {
-        self.format_keyed(fields, &RecordKey::read(fields), out)
+        let key = self.read_key(fields);
+        self.format_keyed(fields, &key, out)
     }
 
-    /// Like [`format_fields`](Self::format_fields) with the id and time
-    /// already read (the record loop reads them once, for its gate too).
+    /// What the record is, and its id and time, under this formatter's
+    /// kind choice (the record loop reads them once, for its gate too).
+    pub fn read_key<'t, 'i>(&self, fields: &RecordFields<'t, 'i>) -> RecordKey<'t, 'i> {
+        RecordKey::read(fields, self.kind)
+    }
+
+    /// Like [`format_fields`](Self::format_fields) with the key already read.
     pub fn format_keyed(
         &mut self,
         fields: &RecordFields<'_, '_>,
         key: &RecordKey<'_, '_>,
         out: &mut Vec<u8>,
     ) -> Result<RecordKind, RecordError> {
-        let kind = match self.kind {
-            KindChoice::Activities => RecordKind::Activity,
-            KindChoice::Alerts => RecordKind::Alert,
-            KindChoice::Auto => fields.detect_kind().ok_or(RecordError::UnknownKind)?,
-        };
-        let id = key.id.ok_or(RecordError::MissingId)?;
-        let timestamp = key.time?;
-        let start = out.len();
-        if let Err(err) = self.header.write(timestamp, out) {
-            out.truncate(start);
-            return Err(err.into());
-        }
-        out.extend_from_slice(&self.cef_prefix);
-        let mut line = CefLine { out, scratch: &mut self.scratch };
-        match kind {
-            RecordKind::Activity => activity::write(&mut line, fields, id, timestamp, &self.activity_link),
-            RecordKind::Alert => alert::write(&mut line, fields, id, timestamp, &self.alert_link),
+        let kind = key.kind?;
+        let Self { header, cef_prefix, activity_link, alert_link, scratch, .. } = self;
+        match (kind, &key.scanned) {
+            (RecordKind::CloudAppEvent, Scanned::Streaming(columns)) => {
+                let id = key.id.ok_or(RecordError::Missing("ReportId"))?;
+                let timestamp = key.time?;
+                let mut line = start_line(header, cef_prefix, timestamp, out, scratch)?;
+                cloud_app_events::write(&mut line, columns, id, timestamp, activity_link);
+            }
+            (RecordKind::GraphAlert, Scanned::Graph(alert)) => {
+                let required = alert.required()?;
+                let mut line = start_line(header, cef_prefix, required.start, out, scratch)?;
+                graph_alert::write(&mut line, alert, &required);
+            }
+            _ => {
+                let id = key.id.ok_or(RecordError::MissingId)?;
+                let timestamp = key.time?;
+                let mut line = start_line(header, cef_prefix, timestamp, out, scratch)?;
+                if kind == RecordKind::Alert {
+                    alert::write(&mut line, fields, id, timestamp, alert_link);
+                } else {
+                    activity::write(&mut line, fields, id, timestamp, activity_link);
+                }
+            }
         }
         Ok(kind)
     }
 }
 
-/// What every line needs from a record, read once per record: its usable
-/// `_id` and its time. Checked in the order [`CefFormatter::format_keyed`]
-/// reports them (kind, then id, then time).
+/// What the loop and the line need from a record, read once per record:
+/// what it is, its identity and its time. Checked in the order
+/// [`CefFormatter::format_keyed`] reports them (kind, then id, then time).
 #[derive(Clone, Copy)]
 pub struct RecordKey<'t, 'i> {
-    /// `_id` when it is a non-empty string or an integer.
+    /// The kind (forced, or detected from the record's keys), or why the
+    /// record has none — [`RecordError::OtherCategory`] for a streaming
+    /// record of another table, to be skipped.
+    pub kind: Result<RecordKind, RecordError>,
+    /// The record's identity, to send it once: `_id`; a streaming record's
+    /// `ReportId`; a Graph alert's `id` (each when it is a non-empty string
+    /// or an integer).
     pub id: Option<JsonValue<'t, 'i>>,
-    /// `timestamp` in epoch milliseconds, or why there is none.
+    /// The record's time in epoch milliseconds, or why there is none:
+    /// `timestamp`; a streaming record's `Timestamp`; a Graph alert's
+    /// `createdDateTime` (the time Graph pages by).
     pub time: Result<i64, RecordError>,
+    /// What the successor mappings scanned, so the line does not scan again.
+    scanned: Scanned<'t, 'i>,
+}
+
+#[derive(Clone, Copy)]
+enum Scanned<'t, 'i> {
+    Legacy,
+    Streaming(cloud_app_events::Columns<'t, 'i>),
+    Graph(graph_alert::AlertFields<'t, 'i>),
 }
 
 impl<'t, 'i> RecordKey<'t, 'i> {
-    pub fn read(fields: &RecordFields<'t, 'i>) -> Self {
-        Self { id: usable_id(fields.id), time: record_time(fields) }
+    /// Reads the key of a record under the kind choice `choice`.
+    pub fn read(fields: &RecordFields<'t, 'i>, choice: KindChoice) -> Self {
+        let kind = match choice {
+            KindChoice::Activities => Ok(RecordKind::Activity),
+            KindChoice::Alerts => Ok(RecordKind::Alert),
+            KindChoice::CloudAppEvents => Ok(RecordKind::CloudAppEvent),
+            KindChoice::GraphAlerts => Ok(RecordKind::GraphAlert),
+            KindChoice::Auto => fields.detect_kind().ok_or(RecordError::UnknownKind),
+        };
+        match kind {
+            Ok(RecordKind::CloudAppEvent) => {
+                let row = match cloud_app_events::row_of(fields, choice == KindChoice::CloudAppEvents) {
+                    Ok(row) => row,
+                    Err(err) => return Self { kind: Err(err), id: None, time: Err(err), scanned: Scanned::Legacy },
+                };
+                let columns = cloud_app_events::Columns::scan(row);
+                Self {
+                    kind,
+                    id: usable_id(columns.report_id),
+                    time: columns.time(),
+                    scanned: Scanned::Streaming(columns),
+                }
+            }
+            Ok(RecordKind::GraphAlert) => {
+                let alert = fields.root.map(graph_alert::AlertFields::scan).unwrap_or_default();
+                Self { kind, id: usable_id(alert.id), time: alert.created_ms(), scanned: Scanned::Graph(alert) }
+            }
+            _ => Self { kind, id: usable_id(fields.id), time: record_time(fields), scanned: Scanned::Legacy },
+        }
     }
+}
+
+/// Writes the syslog header and the CEF prefix and returns the line to
+/// finish; on error `out` is unchanged.
+fn start_line<'a>(
+    header: &SyslogHeader,
+    cef_prefix: &[u8],
+    timestamp: i64,
+    out: &'a mut Vec<u8>,
+    scratch: &'a mut Vec<u8>,
+) -> Result<CefLine<'a>, RecordError> {
+    let start = out.len();
+    if let Err(err) = header.write(timestamp, out) {
+        out.truncate(start);
+        return Err(err.into());
+    }
+    out.extend_from_slice(cef_prefix);
+    Ok(CefLine { out, scratch })
 }
 
 /// The record's time in epoch milliseconds.
@@ -282,6 +385,56 @@ mod tests {
         let o = CefOptions { kind: KindChoice::Alerts, ..CefOptions::default() };
         let line = format(&o, r#"{"_id":"a","timestamp":"1000","eventType":5}"#).unwrap();
         assert!(line.contains("|ALERT_UNKNOWN|"), "{line}");
+    }
+
+    #[test]
+    fn successor_records_are_detected_and_checked() {
+        let o = CefOptions::default();
+        let streaming =
+            |properties: &str| format!(r#"{{"category":"AdvancedHunting-CloudAppEvents","properties":{properties}}}"#);
+        assert_eq!(
+            format(&o, &streaming(r#"{"Timestamp":"2024-05-01T12:00:00Z"}"#)),
+            Err(RecordError::Missing("ReportId"))
+        );
+        assert_eq!(
+            format(&o, &streaming(r#"{"ReportId":1.5,"Timestamp":"2024-05-01T12:00:00Z"}"#)),
+            Err(RecordError::Missing("ReportId"))
+        );
+        assert_eq!(
+            format(&o, &streaming(r#"{"ReportId":1,"Timestamp":null}"#)),
+            Err(RecordError::Missing("Timestamp"))
+        );
+        assert_eq!(
+            format(&o, &streaming(r#"{"ReportId":1,"Timestamp":1714564800000}"#)),
+            Err(RecordError::BadIsoTime("Timestamp"))
+        );
+        assert_eq!(format(&o, r#"{"category":"Other","properties":{}}"#), Err(RecordError::OtherCategory));
+        assert_eq!(format(&o, r#"{"category":7,"properties":{}}"#), Err(RecordError::OtherCategory));
+        // A year the header cannot hold is a reject like for the legacy records.
+        assert!(matches!(
+            format(&o, &streaming(r#"{"ReportId":1,"Timestamp":"0000-01-01T00:00:00+01:00"}"#)),
+            Err(RecordError::TimestampOutOfRange(_))
+        ));
+        // `_id` makes a legacy record whatever else it carries.
+        let line =
+            format(&o, r#"{"_id":"x","timestamp":1,"eventType":1,"properties":{},"createdDateTime":"y"}"#).unwrap();
+        assert!(line.contains("|EVENT_CATEGORY_UNSPECIFIED|EVENT_CATEGORY_UNSPECIFIED|0|externalId=x "), "{line}");
+        let forced = CefOptions { kind: KindChoice::CloudAppEvents, ..CefOptions::default() };
+        assert_eq!(format(&forced, r#"{"category":"AdvancedHunting-CloudAppEvents"}"#), Err(RecordError::NoProperties));
+        assert_eq!(format(&forced, r#"{"properties":[1]}"#), Err(RecordError::NoProperties));
+    }
+
+    #[test]
+    fn evidence_type_with_or_without_the_hash() {
+        let line = format(
+            &CefOptions::default(),
+            r##"{"id":"a","createdDateTime":"2024-05-01T12:00:00Z","evidence":[{"@odata.type":"microsoft.graph.security.ipEvidence","ipAddress":"1.2.3.4"},{"@odata.type":"#microsoft.graph.security.cloudApplicationEvidence","appId":5}]}"##,
+        )
+        .unwrap();
+        assert!(
+            line.ends_with(" cs2=APPID_5 cs3Label=relatedAudits cs3= cs4Label=policyIDs cs4= src=1.2.3.4"),
+            "{line}"
+        );
     }
 
     #[test]

@@ -13,6 +13,11 @@ pub enum KindArg {
     Auto,
     Activities,
     Alerts,
+    /// Defender XDR streaming records ({"records":[…]} or one per line), or bare CloudAppEvents rows
+    #[value(name = "cloudappevents")]
+    CloudAppEvents,
+    /// Microsoft Graph alerts_v2 alerts (one per line, or a {"value":[…]} page)
+    GraphAlerts,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +80,8 @@ impl InputArgs {
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "CEF and syslog header")]
 pub struct CefArgs {
-    /// Which mapping to use; `auto` decides per record.
+    /// Which mapping to use; `auto` decides per record (activity, alert,
+    /// streaming CloudAppEvents record, Graph alert).
     #[arg(long, value_enum, default_value_t = KindArg::Auto)]
     pub kind: KindArg,
 
@@ -166,6 +172,8 @@ impl CefArgs {
                 KindArg::Auto => KindChoice::Auto,
                 KindArg::Activities => KindChoice::Activities,
                 KindArg::Alerts => KindChoice::Alerts,
+                KindArg::CloudAppEvents => KindChoice::CloudAppEvents,
+                KindArg::GraphAlerts => KindChoice::GraphAlerts,
             },
             header: SyslogHeader {
                 pri: with_pri.then_some(pri),
