@@ -3,6 +3,11 @@
 //!   conversion of the same lines (the `convert` hot loop);
 //! - `page`: the same for API pages of 500 records (what backfill and the
 //!   agent receive);
+//! - `sources`: parse + CEF conversion of each source's records, side by
+//!   side: MDA activities vs Defender XDR streaming `CloudAppEvents`
+//!   records (Storage archive lines), MDA alerts vs Graph `alerts_v2`
+//!   alerts, in records/s (each input is 10,000 generated records, one per
+//!   line);
 //! - `escape`: the SWAR escaper vs its naive twin.
 //!
 //! Throughput is reported in bytes of JSON input; the `records` groups
@@ -38,8 +43,12 @@ impl MessageSink for NullSink {
 
 /// Generated records (activities with 5 % alerts), one per line.
 fn records(count: u64) -> Vec<Vec<u8>> {
+    records_of(GenerateKind::Mixed, count)
+}
+
+fn records_of(kind: GenerateKind, count: u64) -> Vec<Vec<u8>> {
     let mut generator = RecordGenerator::new(GenerateConfig {
-        kind: GenerateKind::Mixed,
+        kind,
         count,
         seed: 11,
         late_ratio: 0.1,
@@ -143,6 +152,31 @@ fn pages(c: &mut Criterion) {
     compare(c, "page", &pages, 10_000);
 }
 
+/// Each source's records through the same loop, in one group so the
+/// figures sit side by side.
+fn sources(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sources/records");
+    group.measurement_time(Duration::from_secs(4));
+    for (name, kind) in [
+        ("MDA activities", GenerateKind::Activities),
+        ("CloudAppEvents streaming records", GenerateKind::CloudAppEvents),
+        ("MDA alerts", GenerateKind::Alerts),
+        ("Graph alerts_v2", GenerateKind::GraphAlerts),
+    ] {
+        let lines = records_of(kind, 10_000);
+        let mut packed = Packed::new(&lines);
+        let mut converter = RecordConverter::new(&CefOptions::default());
+        let mut sink = NullSink(Vec::with_capacity(2 << 20));
+        let mut rejects = RejectLog::new(0);
+        group.throughput(Throughput::Elements(lines.len() as u64));
+        group.bench_function(format!("{name} ({} B/record)", packed.json_bytes / lines.len() as u64), |b| {
+            b.iter(|| convert(&mut packed, &mut converter, &mut sink, &mut rejects))
+        });
+        assert_eq!(converter.counts.rejected, 0, "{name}");
+    }
+    group.finish();
+}
+
 fn escaping(c: &mut Criterion) {
     let clean = "admin@contoso.com Delete object: ServiceNow Object f5122008db360300906ff34ebf96198a ".repeat(20);
     let dirty = "C:\\Users\\a=b|c\r\nline two\u{1} ünï ".repeat(40);
@@ -164,5 +198,5 @@ fn escaping(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, ndjson, pages, escaping);
+criterion_group!(benches, ndjson, pages, sources, escaping);
 criterion_main!(benches);

@@ -4,6 +4,10 @@
 //! now and then values that stress the escaper (`\`, `=`, `|`, CR/LF,
 //! control characters, non-ASCII). The same seed always gives the same
 //! bytes (a local SplitMix64, no external RNG whose stream could change).
+//! The successor sources' records (streaming `CloudAppEvents`, Graph
+//! `alerts_v2`) are made by [`successors`] from the same pools.
+
+pub mod successors;
 
 use crate::json::{write_f64, write_json_string};
 use crate::output::create_maybe_compressed;
@@ -17,6 +21,11 @@ pub enum GenerateKind {
     Alerts,
     /// Activities with an alert every 20 records.
     Mixed,
+    /// Defender XDR streaming records of `CloudAppEvents`, one envelope
+    /// record each (the Storage archive's lines).
+    CloudAppEvents,
+    /// Microsoft Graph `alerts_v2` alerts (9 in 10 from Defender for Cloud Apps).
+    GraphAlerts,
 }
 
 /// Settings of a generated set.
@@ -171,6 +180,20 @@ const ALERT_TITLES: &[&str] = &[
     "File containing PII detected in the cloud",
 ];
 
+/// Appends a random UUID (`8-4-4-4-12` lower-case hex).
+fn write_uuid(rng: &mut Rng, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let (a, b) = (rng.next_u64(), rng.next_u64());
+    let bytes: [u8; 16] = (u128::from(a) << 64 | u128::from(b)).to_be_bytes();
+    for (n, byte) in bytes.iter().enumerate() {
+        if matches!(n, 4 | 6 | 8 | 10) {
+            out.push(b'-');
+        }
+        out.push(HEX[usize::from(byte >> 4)]);
+        out.push(HEX[usize::from(byte & 15)]);
+    }
+}
+
 /// Writes records, one JSON object per call, into a caller-owned buffer.
 pub struct RecordGenerator {
     config: GenerateConfig,
@@ -203,6 +226,14 @@ impl RecordGenerator {
             GenerateKind::Activities => false,
             GenerateKind::Alerts => true,
             GenerateKind::Mixed => i % 20 == 19,
+            GenerateKind::CloudAppEvents => {
+                self.cloud_app_event(i, timestamp, out);
+                return true;
+            }
+            GenerateKind::GraphAlerts => {
+                self.graph_alert(i, timestamp, out);
+                return true;
+            }
         };
         if alert {
             self.alert(timestamp, out);
@@ -242,16 +273,7 @@ impl RecordGenerator {
     }
 
     fn uuid(&mut self, out: &mut Vec<u8>) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let (a, b) = (self.rng.next_u64(), self.rng.next_u64());
-        let bytes: [u8; 16] = (u128::from(a) << 64 | u128::from(b)).to_be_bytes();
-        for (n, byte) in bytes.iter().enumerate() {
-            if matches!(n, 4 | 6 | 8 | 10) {
-                out.push(b'-');
-            }
-            out.push(HEX[usize::from(byte >> 4)]);
-            out.push(HEX[usize::from(byte & 15)]);
-        }
+        write_uuid(&mut self.rng, out);
     }
 
     fn maybe_awkward<'a>(&mut self, normal: &'a str) -> &'a str {

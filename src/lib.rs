@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod azure;
 pub mod backfill;
 pub mod cef;
 pub mod cli;
@@ -15,6 +16,8 @@ pub mod emulate;
 pub mod exit;
 pub mod fault_hooks;
 pub mod generate;
+pub mod graph;
+pub mod http;
 pub mod input;
 pub mod json;
 pub mod output;

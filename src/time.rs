@@ -69,6 +69,16 @@ fn digits(b: &[u8], at: usize, len: usize) -> Option<i64> {
 /// fraction digits are accepted. Allocates nothing: the CEF mappings of
 /// the streaming and Graph records call it per record.
 pub fn parse_iso8601_ms(b: &[u8], max_fraction_digits: usize) -> Option<i64> {
+    parse_iso8601_ticks(b, max_fraction_digits).map(|ticks| ticks.div_euclid(TICKS_PER_MS))
+}
+
+/// 100-nanosecond ticks per millisecond: Graph and Defender times carry
+/// seven fraction digits, and comparing them must not lose any.
+pub const TICKS_PER_MS: i64 = 10_000;
+
+/// Like [`parse_iso8601_ms`], in 100-ns ticks since 1970 (digits beyond
+/// the seventh truncated).
+pub fn parse_iso8601_ticks(b: &[u8], max_fraction_digits: usize) -> Option<i64> {
     let (year, month, day) = (digits(b, 0, 4)?, digits(b, 5, 2)?, digits(b, 8, 2)?);
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
@@ -81,15 +91,15 @@ pub fn parse_iso8601_ms(b: &[u8], max_fraction_digits: usize) -> Option<i64> {
         return None;
     }
     let mut rest = &b[19..];
-    let mut millis = 0;
+    let mut ticks = 0;
     if let Some(fraction) = rest.strip_prefix(b".") {
         let count = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
         if count == 0 || count > max_fraction_digits {
             return None;
         }
-        // Truncated to milliseconds: the first three digits, zero-padded.
-        for n in 0..3 {
-            millis = millis * 10 + fraction.get(n).filter(|_| n < count).map_or(0, |c| i64::from(c - b'0'));
+        // Seven digits, zero-padded; more are truncated.
+        for n in 0..7 {
+            ticks = ticks * 10 + fraction.get(n).filter(|_| n < count).map_or(0, |c| i64::from(c - b'0'));
         }
         rest = &fraction[count..];
     }
@@ -105,10 +115,9 @@ pub fn parse_iso8601_ms(b: &[u8], max_fraction_digits: usize) -> Option<i64> {
         }
         _ => return None,
     };
-    Some(
-        days_from_civil(year, month, day) * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 + millis
-            - offset_ms,
-    )
+    let ms =
+        days_from_civil(year, month, day) * 86_400_000 + hour * 3_600_000 + minute * 60_000 + second * 1000 - offset_ms;
+    Some(ms * TICKS_PER_MS + ticks)
 }
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -164,6 +173,16 @@ pub fn format_ms(ms: i64) -> String {
         Err(_) => return ms.to_string(),
     }
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// Formats 100-ns ticks as `2024-05-01T12:00:00.1234567Z` (Graph's form).
+pub fn format_iso8601_ticks(ticks: i64) -> String {
+    let mut text = format_ms(ticks.div_euclid(TICKS_PER_MS));
+    if text.ends_with('Z') {
+        text.pop();
+        text.push_str(&format!("{:04}Z", ticks.rem_euclid(TICKS_PER_MS)));
+    }
+    text
 }
 
 /// Formats a duration in milliseconds as `2d 3h`, `5m 10s`, `850ms`.
@@ -233,6 +252,11 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad}");
         }
         assert_eq!(parse_iso8601_ms(b"2017-11-22T17:50:04.123456789Z", usize::MAX), Some(1_511_373_004_123));
+        assert_eq!(parse_iso8601_ticks(b"2017-11-22T17:50:04.1234567Z", 7), Some(15_113_730_041_234_567));
+        assert_eq!(parse_iso8601_ticks(b"1969-12-31T23:59:59.9999999Z", 7), Some(-1));
+        assert_eq!(format_iso8601_ticks(-1), "1969-12-31T23:59:59.9999999Z");
+        assert_eq!(format_iso8601_ticks(15_113_730_041_234_567), "2017-11-22T17:50:04.1234567Z");
+        assert_eq!(parse_iso8601_ms(b"1969-12-31T23:59:59.9999Z", 7), Some(-1));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! into the sender's batch, framing, handing batches over, writing them
 //! over TCP and UDP with sendmmsg, getting them back from the pool) is
 //! measured the same way, and so is the agent's path: API pages through the
-//! agent's gate (`_id` de-duplication, the sent ids, the resend window).
+//! agent's gate (`_id` de-duplication, the sent ids, the resend window),
+//! and the successor sources' records (streaming `CloudAppEvents`, Graph
+//! alerts) as lines, streaming envelopes and Graph pages.
 //! Runs without the test harness (its own `main`) so no other thread
 //! allocates while it measures.
 
@@ -319,8 +321,70 @@ fn main() {
     let valid_records = valid.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
     agent_path_allocates_nothing_once_warm(&pages_of(&valid), valid_records);
 
+    successor_records_allocate_nothing_once_warm();
+
     sending_allocates_nothing_per_message_once_warm();
     println!("alloc: ok");
+}
+
+/// Generated streaming records and Graph alerts, one per line.
+fn successor_ndjson(count: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for kind in [GenerateKind::CloudAppEvents, GenerateKind::GraphAlerts] {
+        let mut generator = RecordGenerator::new(GenerateConfig {
+            kind,
+            count,
+            seed: 43,
+            late_ratio: 0.2,
+            start_ms: 1_700_000_000_000,
+            span_ms: 86_400_000,
+        });
+        while generator.write_next(&mut out) {
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
+/// Streaming envelopes (Event Hubs bodies, `{"records":[…]}`) and Graph
+/// pages (`{"value":[…]}`) of up to 500 records.
+fn wrapped_pages_of(data: &[u8]) -> Vec<Vec<u8>> {
+    let wrappers: [(&[u8], &[u8]); 2] = [
+        (b"{\"records\":[", b"]}"),
+        (b"{\"@odata.context\":\"x\",\"value\":[", b"],\"@odata.nextLink\":\"https://graph.microsoft.com/v1.0/x\"}"),
+    ];
+    let lines: Vec<&[u8]> = data.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+    let mut pages = Vec::new();
+    for (n, chunk) in lines.chunks(500).enumerate() {
+        let (open, close) = wrappers[n % 2];
+        let mut text = open.to_vec();
+        text.extend_from_slice(&chunk.join(&b","[..]));
+        text.extend_from_slice(close);
+        pages.push(text);
+    }
+    pages
+}
+
+/// Streaming records and Graph alerts, as lines and in their wrappings,
+/// detected per record: no allocation once warm.
+fn successor_records_allocate_nothing_once_warm() {
+    let data = successor_ndjson(3000);
+    let mut converter = RecordConverter::new(&CefOptions::default());
+    let mut sink = ChecksumSink { buffer: Vec::new(), messages: 0, bytes: 0 };
+    let warm = ndjson_through_the_reader(&data, &mut converter, &mut sink);
+    let steady = ndjson_through_the_reader(&data, &mut converter, &mut sink);
+    let counts = converter.counts;
+    assert_eq!((counts.cloud_app_events, counts.graph_alerts, counts.rejected), (6000, 6000, 0), "{counts:?}");
+    println!("successor lines: 6000 records; allocations: first pass {warm}, second pass {steady}");
+    assert_eq!(steady, 0, "streaming/Graph conversion allocated {steady} times once warm");
+
+    let pages = wrapped_pages_of(&data);
+    let mut page = Vec::new();
+    let warm = page_documents(&pages, &mut converter, &mut sink, &mut page);
+    let steady = page_documents(&pages, &mut converter, &mut sink, &mut page);
+    assert_eq!((converter.counts.cloud_app_events, converter.counts.graph_alerts), (12_000, 12_000));
+    println!("successor envelopes and pages: allocations: first pass {warm}, second pass {steady}");
+    assert_eq!(steady, 0, "streaming envelopes / Graph pages allocated {steady} times once warm");
 }
 
 // ------------------------------------------------------------ send path

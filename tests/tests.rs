@@ -4,9 +4,11 @@
 //! bounded pool of long fault scenarios) are separate binaries.
 
 mod api;
+mod azure_blob;
 mod convert_cli;
 mod files;
 mod golden;
+mod graph_pager;
 mod mapping;
 mod relp;
 mod roundtrip;

@@ -10,8 +10,11 @@
 //! error that says what to fix. It never parses records.
 
 use super::limiter::{RateLimit, RequestLimiter};
-use crate::generate::Rng;
-use crate::json::{INPUT_PADDING, JsonParser};
+pub use crate::azure::entra::ClientCredentials;
+use crate::azure::entra::{TokenCache, TokenError};
+pub use crate::http::RetryPolicy;
+use crate::http::{self, AgentSettings, Backoff, SetupError, TransportFailure, error_detail};
+use crate::json::INPUT_PADDING;
 use crate::time::parse_http_date;
 use std::io::Read;
 use std::path::PathBuf;
@@ -65,33 +68,6 @@ impl std::fmt::Debug for ApiAuth {
                 .field("token_url", &c.token_url)
                 .finish_non_exhaustive(),
         }
-    }
-}
-
-/// An Entra ID application's credentials.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClientCredentials {
-    pub tenant_id: String,
-    pub client_id: String,
-    pub client_secret: String,
-    /// Full token URL (the tenant already filled in).
-    pub token_url: String,
-    pub scope: String,
-}
-
-/// How failed requests are retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Delay after the first failure; doubles after each further one.
-    pub first_delay: Duration,
-    pub max_delay: Duration,
-    /// Attempts per request before giving up (`u32::MAX`: never give up).
-    pub max_attempts: u32,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(60), max_attempts: 10 }
     }
 }
 
@@ -220,11 +196,6 @@ impl ClientStats {
     }
 }
 
-struct BearerToken {
-    value: String,
-    refresh_at: Instant,
-}
-
 /// One failed attempt, classified.
 enum Failure {
     /// Try again after a delay (the service's `Retry-After` if any).
@@ -242,12 +213,10 @@ pub struct ApiClient {
     agent: ureq::Agent,
     base: String,
     auth: ApiAuth,
-    bearer: Option<BearerToken>,
+    tokens: Option<TokenCache>,
     limiter: RequestLimiter,
-    retry: RetryPolicy,
+    backoff: Backoff,
     stats: ClientStats,
-    jitter: Rng,
-    parser: JsonParser,
     /// The server's clock (its `Date` header) at the last answer, and when
     /// that answer arrived.
     server_clock: Option<(i64, Instant)>,
@@ -256,51 +225,29 @@ pub struct ApiClient {
 impl ApiClient {
     /// Builds the client (reads the CA file); no network traffic yet.
     pub fn new(config: &ApiConfig) -> Result<ApiClient, ApiError> {
-        let mut tls = ureq::tls::TlsConfig::builder();
-        if let Some(path) = &config.ca_file {
-            let ca_error = |detail: String| ApiError::CaFile { path: path.display().to_string(), detail };
-            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(&pem) {
-                if let ureq::tls::PemItem::Certificate(cert) = item.map_err(|e| ca_error(e.to_string()))? {
-                    certs.push(cert);
-                }
-            }
-            if certs.is_empty() {
-                return Err(ca_error("no PEM certificate in it".to_owned()));
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        }
-        let proxy = match &config.proxy {
-            Some(spec) => Some(
-                ureq::Proxy::new(spec)
-                    .map_err(|e| ApiError::Setup { url: spec.clone(), detail: format!("bad --proxy: {e}") })?,
-            ),
-            None => None,
+        let settings = AgentSettings {
+            proxy: config.proxy.clone(),
+            ca_file: config.ca_file.clone(),
+            request_timeout: Some(config.request_timeout),
         };
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .tls_config(tls.build())
-            // Only the configured proxy: the environment's is not used silently.
-            .proxy(proxy)
-            .timeout_global(Some(config.request_timeout))
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .user_agent(concat!("cefwire/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
-        // Jitter only needs to differ between processes.
-        let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let seed = clock.as_nanos() as u64 ^ u64::from(std::process::id());
+        let agent = http::agent(&settings).map_err(|e| match e {
+            SetupError::CaFile { path, detail } => ApiError::CaFile { path, detail },
+            SetupError::Proxy { spec, detail } => {
+                ApiError::Setup { url: spec, detail: format!("bad --proxy: {detail}") }
+            }
+        })?;
+        let tokens = match &config.auth {
+            ApiAuth::Token(_) => None,
+            ApiAuth::ClientCredentials(creds) => Some(TokenCache::new(creds.clone())),
+        };
         Ok(ApiClient {
             agent,
             base: config.portal_url.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
-            bearer: None,
+            tokens,
             limiter: RequestLimiter::new(config.rate_limit),
-            retry: config.retry,
+            backoff: Backoff::new(config.retry),
             stats: ClientStats::default(),
-            jitter: Rng::new(seed ^ 0xA5A5),
-            parser: JsonParser::new(),
             server_clock: None,
         })
     }
@@ -308,6 +255,8 @@ impl ApiClient {
     pub fn stats(&self) -> ClientStats {
         let mut stats = self.stats;
         stats.limiter_wait = self.limiter.waited;
+        stats.backoff_wait = self.backoff.waited;
+        stats.tokens_fetched = self.tokens.as_ref().map_or(0, |t| t.fetched);
         stats
     }
 
@@ -357,7 +306,9 @@ impl ApiClient {
                 Failure::Stop(err) => return Err(err),
                 Failure::StaleToken if !refreshed => {
                     refreshed = true;
-                    self.bearer = None;
+                    if let Some(tokens) = &mut self.tokens {
+                        tokens.invalidate();
+                    }
                     attempt -= 1;
                     continue;
                 }
@@ -366,10 +317,10 @@ impl ApiClient {
                 }
                 Failure::Retry { what, retry_after } => (what, retry_after),
             };
-            if attempt >= self.retry.max_attempts {
+            if attempt >= self.backoff.policy.max_attempts {
                 return Err(ApiError::GaveUp { url, attempts: attempt, last: what });
             }
-            self.back_off(attempt, retry_after);
+            self.backoff.wait(attempt, retry_after);
         }
     }
 
@@ -388,12 +339,7 @@ impl ApiClient {
             self.server_clock = Some((date, Instant::now()));
         }
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = http::retry_after(response.headers());
         page.clear();
         let read = response.into_body().into_reader().read_to_end(page);
         if status == 200 {
@@ -429,138 +375,37 @@ impl ApiClient {
     }
 
     fn classify_transport(&mut self, url: &str, err: ureq::Error) -> Failure {
-        let setup = |detail: String| Failure::Stop(ApiError::Setup { url: url.to_owned(), detail });
-        match err {
-            ureq::Error::Tls(_)
-            | ureq::Error::Rustls(_)
-            | ureq::Error::Pem(_)
-            | ureq::Error::BadUri(_)
-            | ureq::Error::InvalidProxyUrl
-            | ureq::Error::TlsRequired
-            | ureq::Error::RequireHttpsOnly(_) => setup(err.to_string()),
-            ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
-                setup(io.to_string())
-            }
-            other => {
+        match http::classify_transport(err) {
+            TransportFailure::Setup(detail) => Failure::Stop(ApiError::Setup { url: url.to_owned(), detail }),
+            TransportFailure::Retry(what) => {
                 self.stats.network_errors += 1;
-                Failure::Retry { what: other.to_string(), retry_after: None }
+                Failure::Retry { what, retry_after: None }
             }
         }
-    }
-
-    /// Sleeps before attempt `attempt + 1`: the service's `Retry-After`, or
-    /// exponential backoff with jitter (half fixed, half random).
-    fn back_off(&mut self, attempt: u32, retry_after: Option<Duration>) {
-        let exponential =
-            self.retry.first_delay.saturating_mul(1u32 << (attempt - 1).min(20)).min(self.retry.max_delay);
-        let base = retry_after.unwrap_or(exponential);
-        let spread = base.as_millis() as u64 / 2;
-        let delay = Duration::from_millis(spread + self.jitter.below(spread.max(1) + 1));
-        self.stats.backoff_wait += delay;
-        std::thread::sleep(delay);
     }
 
     /// The `Authorization` header value, fetching or refreshing a bearer
     /// token when needed.
     fn authorization(&mut self) -> Result<String, ApiError> {
-        let creds = match &self.auth {
-            ApiAuth::Token(token) => return Ok(format!("Token {token}")),
-            ApiAuth::ClientCredentials(creds) => creds.clone(),
+        let tokens = match (&self.auth, &mut self.tokens) {
+            (ApiAuth::Token(token), _) => return Ok(format!("Token {token}")),
+            (ApiAuth::ClientCredentials(_), Some(tokens)) => tokens,
+            (ApiAuth::ClientCredentials(_), None) => unreachable!("a token cache is made for client credentials"),
         };
-        if let Some(token) = &self.bearer
-            && Instant::now() < token.refresh_at
-        {
-            return Ok(format!("Bearer {}", token.value));
+        match tokens.bearer(&self.agent, &mut self.backoff) {
+            Ok(token) => Ok(format!("Bearer {token}")),
+            Err(TokenError::GaveUp { url, attempts, last }) => Err(ApiError::GaveUp { url, attempts, last }),
+            Err(TokenError::Retry { url, what, .. }) => Err(ApiError::GaveUp { url, attempts: 1, last: what }),
+            Err(TokenError::Refused { status, detail }) => Err(ApiError::TokenRefused { status, detail }),
+            Err(TokenError::BadResponse(text)) => Err(ApiError::BadTokenResponse(text)),
+            Err(TokenError::Setup { url, detail }) => Err(ApiError::Setup { url, detail }),
         }
-        let mut attempt = 0;
-        let token = loop {
-            attempt += 1;
-            match self.fetch_token(&creds) {
-                Ok(token) => break token,
-                Err(Failure::Retry { what, retry_after }) => {
-                    if attempt >= self.retry.max_attempts {
-                        return Err(ApiError::GaveUp { url: creds.token_url.clone(), attempts: attempt, last: what });
-                    }
-                    self.back_off(attempt, retry_after);
-                }
-                Err(Failure::Stop(err)) => return Err(err),
-                Err(Failure::StaleToken) => unreachable!("the token endpoint takes no token"),
-            }
-        };
-        let header = format!("Bearer {}", token.value);
-        self.bearer = Some(token);
-        Ok(header)
     }
-
-    fn fetch_token(&mut self, creds: &ClientCredentials) -> Result<BearerToken, Failure> {
-        let sent = self.agent.post(&creds.token_url).send_form([
-            ("grant_type", "client_credentials"),
-            ("client_id", creds.client_id.as_str()),
-            ("client_secret", creds.client_secret.as_str()),
-            ("scope", creds.scope.as_str()),
-        ]);
-        let response = sent.map_err(|e| self.classify_transport(&creds.token_url, e))?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        if let Err(e) = response.into_body().into_reader().take(1 << 20).read_to_end(&mut body) {
-            return Err(Failure::Retry { what: format!("reading the token: {e}"), retry_after: None });
-        }
-        match status {
-            200 => {}
-            429 | 500..=599 => {
-                return Err(Failure::Retry { what: format!("token endpoint {status}"), retry_after: None });
-            }
-            _ => {
-                let detail = error_detail(&body);
-                return Err(Failure::Stop(ApiError::TokenRefused { status, detail }));
-            }
-        }
-        let len = body.len();
-        body.resize(len + INPUT_PADDING, 0);
-        let parsed = self.parser.parse(&mut body, len, |root| {
-            let token = root.get("access_token").and_then(|v| v.as_str()).map(str::to_owned);
-            let expires_in = root.get("expires_in").and_then(|v| v.as_i64_lenient()).unwrap_or(3600).max(1);
-            (token, expires_in)
-        });
-        let Ok((Some(value), expires_in)) = parsed else {
-            let text = String::from_utf8_lossy(&body[..len]).chars().take(200).collect();
-            return Err(Failure::Stop(ApiError::BadTokenResponse(text)));
-        };
-        self.stats.tokens_fetched += 1;
-        // Refresh with 5 minutes to spare, or after 80 % of a short lifetime.
-        let lifetime = Duration::from_secs(expires_in as u64);
-        let spare = Duration::from_secs(300).min(lifetime / 5);
-        Ok(BearerToken { value, refresh_at: Instant::now() + lifetime - spare })
-    }
-}
-
-/// The service's explanation in an error body (`detail`, `error_description`,
-/// `error`), or the start of the body.
-fn error_detail(body: &[u8]) -> String {
-    let mut buf = body.to_vec();
-    let len = buf.len();
-    buf.resize(len + INPUT_PADDING, 0);
-    let found = JsonParser::new()
-        .parse(&mut buf, len, |root| {
-            ["detail", "error_description", "error", "message"]
-                .iter()
-                .find_map(|key| root.get(key).and_then(|v| v.as_str()).map(str::to_owned))
-        })
-        .ok()
-        .flatten();
-    found.unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(200).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_details_come_from_known_keys() {
-        assert_eq!(error_detail(br#"{"detail":"Invalid token."}"#), "Invalid token.");
-        assert_eq!(error_detail(br#"{"error":"invalid_client","error_description":"bad secret"}"#), "bad secret");
-        assert_eq!(error_detail(b"<html>oops</html>"), "<html>oops</html>");
-    }
 
     #[test]
     fn credentials_are_not_printed() {

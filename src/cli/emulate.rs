@@ -71,6 +71,20 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "N")]
     pub generate: Option<u64>,
 
+    /// NDJSON / page files of Microsoft Graph alerts_v2 alerts (served on
+    /// GET /v1.0/security/alerts_v2).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub graph_alerts: Vec<PathBuf>,
+
+    /// Generate N Graph alerts_v2 alerts (9 in 10 from Defender for Cloud
+    /// Apps) over --span ending now.
+    #[arg(long, value_name = "N")]
+    pub generate_graph_alerts: Option<u64>,
+
+    /// Graph's throttle: requests per window, answered 429 with Retry-After beyond it.
+    #[arg(long, value_name = "N/WINDOW", default_value = "150/min", conflicts_with = "no_rate_limit")]
+    pub graph_rate_limit: String,
+
     /// Time span of generated records, ending now.
     #[arg(long, value_name = "DURATION", default_value = "48h")]
     pub span: String,
@@ -83,12 +97,13 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "N/WINDOW", default_value = "30/min", conflicts_with = "no_rate_limit")]
     pub rate_limit: String,
 
-    /// No throttle at all.
+    /// No throttle at all (neither the API's nor Graph's).
     #[arg(long)]
     pub no_rate_limit: bool,
 
-    /// Inject faults: 5xx:P, drop:P (dropped connections), slow:P (see --slow-delay),
-    /// short:P (short scan pages), late:P (generated activities stored 5-60 minutes late).
+    /// Inject faults: 5xx:P, 429:P (throttled though under the limit; Retry-After: 1),
+    /// drop:P (dropped connections), slow:P (see --slow-delay), short:P (short scan pages),
+    /// late:P (generated activities stored 5-60 minutes late).
     #[arg(long, value_name = "KIND:P")]
     pub fault: Vec<String>,
 
@@ -125,27 +140,39 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
         }
         match kind {
             "5xx" => faults.error_5xx = p,
+            "429" => faults.error_429 = p,
             "drop" => faults.drop = p,
             "slow" => faults.slow = p,
             "short" => faults.short_pages = p,
             "late" => late_ratio = p,
-            _ => usage!("--fault {spec:?}: unknown kind {kind:?} (5xx, drop, slow, short, late)"),
+            _ => usage!("--fault {spec:?}: unknown kind {kind:?} (5xx, 429, drop, slow, short, late)"),
         }
     }
     if faults.error_5xx + faults.drop > 1.0 {
         usage!("--fault 5xx and drop together must not exceed 1");
     }
-    let rate_limit = if args.no_rate_limit {
-        None
+    let (rate_limit, graph_rate_limit) = if args.no_rate_limit {
+        (None, None)
     } else {
-        Some(RateLimit::parse(&args.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?)
+        (
+            Some(RateLimit::parse(&args.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?),
+            Some(
+                RateLimit::parse(&args.graph_rate_limit)
+                    .map_err(|e| super::UsageError(format!("--graph-rate-limit {e}")))?,
+            ),
+        )
     };
     let span_ms = match parse_duration_ms(&args.span) {
         Ok(ms) if ms > 0 => ms,
         _ => usage!("--span {:?} is not a positive duration (e.g. 48h)", args.span),
     };
-    if args.generate.is_none() && args.activities.is_empty() && args.alerts.is_empty() {
-        usage!("no data: give --generate N, or --activities/--alerts FILE");
+    if args.generate.is_none()
+        && args.activities.is_empty()
+        && args.alerts.is_empty()
+        && args.graph_alerts.is_empty()
+        && args.generate_graph_alerts.is_none()
+    {
+        usage!("no data: give --generate N, --generate-graph-alerts N, or --activities/--alerts/--graph-alerts FILE");
     }
     if args.token.is_none() && args.client_id.is_none() {
         usage!("give --token TOKEN (and/or --client-id/--client-secret) so the token check has something to check");
@@ -163,6 +190,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
             token_lifetime: positive_duration(&args.token_lifetime, "--token-lifetime")?,
         },
         rate_limit,
+        graph_rate_limit,
         faults,
         seed: args.seed,
         max_page_bytes: args.max_page_mb << 20,
@@ -186,7 +214,22 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
             span_ms,
         });
     }
+    for file in &args.graph_alerts {
+        builder.graph_alerts.add_file(&InputPath::File(file.clone()))?;
+    }
+    if let Some(count) = args.generate_graph_alerts {
+        let now = now_ms();
+        builder.graph_alerts.add_generated(GenerateConfig {
+            kind: GenerateKind::GraphAlerts,
+            count,
+            seed: args.seed,
+            late_ratio: 0.0,
+            start_ms: now - span_ms,
+            span_ms,
+        });
+    }
     let counts = builder.counts;
+    let graph_alerts = builder.graph_alerts.stored;
     let store = Arc::new(builder.build());
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,9 +239,10 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
     let handle = emulate::start(config, store)?;
     if !args.quiet {
         eprintln!(
-            "cefwire emulate: serving {} activities and {} alerts{} on {}{}",
+            "cefwire emulate: serving {} activities, {} alerts and {} Graph alerts{} on {}{}",
             counts.activities,
             counts.alerts,
+            graph_alerts,
             if counts.skipped > 0 {
                 format!(" ({} records skipped: no timestamp)", counts.skipped)
             } else {

@@ -13,13 +13,20 @@ pub enum GenerateKindArg {
     Alerts,
     /// Activities with an alert every 20 records.
     Mixed,
+    /// Defender XDR streaming CloudAppEvents records, one envelope record per line.
+    #[value(name = "cloudappevents")]
+    CloudAppEvents,
+    /// Microsoft Graph alerts_v2 alerts, one per line.
+    GraphAlerts,
 }
 
 #[derive(Args, Debug)]
 #[command(
     about = "Write synthetic activity/alert records as NDJSON (for tests and benchmarks)",
     after_help = "Examples:\n  cefwire generate --count 1000 > sample.ndjson\n  \
-cefwire generate --kind alerts --count 1000000 --seed 7 -o alerts.ndjson.zst"
+cefwire generate --kind alerts --count 1000000 --seed 7 -o alerts.ndjson.zst\n  \
+cefwire generate --kind cloudappevents --count 100000 --late-ratio 0.05 -o PT1H.json\n  \
+cefwire generate --kind graph-alerts --count 20000 -o alerts_v2.ndjson"
 )]
 pub struct GenerateArgs {
     /// What to generate.
@@ -34,7 +41,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
-    /// Fraction of activities stored 5-60 minutes after they happened.
+    /// Fraction of activities stored (streaming records: published) 5-60
+    /// minutes after they happened.
     #[arg(long, value_name = "R", default_value_t = 0.0)]
     pub late_ratio: f64,
 
@@ -62,6 +70,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<Status> {
             GenerateKindArg::Activities => GenerateKind::Activities,
             GenerateKindArg::Alerts => GenerateKind::Alerts,
             GenerateKindArg::Mixed => GenerateKind::Mixed,
+            GenerateKindArg::CloudAppEvents => GenerateKind::CloudAppEvents,
+            GenerateKindArg::GraphAlerts => GenerateKind::GraphAlerts,
         },
         count: args.count,
         seed: args.seed,

@@ -22,6 +22,8 @@ pub struct Request {
     pub method: String,
     /// The path without the query string.
     pub path: String,
+    /// The query string (after `?`), still percent-encoded.
+    pub query: String,
     pub headers: Vec<(String, String)>,
     /// `body[..body_len]`, followed by [`INPUT_PADDING`] bytes.
     pub body: Vec<u8>,
@@ -104,8 +106,11 @@ impl HttpReader {
         }
         request.method.clear();
         request.method.push_str(method);
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
         request.path.clear();
-        request.path.push_str(target.split('?').next().unwrap_or_default());
+        request.path.push_str(path);
+        request.query.clear();
+        request.query.push_str(query);
         request.headers.clear();
         for line in lines {
             let (name, value) = line.split_once(':').ok_or(HttpError::Bad("malformed header"))?;
@@ -260,7 +265,7 @@ mod tests {
         let mut reader = HttpReader::default();
         let mut req = Request::default();
         assert!(reader.read_request(&mut stream, &mut req, &stop).unwrap());
-        assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/api/v1/alerts/"));
+        assert_eq!((req.method.as_str(), req.path.as_str(), req.query.as_str()), ("POST", "/api/v1/alerts/", "x=1"));
         assert_eq!(req.header("authorization"), Some("Token abc"));
         assert_eq!(req.body_bytes(), b"{\"limit\":5}");
         assert_eq!(req.body.len(), 11 + INPUT_PADDING);

@@ -9,6 +9,7 @@
 //! throttle (429), injected faults and request counters. It never touches
 //! the CEF mapping or the syslog side.
 
+pub mod graph;
 pub mod http;
 pub mod query;
 pub mod server;
@@ -35,6 +36,9 @@ pub struct FaultConfig {
     pub slow_delay: Duration,
     /// Fraction of scan pages cut short at a random length.
     pub short_pages: f64,
+    /// Fraction of API and Graph requests answered 429 (with
+    /// `Retry-After: 1`) although the throttle would admit them.
+    pub error_429: f64,
 }
 
 /// At most `requests` accepted API requests in any window of `per` (the
@@ -53,6 +57,10 @@ pub struct EmulatorAuth {
     pub token_lifetime: Duration,
 }
 
+/// Graph's documented limit for `alerts_v2`: 150 requests per minute per
+/// app and tenant.
+pub const GRAPH_RATE_LIMIT: RateLimit = RateLimit { requests: 150, per: Duration::from_secs(60) };
+
 /// Validated settings of a running emulator.
 #[derive(Clone, Debug)]
 pub struct EmulatorConfig {
@@ -63,6 +71,8 @@ pub struct EmulatorConfig {
     pub auth: EmulatorAuth,
     /// `None`: no throttle.
     pub rate_limit: Option<RateLimit>,
+    /// Graph's throttle (150 per minute); `None`: none.
+    pub graph_rate_limit: Option<RateLimit>,
     pub faults: FaultConfig,
     /// Seed of the fault dice.
     pub seed: u64,
@@ -85,6 +95,7 @@ impl EmulatorConfig {
                 token_lifetime: Duration::from_secs(3600),
             },
             rate_limit: Some(RateLimit::SERVICE),
+            graph_rate_limit: Some(GRAPH_RATE_LIMIT),
             faults: FaultConfig::default(),
             seed: 1,
             max_page_bytes: 64 << 20,
@@ -118,6 +129,18 @@ pub struct EmulatorStats {
     /// Tokens issued by the token endpoint.
     pub tokens_issued: u64,
     pub connections: u64,
+    /// Graph `alerts_v2` requests (every one, whatever the answer).
+    pub graph_requests: u64,
+    /// Graph pages answered 200, and the alerts on them.
+    pub graph_pages: u64,
+    pub graph_alerts_served: u64,
+    /// 429s of Graph's throttle (not injected ones).
+    pub graph_throttled: u64,
+    /// Injected 429s (API and Graph).
+    #[serde(rename = "injected429")]
+    pub injected_429: u64,
+    /// The most Graph requests that arrived within one throttle window.
+    pub graph_most_per_window: u64,
 }
 
 impl EmulatorStats {
@@ -130,7 +153,8 @@ impl EmulatorStats {
     pub fn summary(&self) -> String {
         format!(
             "{} requests ({} API, {} pages, {} records served); {} throttled (429), {} unauthorized, {} bad; \
-injected: {} 5xx, {} dropped, {} slow, {} short pages; {} tokens issued; {} connections",
+injected: {} 5xx, {} 429, {} dropped, {} slow, {} short pages; {} tokens issued; {} connections; \
+graph: {} requests, {} pages, {} alerts served, {} throttled, at most {} requests in one window",
             self.requests,
             self.api_requests,
             self.pages,
@@ -139,11 +163,17 @@ injected: {} 5xx, {} dropped, {} slow, {} short pages; {} tokens issued; {} conn
             self.unauthorized,
             self.bad_requests,
             self.injected_5xx,
+            self.injected_429,
             self.injected_drops,
             self.injected_slow,
             self.injected_short_pages,
             self.tokens_issued,
-            self.connections
+            self.connections,
+            self.graph_requests,
+            self.graph_pages,
+            self.graph_alerts_served,
+            self.graph_throttled,
+            self.graph_most_per_window
         )
     }
 }

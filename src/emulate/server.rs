@@ -3,9 +3,13 @@
 //! routing, the token check, the throttle, injected faults and counters.
 //!
 //! Routes: `POST /api/v1/activities/` and `POST /api/v1/alerts/` (the list
-//! API), `POST …/oauth2/v2.0/token` and `POST /oauth2/token` (an Entra ID
-//! client-credentials stand-in), `GET /stats` (counters as JSON, no auth).
+//! API), `GET /v1.0/security/alerts_v2` (Microsoft Graph, bearer tokens
+//! only, its own 150/min throttle answered 429 with `Retry-After`),
+//! `POST …/oauth2/v2.0/token` and `POST /oauth2/token` (an Entra ID
+//! client-credentials stand-in; for the storage scope it issues a JWT,
+//! which Azurite checks), `GET /stats` (counters as JSON, no auth).
 
+use super::graph::{GraphQuery, write_page as write_graph_page};
 use super::http::{HttpError, HttpReader, Request, write_head, write_response};
 use super::query::{Endpoint, PageShape, Query, write_page};
 use super::store::RecordStore;
@@ -116,6 +120,8 @@ pub fn start(config: EmulatorConfig, store: Arc<RecordStore>) -> Result<Emulator
         tls_config,
         counters: Counters::default(),
         throttle: Mutex::new(VecDeque::new()),
+        graph_throttle: Mutex::new(VecDeque::new()),
+        graph_arrivals: Mutex::new(VecDeque::new()),
         tokens: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
@@ -135,6 +141,11 @@ struct Shared {
     counters: Counters,
     /// Times of the accepted API requests inside the current window.
     throttle: Mutex<VecDeque<Instant>>,
+    /// The same for Graph requests.
+    graph_throttle: Mutex<VecDeque<Instant>>,
+    /// Arrival times of every Graph request in the last throttle window,
+    /// to record the most that ever arrived within one window.
+    graph_arrivals: Mutex<VecDeque<Instant>>,
     /// Issued bearer tokens and when they expire.
     tokens: Mutex<HashMap<String, Instant>>,
     dice: Mutex<Rng>,
@@ -159,10 +170,16 @@ enum Counter {
     InjectedShortPages,
     TokensIssued,
     Connections,
+    GraphRequests,
+    GraphPages,
+    GraphAlertsServed,
+    GraphThrottled,
+    Injected429,
+    GraphMostPerWindow,
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 13]);
+struct Counters([AtomicU64; 19]);
 
 impl Counters {
     fn add(&self, counter: Counter, n: u64) {
@@ -185,6 +202,12 @@ impl Counters {
             injected_short_pages: get(Counter::InjectedShortPages),
             tokens_issued: get(Counter::TokensIssued),
             connections: get(Counter::Connections),
+            graph_requests: get(Counter::GraphRequests),
+            graph_pages: get(Counter::GraphPages),
+            graph_alerts_served: get(Counter::GraphAlertsServed),
+            graph_throttled: get(Counter::GraphThrottled),
+            injected_429: get(Counter::Injected429),
+            graph_most_per_window: get(Counter::GraphMostPerWindow),
         }
     }
 }
@@ -256,6 +279,8 @@ impl Write for Conn {
 enum Reply {
     /// Send `status` with the body in the connection's page buffer.
     Json { status: u16 },
+    /// 429 with `Retry-After: seconds` and the body in the page buffer.
+    Throttled { retry_after: u64 },
     /// Close the connection without a complete response; `after_half`
     /// sends the head and half the body first.
     Drop { after_half: bool },
@@ -293,6 +318,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         let reply = handle(shared, &mut request, &mut parser, &mut body);
         let written = match reply {
             Reply::Json { status } => write_response(&mut conn, status, &body, keep_alive, &[]),
+            Reply::Throttled { retry_after } => {
+                let seconds = retry_after.to_string();
+                write_response(&mut conn, 429, &body, keep_alive, &[("Retry-After", &seconds)])
+            }
             Reply::Drop { after_half } => {
                 if after_half {
                     let _ = write_head(&mut conn, 200, body.len(), true, &[])
@@ -340,6 +369,13 @@ fn handle(shared: &Shared, request: &mut Request, parser: &mut JsonParser, body:
         }
         return handle_list(shared, endpoint, request, parser, body);
     }
+    if matches!(path, "/v1.0/security/alerts_v2" | "/beta/security/alerts_v2") {
+        if request.method != "GET" {
+            set_graph_error(body, "BadRequest", "use GET");
+            return Reply::Json { status: 405 };
+        }
+        return handle_graph(shared, request, body);
+    }
     if path == "/stats" && request.method == "GET" {
         body.clear();
         body.extend_from_slice(shared.counters.snapshot().to_json().as_bytes());
@@ -382,6 +418,11 @@ fn handle_list(
         set_error(body, "injected server error");
         return Reply::Json { status };
     }
+    if slow_roll >= 1.0 - faults.error_429 {
+        counters.add(Counter::Injected429, 1);
+        set_error(body, "Request was throttled (injected).");
+        return Reply::Throttled { retry_after: INJECTED_RETRY_AFTER };
+    }
     let drop_connection = fault_roll < faults.error_5xx + faults.drop;
     if slow_roll < faults.slow {
         counters.add(Counter::InjectedSlow, 1);
@@ -414,6 +455,105 @@ fn handle_list(
     counters.add(Counter::Pages, 1);
     counters.add(Counter::RecordsServed, summary.records);
     Reply::Json { status: 200 }
+}
+
+/// `Retry-After` of an injected 429, in seconds.
+const INJECTED_RETRY_AFTER: u64 = 1;
+
+fn set_graph_error(body: &mut Vec<u8>, code: &str, message: &str) {
+    body.clear();
+    body.extend_from_slice(b"{\"error\":{\"code\":");
+    crate::json::write_json_string(code, body);
+    body.extend_from_slice(b",\"message\":");
+    crate::json::write_json_string(message, body);
+    body.extend_from_slice(b"}}");
+}
+
+/// `GET /v1.0/security/alerts_v2`: bearer token, Graph's own throttle,
+/// faults, then one page.
+fn handle_graph(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply {
+    let counters = &shared.counters;
+    counters.add(Counter::GraphRequests, 1);
+    record_graph_arrival(shared);
+    let bearer = request.header("authorization").filter(|h| h.len() > 7 && h[..7].eq_ignore_ascii_case("bearer "));
+    if let Err((status, message)) = bearer.map_or(Err((401, "Access token is empty.")), |h| check_auth(shared, Some(h)))
+    {
+        counters.add(Counter::Unauthorized, 1);
+        set_graph_error(body, "InvalidAuthenticationToken", message);
+        return Reply::Json { status };
+    }
+    if let Err(retry_after) = admit_graph(shared) {
+        counters.add(Counter::GraphThrottled, 1);
+        set_graph_error(body, "TooManyRequests", "Too many requests.");
+        return Reply::Throttled { retry_after };
+    }
+    let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+    let (fault_roll, slow_roll, pick) = {
+        let mut dice = shared.dice.lock().unwrap_or_else(|e| e.into_inner());
+        (unit(&mut dice), unit(&mut dice), dice.next_u64())
+    };
+    if fault_roll < faults.error_5xx {
+        counters.add(Counter::Injected5xx, 1);
+        set_graph_error(body, "ServiceUnavailable", "injected server error");
+        return Reply::Json { status: [500, 502, 503, 504][(pick % 4) as usize] };
+    }
+    if slow_roll >= 1.0 - faults.error_429 {
+        counters.add(Counter::Injected429, 1);
+        set_graph_error(body, "TooManyRequests", "Too many requests (injected).");
+        return Reply::Throttled { retry_after: INJECTED_RETRY_AFTER };
+    }
+    if slow_roll < faults.slow {
+        counters.add(Counter::InjectedSlow, 1);
+        std::thread::sleep(faults.slow_delay);
+    }
+    let query = match GraphQuery::parse(&request.query) {
+        Ok(query) => query,
+        Err(err) => {
+            counters.add(Counter::BadRequests, 1);
+            set_graph_error(body, "BadRequest", &err.0);
+            return Reply::Json { status: 400 };
+        }
+    };
+    let scheme = if shared.tls_config.is_some() { "https" } else { "http" };
+    let host = request.header("host").unwrap_or("localhost");
+    let next_base = format!("{scheme}://{host}{}", request.path);
+    let served = write_graph_page(&shared.store.graph_alerts, &query, &next_base, body);
+    if fault_roll < faults.error_5xx + faults.drop {
+        counters.add(Counter::InjectedDrops, 1);
+        return Reply::Drop { after_half: pick & 1 == 1 };
+    }
+    counters.add(Counter::GraphPages, 1);
+    counters.add(Counter::GraphAlertsServed, served);
+    Reply::Json { status: 200 }
+}
+
+/// Notes a Graph request's arrival and the most arrivals within one
+/// throttle window so far (what a client sent, throttled or not).
+fn record_graph_arrival(shared: &Shared) {
+    let window = shared.config.graph_rate_limit.map_or(Duration::from_secs(60), |l| l.per);
+    let now = Instant::now();
+    let mut arrivals = shared.graph_arrivals.lock().unwrap_or_else(|e| e.into_inner());
+    while arrivals.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        arrivals.pop_front();
+    }
+    arrivals.push_back(now);
+    shared.counters.0[Counter::GraphMostPerWindow as usize].fetch_max(arrivals.len() as u64, Ordering::Relaxed);
+}
+
+/// Graph's sliding-window throttle; `Err(seconds)` until a slot frees.
+fn admit_graph(shared: &Shared) -> Result<(), u64> {
+    let Some(limit) = shared.config.graph_rate_limit else { return Ok(()) };
+    let now = Instant::now();
+    let mut admitted = shared.graph_throttle.lock().unwrap_or_else(|e| e.into_inner());
+    while admitted.front().is_some_and(|t| now.duration_since(*t) >= limit.per) {
+        admitted.pop_front();
+    }
+    if admitted.len() >= limit.requests as usize {
+        let free_at = admitted[0] + limit.per;
+        return Err(free_at.saturating_duration_since(now).as_secs() + 1);
+    }
+    admitted.push_back(now);
+    Ok(())
 }
 
 /// A uniform number in [0, 1).
@@ -493,7 +633,15 @@ fn handle_token(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply
     let lifetime = shared.config.auth.token_lifetime;
     let issued = shared.counters.0[Counter::TokensIssued as usize].fetch_add(1, Ordering::Relaxed);
     let random = shared.dice.lock().unwrap_or_else(|e| e.into_inner()).next_u64();
-    let token = format!("emu.{issued}.{random:016x}");
+    let token = match field("scope") {
+        // Azurite takes bearer tokens that look like Entra's: a JWT whose
+        // audience, issuer and lifetime it checks (not the signature).
+        Some(scope) if scope.starts_with("https://storage.azure.com") => {
+            let tenant = request.path.trim_start_matches('/').split('/').next().unwrap_or("common");
+            storage_jwt(tenant, client_id, lifetime, issued, random)
+        }
+        _ => format!("emu.{issued}.{random:016x}"),
+    };
     shared.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), Instant::now() + lifetime);
     body.clear();
     body.extend_from_slice(
@@ -504,6 +652,20 @@ fn handle_token(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply
         .as_bytes(),
     );
     Reply::Json { status: 200 }
+}
+
+/// An unsigned JWT for `https://storage.azure.com`, valid for `lifetime`.
+fn storage_jwt(tenant: &str, client_id: &str, lifetime: Duration, issued: u64, random: u64) -> String {
+    use base64::Engine;
+    let encode = |json: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let now = crate::time::now_ms() / 1000;
+    let claims = serde_json::json!({
+        "aud": "https://storage.azure.com",
+        "iss": format!("https://sts.windows.net/{tenant}/"),
+        "iat": now, "nbf": now - 60, "exp": now + lifetime.as_secs() as i64,
+        "appid": client_id, "tid": tenant, "jti": format!("{issued}.{random:016x}"),
+    });
+    format!("{}.{}.emulator", encode(r#"{"alg":"none","typ":"JWT"}"#), encode(&claims.to_string()))
 }
 
 /// Decodes `application/x-www-form-urlencoded` text.

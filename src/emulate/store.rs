@@ -139,11 +139,13 @@ fn alert_service(record: JsonValue<'_, '_>) -> Option<i64> {
         .as_i64_lenient()
 }
 
-/// Both record sets the emulator serves.
+/// Every record set the emulator serves.
 #[derive(Default)]
 pub struct RecordStore {
     pub activities: RecordSet,
     pub alerts: RecordSet,
+    /// Graph `alerts_v2` alerts.
+    pub graph_alerts: super::graph::GraphAlerts,
 }
 
 /// Counts from loading.
@@ -176,6 +178,8 @@ pub enum DataKind {
 pub struct StoreBuilder {
     activities: RecordSetBuilder,
     alerts: RecordSetBuilder,
+    /// Graph `alerts_v2` alerts, loaded with their own builder.
+    pub graph_alerts: super::graph::GraphAlertsBuilder,
     parser: JsonParser,
     pub counts: LoadCounts,
 }
@@ -188,7 +192,7 @@ impl StoreBuilder {
     /// Adds every record of one JSON document (a record, a `{"data":[…]}`
     /// page or a bare array) held in `bytes[..len]`, padded.
     pub fn add_document(&mut self, bytes: &mut [u8], len: usize, kind: DataKind) {
-        let Self { activities, alerts, parser, counts } = self;
+        let Self { activities, alerts, parser, counts, .. } = self;
         let target = match kind {
             DataKind::Activities => activities,
             DataKind::Alerts => alerts,
@@ -245,6 +249,9 @@ impl StoreBuilder {
                 GenerateKind::Alerts => DataKind::Alerts,
                 GenerateKind::Mixed if index % 20 == 19 => DataKind::Alerts,
                 GenerateKind::Mixed => DataKind::Activities,
+                GenerateKind::CloudAppEvents | GenerateKind::GraphAlerts => {
+                    unreachable!("the legacy API serves activities and alerts only")
+                }
             };
             self.add_document(&mut buf, len, data_kind);
             index += 1;
@@ -252,7 +259,11 @@ impl StoreBuilder {
     }
 
     pub fn build(self) -> RecordStore {
-        RecordStore { activities: self.activities.build(), alerts: self.alerts.build() }
+        RecordStore {
+            activities: self.activities.build(),
+            alerts: self.alerts.build(),
+            graph_alerts: self.graph_alerts.build(),
+        }
     }
 }
 
