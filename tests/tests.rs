@@ -15,5 +15,6 @@ mod roundtrip;
 mod rsyslog;
 mod send;
 mod status_cli;
+mod streaming_archive;
 mod successor_records;
 mod util;

@@ -3,6 +3,9 @@
 
 use super::usage;
 use crate::api::RateLimit;
+use crate::azure::blob::{BlobConfig, StorageAuth};
+use crate::azure::shared_key::AZURITE_KEY;
+use crate::emulate::archive::{self, ArchiveConfig};
 use crate::emulate::{self, DataKind, EmulatorAuth, EmulatorConfig, FaultConfig, StoreBuilder};
 use crate::exit::Status;
 use crate::generate::{GenerateConfig, GenerateKind};
@@ -17,18 +20,26 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 #[command(
-    about = "Run a local emulator of the Defender for Cloud Apps API (for trying and testing)",
+    about = "Run a local emulator of the Defender for Cloud Apps API, Graph alerts_v2 and the streaming archive (for trying and testing)",
     long_about = "Run a local emulator of the Defender for Cloud Apps REST API: POST /api/v1/activities/ and \
 /api/v1/alerts/ with filters (date, created: gt/gte/lt/lte/range/gte_ndays/lte_ndays; service: eq/neq), \
 sortField/sortDirection, skip/limit (100 cap, skip+limit <= 5000), scan mode for activities (isScan, \
 limit up to 5000, nextQueryFilters), the token check (401/403), the 30 requests/minute throttle (429), \
 and injected faults. An Entra ID token endpoint stand-in (POST /<tenant>/oauth2/v2.0/token or /oauth2/token) \
 issues bearer tokens to --client-id/--client-secret. GET /stats returns the counters as JSON.\n\n\
+Microsoft Graph: GET /v1.0/security/alerts_v2 serves --graph-alerts/--generate-graph-alerts with $filter \
+(serviceSource eq/ne, createdDateTime ge/gt/le/lt), $orderby=createdDateTime, $top <= 1000, $skip <= 500 and \
+@odata.nextLink, bearer tokens only, and Graph's own throttle (150/min, 429 with Retry-After).\n\n\
+Streaming archive: with --archive-to it writes generated CloudAppEvents records into a storage account \
+(Azurite) as hourly append blobs that grow over --archive-duration, with late appends to earlier hours, \
+duplicates and records of other tables; GET /stats shows archiveRecords and archiveDone.\n\n\
 Activities whose `created` lies in the future are not served until then, like records the service has \
 not stored yet.\n\nThe base URL is printed on stdout; a summary is printed on SIGINT/SIGTERM.",
     after_help = "Examples:\n  cefwire emulate --generate 200000 --token secret\n  \
 cefwire emulate --listen 127.0.0.1:8443 --tls --cert-out emulator.pem --token secret --activities acts.ndjson.zst --alerts alerts.ndjson\n  \
-cefwire emulate --generate 50000 --token secret --fault 5xx:0.05 --fault drop:0.02 --fault late:0.1"
+cefwire emulate --generate 50000 --token secret --fault 5xx:0.05 --fault drop:0.02 --fault late:0.1\n  \
+cefwire emulate --generate-graph-alerts 20000 --client-id app --client-secret s --fault 429:0.05\n  \
+cefwire emulate --archive-to http://127.0.0.1:10000/devstoreaccount1 --archive-records 200000 --archive-duration 10m"
 )]
 pub struct EmulateArgs {
     /// Address to listen on (port 0 picks a free one).
@@ -115,9 +126,114 @@ pub struct EmulateArgs {
     #[arg(long, value_name = "MB", default_value_t = 64)]
     pub max_page_mb: usize,
 
+    /// Write a Defender XDR streaming archive of generated CloudAppEvents
+    /// records into this storage account's Blob endpoint, e.g. Azurite's
+    /// http://127.0.0.1:10000/devstoreaccount1. The account key is taken
+    /// from $CEFWIRE_STORAGE_KEY, else Azurite's published key.
+    #[arg(long, value_name = "URL", help_heading = "Streaming archive")]
+    pub archive_to: Option<String>,
+
+    /// Storage account name (the endpoint's last path segment by default).
+    #[arg(long, value_name = "NAME", requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_account: Option<String>,
+
+    /// Container of the archive.
+    #[arg(long, value_name = "NAME", default_value = archive::CONTAINER, requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_container: String,
+
+    /// Number of CloudAppEvents records to write.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 10_000,
+        requires = "archive_to",
+        help_heading = "Streaming archive"
+    )]
+    pub archive_records: u64,
+
+    /// The records' time span (its hours become blobs), ending now.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "6h",
+        requires = "archive_to",
+        help_heading = "Streaming archive"
+    )]
+    pub archive_span: String,
+
+    /// Spread the appends over this long, so readers see blobs grow.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        requires = "archive_to",
+        help_heading = "Streaming archive"
+    )]
+    pub archive_duration: String,
+
+    /// Fraction of records appended to their hour's blob 1-3 hours later.
+    #[arg(long, value_name = "P", default_value_t = 0.05, requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_late: f64,
+
+    /// Fraction of records written twice (the streaming API is at-least-once).
+    #[arg(long, value_name = "P", default_value_t = 0.01, requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_duplicates: f64,
+
+    /// Every N-th record is followed by a record of another table (0: none).
+    #[arg(long, value_name = "N", default_value_t = 50, requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_other_tables: u64,
+
+    /// Records per append.
+    #[arg(long, value_name = "N", default_value_t = 500, requires = "archive_to", help_heading = "Streaming archive")]
+    pub archive_block: usize,
+
     /// No summary on exit.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// The archive settings, checked.
+fn archive_config(args: &EmulateArgs, endpoint: &str) -> anyhow::Result<ArchiveConfig> {
+    let account = match &args.archive_account {
+        Some(account) => account.clone(),
+        None => endpoint.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned(),
+    };
+    if account.is_empty() || !endpoint.contains("://") {
+        usage!(
+            "--archive-to {endpoint:?}: give the Blob endpoint URL (and --archive-account when it does not end with the account)"
+        );
+    }
+    for (flag, p) in [("--archive-late", args.archive_late), ("--archive-duplicates", args.archive_duplicates)] {
+        if !(0.0..=1.0).contains(&p) {
+            usage!("{flag} {p} must be between 0 and 1");
+        }
+    }
+    let key = std::env::var("CEFWIRE_STORAGE_KEY").unwrap_or_else(|_| AZURITE_KEY.to_owned());
+    let span_ms = match parse_duration_ms(&args.archive_span) {
+        Ok(ms) if ms > 0 => ms,
+        _ => usage!("--archive-span {:?} is not a positive duration (e.g. 6h)", args.archive_span),
+    };
+    let duration = match parse_duration_ms(&args.archive_duration) {
+        Ok(ms) if ms >= 0 => Duration::from_millis(ms as u64),
+        _ => usage!("--archive-duration {:?} is not a duration (e.g. 60s)", args.archive_duration),
+    };
+    Ok(ArchiveConfig {
+        blob: BlobConfig::new(endpoint, &account, StorageAuth::AccountKey(key)),
+        container: args.archive_container.clone(),
+        records: GenerateConfig {
+            kind: GenerateKind::CloudAppEvents,
+            count: args.archive_records,
+            seed: args.seed,
+            late_ratio: 0.0,
+            start_ms: now_ms() - span_ms,
+            span_ms,
+        },
+        late_ratio: args.archive_late,
+        duplicate_ratio: args.archive_duplicates,
+        other_table_every: args.archive_other_tables,
+        block_records: args.archive_block.max(1),
+        duration,
+    })
 }
 
 fn positive_duration(value: &str, flag: &str) -> anyhow::Result<Duration> {
@@ -171,12 +287,16 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
         && args.alerts.is_empty()
         && args.graph_alerts.is_empty()
         && args.generate_graph_alerts.is_none()
+        && args.archive_to.is_none()
     {
-        usage!("no data: give --generate N, --generate-graph-alerts N, or --activities/--alerts/--graph-alerts FILE");
+        usage!(
+            "no data: give --generate N, --generate-graph-alerts N, --activities/--alerts/--graph-alerts FILE or --archive-to URL"
+        );
     }
-    if args.token.is_none() && args.client_id.is_none() {
+    if args.token.is_none() && args.client_id.is_none() && args.archive_to.is_none() {
         usage!("give --token TOKEN (and/or --client-id/--client-secret) so the token check has something to check");
     }
+    let archive = args.archive_to.as_deref().map(|url| archive_config(&args, url)).transpose()?;
     if args.max_page_mb == 0 {
         usage!("--max-page-mb must be at least 1");
     }
@@ -253,12 +373,35 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
         );
     }
     println!("{}", handle.base_url());
+    let handle = Arc::new(handle);
+    let writer = archive.map(|config| {
+        let (handle, stop, quiet) = (Arc::clone(&handle), Arc::clone(&stop), args.quiet);
+        std::thread::spawn(move || {
+            let written = archive::write_archive(&config, &stop, |stats| handle.set_archive_progress(stats, false));
+            match written {
+                Ok(stats) => {
+                    handle.set_archive_progress(&stats, true);
+                    if !quiet {
+                        eprintln!("cefwire emulate: archive written: {}", stats.summary());
+                    }
+                    true
+                }
+                Err(err) => {
+                    eprintln!("cefwire emulate: writing the archive to {}: {err}", config.blob.endpoint);
+                    stop.store(true, Ordering::Relaxed);
+                    false
+                }
+            }
+        })
+    });
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let archive_ok = writer.is_none_or(|w| w.join().unwrap_or(false));
+    let Ok(handle) = Arc::try_unwrap(handle) else { unreachable!("the archive thread has ended") };
     let stats = handle.shutdown();
     if !args.quiet {
         eprintln!("cefwire emulate: {}", stats.summary());
     }
-    Ok(Status::Success)
+    Ok(if archive_ok { Status::Success } else { Status::Failure })
 }

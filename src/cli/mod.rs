@@ -40,7 +40,7 @@ enum Command {
     Agent(Box<agent::AgentArgs>),
     /// Fetch a time window from the API and write or send it as CEF.
     Backfill(Box<backfill::BackfillArgs>),
-    /// Run a local emulator of the Defender for Cloud Apps API.
+    /// Run a local emulator of the Defender for Cloud Apps API, Graph alerts_v2 and the streaming archive.
     Emulate(emulate::EmulateArgs),
     /// Send NDJSON records or CEF/syslog lines to syslog, paced, looped, measured.
     Replay(replay::ReplayArgs),

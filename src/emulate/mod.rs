@@ -6,9 +6,13 @@
 //! It owns the in-memory records ([`store`]), list queries ([`query`]), a
 //! small HTTP/1.1 server on std threads ([`http`], [`server`]) with
 //! optional TLS ([`tls`]), the token check, the requests-per-window
-//! throttle (429), injected faults and request counters. It never touches
-//! the CEF mapping or the syslog side.
+//! throttle (429), injected faults and request counters. The successor
+//! sources have their parts too: Microsoft Graph `alerts_v2` ([`graph`])
+//! and the Defender XDR streaming archive written into a storage account
+//! such as Azurite ([`archive`]). It never touches the CEF mapping or the
+//! syslog side.
 
+pub mod archive;
 pub mod graph;
 pub mod http;
 pub mod query;
@@ -141,6 +145,11 @@ pub struct EmulatorStats {
     pub injected_429: u64,
     /// The most Graph requests that arrived within one throttle window.
     pub graph_most_per_window: u64,
+    /// Streaming archive: `CloudAppEvents` records written so far, appends,
+    /// and whether it is complete.
+    pub archive_records: u64,
+    pub archive_appends: u64,
+    pub archive_done: bool,
 }
 
 impl EmulatorStats {

@@ -74,6 +74,14 @@ impl EmulatorHandle {
         *self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
+    /// Publishes the streaming archive's progress in the counters.
+    pub fn set_archive_progress(&self, stats: &super::archive::ArchiveStats, done: bool) {
+        let counters = &self.shared.counters.0;
+        counters[Counter::ArchiveRecords as usize].store(stats.records, Ordering::Relaxed);
+        counters[Counter::ArchiveAppends as usize].store(stats.appends, Ordering::Relaxed);
+        counters[Counter::ArchiveDone as usize].store(u64::from(done), Ordering::Relaxed);
+    }
+
     /// Stops accepting, lets open connections end, and returns the counts.
     pub fn shutdown(mut self) -> EmulatorStats {
         self.stop();
@@ -176,10 +184,13 @@ enum Counter {
     GraphThrottled,
     Injected429,
     GraphMostPerWindow,
+    ArchiveRecords,
+    ArchiveAppends,
+    ArchiveDone,
 }
 
 #[derive(Default)]
-struct Counters([AtomicU64; 19]);
+struct Counters([AtomicU64; 22]);
 
 impl Counters {
     fn add(&self, counter: Counter, n: u64) {
@@ -208,6 +219,9 @@ impl Counters {
             graph_throttled: get(Counter::GraphThrottled),
             injected_429: get(Counter::Injected429),
             graph_most_per_window: get(Counter::GraphMostPerWindow),
+            archive_records: get(Counter::ArchiveRecords),
+            archive_appends: get(Counter::ArchiveAppends),
+            archive_done: get(Counter::ArchiveDone) != 0,
         }
     }
 }
