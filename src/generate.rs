@@ -542,7 +542,8 @@ mod tests {
         GenerateConfig { kind, count, seed, late_ratio: 0.1, start_ms: 1_700_000_000_000, span_ms: 172_800_000 }
     }
 
-    fn generate(config: GenerateConfig) -> Vec<Vec<u8>> {
+    /// Every record of `config`, one buffer each.
+    pub(super) fn generate(config: GenerateConfig) -> Vec<Vec<u8>> {
         let mut generator = RecordGenerator::new(config);
         let mut records = Vec::new();
         let mut buf = Vec::new();

@@ -15,7 +15,7 @@
 
 use crate::api::{RateLimit, RequestLimiter};
 use crate::azure::entra::{ClientCredentials, TokenCache, TokenError};
-use crate::http::{self, AgentSettings, Backoff, RetryPolicy, SetupError, TransportFailure};
+use crate::http::{self, AgentSettings, Attempts, Backoff, Next, RetryPolicy, SetupError, TransportFailure};
 use crate::json::JsonValue;
 use crate::time::{TICKS_PER_MS, format_iso8601_ticks, parse_iso8601_ticks};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -104,26 +104,11 @@ impl GraphError {
     }
 }
 
-/// Counts of one client's traffic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GraphStats {
-    /// HTTP requests sent (every attempt).
-    pub requests: u64,
-    pub pages: u64,
-    pub body_bytes: u64,
-    pub throttled: u64,
-    pub server_errors: u64,
-    pub network_errors: u64,
-    pub tokens_fetched: u64,
-    pub limiter_wait: Duration,
-    pub backoff_wait: Duration,
-}
+/// Counts of one client's traffic: the same as the Defender for Cloud Apps
+/// client's (requests, pages, retries by kind, waits, share of the limit).
+pub type GraphStats = crate::api::ClientStats;
 
-enum Failure {
-    Retry { what: String, retry_after: Option<Duration> },
-    StaleToken,
-    Stop(GraphError),
-}
+type Failure = http::Failure<GraphError>;
 
 /// A blocking client of `GET /v1.0/security/alerts_v2`.
 pub struct GraphClient {
@@ -181,31 +166,23 @@ impl GraphClient {
     /// parser's padding; returns the page length. Waits for the limiter;
     /// retries as configured.
     pub fn fetch(&mut self, url: &str, page: &mut Vec<u8>) -> Result<usize, GraphError> {
-        let mut attempt = 0u32;
-        let mut refreshed = false;
+        let mut attempts = Attempts::default();
         loop {
-            attempt += 1;
             let failure = match self.attempt(url, page) {
                 Ok(len) => return Ok(len),
                 Err(failure) => failure,
             };
-            let (what, retry_after) = match failure {
-                Failure::Stop(err) => return Err(err),
-                Failure::StaleToken if !refreshed => {
-                    refreshed = true;
-                    self.tokens.invalidate();
-                    attempt -= 1;
-                    continue;
+            match attempts.after(failure, &mut self.backoff) {
+                Next::Again => {}
+                Next::RefreshToken => self.tokens.invalidate(),
+                Next::Stop(err) => return Err(err),
+                Next::GaveUp { attempts, last } => {
+                    return Err(GraphError::GaveUp { url: url.to_owned(), attempts, last });
                 }
-                Failure::StaleToken => {
+                Next::TokenRefusedTwice => {
                     return Err(GraphError::Unauthorized { status: 401, detail: "even with a fresh token".into() });
                 }
-                Failure::Retry { what, retry_after } => (what, retry_after),
-            };
-            if attempt >= self.backoff.policy.max_attempts {
-                return Err(GraphError::GaveUp { url: url.to_owned(), attempts: attempt, last: what });
             }
-            self.backoff.wait(attempt, retry_after);
         }
     }
 
@@ -213,7 +190,10 @@ impl GraphClient {
         let token = self.tokens.bearer(&self.agent, &mut self.backoff).map_err(|e| Failure::Stop(e.into()))?;
         let header = format!("Bearer {token}");
         self.limiter.acquire();
+        let now = Instant::now();
         self.stats.requests += 1;
+        self.stats.first_request.get_or_insert(now);
+        self.stats.last_request = Some(now);
         let sent = self.agent.get(url).header("Authorization", &header).header("Accept", "application/json").call();
         // The slot counts from when the answer (or failure) came back.
         self.limiter.spend(Instant::now());

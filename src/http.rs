@@ -212,6 +212,63 @@ impl Backoff {
     }
 }
 
+/// One failed attempt, as a client classifies it.
+pub enum Failure<E> {
+    /// Worth another try, after the service's `Retry-After` if it gave one.
+    Retry { what: String, retry_after: Option<Duration> },
+    /// The bearer token was refused: fetch a fresh one and try again, once.
+    StaleToken,
+    /// More attempts will not help.
+    Stop(E),
+}
+
+/// What to do after a failed attempt.
+pub enum Next<E> {
+    /// Try again (the backoff has been waited).
+    Again,
+    /// Forget the token, then try again.
+    RefreshToken,
+    Stop(E),
+    /// The policy's attempts are used up; the last failure.
+    GaveUp {
+        attempts: u32,
+        last: String,
+    },
+    /// A fresh token was refused too.
+    TokenRefusedTwice,
+}
+
+/// The attempts of one request: counts them, allows one token refresh,
+/// and waits between them — the same rules for every client.
+#[derive(Default)]
+pub struct Attempts {
+    count: u32,
+    refreshed: bool,
+}
+
+impl Attempts {
+    /// Decides what follows `failure`; waits with `backoff` when the answer
+    /// is [`Next::Again`].
+    pub fn after<E>(&mut self, failure: Failure<E>, backoff: &mut Backoff) -> Next<E> {
+        match failure {
+            Failure::Stop(err) => Next::Stop(err),
+            Failure::StaleToken if !self.refreshed => {
+                self.refreshed = true;
+                Next::RefreshToken
+            }
+            Failure::StaleToken => Next::TokenRefusedTwice,
+            Failure::Retry { what, retry_after } => {
+                self.count += 1;
+                if self.count >= backoff.policy.max_attempts {
+                    return Next::GaveUp { attempts: self.count, last: what };
+                }
+                backoff.wait(self.count, retry_after);
+                Next::Again
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

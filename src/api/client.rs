@@ -13,7 +13,7 @@ use super::limiter::{RateLimit, RequestLimiter};
 pub use crate::azure::entra::ClientCredentials;
 use crate::azure::entra::{TokenCache, TokenError};
 pub use crate::http::RetryPolicy;
-use crate::http::{self, AgentSettings, Backoff, SetupError, TransportFailure, error_detail};
+use crate::http::{self, AgentSettings, Attempts, Backoff, Next, SetupError, TransportFailure, error_detail};
 use crate::json::INPUT_PADDING;
 use crate::time::parse_http_date;
 use std::io::Read;
@@ -196,17 +196,7 @@ impl ClientStats {
     }
 }
 
-/// One failed attempt, classified.
-enum Failure {
-    /// Try again after a delay (the service's `Retry-After` if any).
-    Retry {
-        what: String,
-        retry_after: Option<Duration>,
-    },
-    /// A 401 with a bearer token: refresh it and try again once.
-    StaleToken,
-    Stop(ApiError),
-}
+type Failure = http::Failure<ApiError>;
 
 /// A blocking client for the list API.
 pub struct ApiClient {
@@ -288,10 +278,8 @@ impl ApiClient {
     /// the page length. Waits for the rate limiter; retries as configured.
     pub fn fetch_page(&mut self, endpoint: Endpoint, body: &[u8], page: &mut Vec<u8>) -> Result<usize, ApiError> {
         let url = self.url(endpoint);
-        let mut attempt = 0u32;
-        let mut refreshed = false;
+        let mut attempts = Attempts::default();
         loop {
-            attempt += 1;
             let header = self.authorization()?;
             self.limiter.acquire();
             let now = Instant::now();
@@ -302,25 +290,19 @@ impl ApiClient {
                 Ok(len) => return Ok(len),
                 Err(failure) => failure,
             };
-            let (what, retry_after) = match failure {
-                Failure::Stop(err) => return Err(err),
-                Failure::StaleToken if !refreshed => {
-                    refreshed = true;
+            match attempts.after(failure, &mut self.backoff) {
+                Next::Again => {}
+                Next::RefreshToken => {
                     if let Some(tokens) = &mut self.tokens {
                         tokens.invalidate();
                     }
-                    attempt -= 1;
-                    continue;
                 }
-                Failure::StaleToken => {
+                Next::Stop(err) => return Err(err),
+                Next::GaveUp { attempts, last } => return Err(ApiError::GaveUp { url, attempts, last }),
+                Next::TokenRefusedTwice => {
                     return Err(ApiError::Unauthorized { status: 401, detail: "even a fresh token".to_owned() });
                 }
-                Failure::Retry { what, retry_after } => (what, retry_after),
-            };
-            if attempt >= self.backoff.policy.max_attempts {
-                return Err(ApiError::GaveUp { url, attempts: attempt, last: what });
             }
-            self.backoff.wait(attempt, retry_after);
         }
     }
 

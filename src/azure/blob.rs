@@ -14,7 +14,7 @@
 
 use super::entra::{ClientCredentials, TokenCache, TokenError};
 use super::shared_key::{AccountKey, BadKey, RequestToSign, authorization};
-use crate::http::{self, AgentSettings, Backoff, RetryPolicy, SetupError, TransportFailure};
+use crate::http::{self, AgentSettings, Attempts, Backoff, Next, RetryPolicy, SetupError, TransportFailure};
 use crate::time::{format_http_date, now_ms, parse_http_date};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::time::Duration;
@@ -201,12 +201,7 @@ struct Call<'a> {
     what: &'a str,
 }
 
-/// A failed attempt, classified.
-enum Failure {
-    Retry { what: String, retry_after: Option<Duration> },
-    StaleToken,
-    Stop(StorageError),
-}
+type Failure = http::Failure<StorageError>;
 
 /// A blocking Blob service client.
 pub struct BlobClient {
@@ -406,37 +401,33 @@ impl BlobClient {
         out: &mut Vec<u8>,
         mut head: impl FnMut(&ureq::http::Response<ureq::Body>) -> Result<(), StorageError>,
     ) -> Result<u16, StorageError> {
-        let mut attempt = 0u32;
-        let mut refreshed = false;
+        let mut attempts = Attempts::default();
         loop {
-            attempt += 1;
             let failure = match self.attempt(call, limit, out, &mut head) {
                 Ok(status) => return Ok(status),
                 Err(failure) => failure,
             };
-            let (what, retry_after) = match failure {
-                Failure::Stop(err) => return Err(err),
-                Failure::StaleToken if !refreshed => {
-                    refreshed = true;
+            if matches!(failure, Failure::Retry { .. }) {
+                self.stats.retried += 1;
+            }
+            match attempts.after(failure, &mut self.backoff) {
+                Next::Again => {}
+                Next::RefreshToken => {
                     if let Auth::Bearer(tokens) = &mut self.auth {
                         tokens.invalidate();
                     }
-                    attempt -= 1;
-                    continue;
                 }
-                Failure::StaleToken => {
+                Next::Stop(err) => return Err(err),
+                Next::GaveUp { attempts, last } => {
+                    return Err(StorageError::GaveUp { what: call.what.to_owned(), attempts, last });
+                }
+                Next::TokenRefusedTwice => {
                     return Err(StorageError::Unauthorized {
                         status: 401,
                         detail: "the token was refused, and so was a fresh one".into(),
                     });
                 }
-                Failure::Retry { what, retry_after } => (what, retry_after),
-            };
-            self.stats.retried += 1;
-            if attempt >= self.backoff.policy.max_attempts {
-                return Err(StorageError::GaveUp { what: call.what.to_owned(), attempts: attempt, last: what });
             }
-            self.backoff.wait(attempt, retry_after);
         }
     }
 

@@ -1,11 +1,12 @@
 //! The alert mapping: signature from the alert type or the policy type,
-//! name from the policy, severity from `severityValue`, and the extension
-//! keys in the fixed order of the original agent (see `cef-format.md`).
+//! name from the policy, severity from `severityValue`, the entities the
+//! extension reads — filled into the alert layout ([`super::layout`], the
+//! key order of the original agent; see `cef-format.md`).
 
 use super::CefLine;
 use super::fields::{RecordFields, present};
+use super::layout::{AlertLine, Joined, PortalUrl, Signature, every, itself, write_alert};
 use crate::json::JsonValue;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The entities an alert's line reads, found in one walk of `entities`.
 #[derive(Default)]
@@ -86,26 +87,6 @@ fn cef_severity(severity_value: Option<JsonValue<'_, '_>>) -> &'static [u8] {
     }
 }
 
-/// Comma-joins `field` of every entity of `wanted` type, each after `prefix`.
-fn join_entities(
-    line: &mut CefLine<'_>,
-    entities: Option<JsonValue<'_, '_>>,
-    wanted: &str,
-    field: &str,
-    prefix: &[u8],
-) {
-    let Some(list) = entities.and_then(|e| e.array()) else { return };
-    let mut first = true;
-    for entity in list.filter(|e| entity_type(*e) == Some(wanted)) {
-        if !first {
-            line.raw(b",");
-        }
-        first = false;
-        line.raw(prefix);
-        line.ext_value(entity.get(field));
-    }
-}
-
 /// Writes everything after `CEF:0|MCAS|SIEM_Agent|<version>|`.
 pub fn write(
     line: &mut CefLine<'_>,
@@ -115,61 +96,37 @@ pub fn write(
     alert_link: &[u8],
 ) {
     let entities = Entities::scan(f.entities);
-
     let explicit_type =
         [f.alert_type, f.type_name].into_iter().flatten().find(|v| v.as_str().is_some_and(|s| s.starts_with("ALERT_")));
-    match explicit_type {
-        Some(_) => line.header_value(explicit_type),
-        None => line.raw(signature_for_policy_type(entities.policy_type.unwrap_or(""))),
-    }
-    line.raw(b"|");
-    line.header_value(present(entities.policy_label).or(f.title));
-    line.raw(b"|");
-    line.raw(cef_severity(f.severity_value));
-
-    line.raw(b"|externalId=");
-    line.ext_value(Some(id));
-    line.raw(b" start=");
-    line.int(timestamp);
-    line.raw(b" end=");
-    line.int(timestamp);
-    line.raw(b" msg=");
-    line.ext_value(present(f.description).or(f.title));
-    line.raw(b" suser=");
-    line.ext_value(present(entities.first_user_id).or(entities.first_account));
-    line.raw(b" destinationServiceName=");
-    line.ext_value(entities.first_service_label);
-    line.raw(b" cn1Label=riskScore cn1=");
-    line.ext_value(f.threat_score);
-
-    line.raw(b" cs1Label=portalURL cs1=");
-    if present(f.url).is_some() {
-        line.ext_value(f.url);
-    } else {
-        line.raw(alert_link);
-        line.ext_value(Some(id));
-    }
-    line.raw(b" cs2Label=uniqueServiceAppIds cs2=");
-    join_entities(line, f.entities, "service", "id", b"APPID_");
-    line.raw(b" cs3Label=relatedAudits cs3=");
-    if let Some(audits) = f.audits.and_then(|a| a.array()) {
-        for (n, audit) in audits.enumerate() {
-            if n > 0 {
-                line.raw(b",");
-            }
-            line.ext_value(Some(audit));
-        }
-    }
-    line.raw(b" cs4Label=policyIDs cs4=");
-    join_entities(line, f.entities, "policyRule", "id", b"");
-
-    if let Some(ip) = entities.first_ip {
-        if ip.parse::<Ipv4Addr>().is_ok() {
-            line.raw(b" src=");
-            line.raw(ip.as_bytes());
-        } else if ip.parse::<Ipv6Addr>().is_ok() {
-            line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
-            line.raw(ip.as_bytes());
-        }
-    }
+    let alert = AlertLine {
+        signature: match explicit_type {
+            Some(value) => Signature::Value(value),
+            None => Signature::Fixed(signature_for_policy_type(entities.policy_type.unwrap_or(""))),
+        },
+        name: present(entities.policy_label).or(f.title),
+        severity: cef_severity(f.severity_value),
+        id,
+        start: timestamp,
+        end: timestamp,
+        msg: present(f.description).or(f.title),
+        suser: present(entities.first_user_id).or(entities.first_account),
+        service: entities.first_service_label,
+        risk_score: f.threat_score,
+        portal_url: if present(f.url).is_some() { PortalUrl::Value(f.url) } else { PortalUrl::AlertLink },
+        apps: Joined::Each {
+            array: f.entities,
+            keep: |e| entity_type(e) == Some("service"),
+            pick: |e| e.get("id"),
+            prefix: b"APPID_",
+        },
+        audits: Joined::Each { array: f.audits, keep: every, pick: itself, prefix: b"" },
+        policies: Joined::Each {
+            array: f.entities,
+            keep: |e| entity_type(e) == Some("policyRule"),
+            pick: |e| e.get("id"),
+            prefix: b"",
+        },
+        ip: entities.first_ip,
+    };
+    write_alert(line, &alert, alert_link);
 }

@@ -6,15 +6,15 @@
 //!
 //! It owns the column scan of `properties` (names matched
 //! case-insensitively: live data says `ISP` where the docs say `Isp`), the
-//! checks a line needs (`ReportId`, an ISO 8601 `Timestamp`) and the
-//! extension. Like the legacy mappings it writes straight from the parsed
+//! checks a line needs (`ReportId`, an ISO 8601 `Timestamp`) and which
+//! column fills which key of the activity layout ([`super::layout`]). Like the legacy mappings it writes straight from the parsed
 //! tape and allocates nothing. It does not know where records come from.
 
 use super::fields::{RecordFields, present};
+use super::layout::{ActivityLine, Joined, every, write_activity};
 use super::{CefLine, RecordError};
 use crate::json::JsonValue;
 use crate::time::parse_iso8601_ms;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The streaming API's name for the `CloudAppEvents` table.
 pub const CATEGORY: &str = "AdvancedHunting-CloudAppEvents";
@@ -118,65 +118,19 @@ fn object_name<'t, 'i>(object: JsonValue<'t, 'i>) -> Option<JsonValue<'t, 'i>> {
 /// Writes everything after `CEF:0|MCAS|SIEM_Agent|<version>|`.
 pub fn write(line: &mut CefLine<'_>, c: &Columns<'_, '_>, id: JsonValue<'_, '_>, timestamp: i64, portal_link: &[u8]) {
     let (action, activity) = (present(c.action_type), present(c.activity_type));
-    match action.or(activity) {
-        Some(signature) => line.header_value(Some(signature)),
-        None => line.raw(b"EVENT_CATEGORY_UNSPECIFIED"),
-    }
-    line.raw(b"|");
-    match activity.or(action) {
-        Some(name) => line.header_value(Some(name)),
-        None => line.raw(b"EVENT_CATEGORY_UNSPECIFIED"),
-    }
-    line.raw(b"|0|externalId=");
-    line.ext_value(Some(id));
-    for key in [&b" rt="[..], b" start=", b" end="] {
-        line.raw(key);
-        line.int(timestamp);
-    }
-    line.raw(b" msg=");
-    let object = present(c.object_name);
-    line.ext_value(action);
-    if action.is_some() && object.is_some() {
-        line.raw(b": ");
-    }
-    line.ext_value(object);
-    line.raw(b" suser=");
-    line.ext_value(present(c.account_id).or(present(c.account_object_id)).or(c.account_display_name));
-    line.raw(b" destinationServiceName=");
-    line.ext_value(c.application);
-
-    let ip = c.ip_address.and_then(|v| v.as_str());
-    line.raw(b" dvc=");
-    if let Some(ip) = ip.filter(|ip| ip.parse::<Ipv4Addr>().is_ok()) {
-        line.raw(ip.as_bytes());
-    }
-    line.raw(b" requestClientApplication=");
-    line.ext_value(c.user_agent);
-
-    line.raw(b" cs1Label=portalURL cs1=");
-    line.raw(portal_link);
-    line.ext_value(Some(id));
-    line.raw(b",)");
-
-    line.raw(b" cs2Label=uniqueServiceAppIds cs2=");
-    if present(c.application_id).is_some() {
-        line.raw(b"APPID_");
-        line.ext_value(c.application_id);
-    }
-
-    line.raw(b" cs3Label=targetObjects cs3=");
-    if let Some(objects) = c.activity_objects.and_then(|v| v.array()) {
-        for (n, object) in objects.enumerate() {
-            if n > 0 {
-                line.raw(b",");
-            }
-            line.ext_value(object_name(object));
-        }
-    }
-
-    line.raw(b" cs4Label=policyIDs cs4=");
-    line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
-    if let Some(ip) = ip.filter(|ip| ip.parse::<Ipv6Addr>().is_ok()) {
-        line.raw(ip.as_bytes());
-    }
+    let activity_line = ActivityLine {
+        signature: action.or(activity),
+        name: activity.or(action),
+        id,
+        timestamp,
+        msg: [action, c.object_name],
+        suser: present(c.account_id).or(present(c.account_object_id)).or(c.account_display_name),
+        service: c.application,
+        ip: c.ip_address.and_then(|v| v.as_str()),
+        user_agent: c.user_agent,
+        app_id: c.application_id,
+        objects: Joined::Each { array: c.activity_objects, keep: every, pick: object_name, prefix: b"" },
+        policies: Joined::One(None),
+    };
+    write_activity(line, &activity_line, portal_link);
 }

@@ -3,15 +3,15 @@
 //! rules built on the retired agent's alert lines keep working.
 //!
 //! It owns the scan of an alert's keys and of its `evidence` (typed by
-//! `@odata.type`), the checks a line needs (an id, a start time) and the
-//! extension. It writes straight from the parsed tape and allocates nothing.
+//! `@odata.type`), the checks a line needs (an id, a start time) and which
+//! key fills which part of the alert layout ([`super::layout`]). It writes straight from the parsed tape and allocates nothing.
 //! It does not know how alerts are fetched.
 
 use super::fields::present;
+use super::layout::{AlertLine, Joined, PortalUrl, Signature, write_alert};
 use super::{CefLine, RecordError, usable_id};
 use crate::json::JsonValue;
 use crate::time::parse_iso8601_ms;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Graph writes 0-7 fraction digits (`2024-05-01T12:00:00.1234567Z`).
 const MAX_FRACTION_DIGITS: usize = 7;
@@ -170,52 +170,31 @@ fn cef_severity(severity: Option<JsonValue<'_, '_>>) -> &'static [u8] {
 /// Writes everything after `CEF:0|MCAS|SIEM_Agent|<version>|`.
 pub fn write(line: &mut CefLine<'_>, a: &AlertFields<'_, '_>, required: &Required<'_, '_>) {
     let evidence = FirstEvidence::scan(a.evidence);
-    match present(a.detector_id) {
-        Some(detector) => line.header_value(Some(detector)),
-        None => line.raw(b"ALERT_UNKNOWN"),
-    }
-    line.raw(b"|");
-    line.header_value(a.title);
-    line.raw(b"|");
-    line.raw(cef_severity(a.severity));
-
-    line.raw(b"|externalId=");
-    line.ext_value(Some(required.external_id));
-    line.raw(b" start=");
-    line.int(required.start);
-    line.raw(b" end=");
-    line.int(required.end);
-    line.raw(b" msg=");
-    line.ext_value(present(a.description).or(a.title));
-    line.raw(b" suser=");
-    line.ext_value(evidence.user);
-    line.raw(b" destinationServiceName=");
-    line.ext_value(evidence.application_name);
-    line.raw(b" cn1Label=riskScore cn1=");
-    line.raw(b" cs1Label=portalURL cs1=");
-    line.ext_value(a.alert_web_url);
-    line.raw(b" cs2Label=uniqueServiceAppIds cs2=");
-    if let Some(list) = a.evidence.and_then(|e| e.array()) {
-        let apps = list.filter(|e| evidence_type(*e) == EvidenceType::CloudApplication);
-        for (n, app) in apps.enumerate() {
-            if n > 0 {
-                line.raw(b",");
-            }
-            line.raw(b"APPID_");
-            line.ext_value(app.get("appId"));
-        }
-    }
-    line.raw(b" cs3Label=relatedAudits cs3=");
-    line.raw(b" cs4Label=policyIDs cs4=");
-    line.ext_value(a.alert_policy_id);
-
-    if let Some(ip) = evidence.ip {
-        if ip.parse::<Ipv4Addr>().is_ok() {
-            line.raw(b" src=");
-            line.raw(ip.as_bytes());
-        } else if ip.parse::<Ipv6Addr>().is_ok() {
-            line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
-            line.raw(ip.as_bytes());
-        }
-    }
+    let alert = AlertLine {
+        signature: match present(a.detector_id) {
+            Some(detector) => Signature::Value(detector),
+            None => Signature::Fixed(b"ALERT_UNKNOWN"),
+        },
+        name: a.title,
+        severity: cef_severity(a.severity),
+        id: required.external_id,
+        start: required.start,
+        end: required.end,
+        msg: present(a.description).or(a.title),
+        suser: evidence.user,
+        service: evidence.application_name,
+        risk_score: None,
+        portal_url: PortalUrl::Value(a.alert_web_url),
+        apps: Joined::Each {
+            array: a.evidence,
+            keep: |e| evidence_type(e) == EvidenceType::CloudApplication,
+            pick: |e| e.get("appId"),
+            prefix: b"APPID_",
+        },
+        audits: Joined::One(None),
+        policies: Joined::One(a.alert_policy_id),
+        ip: evidence.ip,
+    };
+    // The alert layout's `<portal>/#/alerts/<id>` link is never used here.
+    write_alert(line, &alert, b"");
 }

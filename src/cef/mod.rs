@@ -8,11 +8,11 @@
 //! numbers go through itoa/ryu, and nested values are serialised into a
 //! reused scratch buffer before escaping.
 //!
-//! The field mapping lives in [`activity`] and [`alert`]; the successor
-//! sources' records are written in the same two layouts by
-//! [`cloud_app_events`] (Defender XDR streaming) and [`graph_alert`]
-//! (Graph `alerts_v2`); escaping in [`escape`]; the one-pass field scan in
-//! [`fields`].
+//! The two line layouts (key order, labels, fallbacks) live in [`layout`];
+//! the mappings that fill them in [`activity`] and [`alert`] (Defender for
+//! Cloud Apps records) and, for the successor sources, [`cloud_app_events`]
+//! (Defender XDR streaming) and [`graph_alert`] (Graph `alerts_v2`);
+//! escaping in [`escape`]; the one-pass field scan in [`fields`].
 
 pub mod activity;
 pub mod alert;
@@ -20,6 +20,7 @@ pub mod cloud_app_events;
 pub mod escape;
 pub mod fields;
 pub mod graph_alert;
+pub mod layout;
 
 use crate::json::{JsonValue, Scalar, write_compact_json, write_f64};
 use crate::syslog::header::SyslogHeader;

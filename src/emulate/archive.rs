@@ -254,15 +254,9 @@ fn field_str<'a>(line: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
 
 /// `tenantId=<t>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`.
 pub fn blob_name(tenant: &str, hour: i64) -> String {
-    let t = CivilTime::from_epoch_ms(hour * HOUR_MS).unwrap_or(CivilTime {
-        year: 1970,
-        month: 1,
-        day: 1,
-        hour: 0,
-        minute: 0,
-        second: 0,
-        millis: 0,
-    });
+    // Generated times lie in years 0000-9999; 1970 stands in otherwise.
+    let t = CivilTime::from_epoch_ms(hour.saturating_mul(HOUR_MS))
+        .unwrap_or_else(|_| CivilTime::from_epoch_ms(0).expect("1970 is in range"));
     format!("tenantId={tenant}/y={:04}/m={:02}/d={:02}/h={:02}/m=00/PT1H.json", t.year, t.month, t.day, t.hour)
 }
 

@@ -8,10 +8,10 @@
 //! It knows nothing about HTTP, tokens, the throttle or faults
 //! ([`super::server`] owns those).
 
-use crate::generate::{GenerateConfig, RecordGenerator};
+use crate::generate::GenerateConfig;
 use crate::input::DocumentReader;
 use crate::input::source::InputPath;
-use crate::json::{INPUT_PADDING, JsonParser, JsonValue, write_compact_json};
+use crate::json::{JsonParser, JsonValue, write_compact_json};
 use crate::time::parse_iso8601_ticks;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
@@ -103,17 +103,7 @@ impl GraphAlertsBuilder {
 
     /// Adds generated alerts (`config.kind` should be `GraphAlerts`).
     pub fn add_generated(&mut self, config: GenerateConfig) {
-        let mut generator = RecordGenerator::new(config);
-        let mut buf = Vec::with_capacity(16 * 1024);
-        loop {
-            buf.clear();
-            if !generator.write_next(&mut buf) {
-                break;
-            }
-            let len = buf.len();
-            buf.resize(len + INPUT_PADDING, 0);
-            self.add_document(&mut buf, len);
-        }
+        super::store::for_each_generated(config, |_, buf, len| self.add_document(buf, len));
     }
 
     pub fn build(mut self) -> GraphAlerts {
@@ -325,6 +315,7 @@ pub fn write_page(alerts: &GraphAlerts, query: &GraphQuery, next_base: &str, out
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::INPUT_PADDING;
 
     fn store(alerts: &[(&str, &str, &str)]) -> GraphAlerts {
         let mut builder = GraphAlertsBuilder::default();

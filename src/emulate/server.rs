@@ -474,13 +474,10 @@ fn handle_list(
 /// `Retry-After` of an injected 429, in seconds.
 const INJECTED_RETRY_AFTER: u64 = 1;
 
+/// Graph's error body: `{"error":{"code":…,"message":…}}`.
 fn set_graph_error(body: &mut Vec<u8>, code: &str, message: &str) {
     body.clear();
-    body.extend_from_slice(b"{\"error\":{\"code\":");
-    crate::json::write_json_string(code, body);
-    body.extend_from_slice(b",\"message\":");
-    crate::json::write_json_string(message, body);
-    body.extend_from_slice(b"}}");
+    body.extend_from_slice(serde_json::json!({"error": {"code": code, "message": message}}).to_string().as_bytes());
 }
 
 /// `GET /v1.0/security/alerts_v2`: bearer token, Graph's own throttle,

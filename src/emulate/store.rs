@@ -139,6 +139,24 @@ fn alert_service(record: JsonValue<'_, '_>) -> Option<i64> {
         .as_i64_lenient()
 }
 
+/// Calls `add(index, buf, len)` with each generated record of `config` in
+/// `buf[..len]`, padded for the parser.
+pub(super) fn for_each_generated(config: GenerateConfig, mut add: impl FnMut(u64, &mut [u8], usize)) {
+    let mut generator = RecordGenerator::new(config);
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut index = 0u64;
+    loop {
+        buf.clear();
+        if !generator.write_next(&mut buf) {
+            return;
+        }
+        let len = buf.len();
+        buf.resize(len + INPUT_PADDING, 0);
+        add(index, &mut buf, len);
+        index += 1;
+    }
+}
+
 /// Every record set the emulator serves.
 #[derive(Default)]
 pub struct RecordStore {
@@ -234,16 +252,7 @@ impl StoreBuilder {
     /// every 20th is an alert, the rest activities.
     pub fn add_generated(&mut self, config: GenerateConfig) {
         let kind = config.kind;
-        let mut generator = RecordGenerator::new(config);
-        let mut buf = Vec::with_capacity(64 * 1024);
-        let mut index = 0u64;
-        loop {
-            buf.clear();
-            if !generator.write_next(&mut buf) {
-                break;
-            }
-            let len = buf.len();
-            buf.resize(len + INPUT_PADDING, 0);
+        for_each_generated(config, |index, buf, len| {
             let data_kind = match kind {
                 GenerateKind::Activities => DataKind::Activities,
                 GenerateKind::Alerts => DataKind::Alerts,
@@ -253,9 +262,8 @@ impl StoreBuilder {
                     unreachable!("the legacy API serves activities and alerts only")
                 }
             };
-            self.add_document(&mut buf, len, data_kind);
-            index += 1;
-        }
+            self.add_document(buf, len, data_kind);
+        });
     }
 
     pub fn build(self) -> RecordStore {

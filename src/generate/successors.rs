@@ -214,20 +214,9 @@ mod tests {
     use crate::json::{INPUT_PADDING, JsonParser};
 
     fn generate(kind: GenerateKind, count: u64, seed: u64) -> Vec<Vec<u8>> {
-        let mut generator = RecordGenerator::new(GenerateConfig {
-            kind,
-            count,
-            seed,
-            late_ratio: 0.1,
-            start_ms: 1_700_000_000_000,
-            span_ms: 3_600_000,
-        });
-        let mut records = Vec::new();
-        let mut buf = Vec::new();
-        while generator.write_next(&mut buf) {
-            records.push(std::mem::take(&mut buf));
-        }
-        records
+        let config =
+            GenerateConfig { kind, count, seed, late_ratio: 0.1, start_ms: 1_700_000_000_000, span_ms: 3_600_000 };
+        super::super::tests::generate(config)
     }
 
     #[test]
