@@ -371,8 +371,9 @@ fn successor_records_allocate_nothing_once_warm() {
     let data = successor_ndjson(3000);
     let mut converter = RecordConverter::new(&CefOptions::default());
     let mut sink = ChecksumSink { buffer: Vec::new(), messages: 0, bytes: 0 };
-    let warm = ndjson_through_the_reader(&data, &mut converter, &mut sink);
-    let steady = ndjson_through_the_reader(&data, &mut converter, &mut sink);
+    let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+    let warm = ndjson_through_the_reader(&data, &mut converter, &mut sink, &mut rejects);
+    let steady = ndjson_through_the_reader(&data, &mut converter, &mut sink, &mut rejects);
     let counts = converter.counts;
     assert_eq!((counts.cloud_app_events, counts.graph_alerts, counts.rejected), (6000, 6000, 0), "{counts:?}");
     println!("successor lines: 6000 records; allocations: first pass {warm}, second pass {steady}");

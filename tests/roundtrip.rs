@@ -7,7 +7,9 @@
 //! and alerts alike, with the fallbacks, the policy-type table, the
 //! severities, IPv4/IPv6 and numbers sent as strings.
 
-use crate::util::cef_contract::{self, Activity, Alert, DEVICE_VERSION, POLICY_TYPES, PORTAL};
+use crate::util::cef_contract::{
+    self, Activity, Alert, DEVICE_VERSION, GraphAlert, POLICY_TYPES, PORTAL, StreamingRecord,
+};
 use crate::util::{cef_parser, external_part};
 use cefwire::cef::{CefFormatter, CefOptions};
 use cefwire::json::{INPUT_PADDING, JsonParser};
@@ -135,6 +137,83 @@ fn alert() -> impl Strategy<Value = Alert> {
         )
 }
 
+fn streaming_record() -> impl Strategy<Value = StreamingRecord> {
+    (
+        (non_empty_field(), 0i64..4_102_444_800_000, any::<u16>(), any::<u64>()),
+        (optional_field(), optional_field(), optional_field()),
+        (optional_field(), optional_field(), optional_field()),
+        (field(), optional_field(), ip(), field()),
+        prop::collection::vec(prop::option::weighted(0.8, field()), 0..4),
+    )
+        .prop_map(
+            |(
+                (report_id, timestamp, extra_ticks, case_mask),
+                (action_type, activity_type, object_name),
+                (account_id, account_object_id, account_display_name),
+                (application, application_id, ip, user_agent),
+                objects,
+            )| StreamingRecord {
+                report_id,
+                timestamp,
+                extra_ticks,
+                action_type,
+                activity_type,
+                object_name,
+                account_id,
+                account_object_id,
+                account_display_name,
+                application,
+                application_id,
+                ip,
+                user_agent,
+                objects,
+                case_mask,
+            },
+        )
+}
+
+fn graph_alert() -> impl Strategy<Value = GraphAlert> {
+    let severity = prop_oneof![
+        Just(None),
+        prop::sample::select(&["informational", "low", "medium", "high", "unknownFutureValue", "High"][..])
+            .prop_map(|s| Some(s.to_owned())),
+        field().prop_map(Some),
+    ];
+    let time = 0i64..4_102_444_800_000;
+    let user = prop::option::of((optional_field(), optional_field(), optional_field()));
+    (
+        (non_empty_field(), optional_field(), optional_field()),
+        (field(), optional_field(), severity),
+        (time.clone(), prop::option::of(time.clone()), prop::option::of(time)),
+        (optional_field(), optional_field(), user),
+        (prop::collection::vec((field(), field()), 0..3), ip()),
+    )
+        .prop_map(
+            |(
+                (id, provider_alert_id, detector_id),
+                (title, description, severity),
+                (created, first_activity, last_activity),
+                (web_url, policy_id, user),
+                (apps, ip),
+            )| GraphAlert {
+                id,
+                provider_alert_id,
+                detector_id,
+                title,
+                description,
+                severity,
+                created,
+                first_activity,
+                last_activity,
+                web_url,
+                policy_id,
+                user,
+                apps,
+                ip,
+            },
+        )
+}
+
 fn check_with_own_parser(line: &str, expected: &cef_contract::Expected) -> Result<(), TestCaseError> {
     prop_assert!(!line.contains('\n') && !line.contains('\r'), "one physical line: {:?}", line);
     let event = cef_parser::parse(line).map_err(|e| TestCaseError::fail(format!("{e}: {line}")))?;
@@ -153,6 +232,16 @@ proptest! {
     fn alert_lines_parse_back(a in alert()) {
         check_with_own_parser(&format_record(&a.json()), &a.expected())?;
     }
+
+    #[test]
+    fn streaming_lines_parse_back(r in streaming_record()) {
+        check_with_own_parser(&format_record(&r.json()), &r.expected())?;
+    }
+
+    #[test]
+    fn graph_alert_lines_parse_back(a in graph_alert()) {
+        check_with_own_parser(&format_record(&a.json()), &a.expected())?;
+    }
 }
 
 /// The strict reader refuses what a lenient one would paper over: the
@@ -167,7 +256,7 @@ fn the_round_trip_rejects_a_repeated_key() {
 
 /// The same property checked by a third-party parser (Python `cefp`,
 /// installed by `.ci/run` into a venv named by `CEFWIRE_PYTHON`), for
-/// activities and alerts: device version, signature, name, severity and
+/// activities, alerts, streaming records and Graph alerts: device version, signature, name, severity and
 /// every extension key. Skipped with a note when it is not installed,
 /// unless `CEFWIRE_REQUIRE_CEFP` is set.
 #[test]
@@ -185,12 +274,23 @@ fn cefp_reads_back_what_we_write() {
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut cases = Vec::new();
     for n in 0..600 {
-        let (record, expected) = if n % 2 == 0 {
-            let a = activity().new_tree(&mut runner).unwrap().current();
-            (a.json(), a.expected())
-        } else {
-            let a = alert().new_tree(&mut runner).unwrap().current();
-            (a.json(), a.expected())
+        let (record, expected) = match n % 4 {
+            0 => {
+                let a = activity().new_tree(&mut runner).unwrap().current();
+                (a.json(), a.expected())
+            }
+            1 => {
+                let a = alert().new_tree(&mut runner).unwrap().current();
+                (a.json(), a.expected())
+            }
+            2 => {
+                let r = streaming_record().new_tree(&mut runner).unwrap().current();
+                (r.json(), r.expected())
+            }
+            _ => {
+                let a = graph_alert().new_tree(&mut runner).unwrap().current();
+                (a.json(), a.expected())
+            }
         };
         let ext: serde_json::Map<String, serde_json::Value> =
             expected.extension.into_iter().map(|(k, v)| (k.to_owned(), serde_json::Value::String(v))).collect();

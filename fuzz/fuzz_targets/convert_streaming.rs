@@ -1,8 +1,9 @@
 //! Arbitrary bytes as Defender XDR streaming input: an Event Hubs body
 //! (`{"records":[…]}`), the inside of one, or Storage archive lines (one
 //! envelope record per line, CRLF or LF), auto-detected or forced to
-//! `CloudAppEvents`. Never panic; every message is one line; every record
-//! is converted, rejected or skipped, and counted once.
+//! `CloudAppEvents`. Never panic; every message parses back with the
+//! independent CEF parser (`checks.rs`); every record is converted,
+//! rejected or skipped, and counted once.
 #![no_main]
 
 use cefwire::cef::{CefOptions, KindChoice};
@@ -12,16 +13,15 @@ use cefwire::records::{Origin, RecordConverter};
 use cefwire::rejects::RejectLog;
 use libfuzzer_sys::fuzz_target;
 
-#[path = "checking_sink.rs"]
-mod checking_sink;
-
-use checking_sink::CheckingSink;
+#[path = "../../tests/util/cef_parser.rs"]
+mod cef_parser;
+mod checks;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&choice, body)) = data.split_first() else { return };
     let kind = if choice & 1 == 0 { KindChoice::Auto } else { KindChoice::CloudAppEvents };
     let mut converter = RecordConverter::new(&CefOptions { kind, ..CefOptions::default() });
-    let mut sink = CheckingSink(Vec::new());
+    let mut sink = checks::CollectingSink::default();
     let mut rejects = RejectLog::with_messages(0, Box::new(std::io::sink()));
     match (choice >> 1) % 3 {
         0 | 1 => {
@@ -49,4 +49,5 @@ fuzz_target!(|data: &[u8]| {
     }
     let c = converter.counts;
     assert_eq!(c.records, c.converted() + c.rejected + c.skipped + c.other_tables, "{c:?}");
+    assert_eq!(sink.messages.len() as u64, c.converted(), "one message per converted record");
 });

@@ -152,18 +152,14 @@ impl<'t, 'i> FirstEvidence<'t, 'i> {
     }
 }
 
-/// CEF severity for Graph's `severity`.
+/// CEF severity for Graph's `severity` (its enum values, as Graph spells
+/// them; `low`, `unknownFutureValue`, a missing value and anything else: 3).
 fn cef_severity(severity: Option<JsonValue<'_, '_>>) -> &'static [u8] {
-    let name = severity.and_then(|v| v.as_str()).unwrap_or("");
-    if name.eq_ignore_ascii_case("informational") {
-        b"1"
-    } else if name.eq_ignore_ascii_case("medium") {
-        b"6"
-    } else if name.eq_ignore_ascii_case("high") {
-        b"8"
-    } else {
-        // `low`, `unknown`, `unknownFutureValue`, missing.
-        b"3"
+    match severity.and_then(|v| v.as_str()) {
+        Some("informational") => b"1",
+        Some("medium") => b"6",
+        Some("high") => b"8",
+        _ => b"3",
     }
 }
 

@@ -1,9 +1,10 @@
 #![allow(dead_code)]
-//! The CEF mapping contract (`docs/cef-format.md`) as a small model,
-//! written from the document and not from cefwire's code: given the fields
-//! of an activity or an alert, the JSON record to feed in and the values an
-//! independent parser must read back (header fields and every extension
-//! key, in order). Shared by the round-trip properties (`roundtrip.rs`),
+//! The CEF mapping contract (`docs/cef-format.md`, and for the successor
+//! sources `docs/successor-sources.md`) as a small model, written from the
+//! documents and not from cefwire's code: given the fields of an activity,
+//! an alert, a streaming `CloudAppEvents` record or a Graph alert, the JSON
+//! record to feed in and the values an independent parser must read back
+//! (header fields and every extension key, in order). Shared by the round-trip properties (`roundtrip.rs`),
 //! the `cefp` check and the fuzz targets (`fuzz/` includes this file by
 //! path), so all three check the same reading of the contract.
 //!
@@ -293,6 +294,269 @@ impl Alert {
                 expected_header(DEVICE_VERSION),
                 expected_header(&signature),
                 expected_header(&name),
+                severity.into(),
+            ],
+            extension,
+        }
+    }
+}
+
+/// A Defender XDR streaming `CloudAppEvents` record (the activity layout).
+#[derive(Debug, Clone)]
+pub struct StreamingRecord {
+    pub report_id: String,
+    /// Epoch ms; written with seven fraction digits, `extra_ticks` after the ms.
+    pub timestamp: i64,
+    pub extra_ticks: u16,
+    pub action_type: Option<String>,
+    pub activity_type: Option<String>,
+    pub object_name: Option<String>,
+    pub account_id: Option<String>,
+    pub account_object_id: Option<String>,
+    pub account_display_name: Option<String>,
+    pub application: String,
+    pub application_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: String,
+    /// `ActivityObjects` entries: `Some(name)`, or `None` for one without `Name`.
+    pub objects: Vec<Option<String>>,
+    /// Which letters of the column names are upper case (they are matched
+    /// case-insensitively).
+    pub case_mask: u64,
+}
+
+/// `name` with its letters upper- or lower-cased by the bits of `mask`.
+fn recase(name: &str, mask: u64) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(n, c)| if mask >> (n % 64) & 1 == 1 { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+        .collect()
+}
+
+/// Epoch ms as `YYYY-MM-DDTHH:MM:SS.mmmTTTTZ` (civil date by H. Hinnant's
+/// algorithm, written out here so the model owns it).
+pub fn iso_ticks(ms: i64, extra_ticks: u16) -> String {
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}{:04}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000,
+        extra_ticks % 10_000
+    )
+}
+
+impl StreamingRecord {
+    pub fn json(&self) -> Value {
+        let m = self.case_mask;
+        let mut properties = serde_json::Map::new();
+        let mut put = |column: &str, value: Value| {
+            properties.insert(recase(column, m), value);
+        };
+        put("ReportId", json!(self.report_id));
+        put("Timestamp", json!(iso_ticks(self.timestamp, self.extra_ticks)));
+        for (column, value) in [
+            ("ActionType", &self.action_type),
+            ("ActivityType", &self.activity_type),
+            ("ObjectName", &self.object_name),
+            ("AccountId", &self.account_id),
+            ("AccountObjectId", &self.account_object_id),
+            ("AccountDisplayName", &self.account_display_name),
+            ("ApplicationId", &self.application_id),
+            ("IPAddress", &self.ip),
+        ] {
+            if let Some(v) = value {
+                put(column, json!(v));
+            }
+        }
+        put("Application", json!(self.application));
+        put("UserAgent", json!(self.user_agent));
+        put(
+            "ActivityObjects",
+            Value::Array(
+                self.objects
+                    .iter()
+                    .map(|o| match o {
+                        Some(name) => json!({"Type": "File", "Name": name}),
+                        None => json!({"Type": "Folder"}),
+                    })
+                    .collect(),
+            ),
+        );
+        json!({"time": "2030-01-01T00:00:00Z", "category": "AdvancedHunting-CloudAppEvents", "properties": properties})
+    }
+
+    /// The activity table of `successor-sources.md`.
+    pub fn expected(&self) -> Expected {
+        let ext = expected_extension;
+        let (action, activity) = (present(&self.action_type), present(&self.activity_type));
+        let signature = action.or(activity).unwrap_or("EVENT_CATEGORY_UNSPECIFIED");
+        let name = activity.or(action).unwrap_or(signature);
+        let msg: Vec<&str> = [action, present(&self.object_name)].into_iter().flatten().collect();
+        let suser = present(&self.account_id)
+            .or(present(&self.account_object_id))
+            .or(self.account_display_name.as_deref())
+            .unwrap_or("");
+        let ip = self.ip.as_deref().unwrap_or("");
+        let (v4, v6) = ip_fields(ip);
+        let ts = self.timestamp.to_string();
+        let objects: Vec<&str> = self.objects.iter().map(|o| o.as_deref().unwrap_or("")).collect();
+        Expected {
+            header: [expected_header(DEVICE_VERSION), expected_header(signature), expected_header(name), "0".into()],
+            extension: vec![
+                ("externalId", ext(&self.report_id)),
+                ("rt", ts.clone()),
+                ("start", ts.clone()),
+                ("end", ts),
+                ("msg", ext(&msg.join(": "))),
+                ("suser", ext(suser)),
+                ("destinationServiceName", ext(&self.application)),
+                ("dvc", if v4 { ip.to_owned() } else { String::new() }),
+                ("requestClientApplication", ext(&self.user_agent)),
+                ("cs1Label", "portalURL".into()),
+                ("cs1", format!("{PORTAL}/#/audits?activity.id=eq({},)", ext(&self.report_id))),
+                ("cs2Label", "uniqueServiceAppIds".into()),
+                ("cs2", present(&self.application_id).map_or(String::new(), |a| format!("APPID_{}", ext(a)))),
+                ("cs3Label", "targetObjects".into()),
+                ("cs3", ext(&objects.join(","))),
+                ("cs4Label", "policyIDs".into()),
+                ("cs4", String::new()),
+                ("c6a1Label", "\"Device IPv6 Address\"".into()),
+                ("c6a1", if v6 { ip.to_owned() } else { String::new() }),
+            ],
+        }
+    }
+}
+
+/// A Microsoft Graph `alerts_v2` alert (the alert layout).
+#[derive(Debug, Clone)]
+pub struct GraphAlert {
+    pub id: String,
+    pub provider_alert_id: Option<String>,
+    pub detector_id: Option<String>,
+    pub title: String,
+    pub description: Option<String>,
+    pub severity: Option<String>,
+    pub created: i64,
+    pub first_activity: Option<i64>,
+    pub last_activity: Option<i64>,
+    pub web_url: Option<String>,
+    pub policy_id: Option<String>,
+    /// The first `userEvidence`'s `userAccount`: (`userPrincipalName`,
+    /// `accountName`, `displayName`).
+    pub user: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// `cloudApplicationEvidence` entries: (`appId`, `displayName`).
+    pub apps: Vec<(String, String)>,
+    /// The first `ipEvidence`'s `ipAddress`.
+    pub ip: Option<String>,
+}
+
+const EVIDENCE: &str = "#microsoft.graph.security.";
+
+impl GraphAlert {
+    pub fn json(&self) -> Value {
+        let mut evidence = Vec::new();
+        if let Some((upn, account, display)) = &self.user {
+            evidence.push(json!({"@odata.type": format!("{EVIDENCE}userEvidence"), "userAccount": {
+                "userPrincipalName": upn, "accountName": account, "displayName": display,
+            }}));
+            // A later user evidence is never read.
+            evidence.push(json!({"@odata.type": format!("{EVIDENCE}userEvidence"), "userAccount": {"userPrincipalName": "second"}}));
+        }
+        for (app_id, name) in &self.apps {
+            evidence.push(json!({"@odata.type": format!("{EVIDENCE}cloudApplicationEvidence"), "appId": app_id, "displayName": name}));
+        }
+        if let Some(ip) = &self.ip {
+            evidence.push(json!({"@odata.type": format!("{EVIDENCE}ipEvidence"), "ipAddress": ip}));
+            evidence.push(json!({"@odata.type": format!("{EVIDENCE}ipEvidence"), "ipAddress": "10.9.9.9"}));
+        }
+        evidence.push(json!({"@odata.type": format!("{EVIDENCE}mailboxEvidence"), "displayName": "not read"}));
+        let mut alert = json!({
+            "id": self.id, "title": self.title, "serviceSource": "microsoftDefenderForCloudApps",
+            "createdDateTime": iso_ticks(self.created, 1234), "evidence": evidence,
+        });
+        let optional = [
+            ("providerAlertId", &self.provider_alert_id),
+            ("detectorId", &self.detector_id),
+            ("description", &self.description),
+            ("severity", &self.severity),
+            ("alertWebUrl", &self.web_url),
+            ("alertPolicyId", &self.policy_id),
+        ];
+        for (key, value) in optional {
+            if let Some(v) = value {
+                alert[key] = json!(v);
+            }
+        }
+        if let Some(first) = self.first_activity {
+            alert["firstActivityDateTime"] = json!(iso_ticks(first, 9999));
+        }
+        if let Some(last) = self.last_activity {
+            alert["lastActivityDateTime"] = json!(iso_ticks(last, 0));
+        }
+        alert
+    }
+
+    /// The alert table of `successor-sources.md`.
+    pub fn expected(&self) -> Expected {
+        let ext = expected_extension;
+        let signature = present(&self.detector_id).unwrap_or("ALERT_UNKNOWN");
+        let severity = match self.severity.as_deref() {
+            Some("informational") => "1",
+            Some("medium") => "6",
+            Some("high") => "8",
+            _ => "3",
+        };
+        let start = self.first_activity.unwrap_or(self.created);
+        let end = self.last_activity.unwrap_or(start);
+        let user = self
+            .user
+            .as_ref()
+            .map(|(upn, account, display)| present(upn).or(present(account)).or(display.as_deref()).unwrap_or(""))
+            .unwrap_or("");
+        let apps: Vec<String> = self.apps.iter().map(|(id, _)| format!("APPID_{}", ext(id))).collect();
+        let mut extension = vec![
+            ("externalId", ext(present(&self.provider_alert_id).unwrap_or(&self.id))),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("msg", ext(present(&self.description).unwrap_or(&self.title))),
+            ("suser", ext(user)),
+            ("destinationServiceName", ext(self.apps.first().map_or("", |(_, name)| name.as_str()))),
+            ("cn1Label", "riskScore".into()),
+            ("cn1", String::new()),
+            ("cs1Label", "portalURL".into()),
+            ("cs1", ext(self.web_url.as_deref().unwrap_or(""))),
+            ("cs2Label", "uniqueServiceAppIds".into()),
+            ("cs2", apps.join(",")),
+            ("cs3Label", "relatedAudits".into()),
+            ("cs3", String::new()),
+            ("cs4Label", "policyIDs".into()),
+            ("cs4", ext(self.policy_id.as_deref().unwrap_or(""))),
+        ];
+        let ip = self.ip.as_deref().unwrap_or("");
+        match ip_fields(ip) {
+            (true, _) => extension.push(("src", ip.to_owned())),
+            (_, true) => {
+                extension.push(("c6a1Label", "\"Device IPv6 Address\"".into()));
+                extension.push(("c6a1", ip.to_owned()));
+            }
+            _ => {}
+        }
+        Expected {
+            header: [
+                expected_header(DEVICE_VERSION),
+                expected_header(signature),
+                expected_header(&self.title),
                 severity.into(),
             ],
             extension,
