@@ -4,7 +4,7 @@
 //! read-only SAS); plus the size bound against a server that sends more
 //! than it was asked for.
 
-use crate::util::azurite::Azurite;
+use crate::util::azurite::{self, Azurite};
 use cefwire::azure::blob::{BlobClient, BlobConfig, StorageAuth, StorageError};
 use cefwire::azure::shared_key::{AZURITE_ACCOUNT, AZURITE_KEY, AccountKey, account_sas};
 use cefwire::http::RetryPolicy;
@@ -24,9 +24,9 @@ fn hour_blob(tenant: &str, hour: u32) -> String {
 
 #[test]
 fn shared_key_writes_lists_and_reads_ranges() {
-    let Some(azurite) = Azurite::start() else { return };
-    let mut blobs = client(&azurite.endpoint, StorageAuth::AccountKey(AZURITE_KEY.into()));
-    let container = "insights-logs-advancedhunting-cloudappevents";
+    let Some(endpoint) = azurite::shared() else { return };
+    let mut blobs = client(endpoint, StorageAuth::AccountKey(AZURITE_KEY.into()));
+    let container = "shared-key-test";
     assert!(blobs.create_container(container).unwrap());
     assert!(!blobs.create_container(container).unwrap(), "a second create says it exists");
 
@@ -86,7 +86,7 @@ fn shared_key_writes_lists_and_reads_ranges() {
     assert!(blobs.stats().requests > 10);
 
     // A wrong key is refused with a message that says what to check.
-    let mut refused = client(&azurite.endpoint, StorageAuth::AccountKey("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()));
+    let mut refused = client(endpoint, StorageAuth::AccountKey("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into()));
     let err = refused.list_blobs(container, "", None, 10).unwrap_err();
     assert!(matches!(err, StorageError::Unauthorized { status: 403, .. }), "{err}");
     assert!(err.to_string().contains("key / SAS token"), "{err}");
@@ -94,25 +94,25 @@ fn shared_key_writes_lists_and_reads_ranges() {
 
 #[test]
 fn sas_tokens_read_and_list_but_write_only_when_allowed() {
-    let Some(azurite) = Azurite::start() else { return };
+    let Some(endpoint) = azurite::shared() else { return };
     let key = AccountKey::new(AZURITE_ACCOUNT, AZURITE_KEY).unwrap();
-    let mut writer = client(&azurite.endpoint, StorageAuth::Sas(account_sas(&key, "racwl", "2099-01-01T00:00:00Z")));
-    writer.create_container("ccc").unwrap();
-    writer.create_append_blob("ccc", "b/one.json").unwrap();
-    writer.append_block("ccc", "b/one.json", b"line\n").unwrap();
+    let mut writer = client(endpoint, StorageAuth::Sas(account_sas(&key, "racwl", "2099-01-01T00:00:00Z")));
+    writer.create_container("sas-test").unwrap();
+    writer.create_append_blob("sas-test", "b/one.json").unwrap();
+    writer.append_block("sas-test", "b/one.json", b"line\n").unwrap();
 
     let reader_token = format!("?{}", account_sas(&key, "rl", "2099-01-01T00:00:00Z"));
-    let mut reader = client(&azurite.endpoint, StorageAuth::Sas(reader_token));
-    let list = reader.list_blobs("ccc", "b/", None, 10).unwrap();
+    let mut reader = client(endpoint, StorageAuth::Sas(reader_token));
+    let list = reader.list_blobs("sas-test", "b/", None, 10).unwrap();
     assert_eq!(list.blobs.len(), 1);
     let mut buf = Vec::new();
-    reader.get_range("ccc", "b/one.json", 0, 100, &mut buf).unwrap();
+    reader.get_range("sas-test", "b/one.json", 0, 100, &mut buf).unwrap();
     assert_eq!(buf, b"line\n");
-    let err = reader.append_block("ccc", "b/one.json", b"more\n").unwrap_err();
+    let err = reader.append_block("sas-test", "b/one.json", b"more\n").unwrap_err();
     assert!(matches!(err, StorageError::Unauthorized { status: 403, .. }), "a read-only SAS cannot write: {err}");
 
     let expired = account_sas(&key, "rl", "2001-01-01T00:00:00Z");
-    let err = client(&azurite.endpoint, StorageAuth::Sas(expired)).list_blobs("ccc", "", None, 10).unwrap_err();
+    let err = client(endpoint, StorageAuth::Sas(expired)).list_blobs("sas-test", "", None, 10).unwrap_err();
     assert!(matches!(err, StorageError::Unauthorized { .. }), "{err}");
 }
 

@@ -4,11 +4,10 @@
 //! some records come twice and some are of other tables — and the archive,
 //! read back and converted, holds every generated `ReportId`.
 
-use crate::util::azurite::Azurite;
+use crate::util::azurite;
 use crate::util::{Scratch, cefwire, first_line, json_u64, signal, wait_or_kill};
 use cefwire::azure::blob::{BlobClient, BlobConfig, StorageAuth};
 use cefwire::azure::shared_key::{AZURITE_ACCOUNT, AZURITE_KEY};
-use cefwire::emulate::archive::CONTAINER;
 use cefwire::generate::successors::report_id;
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -19,11 +18,12 @@ const SEED: u64 = 11;
 
 #[test]
 fn emulate_writes_a_growing_archive_with_late_appends_and_duplicates() {
-    let Some(azurite) = Azurite::start() else { return };
+    let Some(endpoint) = azurite::shared() else { return };
+    let container = "archive-writer-test";
     let dir = Scratch::new("streaming-archive");
     let mut emulator = cefwire()
         .args(["emulate", "--listen", "127.0.0.1:0", "--seed", &SEED.to_string()])
-        .args(["--archive-to", &azurite.endpoint, "--archive-records", &RECORDS.to_string()])
+        .args(["--archive-to", endpoint, "--archive-container", container, "--archive-records", &RECORDS.to_string()])
         .args(["--archive-span", "4h", "--archive-duration", "6s", "--archive-block", "100"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -33,7 +33,7 @@ fn emulate_writes_a_growing_archive_with_late_appends_and_duplicates() {
     let stats = || ureq::get(&format!("{base}/stats")).call().unwrap().into_body().read_to_string().unwrap();
 
     // While it writes: the sizes of the blobs, listed again and again.
-    let mut config = BlobConfig::new(&azurite.endpoint, AZURITE_ACCOUNT, StorageAuth::AccountKey(AZURITE_KEY.into()));
+    let mut config = BlobConfig::new(endpoint, AZURITE_ACCOUNT, StorageAuth::AccountKey(AZURITE_KEY.into()));
     config.retry.max_attempts = 3;
     let mut blobs = BlobClient::new(&config).unwrap();
     let mut sizes: HashMap<String, u64> = HashMap::new();
@@ -41,7 +41,7 @@ fn emulate_writes_a_growing_archive_with_late_appends_and_duplicates() {
     let deadline = Instant::now() + Duration::from_secs(180);
     while !stats().contains("\"archiveDone\":true") {
         assert!(Instant::now() < deadline, "the archive was not written within 180 s: {}", stats());
-        if let Ok(list) = blobs.list_blobs(CONTAINER, "tenantId=", None, 5000) {
+        if let Ok(list) = blobs.list_blobs(container, "tenantId=", None, 5000) {
             let newest = list.blobs.iter().map(|b| b.name.clone()).max();
             for blob in &list.blobs {
                 let before = sizes.insert(blob.name.clone(), blob.size);
@@ -57,13 +57,13 @@ fn emulate_writes_a_growing_archive_with_late_appends_and_duplicates() {
     assert_eq!(json_u64(&done, "archiveRecords"), RECORDS);
 
     // Read it all back; convert it with cefwire.
-    let list = blobs.list_blobs(CONTAINER, "tenantId=", None, 5000).unwrap();
+    let list = blobs.list_blobs(container, "tenantId=", None, 5000).unwrap();
     assert!(list.blobs.len() >= 4, "4 hours, one blob each: {:?}", list.blobs);
     let mut archive = Vec::new();
     let mut buf = Vec::new();
     for blob in &list.blobs {
         assert!(blob.name.ends_with("/m=00/PT1H.json") && blob.blob_type == "AppendBlob", "{blob:?}");
-        let read = blobs.get_range(CONTAINER, &blob.name, 0, 64 << 20, &mut buf).unwrap();
+        let read = blobs.get_range(container, &blob.name, 0, 64 << 20, &mut buf).unwrap();
         assert_eq!(read.len as u64, read.blob_size);
         assert!(buf.ends_with(b"\n"), "every append ends with a complete line");
         archive.extend_from_slice(&buf);

@@ -1,12 +1,16 @@
 //! A real Azurite (Microsoft's Azure Storage emulator, npm `azurite`) for
-//! the tests: started on a free port with in-memory storage, stopped when
-//! dropped. A missing `azurite-blob` skips the test with a note, unless
+//! the tests: started on a free port with in-memory storage. Starting Node
+//! is what costs, so the plain-HTTP one is shared by every test of the
+//! process ([`shared`]; each test uses its own containers) and ends with
+//! the process; the HTTPS one a test starts itself ends when dropped. A
+//! missing `azurite-blob` skips the test with a note, unless
 //! `CEFWIRE_REQUIRE_AZURITE=1` (as `.ci/run` sets) makes it a failure.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 /// A running `azurite-blob`.
@@ -22,12 +26,33 @@ pub fn available() -> bool {
     super::external_part(found, "azurite-blob", "CEFWIRE_REQUIRE_AZURITE", "npm install -g azurite")
 }
 
-impl Azurite {
-    /// Plain HTTP, Shared Key and SAS.
-    pub fn start() -> Option<Self> {
-        Self::start_with(&[], "http")
-    }
+/// The endpoint of this process's plain-HTTP Azurite (Shared Key and SAS),
+/// started on first use.
+pub fn shared() -> Option<&'static str> {
+    static SHARED: OnceLock<Option<String>> = OnceLock::new();
+    let endpoint = SHARED.get_or_init(|| {
+        if !available() {
+            return None;
+        }
+        // The death signal goes with the thread that started the child:
+        // start it from one that lives as long as the process.
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("azurite".into())
+            .spawn(move || {
+                let azurite = Azurite::start_with(&[], "http").expect("available");
+                let _ = tx.send(azurite.endpoint.clone());
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+        Some(rx.recv().expect("Azurite started"))
+    });
+    endpoint.as_deref()
+}
 
+impl Azurite {
     /// HTTPS with `cert`/`key` (PEM) and basic OAuth: bearer tokens are
     /// checked for audience, issuer and lifetime (not for a signature).
     pub fn start_https_oauth(cert: &Path, key: &Path) -> Option<Self> {
@@ -43,15 +68,23 @@ impl Azurite {
         // string it signed when a signature does not match).
         let debug: Vec<String> =
             std::env::var("CEFWIRE_AZURITE_DEBUG").map(|file| vec!["--debug".to_owned(), file]).unwrap_or_default();
-        let mut child = Command::new("azurite-blob")
+        let mut command = Command::new("azurite-blob");
+        command
             .args(["--inMemoryPersistence", "--silent", "--disableTelemetry", "--skipApiVersionCheck"])
             .args(["--blobHost", "127.0.0.1", "--blobPort", "0"])
             .args(extra)
             .args(&debug)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("azurite-blob starts");
+            .stderr(Stdio::inherit());
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                // Azurite ends when the test process (the starting thread) does.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("azurite-blob starts");
         // It prints the port it got: "… successfully listens on http://127.0.0.1:PORT".
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
