@@ -13,6 +13,7 @@ pub mod cef;
 pub mod cli;
 pub mod convert;
 pub mod emulate;
+pub mod eventhubs;
 pub mod exit;
 pub mod fault_hooks;
 pub mod generate;

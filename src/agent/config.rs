@@ -4,9 +4,11 @@
 //! names — and each error names the setting to fix, so a bad configuration
 //! stops the agent before it sends or fetches anything.
 
-use super::config_file::{ConfigFile, StreamSection, filters_to_json_members};
+use super::config_file::{ConfigFile, EventHubsSection, StreamSection, filters_to_json_members};
 use crate::api::{ApiAuth, ApiConfig, ClientCredentials, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, RateLimit, RetryPolicy};
 use crate::cef::{CefOptions, KindChoice};
+use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
+use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
 use crate::send::{DeliveryMode, Destination, SendConfig, TlsClientOptions, Transport};
 use crate::syslog::frame::Framing;
 use crate::syslog::header::{
@@ -40,11 +42,16 @@ pub struct StreamConfig {
 /// Everything the agent needs, validated.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
-    pub api: ApiConfig,
+    /// The Defender for Cloud Apps API; `None` when no stream reads it
+    /// (activities from Event Hubs, alerts switched off).
+    pub api: Option<ApiConfig>,
     pub send: SendConfig,
     pub cef: CefOptions,
+    /// Activities from the API (`None`: off, or read from Event Hubs).
     pub activities: Option<StreamConfig>,
     pub alerts: Option<StreamConfig>,
+    /// Activities from Event Hubs (`[activities] source = "eventhubs"`).
+    pub eventhubs: Option<EventHubsSettings>,
     pub state_dir: PathBuf,
     pub logs_dir: Option<PathBuf>,
     pub poll_interval: Duration,
@@ -108,14 +115,26 @@ impl AgentConfig {
             file.metrics = overrides.metrics;
         }
 
-        let api = api_config(&file)?;
         let send = send_config(&file)?;
         let cef = cef_options(&file)?;
-        let activities = stream(&file.activities, "activities")?;
+        let activities_on = file.activities.enabled.unwrap_or(true);
+        let (activities, eventhubs) = match file.activities.source.as_deref().unwrap_or("mda") {
+            _ if !activities_on => (None, None),
+            "mda" => (stream(&file.activities, "activities")?, None),
+            "eventhubs" => (None, Some(eventhubs_settings(&file.eventhubs)?)),
+            other => {
+                return Err(bad("activities.source", format!("{other:?} is not \"mda\" or \"eventhubs\"")));
+            }
+        };
+        match file.alerts.source.as_deref() {
+            None | Some("mda") => {}
+            Some(other) => return Err(bad("alerts.source", format!("{other:?} is not \"mda\""))),
+        }
         let alerts = stream(&file.alerts, "alerts")?;
-        if activities.is_none() && alerts.is_none() {
+        if activities.is_none() && alerts.is_none() && eventhubs.is_none() {
             return Err(bad("activities.enabled / alerts.enabled", "both data types are switched off; nothing to do"));
         }
+        let api = if activities.is_some() || alerts.is_some() { Some(api_config(&file)?) } else { None };
         let window_ms = duration_ms(file.window.as_deref(), "48h", "window")?;
         let overlap_ms = duration_ms(file.overlap.as_deref(), "5m", "overlap")?;
         if overlap_ms >= window_ms {
@@ -150,6 +169,7 @@ impl AgentConfig {
             cef,
             activities,
             alerts,
+            eventhubs,
             state_dir,
             logs_dir,
             poll_interval,
@@ -276,6 +296,115 @@ fn api_config(file: &ConfigFile) -> Result<ApiConfig, ConfigError> {
         return Err(bad(setting, err.to_string()));
     }
     Ok(api)
+}
+
+/// The environment variable that may hold the Event Hubs connection string.
+pub const CONNECTION_STRING_ENV: &str = "CEFWIRE_EVENTHUBS_CONNECTION_STRING";
+
+fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, ConfigError> {
+    let connection_string = || -> Result<Secret, ConfigError> {
+        match (&section.connection_string_file, std::env::var(CONNECTION_STRING_ENV)) {
+            (Some(path), _) => Ok(Secret::new(secret_from_file(path, "eventhubs.connection_string_file")?)),
+            (None, Ok(value)) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
+            (None, _) => Err(bad(
+                "eventhubs.connection_string_file",
+                format!(
+                    "required (or the environment variable {CONNECTION_STRING_ENV}): the namespace's connection string"
+                ),
+            )),
+        }
+    };
+    let mut entity_path = None;
+    let mut namespace_host = section
+        .namespace
+        .as_deref()
+        .map(|n| if n.contains('.') { n.trim().to_owned() } else { format!("{}.servicebus.windows.net", n.trim()) });
+    let auth = match section.auth.as_deref().unwrap_or("connection-string") {
+        "connection-string" => {
+            let secret = connection_string()?;
+            let parsed = ConnectionString::parse(secret.expose())
+                .map_err(|e| bad("eventhubs connection string", e.to_string()))?;
+            entity_path = parsed.entity_path;
+            namespace_host.get_or_insert(parsed.host);
+            KafkaAuth::ConnectionString(secret)
+        }
+        "entra" => {
+            let tenant = section
+                .tenant_id
+                .clone()
+                .ok_or_else(|| bad("eventhubs.tenant_id", "required with auth = \"entra\""))?;
+            let client = section
+                .client_id
+                .clone()
+                .ok_or_else(|| bad("eventhubs.client_id", "required with auth = \"entra\""))?;
+            let path = section
+                .client_secret_file
+                .as_ref()
+                .ok_or_else(|| bad("eventhubs.client_secret_file", "required with auth = \"entra\""))?;
+            let secret = secret_from_file(path, "eventhubs.client_secret_file")?;
+            let token_url =
+                section.token_url.clone().unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()).replace("{tenant}", &tenant);
+            KafkaAuth::EntraApp(EntraApp {
+                credentials: ClientCredentials {
+                    tenant_id: tenant,
+                    client_id: client,
+                    client_secret: secret,
+                    token_url,
+                    scope: String::new(),
+                },
+            })
+        }
+        "none" => KafkaAuth::Plaintext,
+        other => {
+            return Err(bad("eventhubs.auth", format!("{other:?} is not \"connection-string\", \"entra\" or \"none\"")));
+        }
+    };
+    let bootstrap = match (&section.bootstrap_servers, namespace_host) {
+        (Some(servers), _) if servers.trim().is_empty() => return Err(bad("eventhubs.bootstrap_servers", "is empty")),
+        (Some(servers), _) => servers.trim().to_owned(),
+        (None, Some(host)) => format!("{host}:9093"),
+        (None, None) => return Err(bad("eventhubs.namespace", "required: the Event Hubs namespace, e.g. contoso-xdr")),
+    };
+    let mut settings = EventHubsSettings::new(bootstrap, auth);
+    if let KafkaAuth::EntraApp(app) = &mut settings.auth {
+        app.credentials.scope = oauth_scope(&settings.bootstrap_servers);
+    }
+    if let Some(hub) = section.event_hub.clone().or(entity_path) {
+        settings.event_hub = hub;
+    }
+    if let Some(group) = &section.consumer_group {
+        settings.consumer_group = group.clone();
+    }
+    settings.start_at = match section.start_at.as_deref().unwrap_or("earliest") {
+        "earliest" => StartAt::Earliest,
+        "latest" => StartAt::Latest,
+        other => return Err(bad("eventhubs.start_at", format!("{other:?} is not \"earliest\" or \"latest\""))),
+    };
+    if let Some(text) = &section.commit_interval {
+        let ms = duration_ms(Some(text), "1s", "eventhubs.commit_interval")?;
+        settings.commit_interval = Duration::from_millis(ms as u64);
+        if settings.commit_interval < MIN_COMMIT_INTERVAL {
+            return Err(bad(
+                "eventhubs.commit_interval",
+                "must be at least 250ms (Event Hubs allows 4 commits/s per partition)",
+            ));
+        }
+    }
+    if let Some(window) = section.dedup_window {
+        settings.dedup_window = window;
+    }
+    if let Some(text) = &section.session_timeout {
+        settings.timeouts.session =
+            Duration::from_millis(duration_ms(Some(text), "30s", "eventhubs.session_timeout")? as u64);
+    }
+    if let Some(ca) = &section.ca_file {
+        readable_file(ca, "eventhubs.ca_file")?;
+        settings.ca_file = Some(ca.clone());
+    }
+    if settings.event_hub.is_empty() || settings.consumer_group.is_empty() {
+        return Err(bad("eventhubs.event_hub / eventhubs.consumer_group", "must not be empty"));
+    }
+    Ok(settings)
 }
 
 fn send_config(file: &ConfigFile) -> Result<SendConfig, ConfigError> {
@@ -407,7 +536,7 @@ mod tests {
         assert!(config.activities.is_some() && config.alerts.is_some());
         assert_eq!(config.cef.header.pri, Some(134));
         assert!(config.cef.header.hostname.is_some());
-        assert_eq!(config.api.rate_limit, RateLimit::SERVICE);
+        assert_eq!(config.api.as_ref().unwrap().rate_limit, RateLimit::SERVICE);
     }
 
     #[test]
@@ -418,7 +547,7 @@ mod tests {
             ..Overrides::default()
         };
         let config = build(MINIMAL, overrides).unwrap();
-        assert_eq!(config.api.auth, ApiAuth::Token("from-flag".into()));
+        assert_eq!(config.api.as_ref().unwrap().auth, ApiAuth::Token("from-flag".into()));
         assert_eq!(config.send.destinations[0].transport, Transport::Udp);
     }
 

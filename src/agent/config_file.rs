@@ -40,6 +40,48 @@ pub struct ConfigFile {
     pub syslog: SyslogSection,
     #[serde(default)]
     pub cef: CefSection,
+    /// The Event Hubs source (`[activities] source = "eventhubs"`).
+    #[serde(default)]
+    pub eventhubs: EventHubsSection,
+}
+
+/// `[eventhubs]`: where Defender XDR streams `CloudAppEvents`, read over
+/// the Kafka protocol by a consumer group. The connection string is never
+/// written here: `connection_string_file` or the environment variable
+/// `CEFWIRE_EVENTHUBS_CONNECTION_STRING`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubsSection {
+    /// The namespace: `contoso-xdr` or `contoso-xdr.servicebus.windows.net`
+    /// (default: the one in the connection string).
+    pub namespace: Option<String>,
+    /// `host:port[,…]` instead of the namespace (a local Kafka-protocol broker).
+    pub bootstrap_servers: Option<String>,
+    /// The event hub (default: the connection string's `EntityPath`, else
+    /// `insights-logs-advancedhunting-cloudappevents`).
+    pub event_hub: Option<String>,
+    /// Shared by every cefwire instance of one deployment (default `cefwire`).
+    pub consumer_group: Option<String>,
+    /// `"connection-string"` (default), `"entra"` (OAUTHBEARER) or
+    /// `"none"` (plaintext, local brokers only).
+    pub auth: Option<String>,
+    /// A file holding the connection string (first line).
+    pub connection_string_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Override of the Entra ID token URL (sovereign clouds).
+    pub token_url: Option<String>,
+    /// `"earliest"` (default: everything the hub keeps) or `"latest"`.
+    pub start_at: Option<String>,
+    /// Per partition at most one commit this often (default `"1s"`, at least `"250ms"`).
+    pub commit_interval: Option<String>,
+    /// `ReportId`s remembered to drop records read twice after a rebalance.
+    pub dedup_window: Option<usize>,
+    /// PEM file of CA certificates to trust for the broker.
+    pub ca_file: Option<PathBuf>,
+    /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).
+    pub session_timeout: Option<String>,
 }
 
 /// `[auth]`: a legacy token, or an Entra ID application.
@@ -62,6 +104,9 @@ pub struct AuthSection {
 #[serde(deny_unknown_fields)]
 pub struct StreamSection {
     pub enabled: Option<bool>,
+    /// Where the records come from: activities `"mda"` (default) or
+    /// `"eventhubs"`; alerts `"mda"`.
+    pub source: Option<String>,
     /// API filters ANDed with the agent's time filter, e.g.
     /// `filters = { service = { eq = [11161] } }`.
     pub filters: Option<BTreeMap<String, toml::Value>>,

@@ -8,8 +8,12 @@
 //! tests need no waiting). An agent that stopped writing the file counts
 //! as failing since its last write.
 
+use super::logfile::AgentLog;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use crate::stop::Stop;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Name of the health file inside the state directory.
 pub const HEALTH_FILE: &str = "health.json";
@@ -104,6 +108,53 @@ pub struct HealthReport {
     pub activities: StreamHealth,
     pub alerts: StreamHealth,
     pub api_counters: ApiCounters,
+    /// The Event Hubs source, when the activities come from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eventhubs: Option<EventHubsHealth>,
+}
+
+/// The Event Hubs source: the broker link, the group and each partition
+/// this instance holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHubsHealth {
+    pub event_hub: String,
+    pub consumer_group: String,
+    /// The Kafka endpoint (errors, successful fetches and commits).
+    pub broker: LinkHealth,
+    /// Consumption is paused because syslog is not taking records.
+    pub paused: bool,
+    /// Group rebalances seen (partitions taken away or given).
+    pub rebalances: u64,
+    pub messages: u64,
+    pub records: u64,
+    /// Records written to syslog (handed over and written).
+    pub sent: u64,
+    pub rejected: u64,
+    /// Records read again after a rebalance and dropped by `ReportId`.
+    pub duplicates_skipped: u64,
+    /// Streaming records of other tables, skipped on purpose.
+    pub skipped_other: u64,
+    /// Offsets committed (per partition and commit).
+    pub commits: u64,
+    pub partitions: Vec<PartitionHealth>,
+}
+
+/// One partition this instance holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionHealth {
+    pub partition: i32,
+    /// The group's committed offset (the next message to read).
+    pub committed: Option<i64>,
+    /// The partition's end as last seen by the client.
+    pub high_watermark: Option<i64>,
+    /// High watermark − committed: messages not yet delivered and committed.
+    pub lag: Option<i64>,
+    /// Messages and records read since the partition was assigned.
+    pub messages: u64,
+    pub records: u64,
+    /// Messages read but not yet written to syslog.
+    pub in_flight: u64,
+    pub last_error: Option<String>,
 }
 
 /// A report read back and judged at a given time.
@@ -133,6 +184,12 @@ impl HealthReport {
         if let Some(since) = self.checkpoint.failing_since_ms {
             let error = self.checkpoint.last_error.as_deref().unwrap_or("error");
             failing.push((since, format!("checkpoint failing: {error}")));
+        }
+        if let Some(broker) = self.eventhubs.as_ref().map(|e| &e.broker)
+            && let Some(since) = broker.failing_since_ms
+        {
+            let error = broker.last_error.as_deref().unwrap_or("error");
+            failing.push((since, format!("Event Hubs failing: {error}")));
         }
         if !running {
             let why = if self.stopped { "agent stopped" } else { "agent not running (health file not updated)" };
@@ -183,6 +240,40 @@ impl HealthReport {
     }
 }
 
+/// Writes the health file every few seconds on its own thread until
+/// `stop` is set, so that a long wait (a slow API, a dead SIEM) never makes
+/// the agent look dead to `cefwire status`.
+pub fn spawn_writer(
+    health: Arc<Mutex<HealthReport>>,
+    stop: Stop,
+    dir: PathBuf,
+    log: Arc<AgentLog>,
+) -> std::thread::JoinHandle<()> {
+    let every = Duration::from_millis(HEALTH_WRITE_INTERVAL_MS as u64 / 6);
+    std::thread::Builder::new()
+        .name("health".into())
+        .spawn(move || {
+            let mut failing = false;
+            while !stop.is_requested() {
+                let report = {
+                    let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
+                    h.updated_ms = crate::time::now_ms();
+                    h.clone()
+                };
+                match report.save(&dir) {
+                    Ok(()) => failing = false,
+                    Err(err) if !failing => {
+                        failing = true;
+                        log.error(&format!("cannot write the health file in {}: {err}", dir.display()));
+                    }
+                    Err(_) => {}
+                }
+                stop.wait_timeout(every);
+            }
+        })
+        .expect("health thread starts")
+}
+
 impl HealthStatus {
     /// Several lines for people.
     pub fn human(&self) -> String {
@@ -226,6 +317,45 @@ impl HealthStatus {
                 s.cursor_ms.map_or("-".to_owned(), format_ms),
                 s.newest_sent_ms.map_or("-".to_owned(), format_ms),
             ));
+        }
+        if let Some(e) = &r.eventhubs {
+            out.push_str(&format!(
+                "eventhubs  {} in group {}{}: {} messages, {} records, {} sent, {} duplicates skipped, {} other tables \
+                 skipped, {} rejected, {} commits, {} rebalances\n",
+                e.event_hub,
+                e.consumer_group,
+                if e.paused { " (paused: syslog is not taking records)" } else { "" },
+                e.messages,
+                e.records,
+                e.sent,
+                e.duplicates_skipped,
+                e.skipped_other,
+                e.rejected,
+                e.commits,
+                e.rebalances
+            ));
+            out.push_str(&format!("Event Hubs last success {}", ago(e.broker.last_success_ms)));
+            if let (Some(err), Some(at)) = (&e.broker.last_error, e.broker.last_error_ms) {
+                out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
+            }
+            out.push('\n');
+            let text = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
+            for p in &e.partitions {
+                out.push_str(&format!(
+                    "  partition {:>3}: committed {} high watermark {} lag {}; {} records ({} messages, {} in flight)",
+                    p.partition,
+                    text(p.committed),
+                    text(p.high_watermark),
+                    text(p.lag),
+                    p.records,
+                    p.messages,
+                    p.in_flight
+                ));
+                if let Some(err) = &p.last_error {
+                    out.push_str(&format!("; last error: {err}"));
+                }
+                out.push('\n');
+            }
         }
         let c = &r.api_counters;
         out.push_str(&format!(

@@ -3,7 +3,7 @@
 //! counters in the text exposition format. It reads a snapshot of the
 //! health report; it never touches the pipeline.
 
-use super::health::{HealthReport, HealthState};
+use super::health::{EventHubsHealth, HealthReport, HealthState};
 use std::fmt::Write as _;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -54,12 +54,52 @@ pub fn render(report: &HealthReport, now_ms: i64) -> String {
             &[("", lag as f64 / 1000.0)],
         );
     }
+    if let Some(e) = &report.eventhubs {
+        render_eventhubs(e, &mut family);
+    }
     let states = [HealthState::Connected, HealthState::ConnectionError, HealthState::Disconnected];
     let labels: Vec<String> = states.iter().map(|s| format!("{{state=\"{}\"}}", s.as_str())).collect();
     let samples: Vec<(&str, f64)> =
         states.iter().zip(&labels).map(|(s, l)| (l.as_str(), f64::from(u8::from(*s == status.state)))).collect();
     family("cefwire_health", "gauge", "1 for the agent's current health state.", &samples);
     out
+}
+
+/// The Event Hubs source's families: totals, and lag and records per partition.
+fn render_eventhubs(e: &EventHubsHealth, family: &mut impl FnMut(&str, &str, &str, &[(&str, f64)])) {
+    let totals = [
+        ("cefwire_eventhubs_records_total", "Streaming records read from Event Hubs.", e.records),
+        ("cefwire_eventhubs_records_sent_total", "Streaming records written to syslog.", e.sent),
+        (
+            "cefwire_eventhubs_duplicates_total",
+            "Records read again after a rebalance and dropped by ReportId.",
+            e.duplicates_skipped,
+        ),
+        ("cefwire_eventhubs_other_tables_total", "Streaming records of other tables, skipped.", e.skipped_other),
+        ("cefwire_eventhubs_commits_total", "Offsets committed (per partition and commit).", e.commits),
+        ("cefwire_eventhubs_rebalances_total", "Consumer group rebalances seen.", e.rebalances),
+    ];
+    for (name, help, value) in totals {
+        family(name, "counter", help, &[("", value as f64)]);
+    }
+    family(
+        "cefwire_eventhubs_paused",
+        "gauge",
+        "1 while consumption is paused (syslog not taking records).",
+        &[("", f64::from(u8::from(e.paused)))],
+    );
+    let labels: Vec<String> = e.partitions.iter().map(|p| format!("{{partition=\"{}\"}}", p.partition)).collect();
+    let lag: Vec<(&str, f64)> =
+        e.partitions.iter().zip(&labels).filter_map(|(p, l)| Some((l.as_str(), p.lag? as f64))).collect();
+    family("cefwire_eventhubs_lag_messages", "gauge", "High watermark minus committed offset, per partition.", &lag);
+    let records: Vec<(&str, f64)> =
+        e.partitions.iter().zip(&labels).map(|(p, l)| (l.as_str(), p.records as f64)).collect();
+    family(
+        "cefwire_eventhubs_partition_records",
+        "gauge",
+        "Records read from a partition since it was assigned.",
+        &records,
+    );
 }
 
 /// Serves `/metrics` until the process ends.

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod config_file;
+pub mod eventhubs;
 pub mod gate;
 pub mod health;
 pub mod health_writer;

@@ -151,7 +151,8 @@ impl Agent {
         // `wait_for_syslog` watches the flag between short waits instead.
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
-        let client = ApiClient::new(&config.api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        let api = config.api.as_ref().ok_or_else(|| AgentError::Setting("no stream reads the API".to_owned()))?;
+        let client = ApiClient::new(api).map_err(|e| AgentError::Setting(e.to_string()))?;
         // One page at a time, fetched only when asked for (syslog took the
         // last one); a stop walks away from a request still waiting.
         let source = PageSource::on_demand(client)?;

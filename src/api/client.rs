@@ -366,6 +366,23 @@ impl ApiClient {
         }
     }
 
+    /// A new bearer token from the token endpoint (client credentials
+    /// only), for another protocol's client (Event Hubs' OAUTHBEARER): the
+    /// token and how long it may be used before it must be refreshed.
+    pub fn fresh_bearer_token(&mut self) -> Result<(String, Duration), ApiError> {
+        let Some(tokens) = &mut self.tokens else {
+            return Err(ApiError::Setup {
+                url: self.base.clone(),
+                detail: "a bearer token needs an Entra ID application (tenant, client id and secret)".to_owned(),
+            });
+        };
+        tokens.invalidate();
+        let header = self.authorization()?;
+        let token = header.strip_prefix("Bearer ").unwrap_or_default().to_owned();
+        let valid_for = self.tokens.as_ref().and_then(TokenCache::refresh_in).unwrap_or_default();
+        Ok((token, valid_for))
+    }
+
     /// The `Authorization` header value, fetching or refreshing a bearer
     /// token when needed.
     fn authorization(&mut self) -> Result<String, ApiError> {

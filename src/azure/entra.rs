@@ -74,6 +74,11 @@ impl TokenCache {
         &self.credentials
     }
 
+    /// How long the token held may still be used before it is refreshed.
+    pub fn refresh_in(&self) -> Option<std::time::Duration> {
+        self.token.as_ref().map(|(_, refresh_at)| refresh_at.saturating_duration_since(Instant::now()))
+    }
+
     /// Forgets the token (the API said it is no longer good).
     pub fn invalidate(&mut self) {
         self.token = None;

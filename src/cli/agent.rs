@@ -4,6 +4,7 @@
 
 use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
+use crate::agent::eventhubs::{self, EventHubsRunConfig};
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError};
 use crate::exit::Status;
@@ -98,18 +99,52 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     });
     let stop = Stop::on_signals()?;
     spawn_stop_watchdog(stop.clone(), Arc::clone(&log));
+    let sources: Vec<String> = config
+        .api
+        .iter()
+        .map(|api| api.portal_url.clone())
+        .chain(config.eventhubs.iter().map(|e| format!("Event Hubs {}/{}", e.bootstrap_servers, e.event_hub)))
+        .collect();
     log.info(&format!(
         "cefwire {} agent starting: {} → {}; state in {}",
         env!("CARGO_PKG_VERSION"),
-        config.api.portal_url,
+        sources.join(" and "),
         config.send.destinations.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         config.state_dir.display()
     ));
-    let agent = Agent::new(config, stop, Arc::clone(&log)).map_err(|e| match e {
+    if config.api.is_none() {
+        return match eventhubs::run_alone(&config, stop, Arc::clone(&log)) {
+            Ok(report) => {
+                log.info(&format!("agent stopped: {}", report.summary()));
+                Ok(Status::Success)
+            }
+            Err(err) => {
+                log.fatal(&err.to_string());
+                Err(err.into())
+            }
+        };
+    }
+    let beside = EventHubsRunConfig::from_agent(&config);
+    let agent = Agent::new(config, Arc::clone(&stop), Arc::clone(&log)).map_err(|e| match e {
         AgentError::Setting(message) => anyhow::Error::new(super::UsageError(message)),
         other => anyhow::Error::new(other),
     })?;
-    match agent.run() {
+    // Event Hubs beside the API streams: its own thread and sender, the
+    // same stop signal and health report.
+    let eventhubs_thread = beside.map(|run_config| {
+        let (stop, log, health) = (Arc::clone(&stop), Arc::clone(&log), agent.health());
+        std::thread::spawn(move || eventhubs::run(&run_config, &stop, log, health))
+    });
+    let outcome = agent.run();
+    stop.store(true, Ordering::Release);
+    if let Some(thread) = eventhubs_thread {
+        match thread.join() {
+            Ok(Ok(report)) => log.info(&format!("eventhubs stopped: {}", report.summary())),
+            Ok(Err(err)) => log.error(&format!("eventhubs: {err}")),
+            Err(_) => log.error("eventhubs: the loop panicked"),
+        }
+    }
+    match outcome {
         Ok(exit) => {
             log.info(&format!("agent stopped ({exit:?})"));
             Ok(Status::Success)

@@ -492,6 +492,14 @@ impl SyslogSender {
         }
     }
 
+    /// Empty batches ready in the pool: while there are some, committing a
+    /// message (and handing a full batch over) does not wait. A producer
+    /// that must never block (the Event Hubs source keeps polling its
+    /// broker) stops reading input while this is low.
+    pub fn free_batches(&self) -> usize {
+        self.empty_batches.len()
+    }
+
     /// A batch is handed over once it holds this many bytes.
     pub fn batch_bytes(&self) -> usize {
         self.batch_bytes

@@ -1,0 +1,25 @@
+//! The Event Hubs source: Defender XDR streaming records read over the
+//! Kafka protocol by a consumer group that any number of cefwire instances
+//! share.
+//!
+//! [`settings`] turns validated settings into the exact Kafka client
+//! properties (SASL PLAIN with `$ConnectionString`, or OAUTHBEARER;
+//! Event Hubs' recommended timeouts); [`consumer`] runs the librdkafka
+//! consumer and hands rebalances to a handler on the polling thread;
+//! [`token`] fetches OAUTHBEARER tokens;
+//! [`offsets`] decides which offsets may be committed — only those whose
+//! records syslog has taken. The agent's loop over them, which converts
+//! and sends, is `agent::eventhubs`; this module knows nothing of CEF or
+//! syslog.
+
+pub mod consumer;
+pub mod offsets;
+pub mod settings;
+pub mod token;
+
+pub use consumer::{Broker, ClientLog, ConsumerError, GroupConsumer, PartitionHandler, TokenSource};
+pub use offsets::{OffsetTracker, PartitionProgress};
+pub use settings::{
+    ClientSetting, ClientTimeouts, ConnectionString, ConnectionStringError, EntraApp, EventHubsSettings, KafkaAuth,
+    Secret, StartAt,
+};
