@@ -198,12 +198,26 @@ impl RecordConverter {
         sink: &mut dyn MessageSink,
         rejects: &mut RejectLog,
     ) -> io::Result<()> {
+        self.convert_document_gated(origin, bytes, len, sink, rejects, &mut NoGate)
+    }
+
+    /// Like [`Self::convert_document`], each record through `gate` (the
+    /// Event Hubs source drops records read twice after a rebalance).
+    pub fn convert_document_gated<G: RecordGate>(
+        &mut self,
+        origin: Origin<'_>,
+        bytes: &mut [u8],
+        len: usize,
+        sink: &mut dyn MessageSink,
+        rejects: &mut RejectLog,
+        gate: &mut G,
+    ) -> io::Result<()> {
         self.keep_original(origin, bytes, len, rejects.keeps_records());
         // Records are located by where their strings sit in the buffer.
         let base = bytes.as_ptr() as usize;
         let Self { parser, formatter, original, counts } = self;
         let parsed = parser.parse(bytes, len, |root| {
-            let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original, gate: &mut NoGate };
+            let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original, gate };
             match page_records(root) {
                 Some(records) => ctx.convert_all(records),
                 None => ctx.convert(root, None),

@@ -356,7 +356,10 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
         }
         "none" => KafkaAuth::Plaintext,
         other => {
-            return Err(bad("eventhubs.auth", format!("{other:?} is not \"connection-string\", \"entra\" or \"none\"")));
+            return Err(bad(
+                "eventhubs.auth",
+                format!("{other:?} is not \"connection-string\", \"entra\" or \"none\""),
+            ));
         }
     };
     let bootstrap = match (&section.bootstrap_servers, namespace_host) {
@@ -389,9 +392,6 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
                 "must be at least 250ms (Event Hubs allows 4 commits/s per partition)",
             ));
         }
-    }
-    if let Some(window) = section.dedup_window {
-        settings.dedup_window = window;
     }
     if let Some(text) = &section.session_timeout {
         settings.timeouts.session =

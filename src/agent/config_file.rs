@@ -76,8 +76,6 @@ pub struct EventHubsSection {
     pub start_at: Option<String>,
     /// Per partition at most one commit this often (default `"1s"`, at least `"250ms"`).
     pub commit_interval: Option<String>,
-    /// `ReportId`s remembered to drop records read twice after a rebalance.
-    pub dedup_window: Option<usize>,
     /// PEM file of CA certificates to trust for the broker.
     pub ca_file: Option<PathBuf>,
     /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).

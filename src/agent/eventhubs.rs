@@ -18,10 +18,14 @@
 
 use super::health::{EventHubsHealth, HealthReport, PartitionHealth};
 use super::logfile::AgentLog;
+use super::resend::ResendWindow;
+use super::state::{SeenIds, id_hash};
 use crate::cef::CefOptions;
+use crate::cef::{RecordFields, RecordKey};
 use crate::eventhubs::{Broker, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler};
 use crate::json::INPUT_PADDING;
-use crate::records::{Origin, RecordConverter};
+use crate::json::Scalar;
+use crate::records::{Origin, RecordConverter, RecordGate};
 use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
 use rdkafka::Message;
@@ -38,6 +42,8 @@ pub struct EventHubsRunConfig {
     pub settings: EventHubsSettings,
     pub send: SendConfig,
     pub cef: CefOptions,
+    /// Bytes of recently sent messages sent again after a reconnection.
+    pub resend_window_bytes: usize,
 }
 
 /// Why the loop could not run.
@@ -69,6 +75,45 @@ const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// On a rebalance or a stop, how long syslog gets to take what is in flight.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
 
+/// The Event Hubs [`RecordGate`]: drops a record whose id (`ReportId`) was
+/// sent within the last [`MAX_REMEMBERED_IDS`](super::state::MAX_REMEMBERED_IDS)
+/// records (read twice after a rebalance or a restart of another
+/// instance), and keeps each sent message in the resend window.
+struct ReportIdGate<'a> {
+    seen: &'a mut SeenIds,
+    resend: &'a mut ResendWindow,
+    digits: itoa::Buffer,
+    admitted: u64,
+    duplicates: u64,
+}
+
+impl RecordGate for ReportIdGate<'_> {
+    fn admit(&mut self, _fields: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool {
+        let id: &[u8] = match key.id.and_then(|v| v.scalar()) {
+            Some(Scalar::Str(s)) => s.as_bytes(),
+            Some(Scalar::I64(n)) => self.digits.format(n).as_bytes(),
+            Some(Scalar::U64(n)) => self.digits.format(n).as_bytes(),
+            // No usable id: the formatter rejects the record.
+            _ => return true,
+        };
+        self.admitted = id_hash(id);
+        if self.seen.contains(self.admitted) {
+            self.duplicates += 1;
+            return false;
+        }
+        true
+    }
+
+    fn formatted(&mut self, message: &[u8]) {
+        self.resend.push(message);
+    }
+
+    fn committed(&mut self) {
+        // Ids are forgotten by count (oldest first), not by time.
+        self.seen.insert(0, self.admitted);
+    }
+}
+
 /// The state the consumer's rebalance callbacks and the loop share.
 struct Delivery {
     sender: Option<SyslogSender>,
@@ -90,6 +135,12 @@ struct Delivery {
     log: Arc<AgentLog>,
     stats: EventHubsHealth,
     partition_errors: std::collections::BTreeMap<i32, String>,
+    /// Ids sent recently (the de-duplication window).
+    seen: SeenIds,
+    /// The last messages sent, sent again after syslog reconnected.
+    resend: ResendWindow,
+    reconnects_seen: u64,
+    last_reconnect_check: Instant,
 }
 
 impl Delivery {
@@ -114,10 +165,12 @@ impl Delivery {
             self.body.resize(payload.len() + INPUT_PADDING, 0);
             self.origin.clear();
             let _ = write!(self.origin, "{}/{partition}@{offset}", self.stats.event_hub);
-            let Self { sender, converter, rejects, body, origin, .. } = self;
+            let Self { sender, converter, rejects, body, origin, seen, resend, .. } = self;
             let sender = sender.as_mut().expect("the sender lives until the loop ends");
             let at = Origin { file: origin, line: 1, multi_line: true };
-            converter.convert_document(at, body, payload.len(), sender, rejects)?;
+            let mut gate = ReportIdGate { seen, resend, digits: itoa::Buffer::new(), admitted: 0, duplicates: 0 };
+            converter.convert_document_gated(at, body, payload.len(), sender, rejects, &mut gate)?;
+            self.stats.duplicates_skipped += gate.duplicates;
         }
         let counts = self.converter.counts;
         let records = counts.records - before.records;
@@ -138,6 +191,10 @@ impl Delivery {
             self.sender().send_pending()?;
             self.last_push = now;
         }
+        if now.duration_since(self.last_reconnect_check) >= POLL_WAIT {
+            self.last_reconnect_check = now;
+            self.resend_after_reconnect();
+        }
         let written = self.sender().messages_written();
         self.tracker.written(written);
         let due = self.tracker.due(now, self.commit_interval, false);
@@ -148,6 +205,23 @@ impl Delivery {
             self.update_health(broker);
         }
         Ok(())
+    }
+
+    /// After the syslog connection was re-established, sends the last
+    /// messages again: the receiver that went away may have lost them, and
+    /// their offsets may be committed already.
+    fn resend_after_reconnect(&mut self) {
+        let Some(sender) = self.sender.as_mut() else { return };
+        let reconnects = sender.report().reconnects;
+        if reconnects <= self.reconnects_seen {
+            return;
+        }
+        self.reconnects_seen = reconnects;
+        let count = super::run::commit_copies(sender, self.resend.messages());
+        self.log.warn(&format!(
+            "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have \
+             lost them)"
+        ));
     }
 
     fn commit(&mut self, broker: &Broker<'_, Self>, offsets: &[(i32, i64)], sync: bool) {
@@ -367,6 +441,10 @@ pub fn run(
         log: Arc::clone(&log),
         stats,
         partition_errors: Default::default(),
+        seen: SeenIds::default(),
+        resend: ResendWindow::new(config.resend_window_bytes),
+        reconnects_seen: 0,
+        last_reconnect_check: Instant::now(),
     };
     let client_log = Arc::new(AgentClientLog { log: Arc::clone(&log), health: Arc::clone(&health) });
     let tokens = crate::eventhubs::token::token_source(settings).map_err(EventHubsRunError::Token)?;
@@ -418,7 +496,12 @@ impl EventHubsRunConfig {
     /// The Event Hubs part of the agent's configuration, if it has one.
     pub fn from_agent(config: &super::config::AgentConfig) -> Option<Self> {
         let settings = config.eventhubs.clone()?;
-        Some(Self { settings, send: config.send.clone(), cef: config.cef.clone() })
+        Some(Self {
+            settings,
+            send: config.send.clone(),
+            cef: config.cef.clone(),
+            resend_window_bytes: config.resend_window_bytes,
+        })
     }
 }
 

@@ -145,8 +145,6 @@ pub struct EventHubsSettings {
     /// Offsets are committed per partition at most this often (Event Hubs
     /// throttles commits to 4/s per partition).
     pub commit_interval: Duration,
-    /// `ReportId`s remembered to drop records read twice after a rebalance.
-    pub dedup_window: usize,
     /// `client.id`: shows in the broker's view of the group.
     pub client_id: String,
     pub timeouts: ClientTimeouts,
@@ -160,8 +158,6 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "cefwire";
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest commit interval Event Hubs does not throttle.
 pub const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(250);
-/// Remembered `ReportId`s by default (8 bytes each, twice: about 32 MiB).
-pub const DEFAULT_DEDUP_WINDOW: usize = 1_000_000;
 
 impl EventHubsSettings {
     /// Defaults for one event hub reached at `bootstrap_servers`.
@@ -174,7 +170,6 @@ impl EventHubsSettings {
             start_at: StartAt::Earliest,
             ca_file: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
-            dedup_window: DEFAULT_DEDUP_WINDOW,
             client_id: format!("cefwire-{}", env!("CARGO_PKG_VERSION")),
             timeouts: ClientTimeouts::default(),
         }

@@ -15,6 +15,7 @@ pub mod ports;
 pub mod rsyslog;
 pub mod sink;
 pub mod syslog_ng;
+pub mod tansu;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
