@@ -597,4 +597,62 @@ mod tests {
             assert!(err.contains(setting), "expected {setting:?} in: {err}");
         }
     }
+
+    const EVENTHUBS: &str = "[activities]\nsource = \"eventhubs\"\n[alerts]\nenabled = false\n[syslog]\nto = [\"tcp://127.0.0.1:5140\"]\n[eventhubs]\n";
+
+    #[test]
+    fn eventhubs_from_a_connection_string_file_needs_no_portal() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = dir.path().join("conn");
+        std::fs::write(
+            &conn,
+            "Endpoint=sb://contoso-xdr.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=a2V5;EntityPath=hub1\n",
+        )
+        .unwrap();
+        let text = format!("{EVENTHUBS}connection_string_file = \"{}\"\ncommit_interval = \"500ms\"\n", conn.display());
+        let config = build(&text, Overrides::default()).unwrap();
+        assert!(config.api.is_none() && config.activities.is_none() && config.alerts.is_none());
+        let e = config.eventhubs.unwrap();
+        assert_eq!(e.bootstrap_servers, "contoso-xdr.servicebus.windows.net:9093");
+        assert_eq!(e.event_hub, "hub1", "the connection string's EntityPath");
+        assert_eq!(e.consumer_group, "cefwire");
+        assert_eq!(e.commit_interval, Duration::from_millis(500));
+        assert!(matches!(&e.auth, KafkaAuth::ConnectionString(s) if s.expose().contains("SharedAccessKey=a2V5")));
+        assert!(!format!("{e:?}").contains("a2V5"), "the secret shows in Debug");
+    }
+
+    #[test]
+    fn eventhubs_errors_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cr3t\n").unwrap();
+        let cases = [
+            (format!("{EVENTHUBS}namespace = \"x\"\n"), "eventhubs.connection_string_file"),
+            (format!("{EVENTHUBS}auth = \"kerberos\"\n"), "eventhubs.auth"),
+            (format!("{EVENTHUBS}auth = \"none\"\n"), "eventhubs.namespace"),
+            (
+                format!("{EVENTHUBS}auth = \"none\"\nbootstrap_servers = \"h:1\"\ncommit_interval = \"100ms\"\n"),
+                "eventhubs.commit_interval",
+            ),
+            (
+                format!("{EVENTHUBS}auth = \"none\"\nbootstrap_servers = \"h:1\"\nstart_at = \"middle\"\n"),
+                "eventhubs.start_at",
+            ),
+            (format!("{EVENTHUBS}auth = \"entra\"\nnamespace = \"x\"\ntenant_id = \"t\"\n"), "eventhubs.client_id"),
+            (EVENTHUBS.replace("\"eventhubs\"\n[alerts]", "\"kafka\"\n[alerts]"), "activities.source"),
+        ];
+        for (text, setting) in cases {
+            let err = build(&text, Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(setting), "expected {setting:?} in: {err}");
+        }
+        let text = format!(
+            "{EVENTHUBS}auth = \"entra\"\nnamespace = \"contoso-xdr\"\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\n",
+            secret.display()
+        );
+        let e = build(&text, Overrides::default()).unwrap().eventhubs.unwrap();
+        let KafkaAuth::EntraApp(app) = &e.auth else { panic!("{:?}", e.auth) };
+        assert_eq!(app.credentials.scope, "https://contoso-xdr.servicebus.windows.net/.default");
+        assert_eq!(app.credentials.token_url, "https://login.microsoftonline.com/t/oauth2/v2.0/token");
+        assert!(!format!("{e:?}").contains("s3cr3t"));
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod config_file;
+#[cfg(feature = "eventhubs")]
 pub mod eventhubs;
 pub mod gate;
 pub mod health;

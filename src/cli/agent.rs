@@ -4,6 +4,7 @@
 
 use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
+#[cfg(feature = "eventhubs")]
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError};
@@ -112,6 +113,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         config.send.destinations.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         config.state_dir.display()
     ));
+    #[cfg(not(feature = "eventhubs"))]
+    if config.eventhubs.is_some() {
+        return Err(super::UsageError(
+            "activities.source = \"eventhubs\": this cefwire was built without the eventhubs feature".to_owned(),
+        )
+        .into());
+    }
+    #[cfg(feature = "eventhubs")]
     if config.api.is_none() {
         return match eventhubs::run_alone(&config, stop, Arc::clone(&log)) {
             Ok(report) => {
@@ -124,6 +133,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             }
         };
     }
+    #[cfg(feature = "eventhubs")]
     let beside = EventHubsRunConfig::from_agent(&config);
     let agent = Agent::new(config, Arc::clone(&stop), Arc::clone(&log)).map_err(|e| match e {
         AgentError::Setting(message) => anyhow::Error::new(super::UsageError(message)),
@@ -131,12 +141,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     })?;
     // Event Hubs beside the API streams: its own thread and sender, the
     // same stop signal and health report.
+    #[cfg(feature = "eventhubs")]
     let eventhubs_thread = beside.map(|run_config| {
         let (stop, log, health) = (Arc::clone(&stop), Arc::clone(&log), agent.health());
         std::thread::spawn(move || eventhubs::run(&run_config, &stop, log, health))
     });
     let outcome = agent.run();
     stop.store(true, Ordering::Release);
+    #[cfg(feature = "eventhubs")]
     if let Some(thread) = eventhubs_thread {
         match thread.join() {
             Ok(Ok(report)) => log.info(&format!("eventhubs stopped: {}", report.summary())),

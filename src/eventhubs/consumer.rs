@@ -287,3 +287,72 @@ fn creation_error(err: KafkaError, settings: &EventHubsSettings) -> ConsumerErro
     }
     ConsumerError::Create(text)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ClientCredentials;
+    use crate::eventhubs::settings::{EntraApp, Secret};
+
+    struct Quiet;
+
+    impl PartitionHandler for Quiet {
+        fn revoking(&mut self, _: &Broker<'_, Self>, _: &[i32]) {}
+        fn assigned(&mut self, _: &Broker<'_, Self>, _: &[i32]) {}
+        fn committed(&mut self, _: &[(i32, i64)], _: Result<(), String>) {}
+    }
+
+    struct Lines(Mutex<Vec<String>>);
+
+    impl ClientLog for Lines {
+        fn warn(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_owned());
+        }
+        fn error(&self, message: &str) {
+            self.0.lock().unwrap().push(message.to_owned());
+        }
+    }
+
+    struct FixedToken;
+
+    impl TokenSource for FixedToken {
+        fn token(&self) -> Result<(String, i64), String> {
+            Ok(("token".to_owned(), crate::time::now_ms() + 3_600_000))
+        }
+    }
+
+    /// librdkafka itself accepts every property the settings produce, for
+    /// each way of signing in (no broker speaks SASL_SSL here: the client
+    /// is created and dropped before it could connect anywhere useful).
+    #[test]
+    fn librdkafka_accepts_the_settings_of_every_auth() {
+        let conn = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0";
+        let entra = EntraApp {
+            credentials: ClientCredentials {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                token_url: "http://127.0.0.1:9/token".into(),
+                scope: "https://x.servicebus.windows.net/.default".into(),
+            },
+        };
+        for auth in [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)] {
+            let settings = EventHubsSettings::new("127.0.0.1:9", auth.clone());
+            let log = Arc::new(Lines(Mutex::new(Vec::new())));
+            let tokens: Option<Arc<dyn TokenSource>> = Some(Arc::new(FixedToken));
+            let consumer = GroupConsumer::start(&settings, Quiet, log.clone(), tokens);
+            assert!(consumer.is_ok(), "{auth:?}: {:?}", consumer.err());
+            drop(consumer);
+            let lines = log.0.lock().unwrap().join("\n");
+            assert!(!lines.contains("c2VjcmV0"), "a secret in the client's log: {lines}");
+        }
+    }
+
+    #[test]
+    fn a_refused_setting_is_named() {
+        let mut settings = EventHubsSettings::new("127.0.0.1:9", KafkaAuth::Plaintext);
+        settings.timeouts.request = Duration::from_millis(1);
+        let err = GroupConsumer::start(&settings, Quiet, Arc::new(Lines(Mutex::new(Vec::new()))), None).err().unwrap();
+        assert!(matches!(err, ConsumerError::Setting { key: "socket.timeout.ms", .. }), "{err}");
+    }
+}
