@@ -28,11 +28,11 @@ use crate::json::Scalar;
 use crate::records::{Origin, RecordConverter, RecordGate};
 use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
+use crate::stop::Stop;
 use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use std::fmt::Write as _;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -412,7 +412,7 @@ impl ClientLog for AgentClientLog {
 /// Runs the loop until `stop` is set; returns the sender's final report.
 pub fn run(
     config: &EventHubsRunConfig,
-    stop: &Arc<AtomicBool>,
+    stop: &Stop,
     log: Arc<AgentLog>,
     health: Arc<Mutex<HealthReport>>,
 ) -> Result<SendReport, EventHubsRunError> {
@@ -468,8 +468,8 @@ pub fn run(
     sender.finish().map_err(EventHubsRunError::Sink)
 }
 
-fn poll_until_stopped(consumer: &GroupConsumer<Delivery>, stop: &AtomicBool) -> Result<(), EventHubsRunError> {
-    while !stop.load(Ordering::Acquire) {
+fn poll_until_stopped(consumer: &GroupConsumer<Delivery>, stop: &Stop) -> Result<(), EventHubsRunError> {
+    while !stop.is_requested() {
         let polled = consumer.poll(POLL_WAIT);
         consumer
             .with_handler(|delivery, broker| {
@@ -509,7 +509,7 @@ impl EventHubsRunConfig {
 /// metrics endpoint around the loop, as [`super::run::Agent`] has them.
 pub fn run_alone(
     config: &super::config::AgentConfig,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     log: Arc<AgentLog>,
 ) -> Result<SendReport, EventHubsRunError> {
     let run_config = EventHubsRunConfig::from_agent(config).expect("called with an Event Hubs source");
@@ -522,10 +522,10 @@ pub fn run_alone(
         activities: super::health::StreamHealth { enabled: true, ..Default::default() },
         ..HealthReport::default()
     }));
-    let writer_stop = Arc::new(AtomicBool::new(false));
+    let writer_stop = Stop::new();
     let writer = super::health::spawn_writer(
         Arc::clone(&health),
-        Arc::clone(&writer_stop),
+        writer_stop.clone(),
         config.state_dir.clone(),
         Arc::clone(&log),
     );
@@ -535,7 +535,7 @@ pub fn run_alone(
         log.info(&format!("metrics on http://{}/metrics", server.local_addr));
     }
     let outcome = run(&run_config, &stop, Arc::clone(&log), Arc::clone(&health));
-    writer_stop.store(true, Ordering::Release);
+    writer_stop.request();
     let _ = writer.join();
     let mut report = health.lock().unwrap_or_else(|p| p.into_inner()).clone();
     report.stopped = true;

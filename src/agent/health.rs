@@ -9,9 +9,9 @@
 //! as failing since its last write.
 
 use super::logfile::AgentLog;
+use crate::stop::Stop;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use crate::stop::Stop;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

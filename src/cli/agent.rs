@@ -135,7 +135,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     }
     #[cfg(feature = "eventhubs")]
     let beside = EventHubsRunConfig::from_agent(&config);
-    let agent = Agent::new(config, Arc::clone(&stop), Arc::clone(&log)).map_err(|e| match e {
+    let agent = Agent::new(config, stop.clone(), Arc::clone(&log)).map_err(|e| match e {
         AgentError::Setting(message) => anyhow::Error::new(super::UsageError(message)),
         other => anyhow::Error::new(other),
     })?;
@@ -143,11 +143,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     // same stop signal and health report.
     #[cfg(feature = "eventhubs")]
     let eventhubs_thread = beside.map(|run_config| {
-        let (stop, log, health) = (Arc::clone(&stop), Arc::clone(&log), agent.health());
+        let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
         std::thread::spawn(move || eventhubs::run(&run_config, &stop, log, health))
     });
     let outcome = agent.run();
-    stop.store(true, Ordering::Release);
+    stop.request();
     #[cfg(feature = "eventhubs")]
     if let Some(thread) = eventhubs_thread {
         match thread.join() {
