@@ -44,6 +44,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use util::rsyslog::Rsyslog;
 use util::{cefwire, signal, wait_child, wait_until};
 
+mod eventhubs;
 mod util;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -62,6 +63,8 @@ const WINDOW: i64 = 48 * HOUR;
 type Scenario = fn(&Path);
 
 const SCENARIOS: &[(&str, Scenario)] = &[
+    ("eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills", eventhubs::group_through_sigkills),
+    ("eventhubs_offsets_are_not_committed_while_syslog_is_down", eventhubs::no_commit_while_syslog_is_down),
     ("rsyslog_down_for_a_minute_pauses_pulling_and_loses_nothing", rsyslog_down_for_a_minute),
     ("a_healthy_agent_never_sees_a_429_at_the_apis_own_limit", healthy_agent_never_sees_a_429),
     ("sigterm_stops_within_seconds_with_the_checkpoint_saved", sigterm_stops_within_seconds),

@@ -4,11 +4,12 @@
 //! `ReportId` that arrives. Records are produced one message per batch
 //! (see `util::tansu`). Each test skips with a note when rsyslogd or tansu
 //! is missing, unless `CEFWIRE_REQUIRE_RSYSLOG` / `CEFWIRE_REQUIRE_TANSU`
-//! is set (as `.ci/run` does).
+//! is set (as `.ci/run` does). They run as scenarios of the agent test
+//! binary (`cargo test --test agent eventhubs`), in its bounded pool.
 
 use crate::util::rsyslog::Rsyslog;
 use crate::util::tansu::Tansu;
-use crate::util::{Scratch, cefwire, external_id, signal, wait_child, wait_until};
+use crate::util::{cefwire, external_id, signal, wait_child, wait_until};
 use cefwire::agent::health::{EventHubsHealth, HealthReport};
 use std::collections::HashMap;
 use std::fs;
@@ -192,8 +193,8 @@ fn parts() -> bool {
     Rsyslog::available() && Tansu::available()
 }
 
-#[test]
-fn eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills() {
+/// Scenario `eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills`.
+pub fn group_through_sigkills(dir: &Path) {
     if !parts() {
         return;
     }
@@ -201,13 +202,12 @@ fn eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills() {
     const PER_MESSAGE: u64 = 20;
     const MESSAGES: u64 = 10_000;
     const TOTAL: u64 = PER_MESSAGE * MESSAGES;
-    let dir = Scratch::new("eventhubs-group");
     let tansu = Tansu::start(&dir.join("tansu"));
     tansu.create_topic(TOPIC, PARTITIONS as u32);
     let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let group = "cefwire-test";
-    let mut a = AgentProcess::new(&dir, "a", &tansu.bootstrap(), group, &rsyslog.tcp_url());
-    let mut b = AgentProcess::new(&dir, "b", &tansu.bootstrap(), group, &rsyslog.tcp_url());
+    let mut a = AgentProcess::new(dir, "a", &tansu.bootstrap(), group, &rsyslog.tcp_url());
+    let mut b = AgentProcess::new(dir, "b", &tansu.bootstrap(), group, &rsyslog.tcp_url());
     a.start();
     b.start();
     // Produced in four parts while the agents run, so the kills land mid-stream.
@@ -255,18 +255,17 @@ fn eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills() {
     assert!(health.rebalances >= 3, "b saw {} rebalances", health.rebalances);
 }
 
-#[test]
-fn eventhubs_offsets_are_not_committed_while_syslog_is_down() {
+/// Scenario `eventhubs_offsets_are_not_committed_while_syslog_is_down`.
+pub fn no_commit_while_syslog_is_down(dir: &Path) {
     if !parts() {
         return;
     }
     const PARTITIONS: i32 = 2;
-    let dir = Scratch::new("eventhubs-syslog-down");
     let tansu = Tansu::start(&dir.join("tansu"));
     tansu.create_topic(TOPIC, PARTITIONS as u32);
     let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let group = "cefwire-down";
-    let mut agent = AgentProcess::new(&dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url());
+    let mut agent = AgentProcess::new(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url());
     agent.start();
     let observer = tansu.observer(group);
     let long = Duration::from_secs(600);

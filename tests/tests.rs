@@ -6,7 +6,6 @@
 mod api;
 mod azure_blob;
 mod convert_cli;
-mod eventhubs;
 mod files;
 mod golden;
 mod graph_pager;
