@@ -13,19 +13,26 @@
 //! When the group takes partitions away, the loop first lets syslog take
 //! what is in flight (briefly) and commits what was written; what is
 //! still not written then stays uncommitted and is read again by the next
-//! owner — a duplicate, never a loss. This module owns that loop and the
-//! health it reports; the Kafka client is `crate::eventhubs`.
+//! owner — a duplicate, never a loss.
+//!
+//! Each message body runs through the shared record loop with the agent's
+//! own [`SendOnceGate`] (a `ReportId` sent before is skipped; each message
+//! is kept for a resend); a broken syslog connection is made good by the
+//! agent's [`Resender`] (its own file, `resend-eventhubs.bin`). This module
+//! owns the polling loop, pause/resume, commits and the health it reports;
+//! the Kafka client and the offset bookkeeping are `crate::eventhubs`.
 
+use super::gate::SendOnceGate;
 use super::health::{EventHubsHealth, HealthReport, PartitionHealth};
 use super::logfile::AgentLog;
-use super::resend::ResendWindow;
-use super::state::{SeenIds, id_hash};
+use super::outage::Outage;
+use super::resend::Resender;
+use super::state::SeenIds;
+use crate::api::TimeKey;
 use crate::cef::CefOptions;
-use crate::cef::{RecordFields, RecordKey};
 use crate::eventhubs::{Broker, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler};
 use crate::json::INPUT_PADDING;
-use crate::json::Scalar;
-use crate::records::{Origin, RecordConverter, RecordGate};
+use crate::records::{Origin, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
 use crate::stop::Stop;
@@ -33,6 +40,7 @@ use rdkafka::Message;
 use rdkafka::message::BorrowedMessage;
 use std::fmt::Write as _;
 use std::io;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,7 +52,13 @@ pub struct EventHubsRunConfig {
     pub cef: CefOptions,
     /// Bytes of recently sent messages sent again after a reconnection.
     pub resend_window_bytes: usize,
+    /// Where the resend window is saved when the syslog connection breaks
+    /// (its own file: the API streams may share the state directory).
+    pub resend_file: PathBuf,
 }
+
+/// The resend window's file of this source inside the state directory.
+pub const RESEND_FILE: &str = "resend-eventhubs.bin";
 
 /// Why the loop could not run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +69,8 @@ pub enum EventHubsRunError {
     Send(#[from] crate::send::SendError),
     #[error("handing records to syslog: {0}")]
     Sink(io::Error),
+    #[error("starting the {0}: {1}")]
+    Start(&'static str, io::Error),
     #[error("eventhubs OAUTHBEARER: {0}")]
     Token(String),
 }
@@ -74,45 +90,6 @@ const PUSH_EVERY: Duration = Duration::from_millis(200);
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// On a rebalance or a stop, how long syslog gets to take what is in flight.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
-
-/// The Event Hubs [`RecordGate`]: drops a record whose id (`ReportId`) was
-/// sent within the last [`MAX_REMEMBERED_IDS`](super::state::MAX_REMEMBERED_IDS)
-/// records (read twice after a rebalance or a restart of another
-/// instance), and keeps each sent message in the resend window.
-struct ReportIdGate<'a> {
-    seen: &'a mut SeenIds,
-    resend: &'a mut ResendWindow,
-    digits: itoa::Buffer,
-    admitted: u64,
-    duplicates: u64,
-}
-
-impl RecordGate for ReportIdGate<'_> {
-    fn admit(&mut self, _fields: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool {
-        let id: &[u8] = match key.id.and_then(|v| v.scalar()) {
-            Some(Scalar::Str(s)) => s.as_bytes(),
-            Some(Scalar::I64(n)) => self.digits.format(n).as_bytes(),
-            Some(Scalar::U64(n)) => self.digits.format(n).as_bytes(),
-            // No usable id: the formatter rejects the record.
-            _ => return true,
-        };
-        self.admitted = id_hash(id);
-        if self.seen.contains(self.admitted) {
-            self.duplicates += 1;
-            return false;
-        }
-        true
-    }
-
-    fn formatted(&mut self, message: &[u8]) {
-        self.resend.push(message);
-    }
-
-    fn committed(&mut self) {
-        // Ids are forgotten by count (oldest first), not by time.
-        self.seen.insert(0, self.admitted);
-    }
-}
 
 /// The state the consumer's rebalance callbacks and the loop share.
 struct Delivery {
@@ -135,12 +112,15 @@ struct Delivery {
     log: Arc<AgentLog>,
     stats: EventHubsHealth,
     partition_errors: std::collections::BTreeMap<i32, String>,
-    /// Ids sent recently (the de-duplication window).
+    /// Ids sent recently (the de-duplication window, by count: nothing
+    /// here prunes by time).
     seen: SeenIds,
-    /// The last messages sent, sent again after syslog reconnected.
-    resend: ResendWindow,
-    reconnects_seen: u64,
+    /// The last messages sent: saved when the syslog connection breaks,
+    /// sent again when it is back (or on the next start).
+    resender: Resender,
     last_reconnect_check: Instant,
+    /// When a failing commit is logged.
+    commit_outage: Outage,
 }
 
 impl Delivery {
@@ -165,12 +145,13 @@ impl Delivery {
             self.body.resize(payload.len() + INPUT_PADDING, 0);
             self.origin.clear();
             let _ = write!(self.origin, "{}/{partition}@{offset}", self.stats.event_hub);
-            let Self { sender, converter, rejects, body, origin, seen, resend, .. } = self;
+            let Self { sender, converter, rejects, body, origin, seen, resender, .. } = self;
             let sender = sender.as_mut().expect("the sender lives until the loop ends");
             let at = Origin { file: origin, line: 1, multi_line: true };
-            let mut gate = ReportIdGate { seen, resend, digits: itoa::Buffer::new(), admitted: 0, duplicates: 0 };
+            // The agent's gate: a `ReportId` sent before is skipped (read
+            // again after a rebalance), each message kept for a resend.
+            let mut gate = SendOnceGate::new(seen, resender.window(), TimeKey::Date);
             converter.convert_document_gated(at, body, payload.len(), sender, rejects, &mut gate)?;
-            self.stats.duplicates_skipped += gate.duplicates;
         }
         let counts = self.converter.counts;
         let records = counts.records - before.records;
@@ -179,6 +160,7 @@ impl Delivery {
         self.stats.messages += 1;
         self.stats.records += records;
         self.stats.rejected += counts.rejected - before.rejected;
+        self.stats.duplicates_skipped += counts.skipped - before.skipped;
         Ok(())
     }
 
@@ -191,11 +173,15 @@ impl Delivery {
             self.sender().send_pending()?;
             self.last_push = now;
         }
+        let written = self.sender().messages_written();
         if now.duration_since(self.last_reconnect_check) >= POLL_WAIT {
             self.last_reconnect_check = now;
-            self.resend_after_reconnect();
+            let Self { sender, resender, log, .. } = self;
+            let sender = sender.as_mut().expect("the sender lives until the loop ends");
+            resender.note_break(sender, log);
+            resender.after_reconnect(sender, log);
+            resender.written(sender, written, log);
         }
-        let written = self.sender().messages_written();
         self.tracker.written(written);
         let due = self.tracker.due(now, self.commit_interval, false);
         self.commit(broker, &due, false);
@@ -205,23 +191,6 @@ impl Delivery {
             self.update_health(broker);
         }
         Ok(())
-    }
-
-    /// After the syslog connection was re-established, sends the last
-    /// messages again: the receiver that went away may have lost them, and
-    /// their offsets may be committed already.
-    fn resend_after_reconnect(&mut self) {
-        let Some(sender) = self.sender.as_mut() else { return };
-        let reconnects = sender.report().reconnects;
-        if reconnects <= self.reconnects_seen {
-            return;
-        }
-        self.reconnects_seen = reconnects;
-        let count = super::run::commit_copies(sender, self.resend.messages());
-        self.log.warn(&format!(
-            "syslog: the connection was re-established; sent the last {count} messages again (the receiver may have \
-             lost them)"
-        ));
     }
 
     fn commit(&mut self, broker: &Broker<'_, Self>, offsets: &[(i32, i64)], sync: bool) {
@@ -249,10 +218,17 @@ impl Delivery {
         }
         let now = crate::time::now_ms();
         match &result {
-            Ok(()) => self.stats.broker.success(now),
+            Ok(()) => {
+                self.stats.broker.success(now);
+                if self.commit_outage.recovered() {
+                    self.log.info("eventhubs: commits succeed again");
+                }
+            }
             Err(err) => {
                 self.stats.broker.failure(now, &format!("commit: {err}"));
-                self.log.warn(&format!("eventhubs: commit failed ({err}); retried with the next one"));
+                if self.commit_outage.failed() {
+                    self.log.warn(&format!("eventhubs: commit failed ({err}); retried with the next one"));
+                }
             }
         }
     }
@@ -423,7 +399,9 @@ pub fn run(
         ..EventHubsHealth::default()
     };
     health.lock().unwrap_or_else(|p| p.into_inner()).eventhubs = Some(stats.clone());
-    let sender = SyslogSender::start(&config.send)?;
+    let mut sender = SyslogSender::start(&config.send)?;
+    let mut resender = Resender::saved_at(config.resend_window_bytes, config.resend_file.clone());
+    resender.send_saved(&mut sender, &log);
     let delivery = Delivery {
         sender: Some(sender),
         converter: RecordConverter::new(&config.cef),
@@ -442,9 +420,9 @@ pub fn run(
         stats,
         partition_errors: Default::default(),
         seen: SeenIds::default(),
-        resend: ResendWindow::new(config.resend_window_bytes),
-        reconnects_seen: 0,
+        resender,
         last_reconnect_check: Instant::now(),
+        commit_outage: Outage::default(),
     };
     let client_log = Arc::new(AgentClientLog { log: Arc::clone(&log), health: Arc::clone(&health) });
     let tokens = crate::eventhubs::token::token_source(settings).map_err(EventHubsRunError::Token)?;
@@ -501,6 +479,7 @@ impl EventHubsRunConfig {
             send: config.send.clone(),
             cef: config.cef.clone(),
             resend_window_bytes: config.resend_window_bytes,
+            resend_file: config.state_dir.join(RESEND_FILE),
         })
     }
 }
@@ -523,15 +502,17 @@ pub fn run_alone(
         ..HealthReport::default()
     }));
     let writer_stop = Stop::new();
-    let writer = super::health::spawn_writer(
+    let writer = super::health_writer::start(
         Arc::clone(&health),
         writer_stop.clone(),
         config.state_dir.clone(),
         Arc::clone(&log),
-    );
+    )
+    .map_err(|e| EventHubsRunError::Start("health file writer", e))?;
     if let Some(addr) = config.metrics {
         let server =
-            super::metrics::MetricsServer::start(addr, Arc::clone(&health)).map_err(EventHubsRunError::Sink)?;
+            super::metrics::MetricsServer::start(addr, Arc::clone(&health))
+            .map_err(|e| EventHubsRunError::Start("metrics server", e))?;
         log.info(&format!("metrics on http://{}/metrics", server.local_addr));
     }
     let outcome = run(&run_config, &stop, Arc::clone(&log), Arc::clone(&health));

@@ -8,12 +8,8 @@
 //! tests need no waiting). An agent that stopped writing the file counts
 //! as failing since its last write.
 
-use super::logfile::AgentLog;
-use crate::stop::Stop;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Name of the health file inside the state directory.
 pub const HEALTH_FILE: &str = "health.json";
@@ -238,40 +234,6 @@ impl HealthReport {
         })?;
         serde_json::from_slice(&text).map_err(|e| format!("{} is not a health report: {e}", path.display()))
     }
-}
-
-/// Writes the health file every few seconds on its own thread until
-/// `stop` is set, so that a long wait (a slow API, a dead SIEM) never makes
-/// the agent look dead to `cefwire status`.
-pub fn spawn_writer(
-    health: Arc<Mutex<HealthReport>>,
-    stop: Stop,
-    dir: PathBuf,
-    log: Arc<AgentLog>,
-) -> std::thread::JoinHandle<()> {
-    let every = Duration::from_millis(HEALTH_WRITE_INTERVAL_MS as u64 / 6);
-    std::thread::Builder::new()
-        .name("health".into())
-        .spawn(move || {
-            let mut failing = false;
-            while !stop.is_requested() {
-                let report = {
-                    let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-                    h.updated_ms = crate::time::now_ms();
-                    h.clone()
-                };
-                match report.save(&dir) {
-                    Ok(()) => failing = false,
-                    Err(err) if !failing => {
-                        failing = true;
-                        log.error(&format!("cannot write the health file in {}: {err}", dir.display()));
-                    }
-                    Err(_) => {}
-                }
-                stop.wait_timeout(every);
-            }
-        })
-        .expect("health thread starts")
 }
 
 impl HealthStatus {

@@ -108,9 +108,15 @@ pub struct Resender {
 impl Resender {
     /// A window of about `window_bytes`, saved in `state_dir`.
     pub fn new(window_bytes: usize, state_dir: &Path) -> Self {
+        Self::saved_at(window_bytes, state_dir.join(RESEND_FILE))
+    }
+
+    /// A window of about `window_bytes`, saved at `path` (a second source
+    /// sharing the state directory keeps its own file).
+    pub fn saved_at(window_bytes: usize, path: PathBuf) -> Self {
         Self {
             window: ResendWindow::new(window_bytes),
-            path: state_dir.join(RESEND_FILE),
+            path,
             reconnects_seen: 0,
             errors_seen: 0,
             saved: None,
