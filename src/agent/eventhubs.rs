@@ -510,8 +510,7 @@ pub fn run_alone(
     )
     .map_err(|e| EventHubsRunError::Start("health file writer", e))?;
     if let Some(addr) = config.metrics {
-        let server =
-            super::metrics::MetricsServer::start(addr, Arc::clone(&health))
+        let server = super::metrics::MetricsServer::start(addr, Arc::clone(&health))
             .map_err(|e| EventHubsRunError::Start("metrics server", e))?;
         log.info(&format!("metrics on http://{}/metrics", server.local_addr));
     }

@@ -75,7 +75,7 @@ impl TokenCache {
     }
 
     /// How long the token held may still be used before it is refreshed.
-    pub fn refresh_in(&self) -> Option<std::time::Duration> {
+    pub fn refresh_in(&self) -> Option<Duration> {
         self.token.as_ref().map(|(_, refresh_at)| refresh_at.saturating_duration_since(Instant::now()))
     }
 
