@@ -315,3 +315,90 @@ fn rsyslog_and_syslog_ng_receive_exactly_the_messages_sent() {
         }
     }
 }
+
+/// Runs `cefwire replay` with stderr a pipe (not a terminal): exit status,
+/// JSON report, stderr. Killed after a generous limit (a run that never
+/// gives up fails the test there).
+fn replay_to(file: &str, to: &str, extra: &[&str]) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut child = cefwire()
+        .args(["replay", file, "--to", to, "--no-progress", "--report", "json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let status = wait_or_kill(&mut child, Duration::from_secs(120), "cefwire replay");
+    let mut report = String::new();
+    let _ = out.read_to_string(&mut report);
+    (status, report, err_reader.join().unwrap())
+}
+
+#[test]
+fn a_refused_client_certificate_is_a_failure_with_its_cause() {
+    let dir = crate::util::Scratch::new("refused-cert");
+    let pki = crate::util::tls::test_pki(&dir);
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(2)).unwrap();
+    let p = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    let sink_args = [
+        "--cert".to_owned(),
+        p(&pki.server_cert),
+        "--key".to_owned(),
+        p(&pki.server_key),
+        "--client-ca".to_owned(),
+        p(&pki.ca),
+    ];
+    let sink = SinkProcess::start("tls://127.0.0.1:0", &sink_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let to = format!("tls://localhost:{}", sink.port());
+    let (status, report, err) = replay_to(&p(&file), &to, &["--ca", &p(&pki.ca), "--give-up-after", "5s"]);
+    let received = sink.stop();
+    assert_eq!(json_u64(&received, "messages"), 0, "{received}");
+    assert_eq!(status.code(), Some(1), "nothing arrived: not a success\nreport: {report}\nstderr: {err}");
+    assert!(report.contains("\"failure\":\"") && report.contains("CertificateRequired"), "{report}");
+    assert!(report.contains("\"first_error\":\"") && report.contains("\"last_error\":\""), "{report}");
+    assert!(err.contains("CertificateRequired"), "the error is printed with stderr a pipe: {err}");
+}
+
+#[test]
+fn tls_handshake_failures_count_toward_give_up_after() {
+    // A "receiver" that answers every connection with bytes that are not
+    // TLS: each connect succeeds, each handshake fails.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot a TLS server\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })
+    };
+    let dir = crate::util::Scratch::new("handshake");
+    let pki = crate::util::tls::test_pki(&dir);
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(100)).unwrap();
+    let to = format!("tls://localhost:{port}");
+    let ca = pki.ca.to_str().unwrap();
+    let (status, report, err) =
+        replay_to(file.to_str().unwrap(), &to, &["--ca", ca, "--give-up-after", "2s", "--drain-timeout", "600s"]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    assert_eq!(status.code(), Some(1), "report: {report}\nstderr: {err}");
+    assert!(report.contains("giving up"), "gave up after --give-up-after: {report}");
+    assert!(!err.is_empty(), "errors printed with stderr a pipe");
+}

@@ -160,6 +160,7 @@ impl SendArgs {
         config.give_up_after = give_up_after;
         config.drain_timeout = duration("--drain-timeout", &self.drain_timeout)?;
         config.stop = Some(stop);
+        config.print_errors = true;
         Ok(config)
     }
 }
