@@ -402,3 +402,62 @@ fn tls_handshake_failures_count_toward_give_up_after() {
     assert!(report.contains("giving up"), "gave up after --give-up-after: {report}");
     assert!(!err.is_empty(), "errors printed with stderr a pipe");
 }
+
+/// `cefwire sink` with stderr in a file (read whole at the end): the child
+/// and its URL once it listens.
+fn sink_logging_to(stderr: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let child = cefwire()
+        .args(["sink", "--listen", "tcp://127.0.0.1:0", "--report", "json", "--no-progress"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    crate::util::wait_until(Duration::from_secs(60), "sink banner", || {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        let banner = text.lines().find(|l| l.contains("listening on"));
+        url = banner.map_or_else(String::new, |b| b.rsplit(' ').next().unwrap().to_owned());
+        !url.is_empty()
+    });
+    (child, url)
+}
+
+#[test]
+fn a_sink_out_write_error_ends_with_a_message_and_a_failure_exit() {
+    let dir = crate::util::Scratch::new("sink-full");
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(1000)).unwrap();
+    let log = dir.join("sink.stderr");
+    let (mut sink, url) = sink_logging_to(&log, &["--out", "/dev/full", "--expect", "1000", "--timeout", "120s"]);
+    let _ = replay_to(file.to_str().unwrap(), &url, &["--give-up-after", "5s", "--drain-timeout", "5s"]);
+    let status = wait_or_kill(&mut sink, Duration::from_secs(150), "cefwire sink");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "a full --out is not a success: {status}\n{err}");
+    assert!(err.contains("writing /dev/full") && err.contains("No space left"), "{err}");
+}
+
+#[test]
+fn a_sink_caps_its_connections_and_counts_refusals() {
+    use std::io::Read;
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--max-connections", "2"]);
+    let addr = sink.url.trim_start_matches("tcp://").to_owned();
+    let held: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    // The held ones are served (a message through each proves it) ...
+    for mut stream in &held {
+        stream.write_all(b"<134>held\n").unwrap();
+    }
+    // ... the third is closed unserved: it reads the end of the stream.
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut byte = [0u8; 1];
+    let read = third.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection over the cap is closed: {read:?}"
+    );
+    drop(held);
+    let report = sink.stop();
+    assert!(json_u64(&report, "refused_connections") >= 1, "{report}");
+    assert_eq!(json_u64(&report, "connections"), 2, "{report}");
+}

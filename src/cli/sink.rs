@@ -69,6 +69,12 @@ pub struct SinkArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
 
+    /// Stream connections served at once (default 256); more are closed
+    /// at once and counted as refused.
+    #[arg(long, value_name = "N", default_value_t = crate::sink::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub max_connections: usize,
+
     /// UDP receive buffer to ask for, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub receive_buffer_mib: usize,
@@ -116,6 +122,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
         timeout,
         max_message_bytes: args.max_message_bytes.max(1),
         receive_buffer: args.receive_buffer_mib.max(1) << 20,
+        max_connections: args.max_connections,
         progress: !args.no_progress,
     };
     let stop = Stop::on_signals()?;
