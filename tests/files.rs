@@ -190,7 +190,7 @@ fn flag_values_are_validated_and_contradictions_refused() {
         (vec!["replay", &file, "--to", "udp://127.0.0.1:9", "--rate", "1e300"], "--rate must be"),
         (vec!["convert", "--hostname", &file], "is a file, not a name"),
         (vec!["replay", "--to", "udp://127.0.0.1:9", "--hostname", &file], "is a file, not a name"),
-        (vec!["convert", &file, "--header", "rfc5424", "--no-pri"], "--no-pri contradicts --header rfc5424"),
+        (vec!["convert", &file, "--header", "rfc5424", "--no-pri"], "--no-pri: contradicts --header rfc5424"),
     ] {
         let out = run(&args, b"");
         let err = stderr(&out);

@@ -11,5 +11,6 @@ mod mapping;
 mod roundtrip;
 mod rsyslog;
 mod send;
+mod settings;
 mod status_cli;
 mod util;

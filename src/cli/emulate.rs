@@ -7,7 +7,7 @@ use crate::emulate::{self, DataKind, EmulatorAuth, EmulatorConfig, FaultConfig, 
 use crate::exit::Status;
 use crate::generate::{GenerateConfig, GenerateKind};
 use crate::input::source::InputPath;
-use crate::time::{now_ms, parse_duration_ms};
+use crate::time::{HumanDuration, now_ms};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +57,7 @@ pub struct EmulateArgs {
 
     /// Lifetime of issued bearer tokens.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub token_lifetime: String,
+    pub token_lifetime: HumanDuration,
 
     /// NDJSON / page files of activities (plain, gzip, zstd).
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -73,7 +73,7 @@ pub struct EmulateArgs {
 
     /// Time span of generated records, ending now.
     #[arg(long, value_name = "DURATION", default_value = "48h")]
-    pub span: String,
+    pub span: HumanDuration,
 
     /// Seed of the generator and of the fault dice.
     #[arg(long, default_value_t = 1)]
@@ -81,7 +81,7 @@ pub struct EmulateArgs {
 
     /// Throttle: requests per window, answered 429 beyond it.
     #[arg(long, value_name = "N/WINDOW", default_value = "30/min", conflicts_with = "no_rate_limit")]
-    pub rate_limit: String,
+    pub rate_limit: RateLimit,
 
     /// No throttle at all.
     #[arg(long)]
@@ -94,7 +94,7 @@ pub struct EmulateArgs {
 
     /// Delay of slow responses.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub slow_delay: String,
+    pub slow_delay: HumanDuration,
 
     /// A scan page stops growing at this many MB.
     #[arg(long, value_name = "MB", default_value_t = 64)]
@@ -105,17 +105,9 @@ pub struct EmulateArgs {
     pub quiet: bool,
 }
 
-fn positive_duration(value: &str, flag: &str) -> anyhow::Result<Duration> {
-    match parse_duration_ms(value) {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
-        Ok(_) => usage!("{flag} {value:?} must be longer than zero"),
-        Err(e) => usage!("{flag}: {e}"),
-    }
-}
-
 pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
     let mut faults =
-        FaultConfig { slow_delay: positive_duration(&args.slow_delay, "--slow-delay")?, ..Default::default() };
+        FaultConfig { slow_delay: super::positive("--slow-delay", args.slow_delay)?, ..Default::default() };
     let mut late_ratio = 0.0;
     for spec in &args.fault {
         let Some((kind, p)) = spec.split_once(':') else { usage!("--fault {spec:?}: use KIND:P, e.g. 5xx:0.05") };
@@ -135,15 +127,8 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
     if faults.error_5xx + faults.drop > 1.0 {
         usage!("--fault 5xx and drop together must not exceed 1");
     }
-    let rate_limit = if args.no_rate_limit {
-        None
-    } else {
-        Some(RateLimit::parse(&args.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?)
-    };
-    let span_ms = match parse_duration_ms(&args.span) {
-        Ok(ms) if ms > 0 => ms,
-        _ => usage!("--span {:?} is not a positive duration (e.g. 48h)", args.span),
-    };
+    let rate_limit = (!args.no_rate_limit).then_some(args.rate_limit);
+    let span_ms = super::positive("--span", args.span)?.as_millis() as i64;
     if args.generate.is_none() && args.activities.is_empty() && args.alerts.is_empty() {
         usage!("no data: give --generate N, or --activities/--alerts FILE");
     }
@@ -160,7 +145,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
         auth: EmulatorAuth {
             api_token: args.token.clone(),
             client: args.client_id.clone().zip(args.client_secret.clone()),
-            token_lifetime: positive_duration(&args.token_lifetime, "--token-lifetime")?,
+            token_lifetime: super::positive("--token-lifetime", args.token_lifetime)?,
         },
         rate_limit,
         faults,
