@@ -3,7 +3,7 @@
 //! shape of the input (issue 9).
 
 use crate::util::sink::SinkProcess;
-use crate::util::{cefwire, json_u64, run, stderr, stdout, wait_or_kill};
+use crate::util::{cefwire, json_u64, run, stderr, stdout, wait_or_kill, write_file};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,12 +17,6 @@ fn activity(n: usize) -> String {
 /// `count` good NDJSON records, one per line.
 fn good_lines(count: usize) -> String {
     (0..count).map(|n| activity(n) + "\n").collect()
-}
-
-fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 #[test]
