@@ -28,6 +28,7 @@ pub mod records;
 pub mod rejects;
 pub mod replay;
 pub mod send;
+pub mod settings;
 pub mod sink;
 pub mod stop;
 pub mod syslog;

@@ -123,7 +123,7 @@ impl ReplayReport {
 pub fn send_report_json(s: &SendReport, elapsed: Duration, extra: &str) -> String {
     let secs = elapsed.as_secs_f64().max(1e-9);
     format!(
-        "{{{extra}{}\"messages_accepted\":{},\"messages_written\":{},\"messages_unsent\":{},\"bytes_written\":{},\"truncated\":{},\"oversize_dropped\":{},\"connects\":{},\"reconnects\":{},\"errors\":{},\"possibly_lost\":{},\"messages_resent\":{},\"elapsed_s\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"last_error\":{},\"failure\":{}}}",
+        "{{{extra}{}\"messages_accepted\":{},\"messages_written\":{},\"messages_unsent\":{},\"bytes_written\":{},\"truncated\":{},\"oversize_dropped\":{},\"connects\":{},\"reconnects\":{},\"errors\":{},\"possibly_lost\":{},\"messages_resent\":{},\"elapsed_s\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"first_error\":{},\"last_error\":{},\"failure\":{}}}",
         if extra.is_empty() { "" } else { "," },
         s.messages_accepted,
         s.messages_written,
@@ -139,6 +139,7 @@ pub fn send_report_json(s: &SendReport, elapsed: Duration, extra: &str) -> Strin
         secs,
         s.messages_written as f64 / secs,
         s.bytes_written as f64 / secs / 1e6,
+        json_string(s.first_error.as_deref()),
         json_string(s.last_error.as_deref()),
         json_string(s.failure.as_deref()),
     )

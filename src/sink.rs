@@ -42,8 +42,14 @@ pub struct SinkConfig {
     pub max_message_bytes: usize,
     /// UDP receive buffer to ask the kernel for.
     pub receive_buffer: usize,
+    /// Stream connections served at once; more are closed at once and
+    /// counted in [`SinkReport::refused_connections`].
+    pub max_connections: usize,
     pub progress: bool,
 }
+
+/// Default of `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// What arrived.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -53,6 +59,8 @@ pub struct SinkReport {
     /// Bytes received (framing included).
     pub bytes: u64,
     pub connections: u64,
+    /// Connections closed unserved: `max_connections` were open.
+    pub refused_connections: u64,
     pub framing_errors: u64,
     /// From start to stop.
     pub elapsed: Duration,
@@ -87,7 +95,7 @@ impl SinkReport {
 
     pub fn text(&self) -> String {
         let mut text = format!(
-            "received {} messages ({} bytes) on {} connection{} in {:.2} s; {:.0} msgs/s and {:.1} MB/s from first to last message ({:.3} s), peak {} msgs/s; framing errors {}; content hash {:016x}",
+            "received {} messages ({} bytes) on {} connection{} in {:.2} s; {:.0} msgs/s and {:.1} MB/s from first to last message ({:.3} s), peak {} msgs/s; framing errors {}; refused connections {}; content hash {:016x}",
             self.messages,
             self.bytes,
             self.connections,
@@ -98,6 +106,7 @@ impl SinkReport {
             self.active.as_secs_f64(),
             self.peak_rate,
             self.framing_errors,
+            self.refused_connections,
             self.content_hash,
         );
         if let Some(n) = self.expected {
@@ -108,11 +117,12 @@ impl SinkReport {
 
     pub fn json(&self) -> String {
         format!(
-            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{},\"per_second\":[{}]}}",
+            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"refused_connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{},\"per_second\":[{}]}}",
             self.listen,
             self.messages,
             self.bytes,
             self.connections,
+            self.refused_connections,
             self.framing_errors,
             self.elapsed.as_secs_f64(),
             self.active.as_secs_f64(),
@@ -148,6 +158,7 @@ struct Counters {
     messages: AtomicU64,
     bytes: AtomicU64,
     connections: AtomicU64,
+    refused_connections: AtomicU64,
     framing_errors: AtomicU64,
     hash: AtomicU64,
     /// Nanoseconds since start of the first and the latest message (+1, so
@@ -163,6 +174,8 @@ struct Receiving {
     /// Written once per read (no user-space buffering, so a killed sink
     /// has stored everything it counted, give or take the read in hand).
     out: Option<Mutex<File>>,
+    /// The first failed write to `out`: it ends the run with an error.
+    out_error: Mutex<Option<io::Error>>,
     framing: Option<Framing>,
     max_message_bytes: usize,
 }
@@ -182,7 +195,12 @@ impl Receiving {
         if let Some(file) = &self.out
             && !out.is_empty()
         {
-            file.lock().unwrap_or_else(|e| e.into_inner()).write_all(out)?;
+            if let Err(err) = file.lock().unwrap_or_else(|e| e.into_inner()).write_all(out) {
+                let kind = err.kind();
+                self.out_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(err);
+                self.stop.store(true, Ordering::Release);
+                return Err(io::Error::new(kind, "writing --out failed"));
+            }
             out.clear();
         }
         Ok(())
@@ -213,6 +231,8 @@ pub enum SinkError {
     Tls(#[from] crate::send::TlsSetupError),
     #[error("creating {0}: {1}")]
     Out(String, io::Error),
+    #[error("writing {0}: {1} ({2} messages received; the file holds fewer)")]
+    OutWrite(String, io::Error, u64),
 }
 
 impl Sink {
@@ -276,6 +296,7 @@ impl Sink {
             stop: AtomicBool::new(false),
             started: Instant::now(),
             out,
+            out_error: Mutex::new(None),
             framing: self.config.framing,
             max_message_bytes: self.config.max_message_bytes,
         });
@@ -283,7 +304,8 @@ impl Sink {
             BoundSocket::Stream(listener) => {
                 let shared = Arc::clone(&shared);
                 let tls = self.tls.clone();
-                std::thread::spawn(move || accept_loop(listener, tls, shared))
+                let max = self.config.max_connections.max(1);
+                std::thread::spawn(move || accept_loop(listener, tls, shared, max))
             }
             BoundSocket::Datagram(socket) => {
                 let shared = Arc::clone(&shared);
@@ -313,6 +335,7 @@ impl Sink {
             }
             progress.set_position(messages);
             if stop.is_requested()
+                || shared.stop.load(Ordering::Acquire)
                 || self.config.expect.is_some_and(|n| messages >= n)
                 || self.config.timeout.is_some_and(|t| shared.started.elapsed() >= t)
             {
@@ -323,9 +346,13 @@ impl Sink {
         let _ = receiver.join();
         progress.finish();
         let elapsed = shared.started.elapsed();
+        let out_name = || self.config.out.as_ref().map_or_else(String::new, |p| p.display().to_string());
+        if let Some(err) = shared.out_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(SinkError::OutWrite(out_name(), err, shared.counters.messages.load(Ordering::Acquire)));
+        }
         if let Some(out) = &shared.out {
             let mut file = out.lock().unwrap_or_else(|e| e.into_inner());
-            file.flush().map_err(|e| SinkError::Out("--out".into(), e))?;
+            file.flush().map_err(|e| SinkError::Out(out_name(), e))?;
         }
         let c = &shared.counters;
         let (first, last) = (c.first_ns.load(Ordering::Acquire), c.last_ns.load(Ordering::Acquire));
@@ -335,6 +362,7 @@ impl Sink {
             messages,
             bytes: c.bytes.load(Ordering::Relaxed),
             connections: c.connections.load(Ordering::Relaxed),
+            refused_connections: c.refused_connections.load(Ordering::Relaxed),
             framing_errors: c.framing_errors.load(Ordering::Relaxed),
             elapsed,
             active: Duration::from_nanos(last.saturating_sub(first)),
@@ -347,14 +375,21 @@ impl Sink {
     }
 }
 
-fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Arc<Receiving>) {
+fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Arc<Receiving>, max: usize) {
     let mut workers: Vec<JoinHandle<()>> = Vec::new();
     while !shared.stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, _)) => {
-                shared.counters.connections.fetch_add(1, Ordering::Relaxed);
                 // Forget connections that ended (a long run may see many).
                 workers.retain(|worker| !worker.is_finished());
+                if workers.len() >= max {
+                    // At the cap: closed unserved (each connection is a
+                    // thread and up to --max-message-bytes of buffer).
+                    shared.counters.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    drop(stream);
+                    continue;
+                }
+                shared.counters.connections.fetch_add(1, Ordering::Relaxed);
                 let shared = Arc::clone(&shared);
                 let tls = tls.clone();
                 workers.push(std::thread::spawn(move || {

@@ -2,7 +2,8 @@
 //! `2024-05-01T12:00:00Z`, epoch milliseconds, `now`. All times are epoch
 //! milliseconds (UTC), like the API's.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since 1970 now, from the system clock (shifted by the
 /// test-only clock offset of [`crate::fault_hooks`] in test builds).
@@ -13,11 +14,11 @@ pub fn now_ms() -> i64 {
 
 /// Parses `90s`, `15m`, `48h`, `2d`, `1w`, `250ms` (a bare number is seconds)
 /// into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+pub fn parse_duration_ms(text: &str) -> Result<i64, DurationError> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (examples: 90s, 15m, 48h, 2d)"))?;
+    let value: f64 = number.parse().map_err(|_| DurationError::NotADuration(text.to_owned()))?;
     let unit_ms = match unit.trim() {
         "ms" => 1.0,
         "" | "s" | "sec" | "secs" => 1000.0,
@@ -25,9 +26,46 @@ pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
         "h" | "hour" | "hours" => 3_600_000.0,
         "d" | "day" | "days" => 86_400_000.0,
         "w" | "week" | "weeks" => 604_800_000.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h, d or w)")),
+        other => return Err(DurationError::UnknownUnit { unit: other.to_owned(), text: text.to_owned() }),
     };
     Ok((value * unit_ms).round() as i64)
+}
+
+/// A duration as people write it ([`parse_duration_ms`]): the one parser of
+/// every duration setting, on the command line and in the agent's file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = DurationError;
+
+    fn from_str(text: &str) -> Result<Self, DurationError> {
+        parse_duration_ms(text).map(|ms| HumanDuration(Duration::from_millis(ms.max(0) as u64)))
+    }
+}
+
+/// A duration, or `never` (no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationOrNever(pub Option<Duration>);
+
+impl FromStr for DurationOrNever {
+    type Err = DurationError;
+
+    fn from_str(text: &str) -> Result<Self, DurationError> {
+        if text.trim() == "never" {
+            return Ok(DurationOrNever(None));
+        }
+        text.parse().map(|HumanDuration(d)| DurationOrNever(Some(d)))
+    }
+}
+
+/// Why a duration could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration (examples: 90s, 15m, 48h, 2d)")]
+    NotADuration(String),
+    #[error("unknown duration unit {unit:?} in {text:?} (use ms, s, m, h, d or w)")]
+    UnknownUnit { unit: String, text: String },
 }
 
 /// Parses a point in time: `now`, epoch milliseconds, or an RFC 3339 UTC
@@ -211,6 +249,13 @@ mod tests {
         assert_eq!(parse_duration_ms("250ms"), Ok(250));
         assert!(parse_duration_ms("5 parsecs").is_err());
         assert!(parse_duration_ms("h").is_err());
+        assert_eq!("90s".parse(), Ok(HumanDuration(Duration::from_secs(90))));
+        assert_eq!("never".parse(), Ok(DurationOrNever(None)));
+        assert_eq!("2m".parse(), Ok(DurationOrNever(Some(Duration::from_secs(120)))));
+        assert_eq!(
+            "2 fortnights".parse::<HumanDuration>().unwrap_err().to_string(),
+            "unknown duration unit \"fortnights\" in \"2 fortnights\" (use ms, s, m, h, d or w)"
+        );
     }
 
     #[test]

@@ -1,19 +1,13 @@
 //! `cefwire convert` end to end through the real binary: bad input, broken
 //! inputs, failing outputs, header options and exit codes.
 
-use crate::util::{cefwire, run, stderr, stdout};
+use crate::util::{cefwire, run, stderr, stdout, write_file};
 use std::io::{Read, Write};
 use std::process::Stdio;
 
 const GOOD_ACTIVITY: &str =
     r#"{"_id":"a1","timestamp":1511373004000,"eventTypeName":"EVENT_CATEGORY_LOGIN","description":"ok"}"#;
 const GOOD_ALERT: &str = r#"{"_id":"b2","timestamp":1500151350531,"title":"T","severityValue":2}"#;
-
-fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
-}
 
 #[test]
 fn bad_lines_are_reported_and_good_ones_still_convert() {

@@ -3,7 +3,7 @@
 //! shape of the input (issue 9).
 
 use crate::util::sink::SinkProcess;
-use crate::util::{cefwire, json_u64, run, stderr, stdout, wait_or_kill};
+use crate::util::{cefwire, json_u64, run, stderr, stdout, wait_or_kill, write_file};
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
@@ -17,12 +17,6 @@ fn activity(n: usize) -> String {
 /// `count` good NDJSON records, one per line.
 fn good_lines(count: usize) -> String {
     (0..count).map(|n| activity(n) + "\n").collect()
-}
-
-fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 #[test]
@@ -190,7 +184,7 @@ fn flag_values_are_validated_and_contradictions_refused() {
         (vec!["replay", &file, "--to", "udp://127.0.0.1:9", "--rate", "1e300"], "--rate must be"),
         (vec!["convert", "--hostname", &file], "is a file, not a name"),
         (vec!["replay", "--to", "udp://127.0.0.1:9", "--hostname", &file], "is a file, not a name"),
-        (vec!["convert", &file, "--header", "rfc5424", "--no-pri"], "--no-pri contradicts --header rfc5424"),
+        (vec!["convert", &file, "--header", "rfc5424", "--no-pri"], "--no-pri: contradicts --header rfc5424"),
     ] {
         let out = run(&args, b"");
         let err = stderr(&out);
@@ -314,4 +308,150 @@ fn rsyslog_and_syslog_ng_receive_exactly_the_messages_sent() {
             send_and_compare(sending, "syslog-ng", &url, out, &|| syslog_ng.internal_log());
         }
     }
+}
+
+/// Runs `cefwire replay` with stderr a pipe (not a terminal): exit status,
+/// JSON report, stderr. Killed after a generous limit (a run that never
+/// gives up fails the test there).
+fn replay_to(file: &str, to: &str, extra: &[&str]) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let mut child = cefwire()
+        .args(["replay", file, "--to", to, "--no-progress", "--report", "json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let err_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = err.read_to_string(&mut text);
+        text
+    });
+    let status = wait_or_kill(&mut child, Duration::from_secs(120), "cefwire replay");
+    let mut report = String::new();
+    let _ = out.read_to_string(&mut report);
+    (status, report, err_reader.join().unwrap())
+}
+
+#[test]
+fn a_refused_client_certificate_is_a_failure_with_its_cause() {
+    let dir = crate::util::Scratch::new("refused-cert");
+    let pki = crate::util::tls::test_pki(&dir);
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(2)).unwrap();
+    let p = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    let sink_args = [
+        "--cert".to_owned(),
+        p(&pki.server_cert),
+        "--key".to_owned(),
+        p(&pki.server_key),
+        "--client-ca".to_owned(),
+        p(&pki.ca),
+    ];
+    let sink = SinkProcess::start("tls://127.0.0.1:0", &sink_args.iter().map(String::as_str).collect::<Vec<_>>());
+    let to = format!("tls://localhost:{}", sink.port());
+    let (status, report, err) = replay_to(&p(&file), &to, &["--ca", &p(&pki.ca), "--give-up-after", "5s"]);
+    let received = sink.stop();
+    assert_eq!(json_u64(&received, "messages"), 0, "{received}");
+    assert_eq!(status.code(), Some(1), "nothing arrived: not a success\nreport: {report}\nstderr: {err}");
+    assert!(report.contains("\"failure\":\"") && report.contains("CertificateRequired"), "{report}");
+    assert!(report.contains("\"first_error\":\"") && report.contains("\"last_error\":\""), "{report}");
+    assert!(err.contains("CertificateRequired"), "the error is printed with stderr a pipe: {err}");
+}
+
+#[test]
+fn tls_handshake_failures_count_toward_give_up_after() {
+    // A "receiver" that answers every connection with bytes that are not
+    // TLS: each connect succeeds, each handshake fails.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot a TLS server\r\n");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        })
+    };
+    let dir = crate::util::Scratch::new("handshake");
+    let pki = crate::util::tls::test_pki(&dir);
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(100)).unwrap();
+    let to = format!("tls://localhost:{port}");
+    let ca = pki.ca.to_str().unwrap();
+    let (status, report, err) =
+        replay_to(file.to_str().unwrap(), &to, &["--ca", ca, "--give-up-after", "2s", "--drain-timeout", "600s"]);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    server.join().unwrap();
+    assert_eq!(status.code(), Some(1), "report: {report}\nstderr: {err}");
+    assert!(report.contains("giving up"), "gave up after --give-up-after: {report}");
+    assert!(!err.is_empty(), "errors printed with stderr a pipe");
+}
+
+/// `cefwire sink` with stderr in a file (read whole at the end): the child
+/// and its URL once it listens.
+fn sink_logging_to(stderr: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
+    let child = cefwire()
+        .args(["sink", "--listen", "tcp://127.0.0.1:0", "--report", "json", "--no-progress"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    crate::util::wait_until(Duration::from_secs(60), "sink banner", || {
+        let text = std::fs::read_to_string(stderr).unwrap_or_default();
+        let banner = text.lines().find(|l| l.contains("listening on"));
+        url = banner.map_or_else(String::new, |b| b.rsplit(' ').next().unwrap().to_owned());
+        !url.is_empty()
+    });
+    (child, url)
+}
+
+#[test]
+fn a_sink_out_write_error_ends_with_a_message_and_a_failure_exit() {
+    let dir = crate::util::Scratch::new("sink-full");
+    let file = dir.join("lines.ndjson");
+    std::fs::write(&file, good_lines(1000)).unwrap();
+    let log = dir.join("sink.stderr");
+    let (mut sink, url) = sink_logging_to(&log, &["--out", "/dev/full", "--expect", "1000", "--timeout", "120s"]);
+    let _ = replay_to(file.to_str().unwrap(), &url, &["--give-up-after", "5s", "--drain-timeout", "5s"]);
+    let status = wait_or_kill(&mut sink, Duration::from_secs(150), "cefwire sink");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "a full --out is not a success: {status}\n{err}");
+    assert!(err.contains("writing /dev/full") && err.contains("No space left"), "{err}");
+}
+
+#[test]
+fn a_sink_caps_its_connections_and_counts_refusals() {
+    use std::io::Read;
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--max-connections", "2"]);
+    let addr = sink.url.trim_start_matches("tcp://").to_owned();
+    let held: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    // The held ones are served (a message through each proves it) ...
+    for mut stream in &held {
+        stream.write_all(b"<134>held\n").unwrap();
+    }
+    // ... the third is closed unserved: it reads the end of the stream.
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut byte = [0u8; 1];
+    let read = third.read(&mut byte);
+    assert!(
+        matches!(read, Ok(0)) || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the connection over the cap is closed: {read:?}"
+    );
+    drop(held);
+    let report = sink.stop();
+    assert!(json_u64(&report, "refused_connections") >= 1, "{report}");
+    assert_eq!(json_u64(&report, "connections"), 2, "{report}");
 }

@@ -14,6 +14,7 @@ mod relp;
 mod roundtrip;
 mod rsyslog;
 mod send;
+mod settings;
 mod status_cli;
 mod streaming_archive;
 mod successor_records;

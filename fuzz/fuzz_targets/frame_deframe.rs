@@ -4,7 +4,10 @@
 //! Newline framing cannot carry a message with a LF, an empty one or one
 //! ending in CR (documented); those are left out for it. With detection
 //! (`None`, what `sink` does when not told) octet-counted frames always
-//! start with a digit, newline frames only when the message does.
+//! start with a digit, newline frames only when the message does; an
+//! empty octet-counted message (`0 `) is not a frame RFC 6587 allows
+//! (MSG-LEN starts with a non-zero digit), so detection reads it as
+//! newline framing, like rsyslog: it is left out when detecting.
 #![no_main]
 
 use cefwire::syslog::frame::{Framing, deframe};
@@ -20,8 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let messages: Vec<&[u8]> = rest
         .split(|&b| b == separator)
         .filter(|m| {
-            framing == Framing::OctetCounting
-                || (!m.is_empty() && !m.contains(&b'\n') && m.last() != Some(&b'\r') && !(detect && m[0].is_ascii_digit()))
+            if framing == Framing::OctetCounting {
+                return !(detect && m.is_empty());
+            }
+            !m.is_empty() && !m.contains(&b'\n') && m.last() != Some(&b'\r') && !(detect && m[0].is_ascii_digit())
         })
         .collect();
     let mut stream = Vec::new();

@@ -1,35 +1,32 @@
-//! The agent's validated configuration, built from the TOML file (with
-//! command-line overrides already applied to it). Everything that can be
-//! checked without the network is checked here — URLs, files, durations,
-//! names — and each error names the setting to fix, so a bad configuration
-//! stops the agent before it sends or fetches anything.
+//! The agent's settings — the TOML file's values with the command-line
+//! flags on top ([`AgentSettings`], [`Overrides`]) — and their validation
+//! into the agent's [`AgentConfig`]. The API, syslog and CEF settings are
+//! validated by [`crate::settings`], exactly as for the other commands;
+//! what only the agent has (window, overlap, poll interval, directories,
+//! metrics, the two streams and where they come from, the Event Hubs
+//! source) is checked here. Everything that can be
+//! checked without the network is checked, and each error names the
+//! setting to fix, so a bad configuration stops the agent before it sends
+//! or fetches anything.
 
-use super::config_file::{ConfigFile, EventHubsSection, StreamSection, filters_to_json_members};
-use crate::api::{ApiAuth, ApiConfig, ClientCredentials, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, RateLimit, RetryPolicy};
+use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, paging};
 use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
-use crate::send::{DeliveryMode, Destination, SendConfig, TlsClientOptions, Transport};
-use crate::syslog::frame::Framing;
-use crate::syslog::header::{
-    HeaderLayout, SyslogHeader, TimestampStyle, local_hostname, parse_facility, parse_severity, validate_hostname,
+use crate::send::SendConfig;
+use crate::settings::{
+    ApiDefaults, ApiSettings, CefSettings, FromText, SendDefaults, SendSettings, SettingError, Source, extra_filters,
+    names, readable_file, secret_from_file,
 };
-use crate::time::parse_duration_ms;
+use crate::time::HumanDuration;
+use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A setting that cannot be used, with the name to fix.
-#[derive(Debug, thiserror::Error)]
-#[error("{setting}: {message}")]
-pub struct ConfigError {
-    /// The config key, with its flag when there is one: `auth.token (--token)`.
-    pub setting: String,
-    pub message: String,
-}
-
-fn bad(setting: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting: setting.to_owned(), message: message.into() }
+/// An error about an agent-only setting.
+fn bad(setting: &str, reason: impl Into<String>) -> SettingError {
+    SettingError { setting: setting.to_owned(), reason: reason.into() }
 }
 
 /// One stream (activities or alerts) and its extra API filters.
@@ -75,6 +72,80 @@ pub struct AgentConfig {
     pub once: bool,
 }
 
+/// The agent's settings as given: the file's values with the flags on top.
+#[derive(Clone, Debug, Default)]
+pub struct AgentSettings {
+    pub api: ApiSettings,
+    pub send: SendSettings,
+    pub cef: CefSettings,
+    pub activities: StreamSettings,
+    pub alerts: StreamSettings,
+    pub eventhubs: EventHubsSection,
+    pub state_directory: Option<PathBuf>,
+    pub logs_directory: Option<PathBuf>,
+    pub poll_interval: Option<Duration>,
+    pub window: Option<Duration>,
+    pub overlap: Option<Duration>,
+    /// `host:port` of the Prometheus endpoint.
+    pub metrics: Option<String>,
+    pub scan_page_size: Option<u64>,
+    pub once: bool,
+}
+
+/// `[activities]` / `[alerts]` as given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamSettings {
+    pub enabled: bool,
+    /// Where the records come from: activities `"mda"` (default) or
+    /// `"eventhubs"`; alerts `"mda"`.
+    pub source: Option<String>,
+    /// Extra API filters as a JSON object.
+    pub filters: Option<String>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        Self { enabled: true, source: None, filters: None }
+    }
+}
+
+/// `[eventhubs]`: where Defender XDR streams `CloudAppEvents`, read over
+/// the Kafka protocol by a consumer group. The connection string is never
+/// written here: `connection_string_file` or the environment variable
+/// [`CONNECTION_STRING_ENV`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventHubsSection {
+    /// The namespace: `contoso-xdr` or `contoso-xdr.servicebus.windows.net`
+    /// (default: the one in the connection string).
+    pub namespace: Option<String>,
+    /// `host:port[,…]` instead of the namespace (a local Kafka-protocol broker).
+    pub bootstrap_servers: Option<String>,
+    /// The event hub (default: the connection string's `EntityPath`, else
+    /// `insights-logs-advancedhunting-cloudappevents`).
+    pub event_hub: Option<String>,
+    /// Shared by every cefwire instance of one deployment (default `cefwire`).
+    pub consumer_group: Option<String>,
+    /// `"connection-string"` (default), `"entra"` (OAUTHBEARER) or
+    /// `"none"` (plaintext, local brokers only).
+    pub auth: Option<String>,
+    /// A file holding the connection string (first line).
+    pub connection_string_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// Override of the Entra ID token URL (sovereign clouds).
+    pub token_url: Option<String>,
+    /// `"earliest"` (default: everything the hub keeps) or `"latest"`.
+    pub start_at: Option<String>,
+    /// Per partition at most one commit this often (default `"1s"`, at least `"250ms"`).
+    pub commit_interval: Option<FromText<HumanDuration>>,
+    /// PEM file of CA certificates to trust for the broker.
+    pub ca_file: Option<PathBuf>,
+    /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).
+    pub session_timeout: Option<FromText<HumanDuration>>,
+}
+
 /// Paths and values given on the command line, which win over the file.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -88,79 +159,110 @@ pub struct Overrides {
     pub once: bool,
 }
 
-impl AgentConfig {
-    /// Applies `overrides` to `file` and validates the result.
-    /// `default_state_dir` is used when neither gives a state directory.
-    pub fn build(mut file: ConfigFile, overrides: Overrides, default_state_dir: PathBuf) -> Result<Self, ConfigError> {
-        if let Some(url) = overrides.portal_url {
-            file.portal_url = Some(url);
+impl Overrides {
+    /// Puts the flags on top of the file's settings.
+    pub fn apply(self, settings: &mut AgentSettings) {
+        if self.portal_url.is_some() {
+            settings.api.portal_url = self.portal_url;
         }
-        if let Some(token) = overrides.token {
-            file.auth.token = Some(token);
-            file.auth.token_file = None;
+        if let Some(token) = self.token {
+            settings.api.token = Some(token);
+            settings.api.token_file = None;
         }
-        if overrides.proxy.is_some() {
-            file.proxy = overrides.proxy;
+        if self.proxy.is_some() {
+            settings.api.proxy = self.proxy;
         }
-        if overrides.logs_directory.is_some() {
-            file.logs_directory = overrides.logs_directory;
+        if self.logs_directory.is_some() {
+            settings.logs_directory = self.logs_directory;
         }
-        if overrides.state_directory.is_some() {
-            file.state_directory = overrides.state_directory;
+        if self.state_directory.is_some() {
+            settings.state_directory = self.state_directory;
         }
-        if !overrides.to.is_empty() {
-            file.syslog.to = Some(overrides.to);
+        if !self.to.is_empty() {
+            settings.send.to = self.to;
         }
-        if overrides.metrics.is_some() {
-            file.metrics = overrides.metrics;
+        if self.metrics.is_some() {
+            settings.metrics = self.metrics;
         }
+        settings.once |= self.once;
+    }
+}
 
-        let send = send_config(&file)?;
-        let cef = cef_options(&file)?;
-        let activities_on = file.activities.enabled.unwrap_or(true);
-        let (activities, eventhubs) = match file.activities.source.as_deref().unwrap_or("mda") {
+/// Few retries per request: the agent's own loop keeps trying, and marks
+/// the API as failing in the meantime.
+const API_DEFAULTS: ApiDefaults = ApiDefaults {
+    retries: 3,
+    retry_delay: Duration::from_secs(1),
+    max_retry_delay: Duration::from_secs(30),
+    request_timeout: Duration::from_secs(120),
+};
+
+const SEND_DEFAULTS: SendDefaults = SendDefaults {
+    // The agent never gives up on its SIEM: it waits, keeps the cursor and
+    // reports the outage in its health.
+    give_up_after: None,
+    drain_timeout: Duration::from_secs(5),
+    // Room for a page in flight plus a whole resend window, so re-sending
+    // after a reconnect never has to wait for a batch to come back.
+    batches: 64,
+};
+
+impl AgentConfig {
+    /// Validates `settings`. `default_state_dir` is used when no state
+    /// directory is given (nor `$STATE_DIRECTORY`).
+    pub fn build(settings: AgentSettings, default_state_dir: PathBuf) -> Result<Self, SettingError> {
+        let source = Source::AgentFile;
+        let activities_on = settings.activities.enabled;
+        let (activities, eventhubs) = match settings.activities.source.as_deref().unwrap_or("mda") {
             _ if !activities_on => (None, None),
-            "mda" => (stream(&file.activities, "activities")?, None),
-            "eventhubs" => (None, Some(eventhubs_settings(&file.eventhubs)?)),
+            "mda" => (stream(&settings.activities, names::FILTERS_ACTIVITIES)?, None),
+            "eventhubs" => (None, Some(eventhubs_settings(&settings.eventhubs)?)),
             other => {
                 return Err(bad("activities.source", format!("{other:?} is not \"mda\" or \"eventhubs\"")));
             }
         };
-        match file.alerts.source.as_deref() {
+        match settings.alerts.source.as_deref() {
             None | Some("mda") => {}
             Some(other) => return Err(bad("alerts.source", format!("{other:?} is not \"mda\""))),
         }
-        let alerts = stream(&file.alerts, "alerts")?;
+        let alerts = stream(&settings.alerts, names::FILTERS_ALERTS)?;
         if activities.is_none() && alerts.is_none() && eventhubs.is_none() {
             return Err(bad("activities.enabled / alerts.enabled", "both data types are switched off; nothing to do"));
         }
-        let api = if activities.is_some() || alerts.is_some() { Some(api_config(&file)?) } else { None };
-        let window_ms = duration_ms(file.window.as_deref(), "48h", "window")?;
-        let overlap_ms = duration_ms(file.overlap.as_deref(), "5m", "overlap")?;
-        if overlap_ms >= window_ms {
+        let api = match activities.is_some() || alerts.is_some() {
+            true => Some(settings.api.validate(source, &API_DEFAULTS)?),
+            false => None,
+        };
+        // Activity links point into the tenant's own portal (when known).
+        let portal_url = api.as_ref().map(|api| api.portal_url.clone()).or(settings.api.portal_url.clone());
+        let cef = CefSettings { kind: KindChoice::Auto, portal_url, ..settings.cef };
+        let cef = cef.validate(source, true)?;
+        let send = settings.send.validate(source, &SEND_DEFAULTS, cef.header.pri.is_some())?;
+        let window = positive(settings.window, Duration::from_secs(48 * 3600), "window")?;
+        let overlap = positive(settings.overlap, Duration::from_secs(5 * 60), "overlap")?;
+        if overlap >= window {
             return Err(bad("overlap", "must be shorter than the window"));
         }
-        let poll_interval =
-            Duration::from_millis(duration_ms(file.poll_interval.as_deref(), "60s", "poll_interval")? as u64);
-        let state_dir = file
+        let poll_interval = positive(settings.poll_interval, Duration::from_secs(60), "poll_interval")?;
+        let state_dir = settings
             .state_directory
             .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()).map(PathBuf::from))
             .unwrap_or(default_state_dir);
         writable_dir(&state_dir, "state_directory (--state-dir)")?;
-        let logs_dir = file
+        let logs_dir = settings
             .logs_directory
             .or_else(|| std::env::var_os("LOGS_DIRECTORY").filter(|d| !d.is_empty()).map(PathBuf::from));
         if let Some(dir) = &logs_dir {
             writable_dir(dir, "logs_directory (--logs-directory)")?;
         }
-        let metrics = match file.metrics.as_deref() {
+        let metrics = match settings.metrics.as_deref() {
             None => None,
             Some(addr) => Some(addr.parse::<SocketAddr>().map_err(|_| {
                 bad("metrics (--metrics)", format!("{addr:?} is not a host:port address like 127.0.0.1:9100"))
             })?),
         };
-        let scan_page_size = file.scan_page_size.unwrap_or(crate::api::paging::SCAN_PAGE);
-        if !(500..=crate::api::paging::SCAN_PAGE).contains(&scan_page_size) {
+        let scan_page_size = settings.scan_page_size.unwrap_or(paging::SCAN_PAGE);
+        if !(500..=paging::SCAN_PAGE).contains(&scan_page_size) {
             return Err(bad("scan_page_size", format!("{scan_page_size} must be between 500 and 5000")));
         }
         Ok(Self {
@@ -173,29 +275,28 @@ impl AgentConfig {
             state_dir,
             logs_dir,
             poll_interval,
-            window_ms,
-            overlap_ms,
+            window_ms: window.as_millis() as i64,
+            overlap_ms: overlap.as_millis() as i64,
             slice_ms: 3_600_000,
             metrics,
             syslog_wait: Duration::from_secs(5),
             resend_window_bytes: 8 << 20,
             scan_page_size,
-            once: overrides.once,
+            once: settings.once,
         })
     }
 }
 
-fn duration_ms(value: Option<&str>, default: &str, setting: &str) -> Result<i64, ConfigError> {
-    let text = value.unwrap_or(default);
-    match parse_duration_ms(text) {
-        Ok(ms) if ms > 0 => Ok(ms),
-        Ok(_) => Err(bad(setting, format!("{text:?} must be longer than zero"))),
-        Err(e) => Err(bad(setting, e)),
+fn positive(value: Option<Duration>, default: Duration, setting: &str) -> Result<Duration, SettingError> {
+    let value = value.unwrap_or(default);
+    if value.is_zero() {
+        return Err(bad(setting, "must be longer than zero"));
     }
+    Ok(value)
 }
 
 /// Creates the directory if needed and checks that files can be written in it.
-fn writable_dir(dir: &Path, setting: &str) -> Result<(), ConfigError> {
+fn writable_dir(dir: &Path, setting: &str) -> Result<(), SettingError> {
     std::fs::create_dir_all(dir).map_err(|e| bad(setting, format!("cannot create {}: {e}", dir.display())))?;
     let probe = dir.join(".cefwire-write-test");
     std::fs::write(&probe, b"ok").map_err(|e| bad(setting, format!("cannot write in {}: {e}", dir.display())))?;
@@ -203,108 +304,26 @@ fn writable_dir(dir: &Path, setting: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn readable_file(path: &Path, setting: &str) -> Result<(), ConfigError> {
-    std::fs::File::open(path).map(drop).map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))
-}
-
-/// Reads a secret from a file (first line, trimmed).
-fn secret_from_file(path: &Path, setting: &str) -> Result<String, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| bad(setting, format!("cannot read {}: {e}", path.display())))?;
-    let secret = text.lines().next().unwrap_or_default().trim().to_owned();
-    if secret.is_empty() {
-        return Err(bad(setting, format!("{} is empty", path.display())));
+fn stream(settings: &StreamSettings, filters: crate::settings::Setting) -> Result<Option<StreamConfig>, SettingError> {
+    if !settings.enabled {
+        return Ok(None);
     }
-    Ok(secret)
-}
-
-fn api_config(file: &ConfigFile) -> Result<ApiConfig, ConfigError> {
-    let url = file.portal_url.as_deref().ok_or_else(|| {
-        bad(
-            "portal_url (--portal-url)",
-            "required: your tenant's portal URL, e.g. https://contoso.us3.portal.cloudappsecurity.com",
-        )
-    })?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() <= "https://".len() {
-        return Err(bad("portal_url (--portal-url)", format!("{url:?} is not an https:// URL")));
-    }
-    let a = &file.auth;
-    let token = match (&a.token, &a.token_file) {
-        (Some(_), Some(_)) => return Err(bad("auth.token / auth.token_file", "give one of them, not both")),
-        (Some(t), None) if t.trim().is_empty() => return Err(bad("auth.token (--token)", "is empty")),
-        (Some(t), None) => Some(t.trim().to_owned()),
-        (None, Some(path)) => Some(secret_from_file(path, "auth.token_file")?),
-        (None, None) => None,
+    let extra_filters = match &settings.filters {
+        None => Vec::new(),
+        Some(json) => extra_filters(json, filters, Source::AgentFile)?,
     };
-    let app =
-        a.tenant_id.is_some() || a.client_id.is_some() || a.client_secret.is_some() || a.client_secret_file.is_some();
-    let auth = match (token, app) {
-        (Some(_), true) => {
-            return Err(bad("auth", "give either a token or tenant_id/client_id/client_secret, not both"));
-        }
-        (Some(token), false) => ApiAuth::Token(token),
-        (None, true) => {
-            let tenant = a.tenant_id.clone().ok_or_else(|| bad("auth.tenant_id", "required with client_id"))?;
-            let client = a.client_id.clone().ok_or_else(|| bad("auth.client_id", "required with tenant_id"))?;
-            let secret = match (&a.client_secret, &a.client_secret_file) {
-                (Some(s), None) => s.clone(),
-                (None, Some(path)) => secret_from_file(path, "auth.client_secret_file")?,
-                _ => return Err(bad("auth.client_secret / auth.client_secret_file", "give exactly one of them")),
-            };
-            let token_url =
-                a.token_url.clone().unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()).replace("{tenant}", &tenant);
-            ApiAuth::ClientCredentials(ClientCredentials {
-                tenant_id: tenant,
-                client_id: client,
-                client_secret: secret,
-                token_url,
-                scope: DEFAULT_SCOPE.to_owned(),
-            })
-        }
-        (None, false) => {
-            return Err(bad("auth.token (--token)", "the API needs a token (or an Entra ID application in [auth])"));
-        }
-    };
-    if let Some(ca) = &file.ca_file {
-        readable_file(ca, "ca_file")?;
-    }
-    let proxy = match &file.proxy {
-        None => None,
-        Some(spec) => Some(crate::api::proxy_url(spec).map_err(|e| bad("proxy (--proxy)", e))?),
-    };
-    let requests = file.rate_limit.unwrap_or(30.0);
-    if !(requests >= 1.0 && requests.fract() == 0.0) {
-        return Err(bad("rate_limit", format!("{requests} must be a whole number of requests per minute, at least 1")));
-    }
-    let mut api = ApiConfig::new(url, auth);
-    api.proxy = proxy;
-    api.ca_file = file.ca_file.clone();
-    api.rate_limit = RateLimit { requests: requests as u32, per: Duration::from_secs(60) };
-    // Few retries per request: the agent's own loop keeps trying, and
-    // marks the API as failing in the meantime.
-    api.retry =
-        RetryPolicy { first_delay: Duration::from_secs(1), max_delay: Duration::from_secs(30), max_attempts: 3 };
-    api.request_timeout = Duration::from_secs(120);
-    // Building the client reads the CA file and checks the proxy, without
-    // any network traffic: a file that holds no certificate is a setting
-    // to fix, named as such, not a connection problem found later.
-    if let Err(err) = crate::api::ApiClient::new(&api) {
-        let setting = match err {
-            crate::api::ApiError::CaFile { .. } => "ca_file",
-            _ => "proxy (--proxy)",
-        };
-        return Err(bad(setting, err.to_string()));
-    }
-    Ok(api)
+    Ok(Some(StreamConfig { extra_filters }))
 }
 
 /// The environment variable that may hold the Event Hubs connection string.
 pub const CONNECTION_STRING_ENV: &str = "CEFWIRE_EVENTHUBS_CONNECTION_STRING";
 
-fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, ConfigError> {
-    let connection_string = || -> Result<Secret, ConfigError> {
+fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, SettingError> {
+    let connection_string = || -> Result<Secret, SettingError> {
         match (&section.connection_string_file, std::env::var(CONNECTION_STRING_ENV)) {
-            (Some(path), _) => Ok(Secret::new(secret_from_file(path, "eventhubs.connection_string_file")?)),
+            (Some(path), _) => {
+                Ok(Secret::new(secret_from_file(path).map_err(|e| bad("eventhubs.connection_string_file", e))?))
+            }
             (None, Ok(value)) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
             (None, _) => Err(bad(
                 "eventhubs.connection_string_file",
@@ -341,7 +360,7 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
                 .client_secret_file
                 .as_ref()
                 .ok_or_else(|| bad("eventhubs.client_secret_file", "required with auth = \"entra\""))?;
-            let secret = secret_from_file(path, "eventhubs.client_secret_file")?;
+            let secret = secret_from_file(path).map_err(|e| bad("eventhubs.client_secret_file", e))?;
             let token_url =
                 section.token_url.clone().unwrap_or_else(|| DEFAULT_TOKEN_URL.to_owned()).replace("{tenant}", &tenant);
             KafkaAuth::EntraApp(EntraApp {
@@ -383,9 +402,8 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
         "latest" => StartAt::Latest,
         other => return Err(bad("eventhubs.start_at", format!("{other:?} is not \"earliest\" or \"latest\""))),
     };
-    if let Some(text) = &section.commit_interval {
-        let ms = duration_ms(Some(text), "1s", "eventhubs.commit_interval")?;
-        settings.commit_interval = Duration::from_millis(ms as u64);
+    if let Some(FromText(HumanDuration(interval))) = section.commit_interval {
+        settings.commit_interval = interval;
         if settings.commit_interval < MIN_COMMIT_INTERVAL {
             return Err(bad(
                 "eventhubs.commit_interval",
@@ -393,12 +411,14 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
             ));
         }
     }
-    if let Some(text) = &section.session_timeout {
-        settings.timeouts.session =
-            Duration::from_millis(duration_ms(Some(text), "30s", "eventhubs.session_timeout")? as u64);
+    if let Some(FromText(HumanDuration(timeout))) = section.session_timeout {
+        if timeout.is_zero() {
+            return Err(bad("eventhubs.session_timeout", "must be longer than zero"));
+        }
+        settings.timeouts.session = timeout;
     }
     if let Some(ca) = &section.ca_file {
-        readable_file(ca, "eventhubs.ca_file")?;
+        readable_file(ca).map_err(|e| bad("eventhubs.ca_file", e))?;
         settings.ca_file = Some(ca.clone());
     }
     if settings.event_hub.is_empty() || settings.consumer_group.is_empty() {
@@ -407,122 +427,20 @@ fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, C
     Ok(settings)
 }
 
-fn send_config(file: &ConfigFile) -> Result<SendConfig, ConfigError> {
-    let s = &file.syslog;
-    let urls = s.to.as_deref().unwrap_or_default();
-    if urls.is_empty() {
-        return Err(bad("syslog.to (--to)", "required: where to send, e.g. tcp://siem.example.com:514"));
-    }
-    let mut destinations = Vec::new();
-    for url in urls {
-        destinations.push(Destination::parse(url).map_err(|e| bad("syslog.to (--to)", e.to_string()))?);
-    }
-    let failover = s.failover.unwrap_or(false);
-    if failover && destinations.len() < 2 {
-        return Err(bad("syslog.failover", "needs at least two destinations in syslog.to"));
-    }
-    let has_tls = destinations.iter().any(|d| d.transport == Transport::Tls);
-    let framing = match s.framing.as_deref() {
-        None => None,
-        Some("lf") if has_tls => return Err(bad("syslog.framing", "\"lf\" cannot be used with tls:// (RFC 5425)")),
-        Some("lf") => Some(Framing::NewLine),
-        Some("octet-counting") => Some(Framing::OctetCounting),
-        Some(other) => return Err(bad("syslog.framing", format!("{other:?} is not \"lf\" or \"octet-counting\""))),
-    };
-    for (path, setting) in
-        [(&s.ca_file, "syslog.ca_file"), (&s.client_cert, "syslog.client_cert"), (&s.client_key, "syslog.client_key")]
-    {
-        if let Some(path) = path {
-            readable_file(path, setting)?;
-        }
-    }
-    if s.client_cert.is_some() != s.client_key.is_some() {
-        return Err(bad("syslog.client_cert / syslog.client_key", "go together"));
-    }
-    let mut config = SendConfig::new(destinations);
-    config.mode = if failover { DeliveryMode::Failover } else { DeliveryMode::FanOut };
-    config.framing = framing;
-    config.max_message_bytes = s.max_message_bytes;
-    config.tls = TlsClientOptions {
-        ca: s.ca_file.clone(),
-        client_cert: s.client_cert.clone(),
-        client_key: s.client_key.clone(),
-    };
-    // The agent never gives up on its SIEM: it waits, keeps the cursor and
-    // reports the outage in its health.
-    config.give_up_after = None;
-    config.drain_timeout = Duration::from_secs(5);
-    // Room for a page in flight plus a whole resend window, so re-sending
-    // after a reconnect never has to wait for a batch to come back.
-    config.batches = 64;
-    Ok(config)
-}
-
-fn cef_options(file: &ConfigFile) -> Result<CefOptions, ConfigError> {
-    let c = &file.cef;
-    let facility = parse_facility(c.facility.as_deref().unwrap_or("local0")).map_err(|e| bad("cef.facility", e))?;
-    let severity = parse_severity(c.severity.as_deref().unwrap_or("info")).map_err(|e| bad("cef.severity", e))?;
-    let timestamp = match c.time_format.as_deref().unwrap_or("rfc5424") {
-        "rfc5424" => TimestampStyle::Rfc5424,
-        "rfc3164" => TimestampStyle::Rfc3164,
-        "rfc3164-year" => TimestampStyle::Rfc3164WithYear,
-        other => return Err(bad("cef.time_format", format!("{other:?} is not rfc5424, rfc3164 or rfc3164-year"))),
-    };
-    let layout = match c.header.as_deref().unwrap_or("legacy") {
-        "legacy" => HeaderLayout::Legacy,
-        "rfc5424" => HeaderLayout::Rfc5424,
-        other => return Err(bad("cef.header", format!("{other:?} is not legacy or rfc5424"))),
-    };
-    let hostname = match &c.hostname {
-        None | Some(toml::Value::Boolean(true)) => Some(local_hostname()),
-        Some(toml::Value::Boolean(false)) => None,
-        Some(toml::Value::String(name)) => Some(validate_hostname(name).map_err(|e| bad("cef.hostname", e))?),
-        Some(_) => return Err(bad("cef.hostname", "must be true, false or a name in quotes")),
-    };
-    let portal_url = file.portal_url.clone().unwrap_or_default();
-    Ok(CefOptions {
-        device_version: c.device_version.clone().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
-        portal_url: portal_url.trim_end_matches('/').to_owned(),
-        kind: KindChoice::Auto,
-        header: SyslogHeader {
-            pri: c.pri.unwrap_or(true).then_some(facility * 8 + severity),
-            timestamp,
-            hostname,
-            layout,
-        },
-    })
-}
-
-fn stream(section: &StreamSection, name: &str) -> Result<Option<StreamConfig>, ConfigError> {
-    if !section.enabled.unwrap_or(true) {
-        return Ok(None);
-    }
-    let extra_filters = match &section.filters {
-        None => Vec::new(),
-        Some(filters) => {
-            let members = filters_to_json_members(filters).map_err(|e| bad(&format!("{name}.filters"), e))?;
-            for reserved in ["\"created\":", "\"date\":"] {
-                if members.starts_with(reserved) || members.contains(&format!(",{reserved}")) {
-                    return Err(bad(
-                        &format!("{name}.filters"),
-                        "must not filter on created/date: the agent sets the time window itself",
-                    ));
-                }
-            }
-            members.into_bytes()
-        }
-    };
-    Ok(Some(StreamConfig { extra_filters }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::config_file::ConfigFile;
+    use crate::api::{ApiAuth, RateLimit};
+    use crate::send::Transport;
 
-    fn build(text: &str, overrides: Overrides) -> Result<AgentConfig, ConfigError> {
+    /// Reads `text` as the file, puts `overrides` on top and validates:
+    /// the one error a user would see, as text.
+    fn build(text: &str, overrides: Overrides) -> Result<AgentConfig, String> {
         let dir = tempfile::tempdir().unwrap();
-        let file = ConfigFile::parse(text).unwrap();
-        AgentConfig::build(file, overrides, dir.path().join("state"))
+        let mut settings = ConfigFile::parse(text)?.into_settings().map_err(|e| e.to_string())?;
+        overrides.apply(&mut settings);
+        AgentConfig::build(settings, dir.path().join("state")).map_err(|e| e.to_string())
     }
 
     const MINIMAL: &str = "portal_url = \"https://contoso.portal.cloudappsecurity.com\"\n[auth]\ntoken = \"t\"\n[syslog]\nto = [\"tcp://127.0.0.1:5140\"]\n";
@@ -593,7 +511,7 @@ mod tests {
             ),
         ];
         for (text, setting) in cases {
-            let err = build(text, Overrides::default()).unwrap_err().to_string();
+            let err = build(text, Overrides::default()).unwrap_err();
             assert!(err.contains(setting), "expected {setting:?} in: {err}");
         }
     }

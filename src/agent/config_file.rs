@@ -1,8 +1,18 @@
 //! The agent's TOML configuration file, as written by people: every key
-//! optional, unknown keys refused (a typo must not be silently ignored),
-//! durations as text (`"60s"`, `"48h"`). Validation into the agent's
-//! config happens in the CLI layer, which also applies flag overrides.
+//! optional, unknown keys refused (a typo must not be silently ignored).
+//! Each value is read by its type's one parser, the same the command line
+//! uses (`"60s"`, `"30/min"`, `"local0"`; see `settings/from_text.rs`).
+//! [`ConfigFile::into_settings`] turns the file into the agent's raw
+//! settings, which `agent/config.rs` validates after the flags were put
+//! on top.
 
+use super::config::{AgentSettings, EventHubsSection, StreamSettings};
+use crate::api::RateLimit;
+use crate::settings::{
+    ApiSettings, CefSettings, FramingSetting, FromText, HostnameSetting, SendSettings, SettingError,
+};
+use crate::syslog::header::{Facility, HeaderLayout, Severity, TimestampStyle};
+use crate::time::HumanDuration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,18 +26,19 @@ pub struct ConfigFile {
     pub state_directory: Option<PathBuf>,
     pub logs_directory: Option<PathBuf>,
     /// How often to poll when caught up (`"60s"`).
-    pub poll_interval: Option<String>,
+    pub poll_interval: Option<FromText<HumanDuration>>,
     /// How far back the first start (or a start after a long stop) reads.
-    pub window: Option<String>,
+    pub window: Option<FromText<HumanDuration>>,
     /// How much before the cursor each poll re-reads (late indexing).
-    pub overlap: Option<String>,
+    pub overlap: Option<FromText<HumanDuration>>,
     /// `host:port` for the Prometheus endpoint.
     pub metrics: Option<String>,
     pub proxy: Option<String>,
     /// PEM file of CA certificates to trust for the API.
     pub ca_file: Option<PathBuf>,
-    /// API requests per minute (`30`), all endpoints together.
-    pub rate_limit: Option<f64>,
+    /// API requests allowed, all endpoints together: `"30/min"`, or a bare
+    /// number per minute (`30`), as `--rate-limit` takes it.
+    pub rate_limit: Option<FromText<RateLimit>>,
     /// Activities per scan page (500-5000; default 5000).
     pub scan_page_size: Option<u64>,
     #[serde(default)]
@@ -43,43 +54,6 @@ pub struct ConfigFile {
     /// The Event Hubs source (`[activities] source = "eventhubs"`).
     #[serde(default)]
     pub eventhubs: EventHubsSection,
-}
-
-/// `[eventhubs]`: where Defender XDR streams `CloudAppEvents`, read over
-/// the Kafka protocol by a consumer group. The connection string is never
-/// written here: `connection_string_file` or the environment variable
-/// `CEFWIRE_EVENTHUBS_CONNECTION_STRING`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventHubsSection {
-    /// The namespace: `contoso-xdr` or `contoso-xdr.servicebus.windows.net`
-    /// (default: the one in the connection string).
-    pub namespace: Option<String>,
-    /// `host:port[,…]` instead of the namespace (a local Kafka-protocol broker).
-    pub bootstrap_servers: Option<String>,
-    /// The event hub (default: the connection string's `EntityPath`, else
-    /// `insights-logs-advancedhunting-cloudappevents`).
-    pub event_hub: Option<String>,
-    /// Shared by every cefwire instance of one deployment (default `cefwire`).
-    pub consumer_group: Option<String>,
-    /// `"connection-string"` (default), `"entra"` (OAUTHBEARER) or
-    /// `"none"` (plaintext, local brokers only).
-    pub auth: Option<String>,
-    /// A file holding the connection string (first line).
-    pub connection_string_file: Option<PathBuf>,
-    pub tenant_id: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret_file: Option<PathBuf>,
-    /// Override of the Entra ID token URL (sovereign clouds).
-    pub token_url: Option<String>,
-    /// `"earliest"` (default: everything the hub keeps) or `"latest"`.
-    pub start_at: Option<String>,
-    /// Per partition at most one commit this often (default `"1s"`, at least `"250ms"`).
-    pub commit_interval: Option<String>,
-    /// PEM file of CA certificates to trust for the broker.
-    pub ca_file: Option<PathBuf>,
-    /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).
-    pub session_timeout: Option<String>,
 }
 
 /// `[auth]`: a legacy token, or an Entra ID application.
@@ -114,17 +88,19 @@ pub struct StreamSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyslogSection {
-    /// Destinations: `tcp://host:port`, `udp://…`, `tls://…`.
+    /// Destinations: `tcp://host:port`, `udp://…`, `tls://…`, `relp://…`, `relp+tls://…`.
     pub to: Option<Vec<String>>,
     /// Use the next destination while the first is down (default: every
     /// destination gets every message).
     pub failover: Option<bool>,
-    /// `"lf"` or `"octet-counting"` (TLS always counts octets).
-    pub framing: Option<String>,
+    /// `"auto"`, `"lf"` or `"octet-counting"` (TLS always counts octets).
+    pub framing: Option<FromText<FramingSetting>>,
     pub ca_file: Option<PathBuf>,
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub max_message_bytes: Option<usize>,
+    /// relp://: messages sent and not yet acknowledged, at most.
+    pub relp_window: Option<usize>,
 }
 
 /// `[cef]`: as the `convert`/`replay` flags of the same names.
@@ -132,13 +108,43 @@ pub struct SyslogSection {
 #[serde(deny_unknown_fields)]
 pub struct CefSection {
     pub device_version: Option<String>,
-    pub time_format: Option<String>,
-    pub header: Option<String>,
+    pub time_format: Option<FromText<TimestampStyle>>,
+    pub header: Option<FromText<HeaderLayout>>,
     pub pri: Option<bool>,
-    pub facility: Option<String>,
-    pub severity: Option<String>,
+    pub facility: Option<FromText<Facility>>,
+    pub severity: Option<FromText<Severity>>,
     /// `true`: this machine's name; a string: that name; `false`: none.
-    pub hostname: Option<toml::Value>,
+    pub hostname: Option<HostnameValue>,
+}
+
+/// `hostname = true | false | "name"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostnameValue(pub HostnameSetting);
+
+impl<'de> Deserialize<'de> for HostnameValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choice;
+        impl serde::de::Visitor<'_> for Choice {
+            type Value = HostnameSetting;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or a name in quotes")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<HostnameSetting, E> {
+                Ok(if on { HostnameSetting::ThisMachine } else { HostnameSetting::Omitted })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<HostnameSetting, E> {
+                Ok(HostnameSetting::Named(name.to_owned()))
+            }
+        }
+        deserializer.deserialize_any(Choice).map(HostnameValue)
+    }
+}
+
+fn value<T>(text: Option<FromText<T>>) -> Option<T> {
+    text.map(|FromText(value)| value)
 }
 
 /// Why the file could not be used.
@@ -158,25 +164,108 @@ impl ConfigFile {
         Self::parse(&text).map_err(|message| ConfigFileError::Invalid { path: path.to_owned(), message })
     }
 
+    /// Parses the file's text; an error names the line and the key.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e| {
-            // toml's message already names the key; add the line.
-            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-            match line {
-                Some(line) => format!("line {line}: {}", e.message()),
-                None => e.message().to_owned(),
+            let Some(span) = e.span() else { return e.message().to_owned() };
+            let line = text[..span.start].matches('\n').count() + 1;
+            match key_at(text, span.start) {
+                Some(key) => format!("line {line} ({key}): {}", e.message()),
+                None => format!("line {line}: {}", e.message()),
             }
+        })
+    }
+
+    /// The file's settings, for the flags to go on top and validation.
+    pub fn into_settings(self) -> Result<AgentSettings, SettingError> {
+        let ConfigFile { auth, syslog, cef, .. } = self;
+        Ok(AgentSettings {
+            api: ApiSettings {
+                portal_url: self.portal_url,
+                token: auth.token,
+                token_file: auth.token_file,
+                tenant_id: auth.tenant_id,
+                client_id: auth.client_id,
+                client_secret: auth.client_secret,
+                client_secret_file: auth.client_secret_file,
+                token_url: auth.token_url,
+                scope: None,
+                proxy: self.proxy,
+                ca_file: self.ca_file,
+                rate_limit: value(self.rate_limit),
+                retries: None,
+                retry_delay: None,
+                request_timeout: None,
+            },
+            send: SendSettings {
+                to: syslog.to.unwrap_or_default(),
+                failover: syslog.failover.unwrap_or(false),
+                framing: value(syslog.framing),
+                max_message_bytes: syslog.max_message_bytes,
+                ca_file: syslog.ca_file,
+                client_cert: syslog.client_cert,
+                client_key: syslog.client_key,
+                relp_window: syslog.relp_window,
+                ..SendSettings::default()
+            },
+            cef: CefSettings {
+                device_version: cef.device_version,
+                time_format: value(cef.time_format),
+                header: value(cef.header),
+                pri: cef.pri,
+                facility: value(cef.facility),
+                severity: value(cef.severity),
+                hostname: cef.hostname.map(|HostnameValue(choice)| choice),
+                ..CefSettings::default()
+            },
+            activities: self.activities.into_settings("activities")?,
+            alerts: self.alerts.into_settings("alerts")?,
+            eventhubs: self.eventhubs,
+            state_directory: self.state_directory,
+            logs_directory: self.logs_directory,
+            poll_interval: value(self.poll_interval).map(|d| d.0),
+            window: value(self.window).map(|d| d.0),
+            overlap: value(self.overlap).map(|d| d.0),
+            metrics: self.metrics,
+            scan_page_size: self.scan_page_size,
+            once: false,
         })
     }
 }
 
-/// Converts TOML filters to the API's JSON object members
-/// (`"service":{"eq":[11161]}`), for the request body.
-pub fn filters_to_json_members(filters: &BTreeMap<String, toml::Value>) -> Result<String, String> {
-    let object = serde_json::to_value(filters).map_err(|e| e.to_string())?;
-    let text = serde_json::to_string(&object).map_err(|e| e.to_string())?;
-    let inner = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or_default();
-    Ok(inner.to_owned())
+impl StreamSection {
+    fn into_settings(self, name: &str) -> Result<StreamSettings, SettingError> {
+        let filters = match &self.filters {
+            None => None,
+            Some(filters) => Some(
+                serde_json::to_string(filters)
+                    .map_err(|e| SettingError { setting: format!("{name}.filters"), reason: e.to_string() })?,
+            ),
+        };
+        Ok(StreamSettings { enabled: self.enabled.unwrap_or(true), source: self.source, filters })
+    }
+}
+
+/// The dotted key (`syslog.framing`) of the value or key at `offset`: the
+/// name before `=` on its line, under the last `[table]` header above it.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    if name.is_empty() || name.starts_with('#') {
+        return None;
+    }
+    Some(match table {
+        Some(table) => format!("{table}.{name}"),
+        None => name.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -187,24 +276,38 @@ mod tests {
     fn full_example_parses() {
         let text = include_str!("../../contrib/cefwire.toml");
         let config = ConfigFile::parse(text).unwrap();
-        assert!(config.portal_url.unwrap().starts_with("https://"));
-        assert_eq!(config.syslog.to.unwrap().len(), 1);
-        let members = filters_to_json_members(&config.activities.filters.unwrap()).unwrap();
-        assert_eq!(members, r#""service":{"eq":[11161,20893]}"#);
+        assert!(config.portal_url.as_deref().unwrap().starts_with("https://"));
+        assert_eq!(config.syslog.to.as_ref().unwrap().len(), 1);
+        let settings = config.into_settings().unwrap();
+        assert_eq!(settings.activities.filters.as_deref(), Some(r#"{"service":{"eq":[11161,20893]}}"#));
+        assert_eq!(settings.api.rate_limit, Some(RateLimit::SERVICE));
+        assert_eq!(settings.cef.facility, Some(Facility::LOCAL0));
     }
 
     #[test]
     fn unknown_keys_are_refused_with_their_name_and_line() {
         let err =
             ConfigFile::parse("portal_url = \"https://x\"\n\n[syslog]\nto = []\nprotocol = \"tcp\"\n").unwrap_err();
-        assert!(err.contains("line 5") && err.contains("protocol"), "{err}");
+        assert!(err.starts_with("line 5 (syslog.protocol): unknown field `protocol`"), "{err}");
         let err = ConfigFile::parse("[activites]\nenabled = true\n").unwrap_err();
         assert!(err.contains("activites"), "{err}");
     }
 
     #[test]
-    fn wrong_types_are_refused() {
+    fn values_go_through_their_one_parser_and_errors_name_the_key() {
         let err = ConfigFile::parse("rate_limit = \"fast\"\n").unwrap_err();
-        assert!(err.contains("line 1"), "{err}");
+        assert_eq!(err, "line 1 (rate_limit): \"fast\": the request count must be a positive integer (e.g. 30/min)");
+        let err = ConfigFile::parse("window = \"2 fortnights\"\n").unwrap_err();
+        assert!(err.starts_with("line 1 (window): unknown duration unit"), "{err}");
+        let err = ConfigFile::parse("[syslog]\nto = []\n\n[cef]\nfacility = \"local9\"\n").unwrap_err();
+        assert!(err.starts_with("line 5 (cef.facility): \"local9\" is not one of"), "{err}");
+        let err = ConfigFile::parse("[cef]\nhostname = 5\n").unwrap_err();
+        assert!(err.contains("true, false or a name in quotes"), "{err}");
+        let file =
+            ConfigFile::parse("rate_limit = 20\npoll_interval = 90\n[syslog]\nframing = \"octet-counting\"\n").unwrap();
+        let settings = file.into_settings().unwrap();
+        assert_eq!(settings.api.rate_limit, Some("20/min".parse().unwrap()));
+        assert_eq!(settings.poll_interval, Some(std::time::Duration::from_secs(90)));
+        assert_eq!(settings.send.framing, Some(FramingSetting::OctetCounting));
     }
 }

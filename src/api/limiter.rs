@@ -9,8 +9,45 @@
 //! waits for the slot therefore never exceeds the service's window, however
 //! long requests take. It owns timing only and performs no I/O.
 
+use crate::time::{DurationError, parse_duration_ms};
 use std::collections::VecDeque;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
+
+/// Why a rate limit could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("{0:?}: the request count must be a positive integer (e.g. 30/min)")]
+    Count(String),
+    #[error(transparent)]
+    Window(#[from] DurationError),
+    #[error("{0:?}: the window must be longer than zero")]
+    EmptyWindow(String),
+}
+
+/// The one parser of a rate limit, for the command line and the agent's
+/// file alike: `30/min`, `30/60s`, `100/1s`, `5/2s` or a bare `30` (per
+/// minute).
+impl FromStr for RateLimit {
+    type Err = RateLimitError;
+
+    fn from_str(text: &str) -> Result<Self, RateLimitError> {
+        let (count, window) = text.split_once('/').unwrap_or((text, "1m"));
+        let requests: u32 =
+            count.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| RateLimitError::Count(text.to_owned()))?;
+        let window = match window.trim() {
+            "min" | "minute" => "1m",
+            "s" | "sec" | "second" => "1s",
+            "h" | "hour" => "1h",
+            w => w,
+        };
+        let per_ms = parse_duration_ms(window)?;
+        if per_ms <= 0 {
+            return Err(RateLimitError::EmptyWindow(text.to_owned()));
+        }
+        Ok(RateLimit { requests, per: Duration::from_millis(per_ms as u64) })
+    }
+}
 
 /// At most `requests` requests in any window of `per`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,28 +59,6 @@ pub struct RateLimit {
 impl RateLimit {
     /// The service's documented limit: 30 requests per minute per tenant.
     pub const SERVICE: RateLimit = RateLimit { requests: 30, per: Duration::from_secs(60) };
-
-    /// Parses `30/min`, `30/60s`, `100/1s`, `5/2s` or a bare `30` (per minute).
-    pub fn parse(text: &str) -> Result<RateLimit, String> {
-        let (count, window) = text.split_once('/').unwrap_or((text, "1m"));
-        let requests: u32 = count
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("{text:?}: the request count must be a positive integer (e.g. 30/min)"))?;
-        let window = match window.trim() {
-            "min" | "minute" => "1m",
-            "s" | "sec" | "second" => "1s",
-            "h" | "hour" => "1h",
-            w => w,
-        };
-        let per_ms = crate::time::parse_duration_ms(window)?;
-        if per_ms <= 0 {
-            return Err(format!("{text:?}: the window must be longer than zero"));
-        }
-        Ok(RateLimit { requests, per: Duration::from_millis(per_ms as u64) })
-    }
 
     /// Requests per minute this limit allows.
     pub fn per_minute(&self) -> f64 {
@@ -113,13 +128,14 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(RateLimit::parse("30/min"), Ok(RateLimit::SERVICE));
-        assert_eq!(RateLimit::parse("30"), Ok(RateLimit::SERVICE));
-        assert_eq!(RateLimit::parse("5/2s"), Ok(RateLimit { requests: 5, per: Duration::from_secs(2) }));
-        assert_eq!(RateLimit::parse("100/s").unwrap().per, Duration::from_secs(1));
-        assert!(RateLimit::parse("0/min").is_err());
-        assert!(RateLimit::parse("x/min").is_err());
-        assert!(RateLimit::parse("3/0s").is_err());
+        assert_eq!("30/min".parse(), Ok(RateLimit::SERVICE));
+        assert_eq!("30".parse(), Ok(RateLimit::SERVICE));
+        assert_eq!("5/2s".parse(), Ok(RateLimit { requests: 5, per: Duration::from_secs(2) }));
+        assert_eq!("100/s".parse::<RateLimit>().unwrap().per, Duration::from_secs(1));
+        assert_eq!("0/min".parse::<RateLimit>(), Err(RateLimitError::Count("0/min".into())));
+        assert!("x/min".parse::<RateLimit>().is_err());
+        assert_eq!("3/0s".parse::<RateLimit>(), Err(RateLimitError::EmptyWindow("3/0s".into())));
+        assert!(matches!("3/fortnight".parse::<RateLimit>(), Err(RateLimitError::Window(_))));
         assert_eq!(RateLimit::SERVICE.per_minute(), 30.0);
     }
 

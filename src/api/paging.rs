@@ -399,7 +399,7 @@ pub fn filter_members(root: JsonValue<'_, '_>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for (key, value) in members {
         if matches!(key, "date" | "created" | "timestamp") {
-            return Err(format!("must not filter on {key:?}: the window comes from --since/--from/--until"));
+            return Err(format!("must not filter on {key:?}: cefwire sets the time window itself"));
         }
         if !value.is_object() {
             return Err(format!("filter {key:?} must be an object of operators, e.g. {{\"eq\":[…]}}"));

@@ -1,6 +1,6 @@
-//! `cefwire agent`: flags (compatible in spirit with the vendor's Java
-//! agent: `--token`, `--proxy`, `--logsDirectory`) plus a TOML file →
-//! [`AgentConfig`] → the long-running loop.
+//! `cefwire agent`: a TOML file with flags on top (compatible in spirit
+//! with the vendor's Java agent: `--token`, `--proxy`, `--logsDirectory`)
+//! → the agent's raw settings → [`AgentConfig`] → the long-running loop.
 
 use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
@@ -90,8 +90,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         metrics: args.metrics,
         once: args.once,
     };
-    let config = AgentConfig::build(file, overrides, super::common::default_state_dir())
-        .map_err(|e| super::UsageError(e.to_string()))?;
+    let mut settings = file.into_settings().map_err(super::UsageError::from)?;
+    overrides.apply(&mut settings);
+    let config = AgentConfig::build(settings, super::common::default_state_dir()).map_err(super::UsageError::from)?;
     let level = if args.verbose { Level::Debug } else { Level::Info };
     let log = Arc::new(match &config.logs_dir {
         Some(dir) => AgentLog::with_directory(level, dir, 10 << 20, 5, true)

@@ -1,16 +1,15 @@
 //! Options of the API client (credentials, proxy, CA, rate limit,
-//! retries), shared by `backfill` and the agent, and their conversion into
-//! a validated [`ApiConfig`].
+//! retries) for `backfill`, filled into [`ApiSettings`] and validated
+//! there into an [`ApiConfig`] (the agent's file fills the same settings).
 
-use super::usage;
-use crate::api::{ApiAuth, ApiConfig, ClientCredentials, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, RateLimit, RetryPolicy};
-use crate::time::parse_duration_ms;
+use super::UsageError;
+use crate::api::{ApiConfig, DEFAULT_SCOPE, DEFAULT_TOKEN_URL, RateLimit};
+use crate::cef::CefOptions;
+use crate::settings::{ApiDefaults, ApiSettings, Source};
+use crate::time::HumanDuration;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The portal URL `CefArgs` defaults to; the API needs the tenant's own.
-pub const PLACEHOLDER_PORTAL_URL: &str = "https://portal.cloudappsecurity.com";
 
 /// How to reach and authenticate to the Defender for Cloud Apps API.
 #[derive(Args, Debug, Clone)]
@@ -51,7 +50,7 @@ pub struct ApiArgs {
 
     /// Requests allowed per window (the service allows 30/min per tenant).
     #[arg(long, value_name = "N/WINDOW", default_value = "30/min")]
-    pub rate_limit: String,
+    pub rate_limit: RateLimit,
 
     /// Attempts per request before giving up on 429, 5xx and network errors.
     #[arg(long, value_name = "N", default_value_t = 10)]
@@ -59,79 +58,48 @@ pub struct ApiArgs {
 
     /// First backoff delay after a failure (doubles each time, with jitter, up to 60 s).
     #[arg(long, value_name = "DURATION", default_value = "1s")]
-    pub retry_delay: String,
+    pub retry_delay: HumanDuration,
 
     /// Time limit for one request, including reading the page.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
-    pub request_timeout: String,
+    pub request_timeout: HumanDuration,
 }
 
-fn duration(value: &str, flag: &str) -> anyhow::Result<Duration> {
-    match parse_duration_ms(value) {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
-        Ok(_) => usage!("{flag} {value:?} must be longer than zero"),
-        Err(e) => usage!("{flag}: {e}"),
-    }
-}
+/// What the command line uses for settings it has no flag for.
+const DEFAULTS: ApiDefaults = ApiDefaults {
+    retries: 10,
+    retry_delay: Duration::from_secs(1),
+    max_retry_delay: Duration::from_secs(60),
+    request_timeout: Duration::from_secs(300),
+};
 
 impl ApiArgs {
-    /// The validated client config for `portal_url` (checked here too).
-    pub fn to_config(&self, portal_url: &str) -> anyhow::Result<ApiConfig> {
-        let portal_url = portal_url.trim_end_matches('/');
-        if portal_url == PLACEHOLDER_PORTAL_URL {
-            usage!(
-                "--portal-url is required for the API: your tenant's portal URL, e.g. https://contoso.us3.portal.cloudappsecurity.com"
-            );
-        }
-        let auth = match (&self.token, &self.tenant_id, &self.client_id, &self.client_secret) {
-            (Some(_), Some(_), ..) | (Some(_), _, Some(_), _) | (Some(_), _, _, Some(_)) => {
-                usage!("give either --token or --tenant-id/--client-id/--client-secret, not both")
-            }
-            (Some(token), None, None, None) if token.trim().is_empty() => usage!("--token is empty"),
-            (Some(token), None, None, None) => ApiAuth::Token(token.trim().to_owned()),
-            (None, Some(tenant), Some(client), Some(secret)) => {
-                if !self.token_url.starts_with("https://") && !self.token_url.starts_with("http://") {
-                    usage!("--token-url {:?} must start with https://", self.token_url);
-                }
-                ApiAuth::ClientCredentials(ClientCredentials {
-                    tenant_id: tenant.clone(),
-                    client_id: client.clone(),
-                    client_secret: secret.clone(),
-                    token_url: self.token_url.replace("{tenant}", tenant),
-                    scope: self.scope.clone(),
-                })
-            }
-            (None, None, None, None) => {
-                usage!("the API needs credentials: --token, or --tenant-id, --client-id and --client-secret")
-            }
-            _ => usage!("the client-credentials flow needs all of --tenant-id, --client-id and --client-secret"),
-        };
-        let proxy = match &self.proxy {
-            None => None,
-            Some(spec) => Some(crate::api::proxy_url(spec).map_err(|e| super::UsageError(format!("--proxy {e}")))?),
-        };
-        if let Some(ca) = &self.api_ca
-            && !ca.is_file()
-        {
-            usage!("--api-ca {}: no such file", ca.display());
-        }
-        let rate_limit =
-            RateLimit::parse(&self.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?;
-        if self.retries == 0 {
-            usage!("--retries must be at least 1");
-        }
-        Ok(ApiConfig {
-            portal_url: portal_url.to_owned(),
-            auth,
-            proxy,
+    /// The flags as raw settings, for the tenant at `portal_url` (the
+    /// `--portal-url` of the CEF options; their default, the generic
+    /// portal, is no tenant's and counts as not given).
+    pub fn settings(&self, portal_url: &str) -> ApiSettings {
+        let given = portal_url.trim_end_matches('/') != CefOptions::default().portal_url;
+        ApiSettings {
+            portal_url: given.then(|| portal_url.to_owned()),
+            token: self.token.clone(),
+            token_file: None,
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            client_secret_file: None,
+            token_url: Some(self.token_url.clone()),
+            scope: Some(self.scope.clone()),
+            proxy: self.proxy.clone(),
             ca_file: self.api_ca.clone(),
-            rate_limit,
-            retry: RetryPolicy {
-                first_delay: duration(&self.retry_delay, "--retry-delay")?,
-                max_delay: Duration::from_secs(60),
-                max_attempts: self.retries,
-            },
-            request_timeout: duration(&self.request_timeout, "--request-timeout")?,
-        })
+            rate_limit: Some(self.rate_limit),
+            retries: Some(self.retries),
+            retry_delay: Some(self.retry_delay.0),
+            request_timeout: Some(self.request_timeout.0),
+        }
+    }
+
+    /// The validated client config for `portal_url`.
+    pub fn to_config(&self, portal_url: &str) -> anyhow::Result<ApiConfig> {
+        Ok(self.settings(portal_url).validate(Source::Flags, &DEFAULTS).map_err(UsageError::from)?)
     }
 }

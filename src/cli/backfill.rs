@@ -8,11 +8,11 @@ use super::usage;
 use crate::api::{Endpoint, TimeKey, TimeWindow, paging};
 use crate::backfill::{self, BackfillConfig};
 use crate::exit::Status;
-use crate::json::{INPUT_PADDING, JsonParser};
 use crate::output::{LineWriter, OutputPath};
 use crate::send::{SendConfig, SyslogSender};
+use crate::settings::{Source, extra_filters, names};
 use crate::stop::Stop;
-use crate::time::{now_ms, parse_duration_ms, parse_time_ms};
+use crate::time::{HumanDuration, now_ms, parse_time_ms};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -47,7 +47,7 @@ cefwire backfill --since 48h --portal-url URL --token $TOKEN --dry-run"
 pub struct BackfillArgs {
     /// Window ending now, e.g. 48h, 2d, 90m.
     #[arg(long, value_name = "DURATION", conflicts_with = "from")]
-    pub since: Option<String>,
+    pub since: Option<HumanDuration>,
 
     /// Window start (RFC 3339, date, epoch ms).
     #[arg(long, value_name = "TIME")]
@@ -109,11 +109,12 @@ impl BackfillArgs {
     fn into_config(self, stop: &Stop) -> anyhow::Result<(BackfillConfig, Option<Destination>)> {
         let now = now_ms();
         let window = match (&self.since, &self.from) {
-            (Some(since), None) => match parse_duration_ms(since) {
-                Ok(ms) if ms > 0 => TimeWindow { from: now - ms, until: now },
-                Ok(_) => usage!("--since {since:?} must be longer than zero"),
-                Err(e) => usage!("--since: {e}"),
-            },
+            (Some(HumanDuration(since)), None) => {
+                if since.is_zero() {
+                    usage!("--since: must be longer than zero");
+                }
+                TimeWindow { from: now - since.as_millis() as i64, until: now }
+            }
             (None, Some(from)) => {
                 let from = parse_time_ms(from).map_err(|e| super::UsageError(format!("--from: {e}")))?;
                 let until = match &self.until {
@@ -136,15 +137,7 @@ impl BackfillArgs {
         }
         let extra_filters = match &self.filter {
             None => Vec::new(),
-            Some(text) => {
-                let mut bytes = text.as_bytes().to_vec();
-                let len = bytes.len();
-                bytes.resize(len + INPUT_PADDING, 0);
-                let parsed = JsonParser::new()
-                    .parse(&mut bytes, len, paging::filter_members)
-                    .map_err(|e| super::UsageError(format!("--filter: {e}")))?;
-                parsed.map_err(|e| super::UsageError(format!("--filter {e}")))?
-            }
+            Some(json) => extra_filters(json, names::FILTER, Source::Flags).map_err(super::UsageError::from)?,
         };
         if !(1..=paging::SCAN_PAGE).contains(&self.scan_limit) {
             usage!("--scan-limit must be between 1 and {}", paging::SCAN_PAGE);

@@ -1,12 +1,12 @@
 //! Options shared by several commands: the CEF mapping and the syslog
-//! header.
+//! header, filled into [`CefSettings`] and validated there.
 
-use super::usage;
+use super::{UsageError, choice};
 use crate::cef::{CefOptions, KindChoice};
-use crate::syslog::header::{
-    HeaderLayout, SyslogHeader, TimestampStyle, local_hostname, parse_facility, parse_severity, validate_hostname,
-};
+use crate::settings::{CefSettings, HostnameSetting, Source};
+use crate::syslog::header::{Facility, HeaderLayout, Severity, TimestampStyle};
 use clap::{Args, ValueEnum};
+use std::path::Path;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KindArg {
@@ -18,24 +18,6 @@ pub enum KindArg {
     CloudAppEvents,
     /// Microsoft Graph alerts_v2 alerts (one per line, or a {"value":[…]} page)
     GraphAlerts,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TimeFormatArg {
-    /// 2017-11-22T17:50:04.000Z
-    Rfc5424,
-    /// Nov 22 17:50:04
-    Rfc3164,
-    /// Nov 22 2017 17:50:04
-    Rfc3164Year,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderArg {
-    /// [<PRI>][TIMESTAMP ][HOSTNAME ]CEF:… as the original agent wrote it
-    Legacy,
-    /// <PRI>1 TIMESTAMP HOSTNAME cefwire - - - CEF:…
-    Rfc5424,
 }
 
 /// What a run reports and keeps besides its output: rejected records,
@@ -94,12 +76,12 @@ pub struct CefArgs {
     pub portal_url: String,
 
     /// Header timestamp format (the record's own time, UTC).
-    #[arg(long, value_enum, default_value_t = TimeFormatArg::Rfc5424)]
-    pub time_format: TimeFormatArg,
+    #[arg(long, value_name = "FORMAT", value_parser = choice::<TimestampStyle>(TimestampStyle::CHOICES), default_value = "rfc5424")]
+    pub time_format: TimestampStyle,
 
     /// Syslog header layout.
-    #[arg(long, value_enum, default_value_t = HeaderArg::Legacy)]
-    pub header: HeaderArg,
+    #[arg(long, value_name = "LAYOUT", value_parser = choice::<HeaderLayout>(HeaderLayout::CHOICES), default_value = "legacy")]
+    pub header: HeaderLayout,
 
     /// Start each line with <PRI> (default when sending to syslog).
     #[arg(long, overrides_with = "no_pri")]
@@ -111,11 +93,11 @@ pub struct CefArgs {
 
     /// Syslog facility for PRI: a name (local0 … local7, user, daemon, auth, …) or 0-23.
     #[arg(long, value_name = "FACILITY", default_value = "local0")]
-    pub facility: String,
+    pub facility: Facility,
 
     /// Syslog severity for PRI: a name (emerg … debug) or 0-7.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
-    pub severity: String,
+    pub severity: Severity,
 
     /// Put a hostname in the header: the given NAME, or this machine's name
     /// when NAME is left out (default when sending to syslog).
@@ -128,46 +110,9 @@ pub struct CefArgs {
 }
 
 impl CefArgs {
-    /// The validated options. `sending` selects the defaults for syslog
-    /// (PRI and hostname on) rather than for files (both off).
-    pub fn to_options(&self, sending: bool) -> anyhow::Result<CefOptions> {
-        let facility = parse_facility(&self.facility).map_err(|e| super::UsageError(format!("--facility {e}")))?;
-        let severity = parse_severity(&self.severity).map_err(|e| super::UsageError(format!("--severity {e}")))?;
-        let pri = facility * 8 + severity;
-        if self.header == HeaderArg::Rfc5424 && self.no_pri {
-            return Err(super::UsageError(
-                "--no-pri contradicts --header rfc5424: an RFC 5424 header starts with <PRI>1".to_owned(),
-            )
-            .into());
-        }
-        let with_pri = if self.pri {
-            true
-        } else if self.no_pri {
-            false
-        } else {
-            sending
-        };
-        let hostname = match (&self.hostname, self.no_hostname) {
-            (Some(name), _) if !name.is_empty() && std::path::Path::new(name).exists() => {
-                // `--hostname FILE` took the input for a name and would read stdin.
-                return Err(super::UsageError(format!(
-                    "--hostname {name:?} is a file, not a name: write --hostname=NAME, or put the inputs first"
-                ))
-                .into());
-            }
-            (Some(name), _) if !name.is_empty() => {
-                Some(validate_hostname(name).map_err(|e| super::UsageError(format!("--hostname {e}")))?)
-            }
-            (Some(_), _) => Some(local_hostname()),
-            (None, true) => None,
-            (None, false) => sending.then(local_hostname),
-        };
-        if !(self.portal_url.starts_with("https://") || self.portal_url.starts_with("http://")) {
-            usage!("--portal-url {:?} must start with https:// (or http://)", self.portal_url);
-        }
-        Ok(CefOptions {
-            device_version: self.device_version.clone(),
-            portal_url: self.portal_url.trim_end_matches('/').to_owned(),
+    /// The flags as raw settings.
+    pub fn settings(&self) -> CefSettings {
+        CefSettings {
             kind: match self.kind {
                 KindArg::Auto => KindChoice::Auto,
                 KindArg::Activities => KindChoice::Activities,
@@ -175,20 +120,39 @@ impl CefArgs {
                 KindArg::CloudAppEvents => KindChoice::CloudAppEvents,
                 KindArg::GraphAlerts => KindChoice::GraphAlerts,
             },
-            header: SyslogHeader {
-                pri: with_pri.then_some(pri),
-                timestamp: match self.time_format {
-                    TimeFormatArg::Rfc5424 => TimestampStyle::Rfc5424,
-                    TimeFormatArg::Rfc3164 => TimestampStyle::Rfc3164,
-                    TimeFormatArg::Rfc3164Year => TimestampStyle::Rfc3164WithYear,
-                },
-                hostname,
-                layout: match self.header {
-                    HeaderArg::Legacy => HeaderLayout::Legacy,
-                    HeaderArg::Rfc5424 => HeaderLayout::Rfc5424,
-                },
+            device_version: Some(self.device_version.clone()),
+            portal_url: Some(self.portal_url.clone()),
+            time_format: Some(self.time_format),
+            header: Some(self.header),
+            pri: if self.pri {
+                Some(true)
+            } else if self.no_pri {
+                Some(false)
+            } else {
+                None
             },
-        })
+            facility: Some(self.facility),
+            severity: Some(self.severity),
+            hostname: match (&self.hostname, self.no_hostname) {
+                (Some(name), _) if !name.is_empty() => Some(HostnameSetting::Named(name.clone())),
+                (Some(_), _) => Some(HostnameSetting::ThisMachine),
+                (None, true) => Some(HostnameSetting::Omitted),
+                (None, false) => None,
+            },
+        }
+    }
+
+    /// The validated options. `sending` selects the defaults for syslog
+    /// (PRI and hostname on) rather than for files (both off).
+    pub fn to_options(&self, sending: bool) -> anyhow::Result<CefOptions> {
+        if let Some(name) = self.hostname.as_deref().filter(|name| !name.is_empty() && Path::new(name).exists()) {
+            // `--hostname FILE` took the input for a name and would read stdin.
+            return Err(UsageError(format!(
+                "--hostname {name:?} is a file, not a name: write --hostname=NAME, or put the inputs first"
+            ))
+            .into());
+        }
+        Ok(self.settings().validate(Source::Flags, sending).map_err(UsageError::from)?)
     }
 }
 

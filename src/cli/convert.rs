@@ -1,10 +1,13 @@
 //! `cefwire convert`: flags → [`ConvertConfig`] → run → exit status.
 
 use super::common::{CefArgs, ReportArgs};
+use super::send_args::SendArgs;
+use super::usage;
 use crate::convert::{self, ConvertConfig, ConvertReport};
 use crate::exit::Status;
 use crate::input::source::InputPath;
 use crate::output::OutputPath;
+use crate::stop::Stop;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -41,7 +44,7 @@ pub struct ConvertArgs {
     pub cef: CefArgs,
 
     #[command(flatten)]
-    pub send: super::send_args::SendArgs,
+    pub send: SendArgs,
 }
 
 impl ConvertArgs {
@@ -52,7 +55,7 @@ impl ConvertArgs {
             self.inputs.iter().map(|s| InputPath::parse(s)).collect()
         };
         if inputs.iter().filter(|i| **i == InputPath::Stdin).count() > 1 {
-            super::usage!("stdin (-) can be given only once");
+            usage!("stdin (-) can be given only once");
         }
         let output = match self.output.clone() {
             Some(path) if path.as_os_str() != "-" => OutputPath::File(path),
@@ -94,13 +97,27 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<Status> {
     let quiet = args.report.quiet;
     let config = args.to_config()?;
     if args.send.is_sending() {
-        return super::send_args::run_convert_to_syslog(&args.send, &config, quiet);
+        return run_to_syslog(&args.send, &config, quiet);
     }
     let report = convert::run(&config)?;
     if !quiet {
         eprintln!("cefwire: {}", report.summary());
     }
     Ok(status_of(&report))
+}
+
+/// `cefwire convert … --to URL`: convert into a sender instead of a file.
+fn run_to_syslog(send: &SendArgs, config: &ConvertConfig, quiet: bool) -> anyhow::Result<Status> {
+    if config.output != OutputPath::Stdout {
+        usage!("-o/--output and --to exclude each other");
+    }
+    let stop = Stop::on_signals()?;
+    let send_config = send.to_config(stop.clone(), config.cef.header.pri.is_some())?;
+    let (report, sent) = crate::replay::convert_to_syslog(config, &send_config, &stop)?;
+    if !quiet {
+        eprintln!("cefwire: {}; {}", report.summary(), sent.summary());
+    }
+    Ok(if sent.failure.is_some() || sent.messages_unsent > 0 { Status::Failure } else { status_of(&report) })
 }
 
 /// Failed inputs outrank rejected records; both outrank success.

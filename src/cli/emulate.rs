@@ -10,7 +10,7 @@ use crate::emulate::{self, DataKind, EmulatorAuth, EmulatorConfig, FaultConfig, 
 use crate::exit::Status;
 use crate::generate::{GenerateConfig, GenerateKind};
 use crate::input::source::InputPath;
-use crate::time::{now_ms, parse_duration_ms};
+use crate::time::{HumanDuration, now_ms};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,7 +68,7 @@ pub struct EmulateArgs {
 
     /// Lifetime of issued bearer tokens.
     #[arg(long, value_name = "DURATION", default_value = "1h")]
-    pub token_lifetime: String,
+    pub token_lifetime: HumanDuration,
 
     /// NDJSON / page files of activities (plain, gzip, zstd).
     #[arg(long, value_name = "FILE", num_args = 1..)]
@@ -94,11 +94,11 @@ pub struct EmulateArgs {
 
     /// Graph's throttle: requests per window, answered 429 with Retry-After beyond it.
     #[arg(long, value_name = "N/WINDOW", default_value = "150/min", conflicts_with = "no_rate_limit")]
-    pub graph_rate_limit: String,
+    pub graph_rate_limit: RateLimit,
 
     /// Time span of generated records, ending now.
     #[arg(long, value_name = "DURATION", default_value = "48h")]
-    pub span: String,
+    pub span: HumanDuration,
 
     /// Seed of the generator and of the fault dice.
     #[arg(long, default_value_t = 1)]
@@ -106,7 +106,7 @@ pub struct EmulateArgs {
 
     /// Throttle: requests per window, answered 429 beyond it.
     #[arg(long, value_name = "N/WINDOW", default_value = "30/min", conflicts_with = "no_rate_limit")]
-    pub rate_limit: String,
+    pub rate_limit: RateLimit,
 
     /// No throttle at all (neither the API's nor Graph's).
     #[arg(long)]
@@ -120,7 +120,7 @@ pub struct EmulateArgs {
 
     /// Delay of slow responses.
     #[arg(long, value_name = "DURATION", default_value = "5s")]
-    pub slow_delay: String,
+    pub slow_delay: HumanDuration,
 
     /// A scan page stops growing at this many MB.
     #[arg(long, value_name = "MB", default_value_t = 64)]
@@ -159,7 +159,7 @@ pub struct EmulateArgs {
         requires = "archive_to",
         help_heading = "Streaming archive"
     )]
-    pub archive_span: String,
+    pub archive_span: HumanDuration,
 
     /// Spread the appends over this long, so readers see blobs grow.
     #[arg(
@@ -169,7 +169,7 @@ pub struct EmulateArgs {
         requires = "archive_to",
         help_heading = "Streaming archive"
     )]
-    pub archive_duration: String,
+    pub archive_duration: HumanDuration,
 
     /// Fraction of records appended to their hour's blob 1-3 hours later.
     #[arg(long, value_name = "P", default_value_t = 0.05, requires = "archive_to", help_heading = "Streaming archive")]
@@ -209,14 +209,7 @@ fn archive_config(args: &EmulateArgs, endpoint: &str) -> anyhow::Result<ArchiveC
         }
     }
     let key = std::env::var("CEFWIRE_STORAGE_KEY").unwrap_or_else(|_| AZURITE_KEY.to_owned());
-    let span_ms = match parse_duration_ms(&args.archive_span) {
-        Ok(ms) if ms > 0 => ms,
-        _ => usage!("--archive-span {:?} is not a positive duration (e.g. 6h)", args.archive_span),
-    };
-    let duration = match parse_duration_ms(&args.archive_duration) {
-        Ok(ms) if ms >= 0 => Duration::from_millis(ms as u64),
-        _ => usage!("--archive-duration {:?} is not a duration (e.g. 60s)", args.archive_duration),
-    };
+    let span_ms = super::positive("--archive-span", args.archive_span)?.as_millis() as i64;
     Ok(ArchiveConfig {
         blob: BlobConfig::new(endpoint, &account, StorageAuth::AccountKey(key)),
         container: args.archive_container.clone(),
@@ -232,21 +225,13 @@ fn archive_config(args: &EmulateArgs, endpoint: &str) -> anyhow::Result<ArchiveC
         duplicate_ratio: args.archive_duplicates,
         other_table_every: args.archive_other_tables,
         block_records: args.archive_block.max(1),
-        duration,
+        duration: args.archive_duration.0,
     })
-}
-
-fn positive_duration(value: &str, flag: &str) -> anyhow::Result<Duration> {
-    match parse_duration_ms(value) {
-        Ok(ms) if ms > 0 => Ok(Duration::from_millis(ms as u64)),
-        Ok(_) => usage!("{flag} {value:?} must be longer than zero"),
-        Err(e) => usage!("{flag}: {e}"),
-    }
 }
 
 pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
     let mut faults =
-        FaultConfig { slow_delay: positive_duration(&args.slow_delay, "--slow-delay")?, ..Default::default() };
+        FaultConfig { slow_delay: super::positive("--slow-delay", args.slow_delay)?, ..Default::default() };
     let mut late_ratio = 0.0;
     for spec in &args.fault {
         let Some((kind, p)) = spec.split_once(':') else { usage!("--fault {spec:?}: use KIND:P, e.g. 5xx:0.05") };
@@ -267,21 +252,11 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
     if faults.error_5xx + faults.drop > 1.0 {
         usage!("--fault 5xx and drop together must not exceed 1");
     }
-    let (rate_limit, graph_rate_limit) = if args.no_rate_limit {
-        (None, None)
-    } else {
-        (
-            Some(RateLimit::parse(&args.rate_limit).map_err(|e| super::UsageError(format!("--rate-limit {e}")))?),
-            Some(
-                RateLimit::parse(&args.graph_rate_limit)
-                    .map_err(|e| super::UsageError(format!("--graph-rate-limit {e}")))?,
-            ),
-        )
+    let (rate_limit, graph_rate_limit) = match args.no_rate_limit {
+        true => (None, None),
+        false => (Some(args.rate_limit), Some(args.graph_rate_limit)),
     };
-    let span_ms = match parse_duration_ms(&args.span) {
-        Ok(ms) if ms > 0 => ms,
-        _ => usage!("--span {:?} is not a positive duration (e.g. 48h)", args.span),
-    };
+    let span_ms = super::positive("--span", args.span)?.as_millis() as i64;
     if args.generate.is_none()
         && args.activities.is_empty()
         && args.alerts.is_empty()
@@ -307,7 +282,7 @@ pub fn run(args: EmulateArgs) -> anyhow::Result<Status> {
         auth: EmulatorAuth {
             api_token: args.token.clone(),
             client: args.client_id.clone().zip(args.client_secret.clone()),
-            token_lifetime: positive_duration(&args.token_lifetime, "--token-lifetime")?,
+            token_lifetime: super::positive("--token-lifetime", args.token_lifetime)?,
         },
         rate_limit,
         graph_rate_limit,

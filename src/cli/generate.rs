@@ -3,7 +3,7 @@
 
 use crate::exit::Status;
 use crate::generate::{GenerateConfig, GenerateKind};
-use crate::time::{parse_duration_ms, parse_time_ms};
+use crate::time::{HumanDuration, parse_time_ms};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -52,7 +52,7 @@ pub struct GenerateArgs {
 
     /// Records are spread evenly over this span.
     #[arg(long, value_name = "DURATION", default_value = "48h")]
-    pub span: String,
+    pub span: HumanDuration,
 
     /// Write here instead of stdout (`.gz` / `.zst` compress).
     #[arg(short, long, value_name = "FILE")]
@@ -64,7 +64,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<Status> {
         super::usage!("--late-ratio {} must be between 0 and 1", args.late_ratio);
     }
     let start_ms = parse_time_ms(&args.from).map_err(|e| super::UsageError(format!("--from: {e}")))?;
-    let span_ms = parse_duration_ms(&args.span).map_err(|e| super::UsageError(format!("--span: {e}")))?;
+    let span_ms = args.span.0.as_millis() as i64;
     let config = GenerateConfig {
         kind: match args.kind {
             GenerateKindArg::Activities => GenerateKind::Activities,

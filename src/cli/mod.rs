@@ -1,6 +1,12 @@
 //! The command line: clap definitions and their conversion into validated
 //! configs. This is the only module that uses clap; everything else takes a
 //! config. Each subcommand has its own file here; [`run`] dispatches.
+//!
+//! Flags fill the raw settings of [`crate::settings`], the same the agent's
+//! TOML file fills, and are validated there; each value is read by its
+//! type's one parser (`FromStr`: durations, rates, facilities, …), which
+//! clap uses as the flag's value parser ([`choice`] adds the names to
+//! `--help`).
 
 mod agent;
 mod api;
@@ -15,8 +21,12 @@ mod sink;
 mod status;
 
 use crate::exit::Status;
+use crate::settings::SettingError;
+use clap::builder::{PossibleValue, StringValueParser, TypedValueParser};
 use clap::{Parser, Subcommand};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::marker::PhantomData;
+use std::str::FromStr;
 
 /// Moves Microsoft Defender for Cloud Apps events into any SIEM as CEF over
 /// syslog.
@@ -80,6 +90,49 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+impl From<SettingError> for UsageError {
+    fn from(err: SettingError) -> Self {
+        UsageError(err.to_string())
+    }
+}
+
+/// A duration flag that must not be zero.
+pub(crate) fn positive(flag: &str, duration: crate::time::HumanDuration) -> Result<std::time::Duration, UsageError> {
+    if duration.0.is_zero() {
+        return Err(UsageError(format!("{flag}: must be longer than zero")));
+    }
+    Ok(duration.0)
+}
+
+/// A value parser that reads a flag's value with its type's one parser
+/// (the agent's file uses the same) and lists `choices` (name, help) in
+/// `--help`.
+pub(crate) fn choice<T>(choices: &'static [(&'static str, &'static str)]) -> ChoiceParser<T> {
+    ChoiceParser { choices, value: PhantomData }
+}
+
+#[derive(Clone)]
+pub(crate) struct ChoiceParser<T> {
+    choices: &'static [(&'static str, &'static str)],
+    value: PhantomData<fn() -> T>,
+}
+
+impl<T> TypedValueParser for ChoiceParser<T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<T, clap::Error> {
+        StringValueParser::new().try_map(|text| text.parse::<T>()).parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(self.choices.iter().map(|(name, help)| PossibleValue::new(*name).help(*help))))
+    }
+}
+
 /// Returns early with a [`UsageError`].
 macro_rules! usage {
     ($($arg:tt)*) => {
@@ -87,3 +140,52 @@ macro_rules! usage {
     };
 }
 pub(crate) use usage;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::config_file::ConfigFile;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("cefwire").chain(args.iter().copied())).unwrap().command
+    }
+
+    fn file(text: &str) -> crate::agent::config::AgentSettings {
+        ConfigFile::parse(text).unwrap().into_settings().unwrap()
+    }
+
+    /// The same text gives the same value through the flag and the file:
+    /// each value type has one parser, and both paths use it.
+    #[test]
+    fn flags_and_the_file_read_a_value_alike() {
+        for rate in ["30/min", "20", "5/2s", "100/s", "2/1h"] {
+            let Command::Backfill(args) = parse(&["backfill", "--rate-limit", rate]) else { unreachable!() };
+            let text = format!("rate_limit = \"{rate}\"");
+            assert_eq!(Some(args.api.rate_limit), file(&text).api.rate_limit, "{rate}");
+        }
+        for duration in ["90s", "1.5m", "2d", "250ms", "48h", "60"] {
+            let Command::Replay(args) = parse(&["replay", "--duration", duration]) else { unreachable!() };
+            let text = format!("window = \"{duration}\"");
+            assert_eq!(args.duration.map(|d| d.0), file(&text).window, "{duration}");
+        }
+        for (facility, severity) in [("local3", "warn"), ("LOCAL3", "4"), ("19", "warning"), ("daemon", "Error")] {
+            let Command::Convert(args) = parse(&["convert", "--facility", facility, "--severity", severity]) else {
+                unreachable!()
+            };
+            let cef = file(&format!("[cef]\nfacility = \"{facility}\"\nseverity = \"{severity}\"")).cef;
+            assert_eq!((Some(args.cef.facility), Some(args.cef.severity)), (cef.facility, cef.severity));
+        }
+        for (format, framing) in [("rfc3164", "lf"), ("rfc3164-year", "octet-counting"), ("rfc5424", "auto")] {
+            let Command::Replay(args) = parse(&["replay", "--time-format", format, "--framing", framing]) else {
+                unreachable!()
+            };
+            let settings = file(&format!("[cef]\ntime_format = \"{format}\"\n[syslog]\nframing = \"{framing}\""));
+            assert_eq!(Some(args.cef.time_format), settings.cef.time_format);
+            assert_eq!(Some(args.send.framing), settings.send.framing);
+        }
+        // A bare number in the file reads as the same text on the command line.
+        assert_eq!(file("rate_limit = 20").api.rate_limit, file("rate_limit = \"20\"").api.rate_limit);
+        assert_eq!(file("window = 90").window, file("window = \"90\"").window);
+        assert_eq!(file("[cef]\nfacility = 19").cef.facility, file("[cef]\nfacility = \"19\"").cef.facility);
+    }
+}

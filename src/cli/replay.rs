@@ -7,9 +7,8 @@ use crate::exit::Status;
 use crate::input::source::InputPath;
 use crate::replay::{ReplayConfig, ReplayReport, run_replay};
 use crate::stop::Stop;
-use crate::time::parse_duration_ms;
+use crate::time::HumanDuration;
 use clap::{Args, ValueEnum};
-use std::time::Duration;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
@@ -62,7 +61,7 @@ pub struct ReplayArgs {
 
     /// Stop after this long (e.g. 30s, 5m).
     #[arg(long, value_name = "DURATION")]
-    pub duration: Option<String>,
+    pub duration: Option<HumanDuration>,
 
     /// Header times: keep the originals or re-stamp them to the send time.
     #[arg(long, value_enum, value_name = "MODE", default_value_t = TimeWarpArg::Keep, num_args = 0..=1, default_missing_value = "now")]
@@ -111,14 +110,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
     if args.loops == Some(0) {
         usage!("--loop must be at least 1");
     }
-    let duration = match &args.duration {
-        Some(text) => match parse_duration_ms(text) {
-            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-            Ok(_) => usage!("--duration must be positive"),
-            Err(e) => usage!("--duration: {e}"),
-        },
-        None => None,
-    };
+    let duration = args.duration.map(|d| super::positive("--duration", d)).transpose()?;
     let stop = Stop::on_signals()?;
     let cef = args.cef.to_options(true)?;
     let send = args.send.to_config(stop.clone(), cef.header.pri.is_some() && !args.raw_lines)?;

@@ -7,10 +7,9 @@ use crate::send::destination::{Destination, Transport};
 use crate::sink::{Sink, SinkConfig};
 use crate::stop::Stop;
 use crate::syslog::frame::Framing;
-use crate::time::parse_duration_ms;
+use crate::time::HumanDuration;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SinkFramingArg {
@@ -63,11 +62,17 @@ pub struct SinkArgs {
 
     /// Stop after this long (with --expect: fail if not reached by then).
     #[arg(long, value_name = "DURATION")]
-    pub timeout: Option<String>,
+    pub timeout: Option<HumanDuration>,
 
     /// Longest frame accepted.
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_message_bytes: usize,
+
+    /// Stream connections served at once (default 256); more are closed
+    /// at once and counted as refused.
+    #[arg(long, value_name = "N", default_value_t = crate::sink::DEFAULT_MAX_CONNECTIONS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
+    pub max_connections: usize,
 
     /// UDP receive buffer to ask for, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
@@ -98,14 +103,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
     if listen.transport != Transport::Tls && args.client_ca.is_some() {
         usage!("--client-ca is for --listen tls:// only");
     }
-    let timeout = match &args.timeout {
-        Some(text) => match parse_duration_ms(text) {
-            Ok(ms) if ms > 0 => Some(Duration::from_millis(ms as u64)),
-            Ok(_) => usage!("--timeout must be positive"),
-            Err(e) => usage!("--timeout: {e}"),
-        },
-        None => None,
-    };
+    let timeout = args.timeout.map(|t| super::positive("--timeout", t)).transpose()?;
     let config = SinkConfig {
         listen,
         tls_cert: args.cert,
@@ -121,6 +119,7 @@ pub fn run(args: SinkArgs) -> anyhow::Result<Status> {
         timeout,
         max_message_bytes: args.max_message_bytes.max(1),
         receive_buffer: args.receive_buffer_mib.max(1) << 20,
+        max_connections: args.max_connections,
         progress: !args.no_progress,
     };
     let stop = Stop::on_signals()?;

@@ -127,6 +127,10 @@ pub struct SendConfig {
     /// RELP: messages sent and not yet acknowledged, at most (per
     /// connection); see [`relp::DEFAULT_WINDOW`].
     pub relp_window: usize,
+    /// Print each connection error on stderr as it happens (the CLI runs;
+    /// the agent logs them itself). Repeats of one error are printed at
+    /// the 1st, 2nd, 4th, 8th… time.
+    pub print_errors: bool,
 }
 
 impl SendConfig {
@@ -150,6 +154,7 @@ impl SendConfig {
             failback_after: Duration::from_secs(60),
             stop: None,
             relp_window: relp::DEFAULT_WINDOW,
+            print_errors: false,
         }
     }
 
@@ -213,7 +218,10 @@ pub struct SendReport {
     /// broken connections; 0 means none broke. Messages held in the
     /// receiving application's own memory are beyond what TCP can tell.
     pub possibly_lost: u64,
-    /// The last error seen, for the report.
+    /// The first and the last error seen, for the report (a later
+    /// "connection refused" must not hide the certificate error that
+    /// started an outage).
+    pub first_error: Option<String>,
     pub last_error: Option<String>,
     /// Why the writer stopped early (a destination down past
     /// `give_up_after`), if it did.
@@ -268,6 +276,9 @@ impl SendReport {
         } else if let Some(error) = &self.last_error {
             text.push_str(&format!("; last error: {error}"));
         }
+        if let Some(first) = self.first_error.as_ref().filter(|first| Some(*first) != self.last_error.as_ref()) {
+            text.push_str(&format!("; first error: {first}"));
+        }
     }
 }
 
@@ -282,8 +293,16 @@ struct Shared {
     errors: AtomicU64,
     possibly_lost: AtomicU64,
     messages_resent: AtomicU64,
+    first_error: Mutex<Option<String>>,
     last_error: Mutex<Option<String>>,
+    /// How often the last error came in a row (for printing repeats).
+    repeats: AtomicU64,
+    print_errors: bool,
     failure: Mutex<Option<String>>,
+    /// A TLS session the peer refused after messages were written on it
+    /// (a rejected client certificate shows only then, in TLS 1.3): those
+    /// messages did not arrive. Reported as the failure if nothing else is.
+    refused: Mutex<Option<String>>,
     /// When the writer must give up draining after input ended (ms since
     /// `started`; 0 = not finishing).
     drain_deadline_ms: AtomicU64,
@@ -297,7 +316,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn new(bell: WriterBell) -> Self {
+    fn new(bell: WriterBell, print_errors: bool) -> Self {
         Self {
             messages_written: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
@@ -307,8 +326,12 @@ impl Shared {
             errors: AtomicU64::new(0),
             possibly_lost: AtomicU64::new(0),
             messages_resent: AtomicU64::new(0),
+            first_error: Mutex::new(None),
             last_error: Mutex::new(None),
+            repeats: AtomicU64::new(0),
+            print_errors,
             failure: Mutex::new(None),
+            refused: Mutex::new(None),
             drain_deadline_ms: AtomicU64::new(0),
             bell,
             pool: Wakeup::default(),
@@ -318,11 +341,28 @@ impl Shared {
 
     fn note_error(&self, message: String) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+        self.first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| message.clone());
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
+        let repeats =
+            if last.as_ref() == Some(&message) { self.repeats.fetch_add(1, Ordering::Relaxed) + 1 } else { 1 };
+        if repeats == 1 {
+            self.repeats.store(1, Ordering::Relaxed);
+        }
+        if self.print_errors && repeats.is_power_of_two() {
+            let times = if repeats > 1 { format!(" ({repeats} times)") } else { String::new() };
+            eprintln!("cefwire: {message}{times}");
+        }
+        *last = Some(message);
     }
 
     fn failure(&self) -> Option<String> {
         self.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// For the report: why the writer gave up, or else a refused session
+    /// that lost messages.
+    fn reported_failure(&self) -> Option<String> {
+        self.failure().or_else(|| self.refused.lock().unwrap_or_else(|e| e.into_inner()).clone())
     }
 }
 
@@ -398,7 +438,7 @@ impl SyslogSender {
         }
         let poll = mio::Poll::new().map_err(SendError::Thread)?;
         let waker = mio::Waker::new(poll.registry(), writer::WAKER).map_err(SendError::Thread)?;
-        let shared = Arc::new(Shared::new(WriterBell::new(waker)));
+        let shared = Arc::new(Shared::new(WriterBell::new(waker), config.print_errors));
         let started = Instant::now();
         let setup = writer::WriterSetup {
             poll,
@@ -567,8 +607,9 @@ impl SyslogSender {
             errors: s.errors.load(Ordering::Relaxed),
             possibly_lost: s.possibly_lost.load(Ordering::Relaxed),
             messages_resent: s.messages_resent.load(Ordering::Relaxed),
+            first_error: s.first_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             last_error: s.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-            failure: s.failure(),
+            failure: s.reported_failure(),
             elapsed: self.started.elapsed(),
         }
     }

@@ -111,6 +111,10 @@ struct Conn {
     backoff: Duration,
     retry_at: Instant,
     down_since: Option<Instant>,
+    /// `down_since` before the connection last came up: a TLS session
+    /// the peer then refuses (certificate, handshake) never was up, and
+    /// the outage goes on from there (it counts toward `give_up_after`).
+    down_before_up: Option<Instant>,
     up_since: Instant,
     ever_up: bool,
     /// Since this connection came up: bytes written to the socket, frames
@@ -278,6 +282,7 @@ impl Writer {
                     backoff: config.backoff.initial,
                     retry_at: now,
                     down_since: None,
+                    down_before_up: None,
                     up_since: now,
                     ever_up: false,
                     wire_bytes: 0,
@@ -624,7 +629,7 @@ impl Writer {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         conn.ever_up = true;
-        conn.down_since = None;
+        conn.down_before_up = conn.down_since.take();
         conn.up_since = Instant::now();
         conn.backoff = self.config.backoff.initial;
         conn.blocked = false;
@@ -856,10 +861,25 @@ impl Writer {
     fn note_broken(&mut self, index: usize, err: &io::Error) {
         let conn = &mut self.conns[index];
         let destination = &self.lanes[conn.lane][conn.endpoint];
-        self.shared.note_error(format!("{destination}: at close: {err}"));
+        let mut cause = err.to_string();
+        let mut refused = is_tls_error(err);
+        if let Link::Tls(stream, tls) = &mut conn.link
+            && !refused
+            && let Some(alert) = unread_tls_error(stream, tls)
+        {
+            // The peer's alert (a refused certificate) is the real cause
+            // of the broken pipe.
+            (cause, refused) = (alert.to_string(), true);
+        }
+        self.shared.note_error(format!("{destination}: at close: {cause}"));
         if let Link::Tcp(stream) | Link::Tls(stream, _) = &conn.link {
             let lost = estimate_lost(stream, conn.wire_bytes, conn.frames, conn.max_window);
             self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+            if refused && lost > 0 {
+                self.shared.refused.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| {
+                    format!("{destination}: the TLS session was refused after messages were written on it: {cause}")
+                });
+            }
         }
         conn.link = Link::Down;
     }
@@ -873,12 +893,24 @@ impl Writer {
         let conn = &mut self.conns[index];
         let destination = &self.lanes[conn.lane][conn.endpoint];
         self.shared.note_error(format!("{destination}: {err}"));
+        let refused = is_tls_error(&err);
         let link = std::mem::replace(&mut conn.link, Link::Down);
+        let batch =
+            (conn.next_seq < self.end_seq).then(|| &self.queue[(conn.next_seq - self.front_seq) as usize].batch);
         match link {
             Link::Tcp(mut stream) | Link::Tls(mut stream, _) => {
                 if conn.relp.is_none() {
-                    let lost = estimate_lost(&stream, conn.wire_bytes, conn.frames, conn.max_window);
+                    let frames_in_batch = batch.map_or(0, |b| b.frames_before(conn.offset)) as u64;
+                    let lost = estimate_lost(&stream, conn.wire_bytes, conn.frames + frames_in_batch, conn.max_window);
                     self.shared.possibly_lost.fetch_add(lost, Ordering::Relaxed);
+                    if refused && lost > 0 {
+                        let mut slot = self.shared.refused.lock().unwrap_or_else(|e| e.into_inner());
+                        slot.get_or_insert_with(|| {
+                            format!(
+                                "{destination}: the TLS session was refused after messages were written on it: {err}"
+                            )
+                        });
+                    }
                 }
                 let _ = self.poll.registry().deregister(&mut stream);
             }
@@ -925,6 +957,9 @@ impl Writer {
             conn.unconfirmed.clear();
         }
         conn.blocked = false;
+        if refused {
+            conn.down_since = conn.down_since.or(conn.down_before_up);
+        }
         conn.down_since.get_or_insert(now);
         let endpoints = self.lanes[conn.lane].len();
         if endpoints > 1 {
@@ -1442,3 +1477,24 @@ fn set_send_buffer(socket: &UdpSocket, bytes: libc::c_int) {
 
 #[cfg(not(target_os = "linux"))]
 fn set_send_buffer(_socket: &UdpSocket, _bytes: i32) {}
+
+/// A TLS error (an alert) the peer sent that is still unread.
+fn unread_tls_error(stream: &mut TcpStream, tls: &mut rustls::ClientConnection) -> Option<rustls::Error> {
+    for _ in 0..64 {
+        match tls.read_tls(stream) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {
+                if let Err(err) = tls.process_new_packets() {
+                    return Some(err);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether `err` comes from TLS (a handshake failure, an alert from the
+/// peer such as a refused client certificate), not from the network.
+fn is_tls_error(err: &io::Error) -> bool {
+    err.get_ref().is_some_and(|inner| inner.is::<rustls::Error>())
+}

@@ -149,6 +149,16 @@ mod tests {
         (got, used)
     }
 
+    /// RFC 6587's MSG-LEN starts with a non-zero digit: `0 ` (an empty
+    /// octet-counted message) is not a count, so detection reads a newline
+    /// frame there, as rsyslog does. Senders never frame an empty message.
+    #[test]
+    fn detection_reads_a_zero_count_as_newline_framing() {
+        let (got, used) = split(b"0 x\n5 hello", None);
+        assert_eq!(got, vec![b"0 x".to_vec(), b"hello".to_vec()]);
+        assert_eq!(used, 11);
+    }
+
     #[test]
     fn octet_counting_layout() {
         let mut out = Vec::new();

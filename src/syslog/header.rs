@@ -4,6 +4,12 @@
 //! The timestamp is the record's own time (epoch milliseconds, UTC), never
 //! the send time. Dates are computed with integer arithmetic (no time crate,
 //! no allocation).
+//!
+//! The header's settings (facility, severity, timestamp style, layout) each
+//! have one parser here (`FromStr`), which the command line and the
+//! agent's file both use.
+
+use std::str::FromStr;
 
 /// How the header timestamp is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,6 +23,28 @@ pub enum TimestampStyle {
     Rfc3164WithYear,
 }
 
+impl TimestampStyle {
+    /// The names the settings use, with what each looks like.
+    pub const CHOICES: &[(&str, &str)] = &[
+        ("rfc5424", "2017-11-22T17:50:04.000Z"),
+        ("rfc3164", "Nov 22 17:50:04"),
+        ("rfc3164-year", "Nov 22 2017 17:50:04"),
+    ];
+}
+
+impl FromStr for TimestampStyle {
+    type Err = UnknownChoice;
+
+    fn from_str(text: &str) -> Result<Self, UnknownChoice> {
+        match text {
+            "rfc5424" => Ok(Self::Rfc5424),
+            "rfc3164" => Ok(Self::Rfc3164),
+            "rfc3164-year" => Ok(Self::Rfc3164WithYear),
+            _ => Err(UnknownChoice::new(text, Self::CHOICES)),
+        }
+    }
+}
+
 /// Which syslog header layout precedes the CEF text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum HeaderLayout {
@@ -25,6 +53,45 @@ pub enum HeaderLayout {
     Legacy,
     /// `<PRI>1 TIMESTAMP HOSTNAME cefwire - - - ` (RFC 5424).
     Rfc5424,
+}
+
+impl HeaderLayout {
+    /// The names the settings use, with what each looks like.
+    pub const CHOICES: &[(&str, &str)] = &[
+        ("legacy", "[<PRI>][TIMESTAMP ][HOSTNAME ]CEF:… as the original agent wrote it"),
+        ("rfc5424", "<PRI>1 TIMESTAMP HOSTNAME cefwire - - - CEF:…"),
+    ];
+}
+
+impl FromStr for HeaderLayout {
+    type Err = UnknownChoice;
+
+    fn from_str(text: &str) -> Result<Self, UnknownChoice> {
+        match text {
+            "legacy" => Ok(Self::Legacy),
+            "rfc5424" => Ok(Self::Rfc5424),
+            _ => Err(UnknownChoice::new(text, Self::CHOICES)),
+        }
+    }
+}
+
+/// A name that is not one of a setting's choices.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not one of {}", self.names())]
+pub struct UnknownChoice {
+    given: String,
+    choices: &'static [(&'static str, &'static str)],
+}
+
+impl UnknownChoice {
+    pub fn new(given: &str, choices: &'static [(&'static str, &'static str)]) -> Self {
+        Self { given: given.to_owned(), choices }
+    }
+
+    fn names(&self) -> String {
+        let names: Vec<&str> = self.choices.iter().map(|(name, _)| *name).collect();
+        names.join(", ")
+    }
 }
 
 /// Validated header settings.
@@ -209,42 +276,82 @@ const FACILITIES: &[&str] = &[
 ];
 const SEVERITIES: &[&str] = &["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"];
 
-fn parse_named(value: &str, names: &[&str]) -> Result<u8, String> {
-    let lower = value.to_ascii_lowercase();
+/// A syslog facility (0-23): by name (`local0`, `daemon`, …) or number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Facility(pub u8);
+
+impl Facility {
+    pub const LOCAL0: Facility = Facility(16);
+}
+
+impl FromStr for Facility {
+    type Err = UnknownName;
+
+    fn from_str(text: &str) -> Result<Self, UnknownName> {
+        parse_named(text, text, FACILITIES).map(Facility)
+    }
+}
+
+/// A syslog severity (0-7): by name (`info`, `warning`, `warn`, …) or number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Severity(pub u8);
+
+impl Severity {
+    pub const INFO: Severity = Severity(6);
+}
+
+impl FromStr for Severity {
+    type Err = UnknownName;
+
+    fn from_str(text: &str) -> Result<Self, UnknownName> {
+        let name = match text.to_ascii_lowercase().as_str() {
+            "error" => "err",
+            "warn" => "warning",
+            "emergency" => "emerg",
+            "critical" => "crit",
+            "informational" => "info",
+            _ => text,
+        };
+        parse_named(text, name, SEVERITIES).map(Severity)
+    }
+}
+
+/// PRI: `facility * 8 + severity`.
+pub fn pri(facility: Facility, severity: Severity) -> u8 {
+    facility.0 * 8 + severity.0
+}
+
+/// A facility or severity that is neither a known name nor in range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{given:?} is not one of {} or 0-{}", names.join(", "), names.len() - 1)]
+pub struct UnknownName {
+    given: String,
+    names: &'static [&'static str],
+}
+
+fn parse_named(given: &str, name: &str, names: &'static [&'static str]) -> Result<u8, UnknownName> {
+    let lower = name.to_ascii_lowercase();
     if let Some(n) = names.iter().position(|n| *n == lower) {
         return Ok(n as u8);
     }
     match lower.parse::<u8>() {
         Ok(n) if usize::from(n) < names.len() => Ok(n),
-        _ => Err(format!("{value:?} is not one of {} or 0-{}", names.join(", "), names.len() - 1)),
+        _ => Err(UnknownName { given: given.to_owned(), names }),
     }
-}
-
-/// A syslog facility by name (`local0`, `daemon`, …) or number (0-23).
-pub fn parse_facility(value: &str) -> Result<u8, String> {
-    parse_named(value, FACILITIES)
-}
-
-/// A syslog severity by name (`info`, `warning`, …) or number (0-7).
-pub fn parse_severity(value: &str) -> Result<u8, String> {
-    let alias = match value.to_ascii_lowercase().as_str() {
-        "error" => "err".to_owned(),
-        "warn" => "warning".to_owned(),
-        "emergency" => "emerg".to_owned(),
-        "critical" => "crit".to_owned(),
-        "informational" => "info".to_owned(),
-        other => other.to_owned(),
-    };
-    parse_named(&alias, SEVERITIES)
 }
 
 /// A hostname for the header: one token, no spaces or control characters.
-pub fn validate_hostname(name: &str) -> Result<String, String> {
+pub fn validate_hostname(name: &str) -> Result<String, BadHostname> {
     if name.is_empty() || name.bytes().any(|b| b <= b' ' || b == 0x7f) {
-        return Err(format!("{name:?} must be one word without spaces or control characters"));
+        return Err(BadHostname(name.to_owned()));
     }
     Ok(name.to_owned())
 }
+
+/// A hostname the header cannot carry.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} must be one word without spaces or control characters")]
+pub struct BadHostname(String);
 
 /// This machine's hostname (`-` if it cannot be found).
 pub fn local_hostname() -> String {
@@ -273,14 +380,27 @@ mod tests {
 
     #[test]
     fn facility_and_severity_names_and_numbers() {
-        assert_eq!(parse_facility("local0"), Ok(16));
-        assert_eq!(parse_facility("LOCAL7"), Ok(23));
-        assert_eq!(parse_facility("3"), Ok(3));
-        assert!(parse_facility("24").is_err());
-        assert!(parse_facility("locale").is_err());
-        assert_eq!(parse_severity("info"), Ok(6));
-        assert_eq!(parse_severity("warn"), Ok(4));
-        assert!(parse_severity("8").is_err());
+        assert_eq!("local0".parse(), Ok(Facility(16)));
+        assert_eq!("LOCAL7".parse(), Ok(Facility(23)));
+        assert_eq!("3".parse(), Ok(Facility(3)));
+        assert!("24".parse::<Facility>().is_err());
+        assert_eq!(
+            "locale".parse::<Facility>().unwrap_err().to_string(),
+            "\"locale\" is not one of kern, user, mail, daemon, auth, syslog, lpr, news, uucp, cron, authpriv, ftp, \
+             ntp, security, console, solaris-cron, local0, local1, local2, local3, local4, local5, local6, local7 or 0-23"
+        );
+        assert_eq!("info".parse(), Ok(Severity(6)));
+        assert_eq!("warn".parse(), Ok(Severity(4)));
+        assert_eq!("Warn".parse(), Ok(Severity(4)));
+        assert_eq!("loud".parse::<Severity>().unwrap_err().to_string().split(" is ").next(), Some("\"loud\""));
+        assert!("8".parse::<Severity>().is_err());
+        assert_eq!(pri(Facility::LOCAL0, Severity::INFO), DEFAULT_PRI);
+        assert_eq!("rfc3164-year".parse(), Ok(TimestampStyle::Rfc3164WithYear));
+        assert_eq!(
+            "iso".parse::<TimestampStyle>().unwrap_err().to_string(),
+            "\"iso\" is not one of rfc5424, rfc3164, rfc3164-year"
+        );
+        assert_eq!("legacy".parse(), Ok(HeaderLayout::Legacy));
     }
 
     #[test]

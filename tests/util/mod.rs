@@ -55,6 +55,13 @@ pub fn run_ok(command: &mut Command) -> String {
 }
 
 /// The repository's `testdata` directory.
+/// Writes `bytes` to `name` in `dir`; the file's path as a string, for a command line.
+pub fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
 pub fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
