@@ -4,7 +4,8 @@
 //! counted, `--kind` forcing, and replay sending the golden lines.
 
 use crate::util::{assert_same_lines, run, stderr, stdout, testdata};
-use std::io::{BufRead, BufReader};
+use cefwire::syslog::frame::{Framing, deframe};
+use std::io::Read;
 use std::net::TcpListener;
 
 const STREAMING: &str = r#"{"category":"AdvancedHunting-CloudAppEvents","properties":{"Timestamp":"2024-05-01T12:00:00Z","ReportId":"ok-1","ActionType":"A"}}"#;
@@ -112,7 +113,9 @@ fn event_hubs_bodies_one_per_line() {
 }
 
 /// `replay` converts streaming and Graph inputs on the fly: what a real
-/// TCP receiver gets is the golden lines, in order.
+/// TCP receiver gets is the golden lines, in order. Without a PRI the lines
+/// go octet-counted (a leading digit would pass for a count), so the
+/// receiver splits the stream by RFC 6587 counts.
 #[test]
 fn replay_sends_the_golden_lines() {
     for stem in ["cloudappevents_lines_1.0.0", "graph_alerts_page_1.0.0"] {
@@ -122,12 +125,16 @@ fn replay_sends_the_golden_lines() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let to = format!("tcp://{}", listener.local_addr().unwrap());
         let receiver = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().unwrap();
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut bytes = Vec::new();
+            stream.read_to_end(&mut bytes).unwrap();
             let mut got = String::new();
-            for line in BufReader::new(stream).lines() {
-                got.push_str(&line.unwrap());
+            let used = deframe(&bytes, Some(Framing::OctetCounting), 1 << 20, |m| {
+                got.push_str(std::str::from_utf8(m).unwrap());
                 got.push('\n');
-            }
+            })
+            .unwrap();
+            assert_eq!(used, bytes.len(), "a partial frame at the end");
             got
         });
         let args = [
