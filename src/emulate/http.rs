@@ -205,12 +205,24 @@ pub fn write_head(
     keep_alive: bool,
     extra: &[(&str, &str)],
 ) -> io::Result<()> {
+    let date = crate::time::format_http_date(crate::time::now_ms());
+    write_head_dated(out, status, body_len as u64, keep_alive, &date, extra)
+}
+
+/// [`write_head`] with a given `Date` (the emulator's clock faults).
+pub fn write_head_dated(
+    out: &mut impl Write,
+    status: u16,
+    body_len: u64,
+    keep_alive: bool,
+    date: &str,
+    extra: &[(&str, &str)],
+) -> io::Result<()> {
     let mut head = Vec::with_capacity(256);
     write!(
         head,
-        "HTTP/1.1 {status} {}\r\nDate: {}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\nConnection: {}\r\n",
+        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nContent-Type: application/json\r\nContent-Length: {body_len}\r\nConnection: {}\r\n",
         reason(status),
-        crate::time::format_http_date(crate::time::now_ms()),
         if keep_alive { "keep-alive" } else { "close" }
     )?;
     for (name, value) in extra {

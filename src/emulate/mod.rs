@@ -43,6 +43,46 @@ pub struct FaultConfig {
     /// Fraction of API and Graph requests answered 429 (with
     /// `Retry-After: 1`) although the throttle would admit them.
     pub error_429: f64,
+    // Hostile answers (issue 10): each is one way a misbehaving API has
+    // made the agent or backfill skip, loop or leak.
+    /// What the `Date` header of every answer says.
+    pub date: DateFault,
+    /// `Retry-After` (seconds) on every 429 of the API (throttled or
+    /// injected) instead of the usual value.
+    pub retry_after_secs: Option<u64>,
+    /// Scan pages never advance: after the first page, `nextQueryFilters`
+    /// repeats the request's own cursor (and `hasNext` stays true).
+    pub stuck_scan: bool,
+    /// `hasNext` is written as a string (`"true"`).
+    pub has_next_as_string: bool,
+    /// Every page carries this many extra bytes (a `"padding"` member).
+    pub page_padding_bytes: usize,
+    /// Every 200 answer announces a huge body and sends bytes until the
+    /// client hangs up.
+    pub endless_body: bool,
+}
+
+/// The `Date` header of the emulator's answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DateFault {
+    /// The local clock.
+    #[default]
+    Real,
+    /// The local clock shifted by this many milliseconds.
+    OffsetMs(i64),
+    /// A fixed text (`Thu, 01 Jan 1970 00:00:00 GMT`, or garbage).
+    Fixed(&'static str),
+}
+
+impl DateFault {
+    /// The header value now.
+    pub fn value(self) -> String {
+        match self {
+            DateFault::Real => crate::time::format_http_date(crate::time::now_ms()),
+            DateFault::OffsetMs(offset) => crate::time::format_http_date(crate::time::now_ms() + offset),
+            DateFault::Fixed(text) => text.to_owned(),
+        }
+    }
 }
 
 /// At most `requests` accepted API requests in any window of `per` (the

@@ -284,11 +284,14 @@ pub struct PageShape {
     pub max_bytes: usize,
     /// Fault injection: cut a scan page after this many records.
     pub cut_after: Option<u64>,
+    /// Fault injection: a scan page's `nextQueryFilters` repeats the
+    /// request's cursor (after the first page) and `hasNext` stays true.
+    pub stuck: bool,
 }
 
 impl Default for PageShape {
     fn default() -> Self {
-        Self { max_bytes: 64 << 20, cut_after: None }
+        Self { max_bytes: 64 << 20, cut_after: None, stuck: false }
     }
 }
 
@@ -332,6 +335,10 @@ pub fn write_page(
             }
             push(record, out, &mut summary.records);
             last_position = Some(position);
+        }
+        if shape.stuck && (query.scan_after.is_some() || last_position.is_some()) {
+            summary.has_next = true;
+            next_position = query.scan_after.map(|p| p as usize).or(last_position);
         }
         // [guess] total counts every match of the filters, as in normal mode.
         summary.total = (start..end).filter(|&p| query.matches(set.at(query.sort, p), now)).count() as u64;

@@ -10,7 +10,7 @@
 //! which Azurite checks), `GET /stats` (counters as JSON, no auth).
 
 use super::graph::{GraphQuery, write_page as write_graph_page};
-use super::http::{HttpError, HttpReader, Request, write_head, write_response};
+use super::http::{HttpError, HttpReader, Request, write_head, write_head_dated, write_response};
 use super::query::{Endpoint, PageShape, Query, write_page};
 use super::store::RecordStore;
 use super::{EmulatorConfig, EmulatorStats, FaultConfig, tls};
@@ -298,6 +298,9 @@ enum Reply {
     /// Close the connection without a complete response; `after_half`
     /// sends the head and half the body first.
     Drop { after_half: bool },
+    /// A 200 head announcing a huge body, then bytes until the client
+    /// hangs up (or the emulator stops).
+    Endless,
 }
 
 fn serve_connection(shared: &Shared, stream: TcpStream) {
@@ -330,11 +333,26 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
         shared.counters.add(Counter::Requests, 1);
         let keep_alive = request.keep_alive && !shared.stop.load(Ordering::Relaxed);
         let reply = handle(shared, &mut request, &mut parser, &mut body);
+        let date = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).date.value();
+        let respond = |conn: &mut Conn, status: u16, extra: &[(&str, &str)], body: &[u8]| {
+            write_head_dated(conn, status, body.len() as u64, keep_alive, &date, extra)
+                .and_then(|()| conn.write_all(body))
+                .and_then(|()| conn.flush())
+        };
         let written = match reply {
-            Reply::Json { status } => write_response(&mut conn, status, &body, keep_alive, &[]),
+            Reply::Json { status } => respond(&mut conn, status, &[], &body),
             Reply::Throttled { retry_after } => {
                 let seconds = retry_after.to_string();
-                write_response(&mut conn, 429, &body, keep_alive, &[("Retry-After", &seconds)])
+                respond(&mut conn, 429, &[("Retry-After", &seconds)], &body)
+            }
+            Reply::Endless => {
+                let chunk = vec![b' '; 64 << 10];
+                let mut sent = write_head_dated(&mut conn, 200, 1 << 50, false, &date, &[]);
+                while sent.is_ok() && !shared.stop.load(Ordering::Relaxed) {
+                    sent = conn.write_all(&chunk);
+                }
+                let _ = conn.tcp().shutdown(Shutdown::Both);
+                return;
             }
             Reply::Drop { after_half } => {
                 if after_half {
@@ -416,12 +434,15 @@ fn handle_list(
         set_error(body, message);
         return Reply::Json { status };
     }
+    let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
     if !admit(shared) {
         counters.add(Counter::Throttled, 1);
         set_error(body, "Request was throttled.");
-        return Reply::Json { status: 429 };
+        return match faults.retry_after_secs {
+            Some(retry_after) => Reply::Throttled { retry_after },
+            None => Reply::Json { status: 429 },
+        };
     }
-    let faults = *shared.faults.lock().unwrap_or_else(|e| e.into_inner());
     let (fault_roll, slow_roll, short_roll, short_len) = {
         let mut dice = shared.dice.lock().unwrap_or_else(|e| e.into_inner());
         (unit(&mut dice), unit(&mut dice), unit(&mut dice), dice.next_u64())
@@ -435,7 +456,7 @@ fn handle_list(
     if slow_roll >= 1.0 - faults.error_429 {
         counters.add(Counter::Injected429, 1);
         set_error(body, "Request was throttled (injected).");
-        return Reply::Throttled { retry_after: INJECTED_RETRY_AFTER };
+        return Reply::Throttled { retry_after: faults.retry_after_secs.unwrap_or(INJECTED_RETRY_AFTER) };
     }
     let drop_connection = fault_roll < faults.error_5xx + faults.drop;
     if slow_roll < faults.slow {
@@ -456,12 +477,16 @@ fn handle_list(
         Endpoint::Activities => &shared.store.activities,
         Endpoint::Alerts => &shared.store.alerts,
     };
-    let mut shape = PageShape { max_bytes: shared.config.max_page_bytes, cut_after: None };
+    let mut shape = PageShape { max_bytes: shared.config.max_page_bytes, cut_after: None, stuck: faults.stuck_scan };
     if query.is_scan && short_roll < faults.short_pages {
         counters.add(Counter::InjectedShortPages, 1);
         shape.cut_after = Some(1 + short_len % query.limit);
     }
     let summary = write_page(set, &query, endpoint, now, shape, body);
+    if faults.endless_body {
+        return Reply::Endless;
+    }
+    spoil_page(&faults, body);
     if drop_connection {
         counters.add(Counter::InjectedDrops, 1);
         return Reply::Drop { after_half: short_len & 1 == 1 };
@@ -565,6 +590,23 @@ fn admit_graph(shared: &Shared) -> Result<(), u64> {
     }
     admitted.push_back(now);
     Ok(())
+}
+
+/// The hostile page faults: `hasNext` as a string, padding.
+fn spoil_page(faults: &FaultConfig, body: &mut Vec<u8>) {
+    if faults.has_next_as_string {
+        for (from, to) in [(&b"\"hasNext\":true"[..], &b"\"hasNext\":\"true\""[..]), (b"\"hasNext\":false", b"\"hasNext\":\"false\"")] {
+            if let Some(at) = memchr::memmem::find(body, from) {
+                body.splice(at..at + from.len(), to.iter().copied());
+            }
+        }
+    }
+    if faults.page_padding_bytes > 0 && body.last() == Some(&b'}') {
+        body.pop();
+        body.extend_from_slice(b",\"padding\":\"");
+        body.resize(body.len() + faults.page_padding_bytes, b'x');
+        body.extend_from_slice(b"\"}");
+    }
 }
 
 /// A uniform number in [0, 1).
