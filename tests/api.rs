@@ -580,3 +580,70 @@ fn the_binaries_backfill_from_the_emulator_and_report_on_sigterm() {
     emulator.stderr.take().unwrap().read_to_string(&mut summary).unwrap();
     assert!(summary.contains("0 throttled (429)") && summary.contains("5xx"), "{summary}");
 }
+
+// ------------------------------------------- a hostile API (issue 10)
+
+/// A small window for the hostile-server tests: several scan pages of
+/// activities, a few alert pages.
+fn small_store() -> &'static (Arc<RecordStore>, TimeWindow) {
+    static STORE: OnceLock<(Arc<RecordStore>, TimeWindow)> = OnceLock::new();
+    STORE.get_or_init(|| generated_store(12_000, 11))
+}
+
+/// Backfills from an emulator with `faults` into a file; the error, the
+/// ids delivered and the emulator's counters.
+fn backfill_against(faults: FaultConfig, tune: impl FnOnce(&mut ApiConfig)) -> (String, HashMap<String, u32>, u64) {
+    let (store, window) = small_store();
+    let emulator = emulator(store, |c| c.faults = faults);
+    let dir = Scratch::new("hostile");
+    let out = dir.join("out.cef");
+    let mut api = api_config(&emulator.base_url());
+    tune(&mut api);
+    let mut config = backfill_config(api, *window);
+    config.scan_limit = 1000;
+    let err = match backfill_to_file(&config, &out) {
+        Ok(report) => panic!("the backfill should have failed; it reported {report:?}"),
+        Err(err) => err.to_string(),
+    };
+    let stats = emulator.shutdown();
+    (err, delivered_ids(&out), stats.api_requests)
+}
+
+/// `"hasNext": "true"` was read as false: backfill stopped after page 1
+/// and exited 0. Now it is an error naming the field, on the first page.
+#[test]
+fn a_has_next_that_is_not_a_boolean_is_an_error_not_the_end() {
+    let faults = FaultConfig { has_next_as_string: true, ..FaultConfig::default() };
+    let (err, _, requests) = backfill_against(faults, |_| {});
+    assert!(err.contains("hasNext is neither true nor false"), "{err}");
+    assert!(requests <= 2, "the error comes at the first page, not after {requests} requests");
+}
+
+/// A scan whose `nextQueryFilters` repeats the request's cursor with
+/// `hasNext: true` made backfill read the same page for ever (each record
+/// sent hundreds of times). Now the second identical cursor stops it: a
+/// handful of requests, no record more than twice.
+#[test]
+fn a_scan_that_does_not_move_stops_with_an_error_instead_of_looping() {
+    let faults = FaultConfig { stuck_scan: true, ..FaultConfig::default() };
+    let (err, delivered, requests) = backfill_against(faults, |_| {});
+    assert!(err.contains("the scan does not move"), "{err}");
+    assert!(requests <= 10, "{requests} requests: the pager kept asking");
+    let most = delivered.values().copied().max().unwrap_or(0);
+    assert!(most <= 2, "a record was written {most} times");
+}
+
+/// Pages over the limit are refused with the URL and the limit in the
+/// error, before they fill memory: a padded page, and a server that
+/// announces a huge body and never stops sending.
+#[test]
+fn pages_over_the_size_limit_are_refused_with_the_url_and_the_limit() {
+    let padded = FaultConfig { page_padding_bytes: 3 << 20, ..FaultConfig::default() };
+    let (err, delivered, _) = backfill_against(padded, |api| api.max_page_bytes = 2 << 20);
+    assert!(err.contains("larger than 2097152 bytes") && err.contains("/api/v1/"), "{err}");
+    assert!(delivered.is_empty(), "nothing of a refused page is written");
+    let endless = FaultConfig { endless_body: true, ..FaultConfig::default() };
+    let (err, _, requests) = backfill_against(endless, |api| api.max_page_bytes = 8 << 20);
+    assert!(err.contains("larger than 8388608 bytes"), "{err}");
+    assert_eq!(requests, 1, "a page too large is not retried");
+}

@@ -16,7 +16,6 @@ pub use crate::http::RetryPolicy;
 use crate::http::{self, AgentSettings, Attempts, Backoff, Next, SetupError, TransportFailure, error_detail};
 use crate::json::INPUT_PADDING;
 use crate::time::parse_http_date;
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -85,7 +84,19 @@ pub struct ApiConfig {
     pub retry: RetryPolicy,
     /// Time limit for one whole request (connect, send, read the page).
     pub request_timeout: Duration,
+    /// A page larger than this is refused (a broken or hostile server
+    /// cannot make cefwire allocate without bound).
+    pub max_page_bytes: u64,
 }
+
+/// The default page size limit: a scan page of 5,000 activities is a few
+/// tens of MB; this leaves room for records ten times larger than usual.
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 256 << 20;
+
+/// The longest a `Retry-After` is honoured. The API's throttle counts
+/// requests per minute, so a longer wait is never needed; an absurd value
+/// (`Retry-After: 99999999999`) must not park the agent for ever.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 impl ApiConfig {
     /// Defaults for `portal_url` with a legacy token.
@@ -98,6 +109,7 @@ impl ApiConfig {
             rate_limit: RateLimit::SERVICE,
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(300),
+            max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
         }
     }
 }
@@ -147,6 +159,10 @@ pub enum ApiError {
     CaFile { path: String, detail: String },
     #[error("the token endpoint answered without an access_token: {0}")]
     BadTokenResponse(String),
+    #[error(
+        "{url} answered with a page larger than {limit} bytes; refused (a smaller scan_page_size, or a larger page limit, if the records are really that large)"
+    )]
+    PageTooLarge { url: String, limit: u64 },
 }
 
 impl ApiError {
@@ -206,6 +222,7 @@ pub struct ApiClient {
     tokens: Option<TokenCache>,
     limiter: RequestLimiter,
     backoff: Backoff,
+    max_page_bytes: u64,
     stats: ClientStats,
     /// The server's clock (its `Date` header) at the last answer, and when
     /// that answer arrived.
@@ -230,13 +247,16 @@ impl ApiClient {
             ApiAuth::Token(_) => None,
             ApiAuth::ClientCredentials(creds) => Some(TokenCache::new(creds.clone())),
         };
+        let mut backoff = Backoff::new(config.retry);
+        backoff.retry_after_cap = Some(MAX_RETRY_AFTER);
         Ok(ApiClient {
             agent,
             base: config.portal_url.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
             tokens,
             limiter: RequestLimiter::new(config.rate_limit),
-            backoff: Backoff::new(config.retry),
+            backoff,
+            max_page_bytes: config.max_page_bytes,
             stats: ClientStats::default(),
             server_clock: None,
         })
@@ -323,11 +343,19 @@ impl ApiClient {
         let status = response.status().as_u16();
         let retry_after = http::retry_after(response.headers());
         page.clear();
-        let read = response.into_body().into_reader().read_to_end(page);
+        // An error body is read up to 64 KiB, a page up to the limit.
+        let limit = if status == 200 { self.max_page_bytes } else { 64 << 10 };
+        let read = http::read_body(response.into_body(), limit, page);
         if status == 200 {
-            if let Err(e) = read {
-                self.stats.network_errors += 1;
-                return Err(Failure::Retry { what: format!("reading the page: {e}"), retry_after: None });
+            match read {
+                Ok(()) => {}
+                Err(http::BodyError::TooLarge { limit }) => {
+                    return Err(Failure::Stop(ApiError::PageTooLarge { url: url.to_owned(), limit }));
+                }
+                Err(http::BodyError::Io(e)) => {
+                    self.stats.network_errors += 1;
+                    return Err(Failure::Retry { what: format!("reading the page: {e}"), retry_after: None });
+                }
             }
             let len = page.len();
             self.stats.pages += 1;
@@ -410,5 +438,16 @@ mod tests {
     fn credentials_are_not_printed() {
         let auth = ApiAuth::Token("s3cret".into());
         assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    /// `Retry-After: 99999999999` parked the agent for ever (status still
+    /// "Connected"): the wait is capped.
+    #[test]
+    fn an_absurd_retry_after_is_capped() {
+        let config = ApiConfig::new("https://contoso.example", ApiAuth::Token("t".into()));
+        let mut client = ApiClient::new(&config).unwrap();
+        let delay = client.backoff.delay(1, Some(Duration::from_secs(99_999_999_999)));
+        assert!(delay <= MAX_RETRY_AFTER + MAX_RETRY_AFTER / 2, "waits {delay:?}");
+        assert!(delay >= MAX_RETRY_AFTER / 2, "waits {delay:?}: Retry-After is still honoured up to the cap");
     }
 }

@@ -49,6 +49,9 @@ impl TimeKey {
 pub struct PageInfo {
     pub records: u64,
     pub has_next: bool,
+    /// `hasNext` was there but not `true` or `false` (`"true"`, `1`):
+    /// paging cannot go on safely, either way.
+    pub has_next_not_boolean: bool,
     pub total: Option<u64>,
     /// `nextQueryFilters` as compact JSON.
     pub next_filters: Option<Vec<u8>>,
@@ -65,8 +68,10 @@ impl PageInfo {
     /// document is not a page.
     pub fn from_page(root: JsonValue<'_, '_>, key: TimeKey) -> Option<PageInfo> {
         let data = root.get("data")?.array()?;
+        let has_next = root.get("hasNext");
         let mut info = PageInfo {
-            has_next: matches!(root.get("hasNext").and_then(|v| v.scalar()), Some(Scalar::Bool(true))),
+            has_next: matches!(has_next.and_then(|v| v.scalar()), Some(Scalar::Bool(true))),
+            has_next_not_boolean: has_next.is_some_and(|v| !matches!(v.scalar(), Some(Scalar::Bool(_)))),
             total: root.get("total").and_then(|v| v.as_i64_lenient()).and_then(|t| u64::try_from(t).ok()),
             ..PageInfo::default()
         };
@@ -107,6 +112,12 @@ pub enum PagingError {
     NotAPage,
     #[error("the API said hasNext but sent no nextQueryFilters")]
     MissingNextFilters,
+    #[error("the API's hasNext is neither true nor false; stopping rather than guessing whether more pages follow")]
+    HasNextNotBoolean,
+    #[error(
+        "the API said hasNext with the same nextQueryFilters it was just asked with: the scan does not move; stopping rather than reading the same page again"
+    )]
+    ScanDoesNotMove,
     #[error("more than {OFFSET_WINDOW} alerts share the time {0}; they cannot be paged without gaps")]
     StuckOnOneTime(i64),
 }
@@ -248,11 +259,18 @@ impl Pager for ActivityScan {
     }
 
     fn page_done(&mut self, info: &PageInfo) -> Result<(), PagingError> {
-        self.state = if !info.has_next {
-            ScanState::Done
-        } else {
-            ScanState::Next(info.next_filters.clone().ok_or(PagingError::MissingNextFilters)?)
-        };
+        if info.has_next_not_boolean {
+            return Err(PagingError::HasNextNotBoolean);
+        }
+        if !info.has_next {
+            self.state = ScanState::Done;
+            return Ok(());
+        }
+        let next = info.next_filters.as_ref().ok_or(PagingError::MissingNextFilters)?;
+        if matches!(&self.state, ScanState::Next(asked) if asked == next) {
+            return Err(PagingError::ScanDoesNotMove);
+        }
+        self.state = ScanState::Next(next.clone());
         Ok(())
     }
 }
@@ -326,6 +344,9 @@ impl Pager for OffsetPager {
     }
 
     fn page_done(&mut self, info: &PageInfo) -> Result<(), PagingError> {
+        if info.has_next_not_boolean {
+            return Err(PagingError::HasNextNotBoolean);
+        }
         if !info.has_next || info.records == 0 {
             self.done = true;
             return Ok(());
@@ -437,6 +458,7 @@ mod tests {
             PageInfo {
                 records: 3,
                 has_next: true,
+                has_next_not_boolean: false,
                 total: Some(9),
                 next_filters: Some(br#"{"a":{"gt":1}}"#.to_vec()),
                 last_time: Some(5),
@@ -543,5 +565,32 @@ mod tests {
         assert!(parse(r#"{"date":{"gte":1}}"#).is_err());
         assert!(parse(r#"{"service":5}"#).is_err());
         assert!(parse("[1]").is_err());
+    }
+
+    #[test]
+    fn has_next_must_be_a_boolean() {
+        let page = info(r#"{"data":[{"timestamp":1}],"hasNext":"true"}"#, TimeKey::Date);
+        assert!(page.has_next_not_boolean && !page.has_next);
+        assert!(!info(r#"{"data":[],"hasNext":false}"#, TimeKey::Date).has_next_not_boolean);
+        assert!(!info(r#"{"data":[]}"#, TimeKey::Date).has_next_not_boolean, "missing: no more pages");
+        let window = TimeWindow { from: 0, until: 10 };
+        let mut scan = ActivityScan::new(TimeKey::Date, window, b"", 100);
+        assert_eq!(scan.page_done(&page), Err(PagingError::HasNextNotBoolean));
+        let mut offsets = OffsetPager::new(Endpoint::Alerts, TimeKey::Date, window, b"");
+        assert_eq!(offsets.page_done(&page), Err(PagingError::HasNextNotBoolean));
+    }
+
+    #[test]
+    fn a_scan_cursor_that_repeats_is_an_error() {
+        let mut scan = ActivityScan::new(TimeKey::Date, TimeWindow { from: 0, until: 10 }, b"", 100);
+        let mut body = Vec::new();
+        let next =
+            |f: &str| PageInfo { has_next: true, next_filters: Some(f.as_bytes().to_vec()), ..Default::default() };
+        assert!(scan.next_request(&mut body));
+        assert_eq!(scan.page_done(&next(r#"{"a":1}"#)), Ok(()));
+        assert!(scan.next_request(&mut body));
+        assert_eq!(scan.page_done(&next(r#"{"a":2}"#)), Ok(()), "a new cursor moves on");
+        assert!(scan.next_request(&mut body));
+        assert_eq!(scan.page_done(&next(r#"{"a":2}"#)), Err(PagingError::ScanDoesNotMove));
     }
 }

@@ -553,10 +553,10 @@ mod tests {
         let set = set();
         let query = parse_text(r#"{"isScan":true,"limit":10}"#, Endpoint::Activities, NOW).unwrap();
         let mut out = Vec::new();
-        let shape = PageShape { max_bytes: usize::MAX, cut_after: Some(3) };
+        let shape = PageShape { max_bytes: usize::MAX, cut_after: Some(3), ..PageShape::default() };
         let summary = write_page(&set, &query, Endpoint::Activities, NOW, shape, &mut out);
         assert_eq!((summary.records, summary.has_next), (3, true));
-        let shape = PageShape { max_bytes: 1, cut_after: None };
+        let shape = PageShape { max_bytes: 1, cut_after: None, ..PageShape::default() };
         let summary = write_page(&set, &query, Endpoint::Activities, NOW, shape, &mut out);
         assert_eq!((summary.records, summary.has_next), (1, true));
     }

@@ -595,7 +595,9 @@ fn admit_graph(shared: &Shared) -> Result<(), u64> {
 /// The hostile page faults: `hasNext` as a string, padding.
 fn spoil_page(faults: &FaultConfig, body: &mut Vec<u8>) {
     if faults.has_next_as_string {
-        for (from, to) in [(&b"\"hasNext\":true"[..], &b"\"hasNext\":\"true\""[..]), (b"\"hasNext\":false", b"\"hasNext\":\"false\"")] {
+        for (from, to) in
+            [(&b"\"hasNext\":true"[..], &b"\"hasNext\":\"true\""[..]), (b"\"hasNext\":false", b"\"hasNext\":\"false\"")]
+        {
             if let Some(at) = memchr::memmem::find(body, from) {
                 body.splice(at..at + from.len(), to.iter().copied());
             }
