@@ -80,6 +80,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("rejects_are_located_by_stream_query_and_page", rejects_are_located),
     ("the_checkpoint_is_fsynced_then_renamed_then_its_directory_fsynced", checkpoint_is_written_durably),
     ("the_systemd_directories_come_from_the_environment", systemd_directories),
+    ("a_second_agent_on_the_same_state_directory_is_refused", second_agent_is_refused),
 ];
 
 fn main() {
@@ -1616,4 +1617,35 @@ fn systemd_directories(dir: &Path) {
     let mut received = Received::new(&rsyslog.out);
     received.settle(&mut rsyslog);
     received.check(&data, Allowance::default(), "a clean run causes none");
+}
+
+/// Two agents on one state directory both ran before (every record sent
+/// twice, racing on `state.json.tmp`). The second is refused with exit 2,
+/// naming the directory and the first one's pid, before any request; the
+/// first goes on and delivers everything once.
+fn second_agent_is_refused(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 151, activities: 3000, alerts: 100, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    let mut first = files.spawn(&[], &[]);
+    wait_until(Duration::from_secs(60), "the first agent to hold the state directory", || {
+        fs::read_to_string(files.state.join("agent.lock")).is_ok_and(|pid| pid.trim() == first.child.id().to_string())
+    });
+    let second = cefwire().arg("agent").arg("--config").arg(&files.config).arg("--once").output().unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "the second agent: {stderr}");
+    let expected = format!("is in use by another cefwire agent (pid {})", first.child.id());
+    assert!(stderr.contains(&expected), "the second agent names the first: {stderr}");
+    note!("second agent: {}", stderr.trim());
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data.stored_before(t0), Duration::from_secs(120));
+    assert!(first.child.try_wait().unwrap().is_none(), "the first agent goes on");
+    stop_agent(&mut first);
+    received.settle(&mut rsyslog);
+    received.check(&data.stored_before(t0), Allowance::default(), "one agent sends each record once");
 }

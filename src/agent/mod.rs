@@ -20,3 +20,4 @@ pub mod outage;
 pub mod resend;
 pub mod run;
 pub mod state;
+pub mod state_lock;

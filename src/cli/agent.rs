@@ -8,6 +8,7 @@ use crate::agent::config_file::ConfigFile;
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError};
+use crate::agent::state_lock::StateLock;
 use crate::exit::Status;
 use crate::stop::Stop;
 use clap::Args;
@@ -93,6 +94,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     let mut settings = file.into_settings().map_err(super::UsageError::from)?;
     overrides.apply(&mut settings);
     let config = AgentConfig::build(settings, super::common::default_state_dir()).map_err(super::UsageError::from)?;
+    // Held until the process ends: one agent per state directory.
+    let _state_lock = StateLock::acquire(&config.state_dir).map_err(|e| super::UsageError(e.to_string()))?;
     let level = if args.verbose { Level::Debug } else { Level::Info };
     let log = Arc::new(match &config.logs_dir {
         Some(dir) => AgentLog::with_directory(level, dir, 10 << 20, 5, true)
