@@ -18,6 +18,7 @@ use crate::pages::{PageEvent, PageSource, SourceError};
 use crate::progress::Progress;
 use crate::records::{ConvertCounts, MessageSink, NoGate, Origin, PageError, RecordConverter};
 use crate::rejects::RejectLog;
+use crate::stop::Stop;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -41,6 +42,9 @@ pub struct BackfillConfig {
     pub rejects_file: Option<PathBuf>,
     pub show_rejects: u64,
     pub progress: bool,
+    /// When set, the run stops fetching (a wait for an answer is
+    /// abandoned), finishes every output and reports itself incomplete.
+    pub stop: Option<Stop>,
 }
 
 /// Counts of one record type.
@@ -117,6 +121,8 @@ pub enum BackfillError {
     Archive { path: String, source: io::Error },
     #[error("the fetch thread stopped unexpectedly")]
     FetchThread,
+    #[error("stopped by a signal")]
+    Interrupted,
 }
 
 impl From<SourceError> for BackfillError {
@@ -140,40 +146,76 @@ pub fn queries(config: &BackfillConfig) -> Vec<WindowQuery> {
         .collect()
 }
 
-/// Runs the backfill into `sink`.
+/// How a backfill ended: what it did, and the error that ended it early
+/// (`None`: the whole window). Either way every output it wrote (archive,
+/// rejects file) is finished and valid.
+#[derive(Debug)]
+pub struct BackfillOutcome {
+    pub report: BackfillReport,
+    pub error: Option<BackfillError>,
+}
+
+/// Runs the backfill into `sink`; an error ends it (see [`run_to_end`]
+/// for the report of a run that ended early).
 pub fn run(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Result<BackfillReport, BackfillError> {
+    let outcome = run_to_end(config, sink);
+    match outcome.error {
+        None => Ok(outcome.report),
+        Some(err) => Err(err),
+    }
+}
+
+/// Runs the backfill into `sink` until the window is done, an error, or
+/// the stop signal; then finishes the archive and the rejects file.
+pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> BackfillOutcome {
     let started = Instant::now();
-    let client = ApiClient::new(&config.api)?;
+    let mut report = BackfillReport::default();
+    let fail = |report: BackfillReport, error| BackfillOutcome { report, error: Some(error) };
+    let client = match ApiClient::new(&config.api) {
+        Ok(client) => client,
+        Err(err) => return fail(report, err.into()),
+    };
     let mut rejects = RejectLog::new(config.show_rejects);
-    if let Some(path) = &config.rejects_file {
-        rejects
-            .keep_records_in(path)
-            .map_err(|source| BackfillError::Archive { path: path.display().to_string(), source })?;
+    if let Some(path) = &config.rejects_file
+        && let Err(source) = rejects.keep_records_in(path)
+    {
+        return fail(report, BackfillError::Archive { path: path.display().to_string(), source });
     }
     let mut archive = Archive::new(config.archive_dir.as_deref(), config.window);
-    let mut source = PageSource::pipelined(client)
-        .map_err(|e| BackfillError::Output(io::Error::other(format!("starting the fetch thread: {e}"))))?;
+    let mut source = match PageSource::pipelined(client) {
+        Ok(source) => source,
+        Err(e) => {
+            let err = io::Error::other(format!("starting the fetch thread: {e}"));
+            return fail(report, BackfillError::Output(err));
+        }
+    };
     source.walk(queries(config).iter().map(WindowQuery::pager).collect());
 
     // A bar with ETA from the start: its length grows as each type's first
     // page tells its total.
     let progress = Progress::items(config.progress, Some(0), "backfill");
-    let mut report = BackfillReport { rate_limit: Some(source.rate_limit()), ..BackfillReport::default() };
+    report.rate_limit = Some(source.rate_limit());
     let mut converter = RecordConverter::new(&config.cef);
-    let outcome = convert_pages(&mut source, &mut converter, sink, &mut rejects, &mut archive, &progress, &mut report);
+    let stop = config.stop.as_ref();
+    let converted =
+        convert_pages(&mut source, stop, &mut converter, sink, &mut rejects, &mut archive, &progress, &mut report);
     progress.finish();
     report.client = source.stats();
-    source.finish();
-    outcome?;
-    rejects.finish().map_err(BackfillError::Output)?;
-    report.archives = archive.finish()?;
     report.counts = converter.counts;
+    source.finish();
+    // The outputs are finished whatever ended the run, so that what was
+    // written is complete and valid (a zstd archive with its end frame).
+    let rejects_done = rejects.finish().map_err(BackfillError::Output);
+    let archive_done = archive.finish().map(|paths| report.archives = paths);
     report.elapsed = started.elapsed();
-    Ok(report)
+    let error = converted.err().or(rejects_done.err()).or(archive_done.err());
+    BackfillOutcome { report, error }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn convert_pages(
     source: &mut PageSource,
+    stop: Option<&Stop>,
     converter: &mut RecordConverter,
     sink: &mut dyn MessageSink,
     rejects: &mut RejectLog,
@@ -182,10 +224,14 @@ fn convert_pages(
     report: &mut BackfillReport,
 ) -> Result<(), BackfillError> {
     loop {
-        let mut page = match source.next_page(None) {
+        if stop.is_some_and(Stop::is_requested) {
+            return Err(BackfillError::Interrupted);
+        }
+        let mut page = match source.next_page(stop) {
             Some(PageEvent::Page(page)) => page,
             Some(PageEvent::Done) => return Ok(()),
             Some(PageEvent::Failed(err)) => return Err(err.into()),
+            None if stop.is_some_and(Stop::is_requested) => return Err(BackfillError::Interrupted),
             None => return Err(BackfillError::FetchThread),
         };
         let endpoint = page.endpoint;

@@ -80,6 +80,7 @@ fn backfill_config(api: ApiConfig, window: TimeWindow) -> BackfillConfig {
         rejects_file: None,
         show_rejects: 10,
         progress: false,
+        stop: None,
     }
 }
 
@@ -646,4 +647,61 @@ fn pages_over_the_size_limit_are_refused_with_the_url_and_the_limit() {
     let (err, _, requests) = backfill_against(endless, |api| api.max_page_bytes = 8 << 20);
     assert!(err.contains("larger than 8388608 bytes"), "{err}");
     assert_eq!(requests, 1, "a page too large is not retried");
+}
+
+/// SIGTERM in the middle of a backfill was ignored (it kept fetching), and
+/// a second signal left the output empty and the zstd archive invalid.
+/// Now the first signal stops fetching, writes out what was fetched, ends
+/// the archive's zstd streams, prints the summary marked INCOMPLETE and
+/// exits 1; the output and the archive hold exactly the records the
+/// summary counts, each once.
+#[test]
+fn sigterm_mid_backfill_finishes_the_output_and_says_incomplete() {
+    let (store, window) = small_store();
+    // Four requests at once, then one every 2.5 s: the run would take more
+    // than a minute; the signal comes after the third page.
+    let emulator = emulator(store, |c| c.rate_limit = None);
+    let dir = Scratch::new("backfill-sigterm");
+    let out = dir.join("out.cef");
+    let archive = dir.join("archive");
+    let mut child = cefwire()
+        .args(["backfill", "--since", "49h", "--portal-url", &emulator.base_url(), "--token", TOKEN])
+        .args(["--rate-limit", "4/10s", "--scan-limit", "500", "--no-progress", "--archive"])
+        .arg(&archive)
+        .arg("-o")
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while emulator.stats().pages < 3 {
+        assert!(Instant::now() < deadline, "the backfill did not fetch 3 pages in 120 s");
+        assert!(child.try_wait().unwrap().is_none(), "the backfill ended before the signal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, libc::SIGTERM);
+    let status = wait_or_kill(&mut child, Duration::from_secs(60), "the backfill after one SIGTERM");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("INCOMPLETE") && stderr.contains("stopped by a signal"), "{stderr}");
+    let counted: u64 = stderr
+        .split("backfilled ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("a summary with the count: {stderr}"));
+    let delivered = delivered_ids(&out);
+    let mut archived = 0;
+    for file in std::fs::read_dir(&archive).unwrap() {
+        let path = file.unwrap().path();
+        let raw = zstd::decode_all(std::fs::File::open(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{} is not a complete zstd stream: {e}", path.display()));
+        archived += raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as u64;
+    }
+    assert_eq!(archived, counted, "the archive holds the raw records of what was converted");
+    assert!(counted > 0 && counted < expected_ids(store, *window).len() as u64, "stopped early: {counted}");
+    assert_eq!(delivered.len() as u64, counted, "the file holds what the summary counts");
+    assert!(delivered.values().all(|&n| n == 1), "each record once");
 }

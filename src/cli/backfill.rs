@@ -39,7 +39,9 @@ Activities are read in scan mode (pages of up to 5000), alerts in pages of 100 w
 forward before the 5000 offset cap. Requests stay under --rate-limit (30/min by default, as the service \
 allows); 429, 5xx and network errors are retried with backoff; 401/403 stop at once. The next request is \
 in flight while a page is converted.\n\n\
-Exit codes: 0 done, 3 some records rejected, 1 an API or output error stopped the run, 2 bad usage.",
+Exit codes: 0 done, 3 some records rejected, 1 an API or output error or a signal (SIGINT/SIGTERM) \
+stopped the run (what was fetched is still written, the outputs are finished, and the summary says \
+INCOMPLETE), 2 bad usage. A second signal exits at once (130).",
     after_help = "Examples:\n  cefwire backfill --since 48h --portal-url https://contoso.us3.portal.cloudappsecurity.com --token $TOKEN -o window.cef\n  \
 cefwire backfill --from 2026-01-01 --until 2026-01-02 --types alerts --portal-url URL --tenant-id T --client-id C --client-secret S -o alerts.cef --archive raw/\n  \
 cefwire backfill --since 48h --portal-url URL --token $TOKEN --dry-run"
@@ -171,6 +173,7 @@ impl BackfillArgs {
             rejects_file: self.report.rejects,
             show_rejects: self.report.show_rejects,
             progress: !self.report.no_progress && !self.report.quiet,
+            stop: Some(stop.clone()),
         };
         Ok((config, destination))
     }
@@ -196,32 +199,40 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
         }
         return Ok(Status::Success);
     }
-    let report = match destination {
+    let (outcome, sent) = match destination {
         Some(Destination::File(path)) => {
             let mut writer = LineWriter::create(&path)?;
-            let report = backfill::run(&config, &mut writer)?;
+            let outcome = backfill::run_to_end(&config, &mut writer);
+            // What was converted is written out and the file ended
+            // cleanly (a zstd end frame), whatever stopped the run.
             writer.finish()?;
-            report
+            (outcome, None)
         }
         Some(Destination::Syslog(send_config)) => {
             let mut sender = SyslogSender::start(&send_config)?;
-            let outcome = backfill::run(&config, &mut sender);
-            // Whatever happened upstream, write out what was fetched.
+            let outcome = backfill::run_to_end(&config, &mut sender);
+            // Whatever happened upstream, send out what was fetched.
             let sent = sender.finish()?;
-            let report = outcome?;
-            if !quiet {
-                eprintln!("cefwire: {}", report.summary());
-                eprintln!("cefwire: {}", sent.summary());
-            }
-            if sent.failure.is_some() || sent.messages_unsent > 0 {
-                return Ok(Status::Failure);
-            }
-            return Ok(if report.counts.rejected > 0 { Status::Rejected } else { Status::Success });
+            (outcome, Some(sent))
         }
         None => unreachable!("a destination is required unless --dry-run"),
     };
+    let report = &outcome.report;
     if !quiet {
+        if outcome.error.is_some() {
+            eprintln!("cefwire: backfill INCOMPLETE, the window was not finished; what was done:");
+        }
         eprintln!("cefwire: {}", report.summary());
+        if let Some(sent) = &sent {
+            eprintln!("cefwire: {}", sent.summary());
+        }
+    }
+    if let Some(err) = outcome.error {
+        // main prints it, and the exit status says the run failed.
+        return Err(err.into());
+    }
+    if sent.is_some_and(|sent| sent.failure.is_some() || sent.messages_unsent > 0) {
+        return Ok(Status::Failure);
     }
     Ok(if report.counts.rejected > 0 { Status::Rejected } else { Status::Success })
 }
