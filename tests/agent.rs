@@ -33,7 +33,7 @@
 use cefwire::agent::health::HealthReport;
 use cefwire::agent::state::{AgentState, StateStore, StreamCursor};
 use cefwire::api::RateLimit;
-use cefwire::emulate::{self, DataKind, EmulatorConfig, EmulatorHandle, FaultConfig, StoreBuilder};
+use cefwire::emulate::{self, DataKind, DateFault, EmulatorConfig, EmulatorHandle, FaultConfig, StoreBuilder};
 use cefwire::input::source::InputPath;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -81,6 +81,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("the_checkpoint_is_fsynced_then_renamed_then_its_directory_fsynced", checkpoint_is_written_durably),
     ("the_systemd_directories_come_from_the_environment", systemd_directories),
     ("a_second_agent_on_the_same_state_directory_is_refused", second_agent_is_refused),
+    ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
 ];
 
 fn main() {
@@ -1648,4 +1649,48 @@ fn second_agent_is_refused(dir: &Path) {
     stop_agent(&mut first);
     received.settle(&mut rsyslog);
     received.check(&data.stored_before(t0), Allowance::default(), "one agent sends each record once");
+}
+
+/// An API whose `Date` said one day ahead made the agent query
+/// `[cursor, cursor + 24 h)` and save its checkpoint a day in the future:
+/// after a restart it sent nothing, "Connected". Now the agent reads no
+/// further than the local clock + 5 min, says "clock skew" (Connection
+/// error) in its status and log, and keeps delivering records as they come.
+fn server_clock_a_day_ahead(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let spec = DataSpec {
+        seed: 161,
+        activities: 2_000,
+        alerts: 100,
+        future_activities: (5..=25).step_by(5).map(|s| s * SECOND).collect(),
+        ..DataSpec::default()
+    };
+    let data = Data::generate(dir, t0, &spec);
+    let ahead = DateFault::OffsetMs(24 * 3_600_000);
+    let emulator = start_emulator(&data, None, FaultConfig { date: ahead, ..FaultConfig::default() });
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    let mut agent = files.spawn(&[], &[]);
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(120)));
+    let tolerance = 5 * 60_000;
+    let cursor = files.activities_cursor().expect("a checkpoint");
+    assert!(
+        cursor <= now_ms() + tolerance,
+        "the checkpoint is {} s ahead of the local clock",
+        (cursor - now_ms()) / 1000
+    );
+    let status = files.status(&[]);
+    assert_eq!(status["state"], "Connection error", "{status}");
+    assert!(status["reason"].as_str().is_some_and(|r| r.contains("clock skew")), "{status}");
+    stop_agent(&mut agent);
+    let log = files.log_text();
+    let warning =
+        log.lines().find(|l| l.contains("clock skew: the API server's Date is")).unwrap_or_else(|| panic!("{log}"));
+    assert!(warning.contains("ahead of the local clock") && warning.contains("WARN"), "{warning}");
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "a skewed clock sends nothing twice");
 }

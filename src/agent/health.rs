@@ -107,6 +107,10 @@ pub struct HealthReport {
     /// The Event Hubs source, when the activities come from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eventhubs: Option<EventHubsHealth>,
+    /// The API server's clock minus the local one, while they differ by
+    /// more than the agent tolerates (ms; positive: the server is ahead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
 }
 
 /// The Event Hubs source: the broker link, the group and each partition
@@ -196,7 +200,7 @@ impl HealthReport {
             .flatten()
             .max()
             .map(|newest| now_ms - newest);
-        let (state, reason) = match failing.iter().min_by_key(|(since, _)| *since) {
+        let (mut state, mut reason) = match failing.iter().min_by_key(|(since, _)| *since) {
             None => (HealthState::Connected, "API and syslog working".to_owned()),
             Some((since, why)) => {
                 let down = now_ms - since;
@@ -210,6 +214,19 @@ impl HealthReport {
                 (state, format!("{why} (for {})", crate::time::format_duration_ms(down)))
             }
         };
+        // A clock the agent cannot follow is an error now, not after 2 h:
+        // the agent reads no further than its own clock allows.
+        if let Some(skew) = self.clock_skew_ms
+            && state == HealthState::Connected
+            && running
+        {
+            state = HealthState::ConnectionError;
+            reason = format!(
+                "clock skew: the API server's clock is {} {} the local one",
+                crate::time::format_duration_ms(skew.abs()),
+                if skew > 0 { "ahead of" } else { "behind" }
+            );
+        }
         HealthStatus { state, reason, now_ms, lag_ms, agent_running: running, report: self.clone() }
     }
 

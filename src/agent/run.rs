@@ -130,6 +130,8 @@ pub struct Agent {
     /// Current slice length per stream (activities, alerts), adapted to
     /// how many records a slice holds.
     slices: [i64; 2],
+    /// The server's clock is beyond the tolerance (for logging once).
+    clock_skewed: std::sync::atomic::AtomicBool,
 }
 
 /// How long one flush waits before the stop flag is looked at again.
@@ -141,6 +143,9 @@ const STOP_FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Slices never get shorter or longer than these.
 const MIN_SLICE_MS: i64 = 5 * 60_000;
+/// How far the API server's clock may be ahead of the local one before the
+/// agent stops following it.
+pub const CLOCK_TOLERANCE_MS: i64 = 5 * 60_000;
 const MAX_SLICE_MS: i64 = 24 * 3_600_000;
 
 impl Agent {
@@ -183,6 +188,7 @@ impl Agent {
             checkpoint_outage: Outage::default(),
             rejects_file_outage: Outage::default(),
             slices: [0; 2],
+            clock_skewed: Default::default(),
         })
     }
 
@@ -293,9 +299,40 @@ impl Agent {
         self.sender.as_mut().expect("the sender starts before the loop")
     }
 
-    /// The API server's time if it told us, else the local clock.
+    /// The time the agent reads up to: the API server's (from its `Date`
+    /// header: records are stored by its clock), but never more than
+    /// [`CLOCK_TOLERANCE_MS`] ahead of the local clock. A server whose
+    /// `Date` says tomorrow would otherwise move the checkpoint into the
+    /// future, and nothing would be sent until the world caught up.
     fn now(&self) -> i64 {
-        self.source.server_now_ms().unwrap_or_else(crate::time::now_ms)
+        let local = crate::time::now_ms();
+        match self.source.server_now_ms() {
+            Some(server) => {
+                self.note_clock_skew(server - local);
+                server.min(local + CLOCK_TOLERANCE_MS)
+            }
+            None => local,
+        }
+    }
+
+    /// Logs (once per episode) a server clock more than the tolerance away
+    /// from the local one; the skew is kept in the health report.
+    fn note_clock_skew(&self, skew: i64) {
+        let skewed = skew.abs() > CLOCK_TOLERANCE_MS;
+        let was = self.clock_skewed.swap(skewed, std::sync::atomic::Ordering::Relaxed);
+        if skewed && !was {
+            self.log.warn(&format!(
+                "clock skew: the API server's Date is {} {} the local clock (more than the {} tolerated); the agent \
+                 reads no further than the local clock + {} until they agree",
+                format_duration_ms(skew.abs()),
+                if skew > 0 { "ahead of" } else { "behind" },
+                format_duration_ms(CLOCK_TOLERANCE_MS),
+                format_duration_ms(CLOCK_TOLERANCE_MS),
+            ));
+        } else if was && !skewed {
+            self.log.info("clock skew: the API server's clock and the local one agree again");
+        }
+        self.with_health(|h| h.clock_skew_ms = skewed.then_some(skew));
     }
 
     fn with_health(&self, change: impl FnOnce(&mut HealthReport)) {
