@@ -82,6 +82,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("the_systemd_directories_come_from_the_environment", systemd_directories),
     ("a_second_agent_on_the_same_state_directory_is_refused", second_agent_is_refused),
     ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
+    ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
 ];
 
 fn main() {
@@ -1693,4 +1694,37 @@ fn server_clock_a_day_ahead(dir: &Path) {
     assert!(warning.contains("ahead of the local clock") && warning.contains("WARN"), "{warning}");
     received.settle(&mut rsyslog);
     received.check(&data, Allowance::default(), "a skewed clock sends nothing twice");
+}
+
+/// `resend.bin` was trusted: any bytes that parsed as length-prefixed
+/// messages (a file of another version, a foreign file) were sent to the
+/// SIEM on start. Now a file without the header, length and checksum is
+/// moved aside, named in an error, and nothing of it is sent.
+fn invalid_resend_file(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 171, activities: 500, alerts: 20, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    fs::create_dir_all(&files.state).unwrap();
+    // Messages framed as the window frames them, without the file's header.
+    let mut forged = Vec::new();
+    for n in 0..100u32 {
+        let message = format!("<134>forged message {n}");
+        forged.extend_from_slice(&(message.len() as u32).to_le_bytes());
+        forged.extend_from_slice(message.as_bytes());
+    }
+    fs::write(files.state.join("resend.bin"), &forged).unwrap();
+    files.spawn(&["--once"], &[]).finish(Duration::from_secs(120));
+    let log = files.log_text();
+    assert!(log.contains("resend.bin is not a valid resend file"), "{log}");
+    assert!(files.state.join("resend.bin.invalid").exists() && !files.state.join("resend.bin").exists());
+    let mut received = Received::new(&rsyslog.out);
+    received.settle(&mut rsyslog);
+    let text = fs::read_to_string(&rsyslog.out).unwrap_or_default();
+    assert!(!text.contains("forged message"), "a forged message reached the receiver");
+    received.check(&data, Allowance::default(), "nothing of the invalid file is sent");
 }

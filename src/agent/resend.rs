@@ -5,8 +5,11 @@
 //! as a break is noticed, so a stop or crash before the reconnection does
 //! not lose them, and the next start sends them first.
 //!
-//! It owns the window (two reused generations), the file format and the
-//! bookkeeping of a break ([`Resender`]). It does not decide when the loop
+//! It owns the window (two reused generations), the file format (a magic
+//! line, the payload's length and its SHA-256, then the length-prefixed
+//! messages: a file that is not exactly that — truncated, zeroed, foreign
+//! — is refused and set aside, never sent) and the bookkeeping of a break
+//! ([`Resender`]). It does not decide when the loop
 //! waits for syslog, and never touches the checkpoint.
 
 use super::logfile::AgentLog;
@@ -71,6 +74,46 @@ impl ResendWindow {
     pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
         [&self.previous, &self.current].into_iter().flat_map(|generation| saved_messages(generation))
     }
+}
+
+/// The first bytes of a resend file.
+const FILE_MAGIC: &[u8] = b"cefwire resend window v1\n";
+
+/// The resend file of `window`: [`FILE_MAGIC`], the payload's length
+/// (little-endian `u64`) and SHA-256, then the payload
+/// ([`ResendWindow::to_bytes`]).
+pub fn encode_file(window: &ResendWindow) -> Vec<u8> {
+    let payload = window.to_bytes();
+    let mut file = Vec::with_capacity(FILE_MAGIC.len() + 8 + 32 + payload.len());
+    file.extend_from_slice(FILE_MAGIC);
+    file.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    file.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &payload).as_ref());
+    file.extend_from_slice(&payload);
+    file
+}
+
+/// The messages of a resend file, if it is one: the magic, the length and
+/// the checksum agree, and the payload is whole messages, none empty.
+pub fn decode_file(file: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let rest = file.strip_prefix(FILE_MAGIC).ok_or("it does not start with the resend file's header")?;
+    let (len, rest) = rest.split_first_chunk::<8>().ok_or("its header is cut off")?;
+    let (sum, payload) = rest.split_first_chunk::<32>().ok_or("its header is cut off")?;
+    if payload.len() as u64 != u64::from_le_bytes(*len) {
+        return Err(format!(
+            "it holds {} bytes of messages, its header says {}",
+            payload.len(),
+            u64::from_le_bytes(*len)
+        ));
+    }
+    if ring::digest::digest(&ring::digest::SHA256, payload).as_ref() != sum {
+        return Err("its checksum does not match its contents".to_owned());
+    }
+    let messages: Vec<&[u8]> = saved_messages(payload).collect();
+    let used: usize = messages.iter().map(|m| m.len() + 4).sum();
+    if used != payload.len() || messages.iter().any(|m| m.is_empty()) {
+        return Err("its messages are not well formed".to_owned());
+    }
+    Ok(messages)
 }
 
 /// The messages of a saved resend window ([`ResendWindow::to_bytes`]); a
@@ -141,10 +184,27 @@ impl Resender {
                 return;
             }
         };
-        for message in saved_messages(&bytes) {
+        let messages = match decode_file(&bytes) {
+            Ok(messages) => messages,
+            Err(why) => {
+                // Never send what may be garbage; keep it for a look.
+                let aside = self.path.with_extension("bin.invalid");
+                let kept = match std::fs::rename(&self.path, &aside) {
+                    Ok(()) => format!("moved to {}", aside.display()),
+                    Err(err) => format!("could not be moved aside: {err}"),
+                };
+                log.error(&format!(
+                    "{} is not a valid resend file ({why}); nothing of it is sent ({kept}). The previous run's last \
+                     messages may be missing at the receiver if its connection broke",
+                    self.path.display()
+                ));
+                return;
+            }
+        };
+        for message in &messages {
             self.window.push(message);
         }
-        let count = commit_copies(sender, saved_messages(&bytes));
+        let count = commit_copies(sender, messages.iter().copied());
         // The file stays until these are written.
         self.saved = Some(self.window.pushed());
         self.written_by = Some(sender.messages_accepted());
@@ -183,7 +243,7 @@ impl Resender {
             self.errors_seen = errors;
             return;
         }
-        match write_atomically(&self.path, &self.window.to_bytes()) {
+        match write_atomically(&self.path, &encode_file(&self.window)) {
             Ok(()) => {
                 self.saved = Some(self.window.pushed());
                 self.file_outage.recovered();
@@ -253,6 +313,31 @@ mod tests {
         let expected: Vec<String> = (first..300).map(|n| format!("message {n:03}")).collect();
         assert_eq!(kept, expected, "consecutive, oldest first");
         assert_eq!(window.pushed(), 300);
+    }
+
+    #[test]
+    fn the_file_reads_back_and_anything_else_is_refused() {
+        let mut window = ResendWindow::new(4096);
+        for n in 0..100u32 {
+            window.push(format!("<134>message {n:03}").as_bytes());
+        }
+        let file = encode_file(&window);
+        let kept: Vec<&[u8]> = window.messages().collect();
+        assert_eq!(decode_file(&file).unwrap(), kept);
+        let refused = |bytes: &[u8]| decode_file(bytes).unwrap_err();
+        assert!(refused(&vec![0; 1 << 20]).contains("header"), "a megabyte of zeros");
+        assert!(refused(b"<134>2026-12-05T00:00:00Z host CEF:0|...\n").contains("header"), "arbitrary bytes");
+        assert!(refused(&file[..file.len() - 1]).contains("its header says"), "cut off");
+        let mut flipped = file.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(refused(&flipped).contains("checksum"), "one bit changed");
+        // A payload of empty messages with a valid header and checksum.
+        let zeros = vec![0u8; 64];
+        let mut forged = FILE_MAGIC.to_vec();
+        forged.extend_from_slice(&(zeros.len() as u64).to_le_bytes());
+        forged.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, &zeros).as_ref());
+        forged.extend_from_slice(&zeros);
+        assert!(refused(&forged).contains("not well formed"), "empty messages");
     }
 
     #[test]
