@@ -83,6 +83,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_second_agent_on_the_same_state_directory_is_refused", second_agent_is_refused),
     ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
     ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
+    ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
 ];
 
 fn main() {
@@ -1727,4 +1728,35 @@ fn invalid_resend_file(dir: &Path) {
     let text = fs::read_to_string(&rsyslog.out).unwrap_or_default();
     assert!(!text.contains("forged message"), "a forged message reached the receiver");
     received.check(&data, Allowance::default(), "nothing of the invalid file is sent");
+}
+
+/// A deleted `state.json` with `health.json` still there was a "first
+/// start": the whole 48 h sent again. Now the start is refused (exit 2,
+/// naming the file and what would happen, before any request) unless the
+/// operator asks for `--reset-state`.
+fn lost_checkpoint(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 181, activities: 800, alerts: 30, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    files.spawn(&["--once"], &[]).finish(Duration::from_secs(120));
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, Duration::from_secs(60));
+    fs::remove_file(files.state.join("state.json")).unwrap();
+    let before = emulator.stats().api_requests;
+    let refused = cefwire().arg("agent").arg("--config").arg(&files.config).arg("--once").output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the checkpoint (state.json) is missing") && stderr.contains("--reset-state"), "{stderr}");
+    assert_eq!(emulator.stats().api_requests, before, "refused before any request");
+    note!("refused: {}", stderr.trim());
+    files.spawn(&["--once", "--reset-state"], &[]).finish(Duration::from_secs(120));
+    assert!(files.activities_cursor().is_some(), "a new checkpoint after the reset");
+    received.settle(&mut rsyslog);
+    let (copies, _) = received.duplicates();
+    assert_eq!(copies as usize, data.expected.len(), "the reset read the window again, as asked: every record twice");
 }

@@ -6,13 +6,15 @@ use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
 #[cfg(feature = "eventhubs")]
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
+use crate::agent::health::HealthReport;
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError};
+use crate::agent::state::{STATE_FILE, StateStore};
 use crate::agent::state_lock::StateLock;
 use crate::exit::Status;
 use crate::stop::Stop;
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +70,13 @@ pub struct AgentArgs {
     #[arg(long)]
     pub once: bool,
 
+    /// Start over when the checkpoint (state.json) is gone although an
+    /// earlier run sent records from this state directory: reads the whole
+    /// window again (the SIEM gets those records a second time). Without
+    /// it such a start is refused.
+    #[arg(long)]
+    pub reset_state: bool,
+
     /// Log debug details too.
     #[arg(long, short = 'v')]
     pub verbose: bool,
@@ -96,6 +105,9 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     let config = AgentConfig::build(settings, super::common::default_state_dir()).map_err(super::UsageError::from)?;
     // Held until the process ends: one agent per state directory.
     let _state_lock = StateLock::acquire(&config.state_dir).map_err(|e| super::UsageError(e.to_string()))?;
+    if config.api.is_some() && !args.reset_state {
+        lost_checkpoint(&config.state_dir, config.window_ms).map_err(super::UsageError)?;
+    }
     let level = if args.verbose { Level::Debug } else { Level::Info };
     let log = Arc::new(match &config.logs_dir {
         Some(dir) => AgentLog::with_directory(level, dir, 10 << 20, 5, true)
@@ -175,6 +187,27 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             Err(err.into())
         }
     }
+}
+
+/// Refuses a start whose checkpoint is gone while the health file shows
+/// an earlier run sent records from this state directory: starting over
+/// would send the whole window (two days) again.
+fn lost_checkpoint(state_dir: &Path, window_ms: i64) -> Result<(), String> {
+    if StateStore::new(state_dir).path().exists() {
+        return Ok(());
+    }
+    let Ok(health) = HealthReport::load(state_dir) else { return Ok(()) };
+    let sent = [health.activities.newest_sent_ms, health.alerts.newest_sent_ms].into_iter().flatten().max();
+    let Some(newest) = sent else { return Ok(()) };
+    Err(format!(
+        "state directory {}: the checkpoint ({STATE_FILE}) is missing, but an earlier run (pid {}) sent records up to {} \
+         from here; starting over would send the last {} again. Restore {STATE_FILE}, or start once with \
+         --reset-state to read the window again",
+        state_dir.display(),
+        health.pid,
+        crate::time::format_ms(newest),
+        crate::time::format_duration_ms(window_ms),
+    ))
 }
 
 /// Once a stop is asked for, gives the agent [`STOP_GRACE`] to finish its
