@@ -705,3 +705,42 @@ fn sigterm_mid_backfill_finishes_the_output_and_says_incomplete() {
     assert_eq!(delivered.len() as u64, counted, "the file holds what the summary counts");
     assert!(delivered.values().all(|&n| n == 1), "each record once");
 }
+
+/// `backfill` took its credentials only as arguments (visible in `ps`).
+/// Now a file or the environment works as well, and a refused token is
+/// never echoed.
+#[test]
+fn backfill_takes_the_token_from_a_file_or_the_environment_and_never_echoes_it() {
+    let (store, _) = small_store();
+    let emulator = emulator(store, |_| {});
+    let dir = Scratch::new("token-file");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let backfill = |extra: &[&str], env: Option<&str>, out: &str| {
+        let mut command = cefwire();
+        command
+            .args(["backfill", "--since", "49h", "--portal-url", &emulator.base_url(), "--no-progress", "-o"])
+            .arg(dir.join(out))
+            .args(extra)
+            .env_remove("CEFWIRE_TOKEN");
+        if let Some(token) = env {
+            command.env("CEFWIRE_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let from_file = backfill(&["--token-file", token_file.to_str().unwrap()], None, "a.cef");
+    assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stderr));
+    let from_env = backfill(&[], Some(TOKEN), "b.cef");
+    assert!(from_env.status.success(), "{}", String::from_utf8_lossy(&from_env.stderr));
+    let expected = expected_ids(store, TimeWindow { from: 0, until: i64::MAX }).len();
+    assert_eq!(delivered_ids(&dir.join("a.cef")).len(), expected);
+    assert_eq!(delivered_ids(&dir.join("b.cef")).len(), expected);
+    let secret = "wrong-s3cr3t-value";
+    std::fs::write(&token_file, secret).unwrap();
+    let refused = backfill(&["--token-file", token_file.to_str().unwrap()], None, "c.cef");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("refused the credentials") && !stderr.contains(secret), "{stderr}");
+    let both = backfill(&["--token", TOKEN, "--token-file", token_file.to_str().unwrap()], None, "d.cef");
+    assert_eq!(both.status.code(), Some(2), "{}", String::from_utf8_lossy(&both.stderr));
+}

@@ -237,7 +237,9 @@ impl HealthReport {
     /// Writes the report atomically to the state directory.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("health serialises");
-        super::state::write_atomically(&Self::path(state_dir), &bytes)
+        // Readable by everyone who may run `cefwire status` (it holds no
+        // secret), whatever the umask widens.
+        super::state::write_atomically_with_mode(&Self::path(state_dir), &bytes, 0o644)
     }
 
     /// Reads the report from the state directory.

@@ -4,7 +4,12 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// Log files: the agent's user writes, its group (an operator, a log
+/// shipper) reads, nobody else, whatever the umask.
+const LOG_MODE: u32 = 0o640;
 use std::sync::Mutex;
 
 /// Name of the current log file.
@@ -42,7 +47,7 @@ impl RotatingFile {
     fn open(dir: &Path, max_size: u64, keep: usize) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&path)?;
         let size = file.metadata()?.len();
         Ok(Self { dir: dir.to_owned(), file, size, max_size, keep })
     }
@@ -70,7 +75,7 @@ impl RotatingFile {
         }
         let current = self.dir.join(LOG_FILE);
         fs::rename(&current, self.rotated(1))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&current)?;
+        self.file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&current)?;
         self.size = 0;
         Ok(())
     }
@@ -164,6 +169,12 @@ mod tests {
         assert!(dir.path().join(format!("{LOG_FILE}.1")).exists());
         assert!(dir.path().join(format!("{LOG_FILE}.2")).exists());
         assert!(!dir.path().join(format!("{LOG_FILE}.3")).exists());
+        // Whatever the umask: group-readable, not world-readable.
+        use std::os::unix::fs::PermissionsExt;
+        for name in [LOG_FILE.to_owned(), format!("{LOG_FILE}.1")] {
+            let mode = fs::metadata(dir.path().join(&name)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, LOG_MODE, "{name}");
+        }
         let all: String = [LOG_FILE, "cefwire-agent.log.1", "cefwire-agent.log.2"]
             .iter()
             .map(|f| fs::read_to_string(dir.path().join(f)).unwrap())

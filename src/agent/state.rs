@@ -9,8 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Name of the state file inside the state directory.
@@ -186,14 +187,23 @@ impl StateStore {
 
 /// Writes `bytes` to `path` via a temporary file, fsync and rename, then
 /// fsyncs the directory so the rename itself is durable. On error the
-/// temporary file is removed and `path` is untouched.
+/// temporary file is removed and `path` is untouched. The file is readable
+/// by its owner only (0600).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomically_with_mode(path, bytes, 0o600)
+}
+
+/// [`write_atomically`] with the file's permission bits (`mode`, not
+/// widened by the umask).
+pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut temp_name = path.file_name().unwrap_or_default().to_owned();
     temp_name.push(".tmp");
     let temp = dir.join(temp_name);
     let result = (|| {
-        let mut file = File::create(&temp)?;
+        // By default readable by the agent's user only, whatever the umask:
+        // the state holds the tenant's record ids and times.
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&temp)?;
         crate::fault_hooks::injected_disk_full()?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -210,6 +220,16 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// State files got whatever the umask allowed (0666 with umask 000).
+    #[test]
+    fn state_files_are_readable_by_the_agent_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 
     #[test]
     fn id_hash_is_fnv1a() {

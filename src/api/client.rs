@@ -118,20 +118,38 @@ impl ApiConfig {
 /// `user:password@host:port` or `http://…`, and returns it as a URL.
 pub fn proxy_url(spec: &str) -> Result<String, String> {
     let (scheme, rest) = spec.split_once("://").unwrap_or(("http", spec));
+    // Errors show the proxy without its password.
+    let shown = without_password(spec);
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{spec:?}: only HTTP CONNECT proxies are supported (http://host:port)"));
+        return Err(format!("{shown:?}: only HTTP CONNECT proxies are supported (http://host:port)"));
     }
     let host = rest.rsplit('@').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
-        return Err(format!("{spec:?} has no host"));
+        return Err(format!("{shown:?} has no host"));
     }
     if let Some((_, port)) = host.rsplit_once(':')
         && !host.ends_with(']')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("{spec:?}: port {port:?} is not a number"));
+        return Err(format!("{shown:?}: port {port:?} is not a number"));
     }
     Ok(format!("{scheme}://{rest}"))
+}
+
+/// `user:password@host:port` (with or without a scheme) as
+/// `user:***@host:port`, for messages.
+pub fn without_password(spec: &str) -> String {
+    let (scheme, rest) = match spec.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), spec),
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}{user}:***@{host}")
+        }
+        None => spec.to_owned(),
+    }
 }
 
 /// Why the client stopped.
@@ -240,7 +258,7 @@ impl ApiClient {
         let agent = http::agent(&settings).map_err(|e| match e {
             SetupError::CaFile { path, detail } => ApiError::CaFile { path, detail },
             SetupError::Proxy { spec, detail } => {
-                ApiError::Setup { url: spec, detail: format!("bad --proxy: {detail}") }
+                ApiError::Setup { url: without_password(&spec), detail: format!("bad --proxy: {detail}") }
             }
         })?;
         let tokens = match &config.auth {
@@ -438,6 +456,17 @@ mod tests {
     fn credentials_are_not_printed() {
         let auth = ApiAuth::Token("s3cret".into());
         assert!(!format!("{auth:?}").contains("s3cret"));
+    }
+
+    /// A proxy password was echoed in validation errors.
+    #[test]
+    fn proxy_errors_never_show_the_password() {
+        for spec in ["ftp://alice:s3cret@proxy:8080", "alice:s3cret@:8080", "http://alice:s3cret@proxy:port"] {
+            let err = proxy_url(spec).unwrap_err();
+            assert!(!err.contains("s3cret") && err.contains("alice:***@"), "{err}");
+        }
+        assert_eq!(without_password("proxy:8080"), "proxy:8080");
+        assert_eq!(proxy_url("alice:s3cret@proxy:8080").unwrap(), "http://alice:s3cret@proxy:8080");
     }
 
     /// `Retry-After: 99999999999` parked the agent for ever (status still

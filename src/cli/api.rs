@@ -15,9 +15,15 @@ use std::time::Duration;
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "API access")]
 pub struct ApiArgs {
-    /// Legacy API token (sent as `Authorization: Token …`).
-    #[arg(long, value_name = "TOKEN")]
+    /// Legacy API token (sent as `Authorization: Token …`). On the command
+    /// line it is visible to other users (`ps`): prefer --token-file or
+    /// the environment variable.
+    #[arg(long, value_name = "TOKEN", env = "CEFWIRE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// A file holding the legacy API token (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
 
     /// Entra ID tenant (directory) id, for the client-credentials flow.
     #[arg(long, value_name = "ID")]
@@ -27,9 +33,14 @@ pub struct ApiArgs {
     #[arg(long, value_name = "ID")]
     pub client_id: Option<String>,
 
-    /// Entra ID application secret.
-    #[arg(long, value_name = "SECRET")]
+    /// Entra ID application secret (prefer --client-secret-file or the
+    /// environment variable: a command line is visible in `ps`).
+    #[arg(long, value_name = "SECRET", env = "CEFWIRE_CLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
+
+    /// A file holding the Entra ID application secret (its first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "client_secret")]
+    pub client_secret_file: Option<PathBuf>,
 
     /// Token endpoint for the client-credentials flow (`{tenant}` is replaced).
     #[arg(long, value_name = "URL", default_value = DEFAULT_TOKEN_URL)]
@@ -82,11 +93,11 @@ impl ApiArgs {
         ApiSettings {
             portal_url: given.then(|| portal_url.to_owned()),
             token: self.token.clone(),
-            token_file: None,
+            token_file: self.token_file.clone(),
             tenant_id: self.tenant_id.clone(),
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
-            client_secret_file: None,
+            client_secret_file: self.client_secret_file.clone(),
             token_url: Some(self.token_url.clone()),
             scope: Some(self.scope.clone()),
             proxy: self.proxy.clone(),

@@ -94,13 +94,13 @@ pub mod names {
     pub const AUTH: Setting = Setting::new("auth", "--token");
     pub const TOKEN: Setting = Setting::agent("auth.token", "--token");
     pub const TOKEN_OR_FILE: Setting = Setting::new("auth.token / auth.token_file", "--token");
-    pub const TOKEN_FILE: Setting = Setting::new("auth.token_file", "--token");
+    pub const TOKEN_FILE: Setting = Setting::new("auth.token_file", "--token-file");
     pub const TENANT_ID: Setting = Setting::new("auth.tenant_id", "--tenant-id");
     pub const CLIENT_ID: Setting = Setting::new("auth.client_id", "--client-id");
     pub const CLIENT_SECRET: Setting = Setting::new("auth.client_secret", "--client-secret");
     pub const CLIENT_SECRET_OR_FILE: Setting =
         Setting::new("auth.client_secret / auth.client_secret_file", "--client-secret");
-    pub const CLIENT_SECRET_FILE: Setting = Setting::new("auth.client_secret_file", "--client-secret");
+    pub const CLIENT_SECRET_FILE: Setting = Setting::new("auth.client_secret_file", "--client-secret-file");
     pub const TOKEN_URL: Setting = Setting::new("auth.token_url", "--token-url");
     pub const SCOPE: Setting = Setting::new("auth.scope", "--scope");
     pub const PROXY: Setting = Setting::agent("proxy", "--proxy");
