@@ -84,6 +84,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
     ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
+    ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
 ];
 
 fn main() {
@@ -1759,4 +1760,53 @@ fn lost_checkpoint(dir: &Path) {
     received.settle(&mut rsyslog);
     let (copies, _) = received.duplicates();
     assert_eq!(copies as usize, data.expected.len(), "the reset read the window again, as asked: every record twice");
+}
+
+/// The syslog outage over RELP (rsyslog's `imrelp`, writing each message
+/// before it answers): rsyslog is SIGKILLed mid-stream, then stopped
+/// gracefully (SIGTERM), each time restarted. Nothing is lost; the
+/// duplicates, counted per id at the receiver, come only from the kill
+/// (messages rsyslog wrote but had not answered: at most the RELP window
+/// of 1,024), none from the graceful restart, and the agent's own 8 MiB
+/// resend is not used (it would only duplicate).
+fn relp_rsyslog_down(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let future: Vec<i64> = (0..60).map(|i| 5 * SECOND + i * SECOND).collect();
+    let spec =
+        DataSpec { seed: 191, activities: 12_000, alerts: 300, future_activities: future, ..DataSpec::default() };
+    let data = Data::generate(dir, t0, &spec);
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let inputs = util::rsyslog::Inputs { relp: true, direct: true, ..Default::default() };
+    let mut rsyslog = Rsyslog::start_with(&dir.join("rsyslog"), &inputs);
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    let text = fs::read_to_string(&files.config).unwrap();
+    fs::write(&files.config, text.replace(&rsyslog.tcp_url(), &rsyslog.relp_url())).unwrap();
+    let mut agent = files.spawn(&[], &[]);
+    let mut received = Received::new(&rsyslog.relp_out);
+    wait_until(Duration::from_secs(120), "a megabyte at rsyslog before the kill", || {
+        received.update();
+        received.size() > 1_000_000
+    });
+    rsyslog.kill();
+    note!("rsyslog SIGKILLed at t0 + {:.1} s", (now_ms() - t0) as f64 / 1000.0);
+    wait_until(Duration::from_secs(60), "status to show the syslog failure", || {
+        files.status(&[])["reason"].as_str().is_some_and(|r| r.contains("syslog failing"))
+    });
+    rsyslog.launch();
+    received.wait_for_all(&data.stored_before(t0), Duration::from_secs(180));
+    rsyslog.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    rsyslog.launch();
+    received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(120)));
+    stop_agent(&mut agent);
+    received.settle(&mut rsyslog);
+    let (copies, bytes) =
+        received.check(&data, Allowance { pages: 0, resends: 1 }, "RELP re-sends only what was not answered");
+    assert!(copies <= 1024, "{copies} duplicates: more than the RELP window of 1,024 messages");
+    let log = files.log_text();
+    assert!(!log.contains("sent the last"), "the agent re-sent its own window over RELP:\n{log}");
+    note!("RELP outage: {copies} duplicates ({bytes} bytes), all counted at the receiver");
 }

@@ -400,7 +400,8 @@ pub fn run(
     };
     health.lock().unwrap_or_else(|p| p.into_inner()).eventhubs = Some(stats.clone());
     let mut sender = SyslogSender::start(&config.send)?;
-    let mut resender = Resender::saved_at(config.resend_window_bytes, config.resend_file.clone());
+    let mut resender = Resender::saved_at(config.resend_window_bytes, config.resend_file.clone())
+        .exact_delivery(config.send.destinations.iter().all(|d| d.transport.is_relp()));
     resender.send_saved(&mut sender, &log);
     let delivery = Delivery {
         sender: Some(sender),

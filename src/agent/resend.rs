@@ -146,6 +146,10 @@ pub struct Resender {
     /// After a resend: once this many messages are written, it is done.
     written_by: Option<u64>,
     file_outage: Outage,
+    /// Every destination acknowledges each message it has written (RELP)
+    /// and the sender re-sends exactly the unacknowledged ones: a resend of
+    /// the window would only duplicate.
+    exact: bool,
 }
 
 impl Resender {
@@ -165,7 +169,17 @@ impl Resender {
             saved: None,
             written_by: None,
             file_outage: Outage::default(),
+            exact: false,
         }
+    }
+
+    /// With destinations that acknowledge every message (RELP): breaks are
+    /// made good by the sender alone (exactly the unacknowledged messages
+    /// go again), so the window is neither saved nor sent again. A window a
+    /// previous run saved is still sent on start.
+    pub fn exact_delivery(mut self, exact: bool) -> Self {
+        self.exact = exact;
+        self
     }
 
     /// The window, for the record gate to keep each message sent.
@@ -222,6 +236,10 @@ impl Resender {
             return;
         }
         self.reconnects_seen = reconnects;
+        if self.exact {
+            log.info("syslog: the connection was re-established; the receiver acknowledges each message, so only those it had not acknowledged were sent again");
+            return;
+        }
         let count = commit_copies(sender, self.window.messages());
         self.written_by = Some(sender.messages_accepted());
         log.warn(&format!(
@@ -235,6 +253,9 @@ impl Resender {
     /// a stop or a crash before the reconnection would otherwise lose what
     /// the receiver lost.
     pub fn note_break(&mut self, sender: &SyslogSender, log: &AgentLog) {
+        if self.exact {
+            return;
+        }
         let errors = sender.report().errors;
         if errors <= self.errors_seen || self.saved == Some(self.window.pushed()) {
             return;

@@ -172,7 +172,8 @@ impl Agent {
             ..HealthReport::default()
         };
         Ok(Self {
-            resend: Resender::new(config.resend_window_bytes, &config.state_dir),
+            resend: Resender::new(config.resend_window_bytes, &config.state_dir)
+                .exact_delivery(config.send.destinations.iter().all(|d| d.transport.is_relp())),
             converter: RecordConverter::new(&config.cef),
             config,
             stop,
