@@ -985,8 +985,12 @@ fn rejects_are_located(dir: &Path) {
 }
 
 /// (5) The local clock jumps 6 h ahead on one restart and 6 h back on the
-/// next: the windows follow the API server's clock, so nothing is lost
-/// (records stored in the near future included) and nothing is sent twice.
+/// next. Ahead, the windows follow the API server's clock; behind, the
+/// agent reads no further than its own clock + 5 min (issue 10: a clock
+/// it cannot check is not followed into the future) and waits. Either way
+/// `status` says "clock skew", and once the clock is right nothing has
+/// been lost (records stored in the near future included) and nothing is
+/// sent twice.
 fn local_clock_jumps(dir: &Path) {
     if !Rsyslog::available() {
         return;
@@ -1012,20 +1016,38 @@ fn local_clock_jumps(dir: &Path) {
     files.wait_for_cursor(&mut agent, start + span * 3 / 10, Duration::from_secs(180));
     stop_agent(&mut agent);
 
+    // The local clock 6 h ahead: the agent reads by the server's clock
+    // (the records are stored by it), and says the clocks disagree.
     let ahead = offset(6);
     let mut agent = files.spawn(&[], &ahead);
     files.wait_for_cursor(&mut agent, start + span * 7 / 10, Duration::from_secs(180));
-    let status = files.status(&ahead);
-    assert_eq!(status["state"], "Connected", "{status}");
+    wait_until(Duration::from_secs(60), "status to show the clock skew", || {
+        let status = files.status(&ahead);
+        status["state"] == "Connection error" && status["reason"].as_str().is_some_and(|r| r.contains("clock skew"))
+    });
     stop_agent(&mut agent);
     assert!(files.log_text().contains("6h 0m ahead of the API server's"), "{}", files.log_text());
 
+    // The local clock 6 h behind: the agent never reads past its own clock
+    // + 5 min (a server clock it cannot check might be the wrong one), so
+    // the newest 6 h wait; nothing is skipped, the checkpoint stays there.
     let behind = offset(-6);
+    let before = files.activities_cursor().expect("a checkpoint");
     let mut agent = files.spawn(&[], &behind);
+    let ceiling = |at: i64| at - 6 * HOUR + 5 * MINUTE;
+    wait_until(Duration::from_secs(60), "status to show the clock skew", || {
+        files.status(&behind)["reason"].as_str().is_some_and(|r| r.contains("clock skew"))
+    });
+    stop_agent(&mut agent);
+    let cursor = files.activities_cursor().expect("a checkpoint");
+    assert!(cursor <= before.max(ceiling(now_ms())), "the cursor moved past the local clock + 5 min");
+    assert!(files.log_text().contains("behind the API server's"), "{}", files.log_text());
+
+    // The clock set right: the rest arrives, nothing twice.
+    let mut agent = files.spawn(&[], &[]);
     let mut received = Received::new(&rsyslog.out);
     received.wait_for_all(&data, data.all_visible_plus(Duration::from_secs(120)));
     stop_agent(&mut agent);
-    assert!(files.log_text().contains("behind the API server's"), "{}", files.log_text());
     received.settle(&mut rsyslog);
     received.check(&data, Allowance::default(), "clean stops and clock jumps cause none");
 }
