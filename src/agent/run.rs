@@ -101,6 +101,10 @@ pub enum AgentExit {
     Stopped,
     /// `once`: caught up, everything written and saved.
     CaughtUp,
+    /// Stopped (either way) with this many messages not written to syslog
+    /// (it was down): they are not in the checkpoint, so the next start
+    /// fetches them again, but this run did not deliver them.
+    Unsent(u64),
 }
 
 /// Something that interrupts the work on a slice.
@@ -739,6 +743,14 @@ impl Agent {
             }
             let report = sender.finish()?;
             self.log.info(&format!("stopping: {}", report.summary()));
+            if report.messages_unsent > 0 {
+                self.log.warn(&format!(
+                    "{} messages were not written to syslog; they are not in the checkpoint, the next start fetches \
+                     them again",
+                    report.messages_unsent
+                ));
+                return Ok(AgentExit::Unsent(report.messages_unsent));
+            }
         }
         Ok(exit)
     }

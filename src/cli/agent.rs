@@ -8,7 +8,7 @@ use crate::agent::config_file::ConfigFile;
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
 use crate::agent::health::HealthReport;
 use crate::agent::logfile::{AgentLog, Level};
-use crate::agent::run::{Agent, AgentError};
+use crate::agent::run::{Agent, AgentError, AgentExit};
 use crate::agent::state::{STATE_FILE, StateStore};
 use crate::agent::state_lock::StateLock;
 use crate::exit::Status;
@@ -173,6 +173,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         }
     }
     match outcome {
+        Ok(AgentExit::Unsent(count)) => {
+            log.info(&format!("agent stopped with {count} messages not sent"));
+            Ok(Status::Failure)
+        }
         Ok(exit) => {
             log.info(&format!("agent stopped ({exit:?})"));
             Ok(Status::Success)
