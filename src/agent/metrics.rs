@@ -5,10 +5,11 @@
 
 use super::health::{EventHubsHealth, HealthReport, HealthState};
 use std::fmt::Write as _;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Renders a report in the Prometheus text format, judged at `now_ms`.
 pub fn render(report: &HealthReport, now_ms: i64) -> String {
@@ -113,29 +114,66 @@ impl MetricsServer {
     pub fn start(addr: SocketAddr, source: Arc<Mutex<HealthReport>>) -> io::Result<Self> {
         let listener = TcpListener::bind(addr)?;
         let local_addr = listener.local_addr()?;
+        let active = Arc::new(AtomicUsize::new(0));
         std::thread::Builder::new().name("metrics".into()).spawn(move || {
             for stream in listener.incoming().flatten() {
-                let snapshot = source.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let _ = answer(stream, &snapshot);
+                // Each scrape on its own thread, a few at a time: a slow or
+                // silent client holds only its own connection.
+                if active.load(Ordering::Acquire) >= MAX_CLIENTS {
+                    continue;
+                }
+                active.fetch_add(1, Ordering::AcqRel);
+                let (source, done) = (Arc::clone(&source), Arc::clone(&active));
+                let spawned = std::thread::Builder::new().name("metrics-client".into()).spawn(move || {
+                    let _ = answer(stream, &source);
+                    done.fetch_sub(1, Ordering::AcqRel);
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::AcqRel);
+                }
             }
         })?;
         Ok(Self { local_addr })
     }
 }
 
-fn answer(mut stream: TcpStream, report: &HealthReport) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    // Drain the headers.
-    let mut header = String::new();
-    while reader.read_line(&mut header)? > 2 {
-        header.clear();
+/// Scrapes served at once; more connections are closed unanswered.
+const MAX_CLIENTS: usize = 8;
+/// A request (line and headers) longer than this is refused.
+const MAX_REQUEST_BYTES: usize = 8 << 10;
+/// A request must be complete within this long, however it trickles in.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads the request head: up to the blank line, at most
+/// [`MAX_REQUEST_BYTES`], within [`REQUEST_DEADLINE`] in all.
+fn read_request(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let deadline = Instant::now() + REQUEST_DEADLINE;
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_REQUEST_BYTES {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "request head too long"));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request not complete in time"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut chunk)? {
+            0 => break,
+            n => head.extend_from_slice(&chunk[..n]),
+        }
     }
+    Ok(head)
+}
+
+fn answer(mut stream: TcpStream, source: &Mutex<HealthReport>) -> io::Result<()> {
+    let head = read_request(&mut stream)?;
+    let report = source.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let request_line = String::from_utf8_lossy(head.split(|&b| b == b'\n').next().unwrap_or_default());
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let (status, body) = if path == "/metrics" || path == "/" {
-        ("200 OK", render(report, crate::time::now_ms()))
+        ("200 OK", render(&report, crate::time::now_ms()))
     } else {
         ("404 Not Found", "not found; try /metrics\n".to_owned())
     };
@@ -149,7 +187,6 @@ fn answer(mut stream: TcpStream, report: &HealthReport) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     #[test]
     fn serves_the_text_format() {
@@ -166,5 +203,42 @@ mod tests {
         assert!(text.contains("cefwire_api_throttled_total 2\n"), "{text}");
         assert!(text.contains("cefwire_health{state=\"Connected\"} 1\n"), "{text}");
         assert!(text.contains("cefwire_health{state=\"Disconnected\"} 0\n"), "{text}");
+    }
+
+    /// The request line was read without a limit (2 GiB without a newline
+    /// took the agent past 2 GiB) and one slow client blocked every scrape.
+    #[test]
+    fn a_flood_is_cut_off_and_a_trickling_client_blocks_no_one() {
+        let report = HealthReport { updated_ms: crate::time::now_ms(), ..Default::default() };
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(Mutex::new(report))).unwrap();
+        // A flood without a line end: the server hangs up after 8 KiB.
+        let mut flood = TcpStream::connect(server.local_addr).unwrap();
+        let chunk = [b'x'; 64 << 10];
+        let mut sent = 0usize;
+        while flood.write_all(&chunk).is_ok() {
+            sent += chunk.len();
+            assert!(sent < 256 << 20, "the server kept reading a request line of {sent} bytes");
+        }
+        // A client that sends one byte at a time and never finishes.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let trickle = {
+            let (addr, stop) = (server.local_addr, Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut slow = TcpStream::connect(addr).unwrap();
+                while !stop.load(Ordering::Relaxed) && slow.write_all(b"G").is_ok() {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        // Meanwhile a real scrape is answered.
+        let mut conn = TcpStream::connect(server.local_addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        conn.read_to_string(&mut text).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        trickle.join().unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
     }
 }
