@@ -25,6 +25,12 @@ pub enum Status {
     ConnectionError,
     /// `status`: the agent is `Disconnected` (failing > 12 h) or has never run.
     Disconnected,
+    /// `status`: `Connected`, but the agent is not running now (stopped, or
+    /// its health file is no longer updated).
+    AgentNotRunning,
+    /// `status`: `Connected`, but the API, syslog or the checkpoint is
+    /// failing right now (for less than the 2 h of `Connection error`).
+    FailingNow,
 }
 
 impl Status {
@@ -38,6 +44,8 @@ impl Status {
             Status::Incomplete => 5,
             Status::ConnectionError => 6,
             Status::Disconnected => 7,
+            Status::AgentNotRunning => 8,
+            Status::FailingNow => 9,
         }
     }
 }

@@ -36,7 +36,7 @@ fn each_health_state_with_its_exit_code() {
     // The SIEM goes away; the agent keeps running and updating its file.
     report.syslog.failure(T0 + HOUR, "connection refused by siem:514");
     for (after, code, state) in
-        [(HOUR + 1, 0, "Connected"), (3 * HOUR + 1, 6, "Connection error"), (13 * HOUR + 1, 7, "Disconnected")]
+        [(HOUR + 1, 9, "Connected"), (3 * HOUR + 1, 6, "Connection error"), (13 * HOUR + 1, 7, "Disconnected")]
     {
         report.updated_ms = T0 + after;
         report.save(dir.path()).unwrap();
@@ -49,6 +49,28 @@ fn each_health_state_with_its_exit_code() {
         let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(parsed["state"], state, "{json}");
     }
+}
+
+/// `status` said "Connected", exit 0, while the agent was stopped: a
+/// monitor could not tell. Exit 8 now, until the 12 h of Disconnected.
+#[test]
+fn a_stopped_agent_is_told_apart_from_a_running_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut report =
+        HealthReport { version: "test".into(), pid: 1, started_ms: T0, updated_ms: T0, ..Default::default() };
+    report.api.success(T0);
+    report.syslog.success(T0);
+    report.stopped = true;
+    report.save(dir.path()).unwrap();
+    let (code, text) = status(dir.path(), T0 + 60_000, false);
+    assert_eq!(code, Some(8), "{text}");
+    assert!(text.contains("status:   Connected") && text.contains("agent stopped"), "{text}");
+    // Not stopped, but the file is no longer updated (killed, hung).
+    report.stopped = false;
+    report.save(dir.path()).unwrap();
+    let (code, text) = status(dir.path(), T0 + HOUR, false);
+    assert_eq!(code, Some(8), "{text}");
+    assert!(text.contains("not running"), "{text}");
 }
 
 #[test]

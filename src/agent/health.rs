@@ -230,6 +230,16 @@ impl HealthReport {
         HealthStatus { state, reason, now_ms, lag_ms, agent_running: running, report: self.clone() }
     }
 
+    /// Whether the API, syslog, the checkpoint or the Event Hubs broker is
+    /// failing right now (however long for).
+    pub fn failing_now(&self) -> bool {
+        let broker = self.eventhubs.as_ref().is_some_and(|e| e.broker.failing_since_ms.is_some());
+        self.api.failing_since_ms.is_some()
+            || self.syslog.failing_since_ms.is_some()
+            || self.checkpoint.failing_since_ms.is_some()
+            || broker
+    }
+
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join(HEALTH_FILE)
     }

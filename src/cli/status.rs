@@ -12,7 +12,9 @@ use std::path::PathBuf;
     long_about = "Show the agent's health, read from the health file in its state directory.\n\n\
 Connected: API and syslog work. Connection error: one of them has been failing for more than 2 hours. \
 Disconnected: failing for more than 12 hours (or the agent stopped more than 12 hours ago).\n\n\
-Exit codes: 0 Connected, 6 Connection error, 7 Disconnected or never run, 2 bad usage.",
+Exit codes: 0 Connected (running, nothing failing), 6 Connection error, 7 Disconnected or never run, \
+8 Connected but the agent is not running now, 9 Connected but the API, syslog or the checkpoint is failing \
+right now (less than 2 h), 2 bad usage.",
     after_help = "Examples:\n  cefwire status --state-dir /var/lib/cefwire\n  cefwire status --json | jq .state"
 )]
 pub struct StatusArgs {
@@ -53,8 +55,11 @@ pub fn run(args: StatusArgs) -> anyhow::Result<Status> {
         print!("{}", status.human());
     }
     Ok(match status.state {
-        HealthState::Connected => Status::Success,
         HealthState::ConnectionError => Status::ConnectionError,
         HealthState::Disconnected => Status::Disconnected,
+        // A monitor can alert before the 2 h of Connection error.
+        HealthState::Connected if !status.agent_running => Status::AgentNotRunning,
+        HealthState::Connected if report.failing_now() => Status::FailingNow,
+        HealthState::Connected => Status::Success,
     })
 }
