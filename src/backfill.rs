@@ -12,13 +12,15 @@
 use crate::api::{ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, PageInfo, PagingError, RateLimit, TimeKey};
 use crate::api::{TimeWindow, WindowQuery, paging};
 use crate::cef::CefOptions;
+use crate::cef::{RecordFields, RecordKey};
 use crate::json::{JsonValue, write_compact_json};
 use crate::output::{FinishWrite, create_maybe_compressed};
 use crate::pages::{PageEvent, PageSource, SourceError};
 use crate::progress::Progress;
-use crate::records::{ConvertCounts, MessageSink, NoGate, Origin, PageError, RecordConverter};
+use crate::records::{ConvertCounts, MessageSink, NoGate, Origin, PageError, RecordConverter, RecordGate};
 use crate::rejects::RejectLog;
 use crate::stop::Stop;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -98,6 +100,9 @@ impl BackfillReport {
         }
         if self.counts.rejected > 0 {
             text.push_str(&format!("\nrejected {} records", self.counts.rejected));
+        }
+        if self.counts.skipped > 0 {
+            text.push_str(&format!("\nskipped {} records sent already (the same id again)", self.counts.skipped));
         }
         for path in &self.archives {
             text.push_str(&format!("\narchived raw records to {}", path.display()));
@@ -212,6 +217,53 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
     BackfillOutcome { report, error }
 }
 
+/// Backfill's [`RecordGate`]: a record whose id was sent within the last
+/// [`RECENT_IDS`] records is skipped (a page the API served twice, the same
+/// record on two pages). Memory stays bounded: the oldest id is forgotten
+/// for each new one once the set is full, and both are allocated once.
+struct SendOnce {
+    recent: HashSet<u64>,
+    order: VecDeque<u64>,
+    digits: itoa::Buffer,
+    admitted: Option<u64>,
+}
+
+/// Ids remembered by backfill (about 3 MB).
+const RECENT_IDS: usize = 100_000;
+
+impl SendOnce {
+    fn new() -> Self {
+        Self {
+            recent: HashSet::with_capacity(RECENT_IDS + 1),
+            order: VecDeque::with_capacity(RECENT_IDS + 1),
+            digits: itoa::Buffer::new(),
+            admitted: None,
+        }
+    }
+}
+
+impl RecordGate for SendOnce {
+    fn admit(&mut self, _: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool {
+        // No usable id: the formatter rejects the record.
+        self.admitted = key.id_hash(&mut self.digits);
+        !self.admitted.is_some_and(|hash| self.recent.contains(&hash))
+    }
+
+    fn formatted(&mut self, _: &[u8]) {}
+
+    fn committed(&mut self) {
+        let Some(hash) = self.admitted.take() else { return };
+        if self.recent.insert(hash) {
+            self.order.push_back(hash);
+            if self.order.len() > RECENT_IDS
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.recent.remove(&oldest);
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn convert_pages(
     source: &mut PageSource,
@@ -223,6 +275,7 @@ fn convert_pages(
     progress: &Progress,
     report: &mut BackfillReport,
 ) -> Result<(), BackfillError> {
+    let mut gate = SendOnce::new();
     loop {
         if stop.is_some_and(Stop::is_requested) {
             return Err(BackfillError::Interrupted);
@@ -240,10 +293,9 @@ fn convert_pages(
             Endpoint::Alerts => &mut report.alerts,
         };
         counts.pages += 1;
-        let converted =
-            source.convert_page(&mut page, endpoint.name(), converter, sink, rejects, &mut NoGate, |root| {
-                archive.write_page(endpoint, root)
-            });
+        let converted = source.convert_page(&mut page, endpoint.name(), converter, sink, rejects, &mut gate, |root| {
+            archive.write_page(endpoint, root)
+        });
         let number = page.number;
         source.recycle(page);
         let info = match converted {

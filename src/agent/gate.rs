@@ -9,10 +9,9 @@
 //! parse, send, save the checkpoint or decide when ids are forgotten.
 
 use super::resend::ResendWindow;
-use super::state::{SeenIds, id_hash};
+use super::state::SeenIds;
 use crate::api::TimeKey;
 use crate::cef::{RecordFields, RecordKey};
-use crate::json::Scalar;
 use crate::records::RecordGate;
 
 /// Skips records sent before; remembers those sent now. One per page.
@@ -46,14 +45,8 @@ impl<'a> SendOnceGate<'a> {
 
 impl RecordGate for SendOnceGate<'_> {
     fn admit(&mut self, fields: &RecordFields<'_, '_>, key: &RecordKey<'_, '_>) -> bool {
-        let id: &[u8] = match key.id.and_then(|v| v.scalar()) {
-            Some(Scalar::Str(s)) => s.as_bytes(),
-            Some(Scalar::I64(n)) => self.digits.format(n).as_bytes(),
-            Some(Scalar::U64(n)) => self.digits.format(n).as_bytes(),
-            // No usable id: the formatter rejects the record.
-            _ => return true,
-        };
-        let hash = id_hash(id);
+        // No usable id: the formatter rejects the record.
+        let Some(hash) = key.id_hash(&mut self.digits) else { return true };
         if self.seen.contains(hash) {
             return false;
         }
@@ -81,6 +74,7 @@ impl RecordGate for SendOnceGate<'_> {
 mod tests {
     use super::*;
     use crate::cef::CefOptions;
+    use crate::cef::id_hash;
     use crate::json::INPUT_PADDING;
     use crate::records::{MessageSink, Origin, RecordConverter};
     use crate::rejects::RejectLog;

@@ -23,16 +23,7 @@ const STATE_VERSION: u32 = 1;
 /// Ids remembered per stream at most (oldest forgotten first).
 pub const MAX_REMEMBERED_IDS: usize = 500_000;
 
-/// Stable 64-bit hash of a record id (FNV-1a): the same on every platform
-/// and Rust version, so saved states stay valid across upgrades.
-pub fn id_hash(id: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in id {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
-}
+pub use crate::cef::id_hash;
 
 /// Ids sent recently, with the cursor-field time of each record.
 #[derive(Clone, Debug, Default)]

@@ -219,6 +219,31 @@ pub struct RecordKey<'t, 'i> {
     scanned: Scanned<'t, 'i>,
 }
 
+impl RecordKey<'_, '_> {
+    /// A stable hash of the record's id (its text, or an integer id's
+    /// digits), to tell a record seen before; `None` without a usable id.
+    pub fn id_hash(&self, digits: &mut itoa::Buffer) -> Option<u64> {
+        let id: &[u8] = match self.id.and_then(|v| v.scalar())? {
+            Scalar::Str(s) => s.as_bytes(),
+            Scalar::I64(n) => digits.format(n).as_bytes(),
+            Scalar::U64(n) => digits.format(n).as_bytes(),
+            _ => return None,
+        };
+        Some(id_hash(id))
+    }
+}
+
+/// Stable 64-bit hash of a record id (FNV-1a): the same on every platform
+/// and Rust version, so saved states stay valid across upgrades.
+pub fn id_hash(id: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
 #[derive(Clone, Copy)]
 enum Scanned<'t, 'i> {
     Legacy,
