@@ -147,10 +147,11 @@ const STOP_FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Slices never get shorter or longer than these.
 const MIN_SLICE_MS: i64 = 5 * 60_000;
-/// How far the API server's clock may be ahead of the local one before the
-/// agent stops following it.
-pub const CLOCK_TOLERANCE_MS: i64 = 5 * 60_000;
 const MAX_SLICE_MS: i64 = 24 * 3_600_000;
+
+/// How far the API server's clock may be from the local one before the
+/// agent stops following it past the local clock (and says "clock skew").
+pub const CLOCK_TOLERANCE_MS: i64 = 5 * 60_000;
 
 impl Agent {
     /// Reads the state and prepares the client; no network traffic yet.
