@@ -4,17 +4,23 @@
 //! and the per-second rate, optionally stores each message as one line, and
 //! stops on a signal, when `expect` messages arrived or when time is up.
 //!
-//! One thread per stream connection (blocking reads with a short timeout so
-//! a stop is noticed), `recvmmsg` for UDP. It owns its sockets; it does not
-//! use the sender.
+//! One receiving thread runs a mio event loop over every connection
+//! (`sink/event_loop.rs`; one connection's reading and deframing is
+//! `sink/connection.rs`), `recvmmsg` for UDP; this thread takes the
+//! per-second rates and decides when to stop. It owns its sockets; it does
+//! not use the sender.
+
+mod connection;
+mod event_loop;
 
 use crate::progress::Progress;
 use crate::send::destination::{Destination, Transport};
 use crate::stop::Stop;
-use crate::syslog::frame::{Framing, deframe};
+use crate::syslog::frame::Framing;
+use mio::net::{TcpListener, UdpSocket};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,7 +49,8 @@ pub struct SinkConfig {
     /// UDP receive buffer to ask the kernel for.
     pub receive_buffer: usize,
     /// Stream connections served at once; more are closed at once and
-    /// counted in [`SinkReport::refused_connections`].
+    /// counted in [`SinkReport::refused_connections`]. An open connection
+    /// costs no thread and holds at most its frame in progress.
     pub max_connections: usize,
     pub progress: bool,
 }
@@ -152,7 +159,7 @@ pub fn message_hash(message: &[u8]) -> u64 {
     h ^ (h >> 29)
 }
 
-/// Counters shared by the receiving threads.
+/// Counters shared by the receiving thread and the reporting one.
 #[derive(Default)]
 struct Counters {
     messages: AtomicU64,
@@ -231,6 +238,8 @@ pub enum SinkError {
     Tls(#[from] crate::send::TlsSetupError),
     #[error("creating {0}: {1}")]
     Out(String, io::Error),
+    #[error("receiving on {0}: {1}")]
+    Receive(String, io::Error),
     #[error("writing {0}: {1} ({2} messages received; the file holds fewer)")]
     OutWrite(String, io::Error, u64),
 }
@@ -255,15 +264,14 @@ impl Sink {
         };
         let socket = match config.listen.transport {
             Transport::Udp => {
-                let socket = UdpSocket::bind(addr).map_err(|e| SinkError::Bind(name.clone(), e))?;
+                let socket = UdpSocket::bind(addr).map_err(|e| SinkError::Bind(name, e))?;
                 set_receive_buffer(&socket, config.receive_buffer);
-                socket.set_read_timeout(Some(Duration::from_millis(100))).map_err(|e| SinkError::Bind(name, e))?;
                 BoundSocket::Datagram(socket)
             }
             _ => {
-                let listener = TcpListener::bind(addr).map_err(|e| SinkError::Bind(name.clone(), e))?;
-                listener.set_nonblocking(true).map_err(|e| SinkError::Bind(name, e))?;
-                BoundSocket::Stream(listener)
+                // Each open connection is a file descriptor.
+                raise_open_file_limit();
+                BoundSocket::Stream(TcpListener::bind(addr).map_err(|e| SinkError::Bind(name, e))?)
             }
         };
         Ok(Self { config, socket, tls })
@@ -300,17 +308,14 @@ impl Sink {
             framing: self.config.framing,
             max_message_bytes: self.config.max_message_bytes,
         });
-        let receiver: JoinHandle<()> = match self.socket {
-            BoundSocket::Stream(listener) => {
-                let shared = Arc::clone(&shared);
-                let tls = self.tls.clone();
-                let max = self.config.max_connections.max(1);
-                std::thread::spawn(move || accept_loop(listener, tls, shared, max))
-            }
-            BoundSocket::Datagram(socket) => {
-                let shared = Arc::clone(&shared);
-                std::thread::spawn(move || receive_datagrams(socket, shared))
-            }
+        let receiver: JoinHandle<io::Result<()>> = {
+            let shared = Arc::clone(&shared);
+            let (socket, tls) = (self.socket, self.tls.clone());
+            let max_connections = self.config.max_connections;
+            std::thread::Builder::new()
+                .name("sink-receive".into())
+                .spawn(move || event_loop::run(socket, tls, &shared, max_connections))
+                .map_err(|e| SinkError::Receive(listen.clone(), e))?
         };
         let progress = Progress::items(self.config.progress, self.config.expect, "received");
         let mut peak_rate = 0u64;
@@ -343,13 +348,14 @@ impl Sink {
             }
         }
         shared.stop.store(true, Ordering::Release);
-        let _ = receiver.join();
+        let received = receiver.join().unwrap_or_else(|_| Err(io::Error::other("the receiving thread panicked")));
         progress.finish();
         let elapsed = shared.started.elapsed();
         let out_name = || self.config.out.as_ref().map_or_else(String::new, |p| p.display().to_string());
         if let Some(err) = shared.out_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
             return Err(SinkError::OutWrite(out_name(), err, shared.counters.messages.load(Ordering::Acquire)));
         }
+        received.map_err(|e| SinkError::Receive(listen.clone(), e))?;
         if let Some(out) = &shared.out {
             let mut file = out.lock().unwrap_or_else(|e| e.into_inner());
             file.flush().map_err(|e| SinkError::Out(out_name(), e))?;
@@ -373,195 +379,6 @@ impl Sink {
             per_second,
         })
     }
-}
-
-fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Arc<Receiving>, max: usize) {
-    let mut workers: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stop.load(Ordering::Acquire) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                // Forget connections that ended (a long run may see many).
-                workers.retain(|worker| !worker.is_finished());
-                if workers.len() >= max {
-                    // At the cap: closed unserved (each connection is a
-                    // thread and up to --max-message-bytes of buffer).
-                    shared.counters.refused_connections.fetch_add(1, Ordering::Relaxed);
-                    drop(stream);
-                    continue;
-                }
-                shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-                let shared = Arc::clone(&shared);
-                let tls = tls.clone();
-                workers.push(std::thread::spawn(move || {
-                    let _ = serve_connection(stream, tls, &shared);
-                }));
-            }
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
-    for worker in workers {
-        let _ = worker.join();
-    }
-}
-
-fn serve_connection(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &Receiving) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
-    match tls {
-        Some(config) => {
-            let session = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-            read_frames(rustls::StreamOwned::new(session, stream), shared)
-        }
-        None => read_frames(stream, shared),
-    }
-}
-
-/// Reads a stream, splits it into messages and accounts for them.
-fn read_frames(mut reader: impl Read, shared: &Receiving) -> io::Result<()> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut filled = 0;
-    let mut out = Vec::new();
-    let keep = shared.out.is_some();
-    loop {
-        if filled == buf.len() {
-            let grown = (buf.len() * 2).min(shared.max_message_bytes + 64);
-            if grown <= buf.len() {
-                // A frame longer than the limit: drop what is buffered.
-                shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
-                filled = 0;
-            } else {
-                buf.resize(grown, 0);
-            }
-        }
-        let n = match reader.read(&mut buf[filled..]) {
-            Ok(0) => {
-                if filled > 0 {
-                    // The connection ended inside a frame.
-                    shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
-                }
-                return Ok(());
-            }
-            Ok(n) => n,
-            Err(err) if is_read_timeout(&err) => {
-                if shared.stop.load(Ordering::Acquire) {
-                    return Ok(());
-                }
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
-        filled += n;
-        let (mut messages, mut hash) = (0u64, 0u64);
-        let mut at = 0;
-        loop {
-            let result = deframe(&buf[at..filled], shared.framing, shared.max_message_bytes, |m| {
-                messages += 1;
-                hash = hash.wrapping_add(message_hash(m));
-                if keep {
-                    out.extend_from_slice(m);
-                    out.push(b'\n');
-                }
-            });
-            match result {
-                Ok(used) => {
-                    at += used;
-                    break;
-                }
-                Err((bad, _)) => {
-                    // Skip to the next line and try again from there.
-                    shared.counters.framing_errors.fetch_add(1, Ordering::Relaxed);
-                    let from = at + bad;
-                    at = match memchr::memchr(b'\n', &buf[from..filled]) {
-                        Some(p) => from + p + 1,
-                        None => filled,
-                    };
-                }
-            }
-        }
-        buf.copy_within(at..filled, 0);
-        filled -= at;
-        shared.account(messages, n as u64, hash, &mut out)?;
-    }
-}
-
-/// Datagrams per `recvmmsg` call and the largest datagram.
-const DATAGRAMS_PER_CALL: usize = 64;
-const MAX_DATAGRAM: usize = 65_536;
-
-fn receive_datagrams(socket: UdpSocket, shared: Arc<Receiving>) {
-    let mut buffers = vec![0u8; DATAGRAMS_PER_CALL * MAX_DATAGRAM];
-    let mut lengths = [0usize; DATAGRAMS_PER_CALL];
-    let mut out = Vec::new();
-    let keep = shared.out.is_some();
-    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
-    while !shared.stop.load(Ordering::Acquire) {
-        let received = match receive_many(&socket, &mut buffers, &mut lengths) {
-            Ok(n) => n,
-            Err(err) if is_read_timeout(&err) => {
-                continue;
-            }
-            Err(_) => {
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let (mut messages, mut bytes, mut hash) = (0u64, 0u64, 0u64);
-        for (i, &len) in lengths.iter().enumerate().take(received) {
-            let data = &buffers[i * MAX_DATAGRAM..i * MAX_DATAGRAM + len];
-            bytes += len as u64;
-            let message = data.strip_suffix(b"\n").unwrap_or(data);
-            let message = message.strip_suffix(b"\r").unwrap_or(message);
-            if message.is_empty() {
-                continue;
-            }
-            messages += 1;
-            hash = hash.wrapping_add(message_hash(message));
-            if keep {
-                out.extend_from_slice(message);
-                out.push(b'\n');
-            }
-        }
-        let _ = shared.account(messages, bytes, hash, &mut out);
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn receive_many(socket: &UdpSocket, buffers: &mut [u8], lengths: &mut [usize]) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain C structs, zero is a valid initial value.
-    let mut iovecs: [libc::iovec; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
-    let mut headers: [libc::mmsghdr; DATAGRAMS_PER_CALL] = unsafe { std::mem::zeroed() };
-    for i in 0..DATAGRAMS_PER_CALL {
-        iovecs[i] = libc::iovec { iov_base: buffers[i * MAX_DATAGRAM..].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
-        headers[i].msg_hdr.msg_iov = &mut iovecs[i];
-        headers[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: every header points at its own MAX_DATAGRAM-byte slice of
-    // `buffers`, alive for the call. MSG_WAITFORONE: block for the first
-    // datagram (up to SO_RCVTIMEO), then take what is queued.
-    let rc = unsafe {
-        libc::recvmmsg(
-            socket.as_raw_fd(),
-            headers.as_mut_ptr(),
-            DATAGRAMS_PER_CALL as libc::c_uint,
-            libc::MSG_WAITFORONE,
-            std::ptr::null_mut(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    for (i, header) in headers.iter().enumerate().take(rc as usize) {
-        lengths[i] = header.msg_len as usize;
-    }
-    Ok(rc as usize)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn receive_many(socket: &UdpSocket, buffers: &mut [u8], lengths: &mut [usize]) -> io::Result<usize> {
-    lengths[0] = socket.recv(&mut buffers[..MAX_DATAGRAM])?;
-    Ok(1)
 }
 
 #[cfg(target_os = "linux")]
@@ -589,11 +406,24 @@ fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {
 #[cfg(not(target_os = "linux"))]
 fn set_receive_buffer(_socket: &UdpSocket, _bytes: usize) {}
 
-/// A read that found nothing within the socket's timeout (or was
-/// interrupted): look at the stop flag and read again.
-fn is_read_timeout(err: &io::Error) -> bool {
-    matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+/// Lifts the soft limit on open files to the hard one, so
+/// `--max-connections` rather than a default of 1,024 descriptors decides
+/// how many connections are served. When accepting still fails for want of
+/// descriptors, the connection waits in the listen queue.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    // SAFETY: get/setrlimit with a valid pointer to a plain C struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 #[cfg(test)]
 mod tests {

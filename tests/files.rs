@@ -455,3 +455,175 @@ fn a_sink_caps_its_connections_and_counts_refusals() {
     assert!(json_u64(&report, "refused_connections") >= 1, "{report}");
     assert_eq!(json_u64(&report, "connections"), 2, "{report}");
 }
+
+/// A number from `/proc/PID/status` (`Threads`, or `VmHWM` in KiB).
+fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status:\n{status}"));
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Lifts this process's soft limit on open files to the hard one (the
+/// test holds thousands of connections).
+fn raise_own_open_file_limit() -> u64 {
+    // SAFETY: get/setrlimit with a valid pointer to a plain C struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_max;
+        let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur
+    }
+}
+
+/// Peak RSS the sink may reach in the tests below, in KiB: its code and one
+/// read buffer fit many times over; a buffer or thread per connection does
+/// not.
+const SINK_PEAK_RSS_KIB: u64 = 64 * 1024;
+
+#[test]
+fn a_sink_holds_5000_idle_connections_on_a_few_threads_and_bounded_memory() {
+    const CONNECTIONS: usize = 5000;
+    let limit = raise_own_open_file_limit();
+    assert!(limit > CONNECTIONS as u64 + 500, "the test needs {CONNECTIONS}+ open files; the limit is {limit}");
+    let dir = crate::util::Scratch::new("sink-idle");
+    let out = dir.join("received.log");
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--max-connections", "6000", "--out", out.to_str().unwrap()]);
+    let addr = sink.url.trim_start_matches("tcp://").to_owned();
+    // Each connection sends one message (proof that it is served), then
+    // stays open and idle.
+    let mut held = Vec::with_capacity(CONNECTIONS);
+    for i in 0..CONNECTIONS {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.write_all(format!("<134>idle connection {i}\n").as_bytes()).unwrap();
+        held.push(stream);
+    }
+    let mut lines = 0;
+    crate::util::wait_until(Duration::from_secs(300), "a message through every connection", || {
+        lines = std::fs::read(&out).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+        lines == CONNECTIONS
+    });
+    let pid = sink.child.id();
+    let (threads, peak_kib) = (proc_status(pid, "Threads"), proc_status(pid, "VmHWM"));
+    let report = sink.stop();
+    drop(held);
+    assert!(threads <= 8, "{threads} threads for {CONNECTIONS} connections (a thread per connection?)");
+    assert!(peak_kib < SINK_PEAK_RSS_KIB, "peak RSS {peak_kib} KiB with {CONNECTIONS} idle connections");
+    assert_eq!(json_u64(&report, "connections"), CONNECTIONS as u64, "{report}");
+    assert_eq!(json_u64(&report, "messages"), CONNECTIONS as u64, "{report}");
+    assert_eq!(json_u64(&report, "refused_connections"), 0, "{report}");
+}
+
+#[test]
+fn a_sink_receives_frames_split_at_every_byte_from_many_connections() {
+    const CONNECTIONS: usize = 40;
+    const MESSAGES: usize = 12;
+    // Octet-counted frames, newline frames that start with digits, CRLF
+    // frames: auto framing decides per frame.
+    let mut streams = Vec::new();
+    let mut expected = Vec::new();
+    for c in 0..CONNECTIONS {
+        let mut bytes = Vec::new();
+        for m in 0..MESSAGES {
+            let message = match m % 3 {
+                0 => format!("<134>c{c} m{m} octet counted, with 12 34 digits and spaces"),
+                1 => format!("2017-11-22T17:50:{m:02}.000Z c{c} m{m} newline after a bare timestamp"),
+                _ => format!("<134>c{c} m{m} ends in CR LF"),
+            };
+            match m % 3 {
+                0 => bytes.extend_from_slice(format!("{} {message}", message.len()).as_bytes()),
+                1 => bytes.extend_from_slice(format!("{message}\n").as_bytes()),
+                _ => bytes.extend_from_slice(format!("{message}\r\n").as_bytes()),
+            }
+            expected.push(message);
+        }
+        streams.push(bytes);
+    }
+    let dir = crate::util::Scratch::new("sink-split");
+    let out = dir.join("received.log");
+    let total = (CONNECTIONS * MESSAGES).to_string();
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", &total, "--timeout", "300s", "--out", out.to_str().unwrap()],
+    );
+    let addr = sink.url.trim_start_matches("tcp://").to_owned();
+    let mut connections: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let stream = std::net::TcpStream::connect(&addr).unwrap();
+            stream.set_nodelay(true).unwrap();
+            stream
+        })
+        .collect();
+    // One byte at a time, round robin: every frame is cut at every byte
+    // (as far as the kernel keeps the writes apart), and the sink sees
+    // the connections' pieces interleaved.
+    let longest = streams.iter().map(Vec::len).max().unwrap();
+    for at in 0..longest {
+        for (stream, bytes) in connections.iter_mut().zip(&streams) {
+            if let Some(byte) = bytes.get(at) {
+                stream.write_all(std::slice::from_ref(byte)).unwrap();
+            }
+        }
+    }
+    let (status, report) = sink.report(Duration::from_secs(330));
+    drop(connections);
+    assert!(status.success(), "sink: {report}");
+    assert_eq!(json_u64(&report, "messages"), (CONNECTIONS * MESSAGES) as u64, "{report}");
+    assert_eq!(json_u64(&report, "framing_errors"), 0, "{report}");
+    expected.sort();
+    let mut got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+    got.sort();
+    let first_difference = expected.iter().zip(&got).position(|(e, g)| e != g);
+    assert!(
+        got == expected,
+        "received {} messages, sent {}; first difference: {:?}",
+        got.len(),
+        expected.len(),
+        first_difference.map(|i| (&expected[i], &got[i]))
+    );
+}
+
+#[test]
+fn a_sink_closes_a_connection_that_floods_without_frame_boundaries() {
+    let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--max-message-bytes", "65536", "--expect", "1"]);
+    let addr = sink.url.trim_start_matches("tcp://").to_owned();
+    let mut flood = std::net::TcpStream::connect(&addr).unwrap();
+    flood.set_write_timeout(Some(Duration::from_secs(120))).unwrap();
+    // Far more than the sink may hold; it must hang up long before.
+    const LIMIT: usize = 64 << 20;
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut written = 0;
+    let closed = loop {
+        if written >= LIMIT {
+            break None;
+        }
+        match flood.write(&chunk) {
+            Ok(n) => written += n,
+            Err(err) => break Some(err),
+        }
+    };
+    let closed =
+        closed.unwrap_or_else(|| panic!("the sink still reads after {written} bytes without a frame boundary"));
+    assert!(
+        matches!(
+            closed.kind(),
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionAborted
+        ),
+        "closed by the sink, not timed out: {closed}"
+    );
+    let peak_kib = proc_status(sink.child.id(), "VmHWM");
+    // The other connections are still served.
+    let mut good = std::net::TcpStream::connect(&addr).unwrap();
+    good.write_all(b"<134>after the flood\n").unwrap();
+    let (status, report) = sink.report(Duration::from_secs(150));
+    assert!(status.success(), "sink: {report}");
+    assert_eq!(json_u64(&report, "messages"), 1, "{report}");
+    assert_eq!(json_u64(&report, "framing_errors"), 1, "the flood is one counted error: {report}");
+    assert!(peak_kib < SINK_PEAK_RSS_KIB, "peak RSS {peak_kib} KiB while flooded");
+}

@@ -69,7 +69,8 @@ pub struct SinkArgs {
     pub max_message_bytes: usize,
 
     /// Stream connections served at once (default 256); more are closed
-    /// at once and counted as refused.
+    /// at once and counted as refused. Connections share one event loop:
+    /// an idle one costs a file descriptor, no thread and no buffer.
     #[arg(long, value_name = "N", default_value_t = crate::sink::DEFAULT_MAX_CONNECTIONS,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=65_536))]
     pub max_connections: usize,
