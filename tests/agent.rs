@@ -82,6 +82,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("the_systemd_directories_come_from_the_environment", systemd_directories),
     ("a_second_agent_on_the_same_state_directory_is_refused", second_agent_is_refused),
     ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
+    ("a_server_date_of_1970_holds_a_first_start_and_an_unreadable_one_is_said", server_date_of_1970_or_unreadable),
     ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
@@ -1723,6 +1724,58 @@ fn server_clock_a_day_ahead(dir: &Path) {
     assert!(warning.contains("ahead of the local clock") && warning.contains("WARN"), "{warning}");
     received.settle(&mut rsyslog);
     received.check(&data, Allowance::default(), "a skewed clock sends nothing twice");
+}
+
+/// A server `Date` of 1970 on a first start: the window of two days was
+/// chosen by it (from 1969), the checkpoint saved in 1970, and once the
+/// `Date` was right again the agent crawled half a century. Now a first
+/// start waits until the two clocks agree: with `--once` an error (exit 1)
+/// naming both clocks, running it holds with "clock skew" in its status;
+/// either way nothing is read and no checkpoint saved. An answer whose
+/// `Date` cannot be read is said in the log (the agent reads by the local
+/// clock) and every record is delivered once.
+fn server_date_of_1970_or_unreadable(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let t0 = now_ms();
+    let data = Data::generate(dir, t0, &DataSpec { seed: 191, activities: 600, alerts: 20, ..DataSpec::default() });
+    let epoch = FaultConfig { date: DateFault::Fixed("Thu, 01 Jan 1970 00:00:00 GMT"), ..FaultConfig::default() };
+    let emulator = start_emulator(&data, None, epoch);
+    let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    let once = cefwire().arg("agent").arg("--config").arg(&files.config).arg("--once").output().unwrap();
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert_eq!(once.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("first start: the API server's clock (1970-01-01") && stderr.contains("until they agree"),
+        "{stderr}"
+    );
+    assert_eq!(files.activities_cursor(), None, "no checkpoint chosen by a clock nobody can vouch for");
+    let mut agent = files.spawn(&[], &[]);
+    wait_until(Duration::from_secs(60), "status to say clock skew", || {
+        let status = files.status(&[]);
+        status["state"] == "Connection error" && status["reason"].as_str().is_some_and(|r| r.contains("clock skew"))
+    });
+    // A few polls while it holds.
+    let probes = emulator.stats().api_requests;
+    wait_until(Duration::from_secs(60), "three more probes", || emulator.stats().api_requests >= probes + 3);
+    stop_agent(&mut agent);
+    assert!(files.log_text().contains("nothing is read or saved meanwhile"), "{}", files.log_text());
+    assert_eq!(files.activities_cursor(), None, "holding saves no checkpoint");
+    assert!(fs::read_to_string(&rsyslog.out).unwrap_or_default().is_empty(), "nothing is sent while holding");
+    drop(emulator);
+
+    let unreadable = FaultConfig { date: DateFault::Fixed("sometime soon"), ..FaultConfig::default() };
+    let emulator = start_emulator(&data, None, unreadable);
+    let files = AgentFiles::new(dir, &emulator.base_url(), rsyslog.port(), "");
+    files.spawn(&["--once"], &[]).finish(Duration::from_secs(120));
+    let log = files.log_text();
+    assert!(log.contains("no readable Date header: the agent reads by the local clock"), "{log}");
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, Duration::from_secs(60));
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "an unreadable Date still delivers each record once");
 }
 
 /// `resend.bin` was trusted: any bytes that parsed as length-prefixed

@@ -92,6 +92,10 @@ pub enum AgentError {
     Send(#[from] crate::send::SendError),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// `once` on a first start while the API server's clock and the local
+    /// one disagree: the start of the window cannot be chosen safely.
+    #[error("{0}")]
+    ClockSkew(String),
 }
 
 /// How a run ended.
@@ -136,6 +140,8 @@ pub struct Agent {
     slices: [i64; 2],
     /// The server's clock is beyond the tolerance (for logging once).
     clock_skewed: std::sync::atomic::AtomicBool,
+    /// The log said the server's clock is unknown (no readable `Date`).
+    date_unknown_told: bool,
 }
 
 /// How long one flush waits before the stop flag is looked at again.
@@ -195,6 +201,7 @@ impl Agent {
             rejects_file_outage: Outage::default(),
             slices: [0; 2],
             clock_skewed: Default::default(),
+            date_unknown_told: false,
         })
     }
 
@@ -240,6 +247,9 @@ impl Agent {
         // Only now, with the credentials accepted, does syslog traffic start.
         self.sender = Some(SyslogSender::start(&self.config.send)?);
         self.send_saved_window();
+        if !self.wait_for_agreeing_clocks()? {
+            return self.shut_down(AgentExit::Stopped);
+        }
         self.init_cursors();
         let mut api_backoff = Duration::from_secs(5);
         loop {
@@ -383,13 +393,30 @@ impl Agent {
             match result {
                 Ok(()) => {
                     self.api_succeeded();
-                    let skew = self.source.server_now_ms().map(|server| server - crate::time::now_ms());
-                    if let Some(skew) = skew.filter(|s| s.abs() > 60_000) {
-                        self.log.warn(&format!(
-                            "the local clock is {} {} the API server's; the agent reads by the server's clock",
-                            format_duration_ms(skew.abs()),
-                            if skew > 0 { "behind" } else { "ahead of" }
-                        ));
+                    match self.source.server_now_ms().map(|server| server - crate::time::now_ms()) {
+                        Some(skew) if skew.abs() > 60_000 => {
+                            self.log.warn(&format!(
+                                "the local clock is {} {} the API server's{}",
+                                format_duration_ms(skew.abs()),
+                                if skew > 0 { "behind" } else { "ahead of" },
+                                // Beyond the tolerance `note_clock_skew` says what is done.
+                                if skew.abs() <= CLOCK_TOLERANCE_MS {
+                                    "; the agent reads by the server's clock"
+                                } else {
+                                    ""
+                                }
+                            ));
+                        }
+                        Some(_) => {}
+                        None if !self.date_unknown_told => {
+                            self.date_unknown_told = true;
+                            self.log.warn(
+                                "the API's answers carry no readable Date header: the agent reads by the local clock \
+                                 (records the server stores later with earlier times would be missed if the local \
+                                 clock runs ahead of the server's)",
+                            );
+                        }
+                        None => {}
                     }
                     return Ok(());
                 }
@@ -420,6 +447,62 @@ impl Agent {
 
     /// Where each stream starts: its saved cursor, or the window back from
     /// now on a first start or after a stop longer than the window.
+    /// On a first start (a stream without a checkpoint), waits while the
+    /// API server's clock is more than [`CLOCK_TOLERANCE_MS`] behind the
+    /// local one before the start of the window is chosen.
+    ///
+    /// A server ahead is harmless here ([`Agent::now`] stops at the local
+    /// clock + the tolerance, and the window is cut from that). A server
+    /// behind cannot be told from a local clock ahead: a `Date` of 1970
+    /// would start the window in 1969 and, once the `Date` is fixed, crawl
+    /// half a century; trusting a local clock years ahead would save a
+    /// checkpoint nothing reaches. Holding sends and saves nothing; the log
+    /// and the status say "clock skew" and name both clocks. With `once` it
+    /// is an error instead. Returns `false` when stopped while waiting.
+    fn wait_for_agreeing_clocks(&mut self) -> Result<bool, AgentError> {
+        let first_start = [StreamKind::Activities, StreamKind::Alerts]
+            .into_iter()
+            .any(|kind| self.stream_config(kind).is_some() && self.cursor(kind).position_ms.is_none());
+        if !first_start {
+            return Ok(true);
+        }
+        let mut told = false;
+        loop {
+            let local = crate::time::now_ms();
+            let Some(server) = self.source.server_now_ms() else { return Ok(true) };
+            let skew = server - local;
+            self.note_clock_skew(skew);
+            if skew >= -CLOCK_TOLERANCE_MS {
+                if told {
+                    self.log.info("first start: the clocks agree now; choosing the start of the window");
+                }
+                return Ok(true);
+            }
+            let message = format!(
+                "first start: the API server's clock ({}) is {} behind the local clock ({}); the agent does not \
+                 choose where its window of {} starts until they agree within {} (correct the clock that is wrong)",
+                format_ms(server),
+                format_duration_ms(skew.abs()),
+                format_ms(local),
+                format_duration_ms(self.config.window_ms),
+                format_duration_ms(CLOCK_TOLERANCE_MS),
+            );
+            if self.config.once {
+                return Err(AgentError::ClockSkew(message));
+            }
+            if !told {
+                self.log.warn(&format!("{message}; nothing is read or saved meanwhile"));
+                told = true;
+            }
+            self.sleep(self.config.poll_interval);
+            if self.stopping() {
+                return Ok(false);
+            }
+            // A fresh answer brings the server's clock up to date.
+            self.probe()?;
+        }
+    }
+
     fn init_cursors(&mut self) {
         let now = self.now();
         let window_start = now - self.config.window_ms;

@@ -355,6 +355,7 @@ impl ApiClient {
         // The token counts from when the answer (or failure) came back.
         self.limiter.spend(Instant::now());
         let response = sent.map_err(|e| self.classify_transport(url, e))?;
+        // A missing or unreadable `Date` leaves the clock as it was.
         if let Some(date) = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(parse_http_date) {
             self.server_clock = Some((date, Instant::now()));
         }
