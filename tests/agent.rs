@@ -918,10 +918,11 @@ fn late_and_future_records(dir: &Path) {
 }
 
 /// Records the agent cannot convert (here: no `_id`) go through the shared
-/// record loop's reject log: each is reported as
-/// `STREAM@QUERY_START:PAGE: record N: reason` (a real position, not
-/// `alerts:0`), counted in the health, and the records around them are
-/// delivered once.
+/// record loop's reject log: each is logged as
+/// `rejected STREAM@QUERY_START:PAGE: record N: reason` (a real position,
+/// not `alerts:0`), kept as it came in `rejects.ndjson` in the state
+/// directory (before: stderr only, 20 a process, nothing kept), counted in
+/// the health, and the records around them are delivered once.
 fn rejects_are_located(dir: &Path) {
     if !Rsyslog::available() {
         return;
@@ -930,6 +931,7 @@ fn rejects_are_located(dir: &Path) {
     let spec = DataSpec { seed: 91, activities: 1_500, alerts: 200, ..DataSpec::default() };
     let mut data = Data::generate(dir, t0, &spec);
     // Take the `_id` away from two activities and one alert.
+    let mut rejected = Vec::new();
     for (path, lines) in [(&data.activities, [100, 900]), (&data.alerts, [50, 50])] {
         let text = fs::read_to_string(path).unwrap();
         let mut out = String::new();
@@ -938,6 +940,7 @@ fn rejects_are_located(dir: &Path) {
             if lines.contains(&n) {
                 let id = record.as_object_mut().unwrap().remove("_id").unwrap();
                 data.expected.remove(id.as_str().unwrap());
+                rejected.push(record.clone());
             }
             out.push_str(&serde_json::to_string(&record).unwrap());
             out.push('\n');
@@ -958,12 +961,23 @@ fn rejects_are_located(dir: &Path) {
     received.check(&data, Allowance::default(), "a reject stops nothing and duplicates nothing");
     let health = files.health();
     assert_eq!((health.activities.rejected, health.alerts.rejected), (2, 1), "counted per stream");
+    let kept: Vec<serde_json::Value> = fs::read_to_string(files.state.join("rejects.ndjson"))
+        .expect("rejects.ndjson in the state directory")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON record ({e}): {line}")))
+        .collect();
+    let sorted = |mut records: Vec<serde_json::Value>| {
+        records.sort_by_key(|r| r.to_string());
+        records
+    };
+    assert_eq!(sorted(kept), sorted(rejected), "each rejected record kept once, as it came");
     let log = files.log_text();
     let located: Vec<(&str, i64, u64, u64)> = log
         .lines()
         .filter(|line| line.ends_with("record has no usable \"_id\""))
         .map(|line| {
-            // activities@2026-11-27T10:00:00.000Z:3: record 17: record has no usable "_id"
+            // … WARN  rejected activities@2026-11-27T10:00:00.000Z:3: record 17: record has no usable "_id"
+            let (_, line) = line.split_once(" rejected ").unwrap_or_else(|| panic!("not a reject line: {line}"));
             let (stream, rest) = line.split_once('@').unwrap_or_else(|| panic!("no stream: {line}"));
             let (query, rest) = rest.split_once("Z:").unwrap_or_else(|| panic!("no query start: {line}"));
             let (page, rest) = rest.split_once(": record ").unwrap_or_else(|| panic!("no page: {line}"));

@@ -26,6 +26,7 @@ use super::gate::SendOnceGate;
 use super::health::{EventHubsHealth, HealthReport, PartitionHealth};
 use super::logfile::AgentLog;
 use super::outage::Outage;
+use super::rejects_file::{self, EVENTHUBS_REJECTS_FILE};
 use super::resend::Resender;
 use super::state::SeenIds;
 use crate::api::TimeKey;
@@ -55,6 +56,8 @@ pub struct EventHubsRunConfig {
     /// Where the resend window is saved when the syslog connection breaks
     /// (its own file: the API streams may share the state directory).
     pub resend_file: PathBuf,
+    /// Where rejected records are kept ([`EVENTHUBS_REJECTS_FILE`]).
+    pub state_dir: PathBuf,
 }
 
 /// The resend window's file of this source inside the state directory.
@@ -196,6 +199,10 @@ impl Delivery {
     fn commit(&mut self, broker: &Broker<'_, Self>, offsets: &[(i32, i64)], sync: bool) {
         if offsets.is_empty() {
             return;
+        }
+        // The rejected records of what is committed are in their file first.
+        if let Err(err) = self.rejects.flush() {
+            self.log.error(&format!("{err}; rejected records are in the log only"));
         }
         let result = broker.commit(offsets, sync);
         if sync || result.is_err() {
@@ -406,7 +413,8 @@ pub fn run(
     let delivery = Delivery {
         sender: Some(sender),
         converter: RecordConverter::new(&config.cef),
-        rejects: RejectLog::with_messages(20, Box::new(io::stderr())),
+        rejects: rejects_file::open(&config.state_dir, EVENTHUBS_REJECTS_FILE, Arc::clone(&log))
+            .map_err(|e| EventHubsRunError::Start("rejects file", e))?,
         tracker: OffsetTracker::new(),
         body: Vec::new(),
         origin: String::new(),
@@ -481,6 +489,7 @@ impl EventHubsRunConfig {
             cef: config.cef.clone(),
             resend_window_bytes: config.resend_window_bytes,
             resend_file: config.state_dir.join(RESEND_FILE),
+            state_dir: config.state_dir.clone(),
         })
     }
 }

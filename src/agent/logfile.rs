@@ -35,34 +35,39 @@ impl Level {
     }
 }
 
-struct RotatingFile {
+/// A file appended to line by line and rotated by size (`NAME.1` …
+/// `NAME.N`, the oldest dropped), so it never grows past about
+/// `(N + 1) × max_size`. It rotates only between lines: a file exceeds
+/// `max_size` by at most the line that crossed it. Created with `mode`
+/// whatever the umask.
+pub struct RotatingFile {
     dir: PathBuf,
+    name: &'static str,
+    mode: u32,
     file: File,
     size: u64,
     max_size: u64,
     keep: usize,
+    /// The last byte written ended a line (or nothing was written yet).
+    at_line_start: bool,
 }
 
 impl RotatingFile {
-    fn open(dir: &Path, max_size: u64, keep: usize) -> io::Result<Self> {
+    pub fn open(dir: &Path, name: &'static str, mode: u32, max_size: u64, keep: usize) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
-        let path = dir.join(LOG_FILE);
-        let file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&path)?;
+        let path = dir.join(name);
+        let file = OpenOptions::new().create(true).append(true).mode(mode).open(&path)?;
         let size = file.metadata()?.len();
-        Ok(Self { dir: dir.to_owned(), file, size, max_size, keep })
+        Ok(Self { dir: dir.to_owned(), name, mode, file, size, max_size, keep: keep.max(1), at_line_start: true })
     }
 
     fn rotated(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("{LOG_FILE}.{n}"))
+        self.dir.join(format!("{}.{n}", self.name))
     }
 
+    /// Writes one whole line (ending in `\n`).
     fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
-        if self.size + line.len() as u64 > self.max_size && self.size > 0 {
-            self.rotate()?;
-        }
-        self.file.write_all(line)?;
-        self.size += line.len() as u64;
-        Ok(())
+        self.write_all(line)
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -73,11 +78,35 @@ impl RotatingFile {
                 fs::rename(&from, self.rotated(n + 1))?;
             }
         }
-        let current = self.dir.join(LOG_FILE);
+        let current = self.dir.join(self.name);
         fs::rename(&current, self.rotated(1))?;
-        self.file = OpenOptions::new().create(true).append(true).mode(LOG_MODE).open(&current)?;
+        self.file = OpenOptions::new().create(true).append(true).mode(self.mode).open(&current)?;
         self.size = 0;
         Ok(())
+    }
+}
+
+impl Write for RotatingFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut bytes = bytes;
+        if self.size > 0 && self.size + bytes.len() as u64 > self.max_size {
+            if self.at_line_start {
+                self.rotate()?;
+            } else if let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+                // Finish the line here; the next write starts a new file.
+                bytes = &bytes[..=end];
+            }
+        }
+        let written = self.file.write(bytes)?;
+        self.size += written as u64;
+        if written > 0 {
+            self.at_line_start = bytes[written - 1] == b'\n';
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
     }
 }
 
@@ -103,7 +132,7 @@ impl AgentLog {
         keep: usize,
         to_stderr: bool,
     ) -> io::Result<Self> {
-        let file = RotatingFile::open(dir, max_size, keep.max(1))?;
+        let file = RotatingFile::open(dir, LOG_FILE, LOG_MODE, max_size, keep)?;
         Ok(Self { min_level, file: Some(Mutex::new(file)), to_stderr })
     }
 
@@ -181,5 +210,32 @@ mod tests {
             .collect();
         assert!(!all.contains("not written"));
         assert!(all.contains(" INFO  line number 38"));
+    }
+
+    #[test]
+    fn a_rotating_file_rotates_between_lines_whatever_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = RotatingFile::open(dir.path(), "kept.ndjson", 0o600, 100, 3).unwrap();
+        // Small buffer: writes that end mid-line, as a BufWriter's do.
+        let mut out = io::BufWriter::with_capacity(7, file);
+        for n in 0..60 {
+            writeln!(out, "{{\"record\":{n}}}").unwrap();
+        }
+        out.flush().unwrap();
+        let mut lines = Vec::new();
+        for name in ["kept.ndjson.3", "kept.ndjson.2", "kept.ndjson.1", "kept.ndjson"] {
+            let text = fs::read_to_string(dir.path().join(name)).unwrap();
+            assert!(text.len() <= 100 + 14, "{name} holds {} bytes", text.len());
+            assert!(text.ends_with('\n') && text.starts_with('{'), "{name} is cut mid-line: {text:?}");
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        assert!(!dir.path().join("kept.ndjson.4").exists(), "three old files at most");
+        // The newest lines, in order, none cut.
+        let first: usize = lines[0].trim_start_matches("{\"record\":").trim_end_matches('}').parse().unwrap();
+        let expected: Vec<String> = (first..60).map(|n| format!("{{\"record\":{n}}}")).collect();
+        assert_eq!(lines, expected);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.path().join("kept.ndjson")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

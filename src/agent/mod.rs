@@ -17,6 +17,7 @@ pub mod health_writer;
 pub mod logfile;
 pub mod metrics;
 pub mod outage;
+pub mod rejects_file;
 pub mod resend;
 pub mod run;
 pub mod state;

@@ -29,6 +29,7 @@ use super::health_writer;
 use super::logfile::AgentLog;
 use super::metrics::MetricsServer;
 use super::outage::Outage;
+use super::rejects_file::{self, REJECTS_FILE};
 use super::resend::Resender;
 use super::state::{AgentState, StateStore, StreamCursor};
 use crate::api::{ApiClient, ApiError, Endpoint, OneRequest, PageInfo, TimeKey, TimeWindow, WindowQuery};
@@ -182,7 +183,9 @@ impl Agent {
             alerts: StreamHealth { enabled: config.alerts.is_some(), ..StreamHealth::default() },
             ..HealthReport::default()
         };
+        let rejects = rejects_file::open(&config.state_dir, REJECTS_FILE, Arc::clone(&log))?;
         Ok(Self {
+            rejects,
             resend: Resender::new(config.resend_window_bytes, &config.state_dir)
                 .exact_delivery(config.send.destinations.iter().all(|d| d.transport.is_relp())),
             converter: RecordConverter::new(&config.cef),
@@ -191,7 +194,6 @@ impl Agent {
             log,
             source,
             sender: None,
-            rejects: RejectLog::with_messages(20, Box::new(io::stderr())),
             store,
             state,
             health: Arc::new(Mutex::new(health)),
@@ -203,13 +205,6 @@ impl Agent {
             clock_skewed: Default::default(),
             date_unknown_told: false,
         })
-    }
-
-    /// Reports rejected records to `rejects` instead of the first 20 on
-    /// stderr: with [`RejectLog::keep_records_in_writer`] they are kept in a
-    /// file the caller owns, flushed before the checkpoint moves past them.
-    pub fn keep_rejects(&mut self, rejects: RejectLog) {
-        self.rejects = rejects;
     }
 
     /// The shared health report (for the metrics endpoint).
