@@ -176,10 +176,12 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
     let started = Instant::now();
     let mut report = BackfillReport::default();
     let fail = |report: BackfillReport, error| BackfillOutcome { report, error: Some(error) };
-    let client = match ApiClient::new(&config.api) {
+    let mut client = match ApiClient::new(&config.api) {
         Ok(client) => client,
         Err(err) => return fail(report, err.into()),
     };
+    // Said as it happens, not only when the attempts are used up.
+    client.on_failed_attempt(|failure| eprintln!("cefwire: API: {failure}"));
     let mut rejects = RejectLog::new(config.show_rejects);
     if let Some(path) = &config.rejects_file
         && let Err(source) = rejects.keep_records_in(path)

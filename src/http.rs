@@ -15,6 +15,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// Longest wait for a connection, TLS handshake included.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How a client's agent connects.
 #[derive(Clone, Debug, Default)]
 pub struct AgentSettings {
@@ -69,7 +72,9 @@ pub fn agent(settings: &AgentSettings) -> Result<ureq::Agent, SetupError> {
         .tls_config(tls.build())
         .proxy(proxy)
         .timeout_global(settings.request_timeout)
-        .timeout_connect(Some(Duration::from_secs(30)))
+        // Covers the TLS handshake too (ureq >= 3.4.1): a server that does
+        // not speak TLS is found out in seconds, not minutes.
+        .timeout_connect(Some(CONNECT_TIMEOUT))
         .user_agent(concat!("cefwire/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent())
@@ -96,6 +101,11 @@ pub fn classify_transport(err: ureq::Error) -> TransportFailure {
         ureq::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) => {
             TransportFailure::Setup(io.to_string())
         }
+        ureq::Error::Timeout(ureq::Timeout::Connect) => TransportFailure::Retry(format!(
+            "no connection within {} s, TLS handshake included (an https:// URL on a server that does not speak \
+             TLS ends so)",
+            CONNECT_TIMEOUT.as_secs()
+        )),
         other => TransportFailure::Retry(other.to_string()),
     }
 }

@@ -745,3 +745,59 @@ fn backfill_takes_the_token_from_a_file_or_the_environment_and_never_echoes_it()
     let both = backfill(&["--token", TOKEN, "--token-file", token_file.to_str().unwrap()], None, "d.cef");
     assert_eq!(both.status.code(), Some(2), "{}", String::from_utf8_lossy(&both.stderr));
 }
+
+/// `Retry-After: 99999999999` on 429s: the client parked for ever, the
+/// agent "Connected". Now the wait is capped (`max_retry_after`, 120 s by
+/// default; 200 ms here), the throttled requests are retried and the
+/// backfill completes with every record. Without the cap this test would
+/// wait out its deadline.
+#[test]
+fn an_absurd_retry_after_is_capped_and_the_backfill_completes() {
+    let (store, window) = small_store();
+    let faults = FaultConfig { error_429: 0.3, retry_after_secs: Some(99_999_999_999), ..FaultConfig::default() };
+    let emulator = emulator(store, |c| c.faults = faults);
+    let dir = Scratch::new("retry-after");
+    let out = dir.join("out.cef");
+    let mut api = api_config(&emulator.base_url());
+    api.max_retry_after = Duration::from_millis(200);
+    let mut config = backfill_config(api, *window);
+    config.scan_limit = 1000;
+    let (done, finished) = std::sync::mpsc::channel();
+    let thread_out = out.clone();
+    std::thread::spawn(move || {
+        let _ = done.send(backfill_to_file(&config, &thread_out).map_err(|e| e.to_string()));
+    });
+    let report = finished
+        .recv_timeout(Duration::from_secs(300))
+        .expect("the backfill still waits on Retry-After after 300 s")
+        .expect("the backfill completes");
+    let stats = emulator.shutdown();
+    assert!(report.client.throttled > 0 && stats.injected_429 > 0, "429s were answered: {report:?}");
+    assert_same_ids(&expected_ids(store, *window), &delivered_ids(&out));
+}
+
+/// An `https://` portal URL on a plain-HTTP server: the agent said nothing
+/// for 45 s, then "first start" though it never reached the API. Now the
+/// TLS handshake is bounded by the connect timeout and every failed
+/// attempt is told as it happens, naming the URL and the likely cause.
+#[test]
+fn an_https_url_on_a_plain_http_server_is_told_at_every_attempt() {
+    let (store, _) = small_store();
+    let emulator = emulator(store, |_| {});
+    let url = emulator.base_url().replace("http://", "https://");
+    let mut api = api_config(&url);
+    api.retry.max_attempts = 2;
+    let mut client = ApiClient::new(&api).unwrap();
+    let told = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = Arc::clone(&told);
+    client.on_failed_attempt(move |failure| sink.lock().unwrap().push(failure.to_owned()));
+    let mut page = Vec::new();
+    let err = client.fetch_page(Endpoint::Alerts, b"{\"filters\":{},\"limit\":1}", &mut page).unwrap_err();
+    assert!(matches!(err, ApiError::GaveUp { attempts: 2, .. }), "{err}");
+    let told = told.lock().unwrap();
+    assert_eq!(told.len(), 2, "{told:?}");
+    for (n, line) in told.iter().enumerate() {
+        assert!(line.starts_with(&format!("POST {url}/api/v1/alerts/: attempt {} of 2 failed: ", n + 1)), "{line}");
+        assert!(line.contains("TLS handshake included") && line.contains("https://"), "{line}");
+    }
+}

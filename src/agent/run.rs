@@ -169,7 +169,12 @@ impl Agent {
         let store = StateStore::new(&config.state_dir);
         let state = store.load()?.unwrap_or_default();
         let api = config.api.as_ref().ok_or_else(|| AgentError::Setting("no stream reads the API".to_owned()))?;
-        let client = ApiClient::new(api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        let mut client = ApiClient::new(api).map_err(|e| AgentError::Setting(e.to_string()))?;
+        // Each failed attempt is logged when it happens, not only when the
+        // client gives up (a TLS handshake with a plain-HTTP server fails
+        // after the connect timeout, three times).
+        let attempt_log = Arc::clone(&log);
+        client.on_failed_attempt(move |failure| attempt_log.warn(&format!("API: {failure}")));
         // One page at a time, fetched only when asked for (syslog took the
         // last one); a stop walks away from a request still waiting.
         let source = PageSource::on_demand(client)?;
@@ -238,7 +243,10 @@ impl Agent {
     }
 
     fn run_inner(&mut self) -> Result<AgentExit, AgentError> {
-        self.probe()?;
+        if !self.probe()? {
+            // Stopped before the API answered: nothing was read or sent.
+            return Ok(AgentExit::Stopped);
+        }
         // Only now, with the credentials accepted, does syslog traffic start.
         self.sender = Some(SyslogSender::start(&self.config.send)?);
         self.send_saved_window();
@@ -363,14 +371,15 @@ impl Agent {
     }
 
     /// One small request before anything else: checks the credentials and
-    /// the portal URL, and learns the server's clock.
-    fn probe(&mut self) -> Result<(), AgentError> {
+    /// the portal URL, and learns the server's clock. Returns `false` when
+    /// stopped before the API answered.
+    fn probe(&mut self) -> Result<bool, AgentError> {
         let mut attempt = 0u32;
         let endpoint = if self.config.alerts.is_some() { Endpoint::Alerts } else { Endpoint::Activities };
         loop {
             self.source.walk(vec![Box::new(OneRequest::new(endpoint, b"{\"filters\":{},\"limit\":1}"))]);
             let Some(event) = self.source.next_page(Some(&self.stop)) else {
-                return Ok(());
+                return Ok(false);
             };
             self.record_api_counters();
             let result = match event {
@@ -413,7 +422,7 @@ impl Agent {
                         }
                         None => {}
                     }
-                    return Ok(());
+                    return Ok(true);
                 }
                 Err(err @ ApiError::Unauthorized { .. }) => {
                     return Err(AgentError::Setting(format!(
@@ -433,7 +442,7 @@ impl Agent {
                     attempt += 1;
                     self.sleep(Duration::from_secs(5 << attempt.min(6)));
                     if self.stopping() {
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
@@ -494,7 +503,9 @@ impl Agent {
                 return Ok(false);
             }
             // A fresh answer brings the server's clock up to date.
-            self.probe()?;
+            if !self.probe()? {
+                return Ok(false);
+            }
         }
     }
 

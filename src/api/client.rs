@@ -87,6 +87,8 @@ pub struct ApiConfig {
     /// A page larger than this is refused (a broken or hostile server
     /// cannot make cefwire allocate without bound).
     pub max_page_bytes: u64,
+    /// The longest a `Retry-After` is honoured ([`MAX_RETRY_AFTER`]).
+    pub max_retry_after: Duration,
 }
 
 /// The default page size limit: a scan page of 5,000 activities is a few
@@ -110,6 +112,7 @@ impl ApiConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(300),
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
+            max_retry_after: MAX_RETRY_AFTER,
         }
     }
 }
@@ -245,6 +248,9 @@ pub struct ApiClient {
     /// The server's clock (its `Date` header) at the last answer, and when
     /// that answer arrived.
     server_clock: Option<(i64, Instant)>,
+    /// Told of every failed attempt that will be (or would have been)
+    /// retried, as it happens.
+    failed_attempt: Option<Box<dyn FnMut(&str) + Send>>,
 }
 
 impl ApiClient {
@@ -266,7 +272,7 @@ impl ApiClient {
             ApiAuth::ClientCredentials(creds) => Some(TokenCache::new(creds.clone())),
         };
         let mut backoff = Backoff::new(config.retry);
-        backoff.retry_after_cap = Some(MAX_RETRY_AFTER);
+        backoff.retry_after_cap = Some(config.max_retry_after);
         Ok(ApiClient {
             agent,
             base: config.portal_url.trim_end_matches('/').to_owned(),
@@ -277,7 +283,16 @@ impl ApiClient {
             max_page_bytes: config.max_page_bytes,
             stats: ClientStats::default(),
             server_clock: None,
+            failed_attempt: None,
         })
+    }
+
+    /// Calls `report` with `POST URL: attempt N of M failed: cause` for every
+    /// failed attempt of a request that is retried (the last one too), when
+    /// it happens: the caller logs it, so an unreachable or mis-speaking
+    /// server is not silent while the attempts last.
+    pub fn on_failed_attempt(&mut self, report: impl FnMut(&str) + Send + 'static) {
+        self.failed_attempt = Some(Box::new(report));
     }
 
     pub fn stats(&self) -> ClientStats {
@@ -317,6 +332,7 @@ impl ApiClient {
     pub fn fetch_page(&mut self, endpoint: Endpoint, body: &[u8], page: &mut Vec<u8>) -> Result<usize, ApiError> {
         let url = self.url(endpoint);
         let mut attempts = Attempts::default();
+        let mut failed = 0u32;
         loop {
             let header = self.authorization()?;
             self.limiter.acquire();
@@ -328,6 +344,11 @@ impl ApiClient {
                 Ok(len) => return Ok(len),
                 Err(failure) => failure,
             };
+            if let (Failure::Retry { what, .. }, Some(report)) = (&failure, &mut self.failed_attempt) {
+                failed += 1;
+                let max = self.backoff.policy.max_attempts;
+                report(&format!("POST {url}: attempt {failed} of {max} failed: {what}"));
+            }
             match attempts.after(failure, &mut self.backoff) {
                 Next::Again => {}
                 Next::RefreshToken => {
