@@ -250,8 +250,11 @@ pub struct ApiClient {
     server_clock: Option<(i64, Instant)>,
     /// Told of every failed attempt that will be (or would have been)
     /// retried, as it happens.
-    failed_attempt: Option<Box<dyn FnMut(&str) + Send>>,
+    failed_attempt: Option<FailedAttemptReport>,
 }
+
+/// Where [`ApiClient::on_failed_attempt`] reports go.
+type FailedAttemptReport = Box<dyn FnMut(&str) + Send>;
 
 impl ApiClient {
     /// Builds the client (reads the CA file); no network traffic yet.
