@@ -84,6 +84,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_server_date_a_day_ahead_never_moves_the_checkpoint_into_the_future", server_clock_a_day_ahead),
     ("a_server_date_of_1970_holds_a_first_start_and_an_unreadable_one_is_said", server_date_of_1970_or_unreadable),
     ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
+    ("syslog_never_reached_is_failing_now_never_a_success", syslog_never_reached),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
 ];
@@ -1790,6 +1791,30 @@ fn server_date_of_1970_or_unreadable(dir: &Path) {
     received.wait_for_all(&data, Duration::from_secs(60));
     received.settle(&mut rsyslog);
     received.check(&data, Allowance::default(), "an unreadable Date still delivers each record once");
+}
+
+/// Syslog down from the start while the API has nothing to send: every
+/// flush of nothing counted as a syslog success ("syslog last success"
+/// showed the start time, status said "Connected" with exit 0). Now only
+/// messages written or a connection made count; connection errors with
+/// neither are a failure: `status` exits 9 ("failing now").
+fn syslog_never_reached(dir: &Path) {
+    let data = Data::generate(dir, now_ms(), &DataSpec { seed: 201, activities: 0, alerts: 0, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let closed_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let files = AgentFiles::new(dir, &emulator.base_url(), closed_port, "");
+    let mut agent = files.spawn(&[], &[]);
+    wait_until(Duration::from_secs(90), "the health to show syslog failing", || {
+        HealthReport::load(&files.state).is_ok_and(|h| h.syslog.failing_since_ms.is_some())
+    });
+    let health = files.health();
+    assert_eq!(health.syslog.last_success_ms, None, "never a success: {:?}", health.syslog);
+    assert!(health.syslog.last_error.as_deref().is_some_and(|e| e.contains("refused")), "{:?}", health.syslog);
+    let status = cefwire().args(["status", "--state-dir"]).arg(&files.state).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(9), "{text}");
+    assert!(text.contains("syslog failing"), "{text}");
+    stop_agent(&mut agent);
 }
 
 /// `resend.bin` was trusted: any bytes that parsed as length-prefixed

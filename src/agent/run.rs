@@ -143,6 +143,8 @@ pub struct Agent {
     clock_skewed: std::sync::atomic::AtomicBool,
     /// The log said the server's clock is unknown (no readable `Date`).
     date_unknown_told: bool,
+    /// Syslog connections made and errors seen at the last look.
+    syslog_seen: (u64, u64),
 }
 
 /// How long one flush waits before the stop flag is looked at again.
@@ -209,6 +211,7 @@ impl Agent {
             slices: [0; 2],
             clock_skewed: Default::default(),
             date_unknown_told: false,
+            syslog_seen: (0, 0),
         })
     }
 
@@ -702,8 +705,7 @@ impl Agent {
                     if self.syslog_outage.recovered() {
                         self.log.info("syslog: writing again");
                     }
-                    let now = crate::time::now_ms();
-                    self.with_health(|h| h.syslog.success(now));
+                    self.note_syslog_health(written);
                     return Ok(());
                 }
                 Err(err) if is_stop(&err) => return Err(Interrupt::Stop),
@@ -729,6 +731,23 @@ impl Agent {
                     }
                 }
             }
+        }
+    }
+
+    /// Syslog's health after a flush that wrote `written` messages. Only a
+    /// real success counts as one: messages written, or a connection made
+    /// since the last look. With nothing to write, new connection errors
+    /// and no new connection (a receiver that is down, a refused
+    /// certificate) are a failure even though nothing waited for syslog.
+    fn note_syslog_health(&mut self, written: u64) {
+        let report = self.sender().report();
+        let (connects_seen, errors_seen) = std::mem::replace(&mut self.syslog_seen, (report.connects, report.errors));
+        let now = crate::time::now_ms();
+        if written > 0 || report.connects > connects_seen {
+            self.with_health(|h| h.syslog.success(now));
+        } else if report.errors > errors_seen {
+            let detail = report.last_error.unwrap_or_else(|| "cannot connect".to_owned());
+            self.with_health(|h| h.syslog.failure(now, &detail));
         }
     }
 
