@@ -10,6 +10,7 @@
 //! error that says what to fix. It never parses records.
 
 use super::limiter::{RateLimit, RequestLimiter};
+use super::rate_ledger::{MAX_SHARED_REQUESTS, RateLedger};
 pub use crate::azure::entra::ClientCredentials;
 use crate::azure::entra::{TokenCache, TokenError};
 pub use crate::http::RetryPolicy;
@@ -89,6 +90,10 @@ pub struct ApiConfig {
     pub max_page_bytes: u64,
     /// The longest a `Retry-After` is honoured ([`MAX_RETRY_AFTER`]).
     pub max_retry_after: Duration,
+    /// Where the answers the rate limit counted are shared with other
+    /// cefwire processes of this portal ([`RateLedger`]); `None`: not
+    /// shared. Limits above [`MAX_SHARED_REQUESTS`] a window are never.
+    pub rate_ledger_dir: Option<PathBuf>,
 }
 
 /// The default page size limit: a scan page of 5,000 activities is a few
@@ -113,6 +118,7 @@ impl ApiConfig {
             request_timeout: Duration::from_secs(300),
             max_page_bytes: DEFAULT_MAX_PAGE_BYTES,
             max_retry_after: MAX_RETRY_AFTER,
+            rate_ledger_dir: Some(RateLedger::default_dir()),
         }
     }
 }
@@ -253,6 +259,21 @@ pub struct ApiClient {
     failed_attempt: Option<FailedAttemptReport>,
 }
 
+/// The client's limiter, sharing the portal's answers with other processes
+/// when it can (a ledger that cannot be opened is not an error: the
+/// limiter then counts this process alone).
+fn shared_limiter(config: &ApiConfig) -> RequestLimiter {
+    let limiter = RequestLimiter::new(config.rate_limit);
+    let requests = config.rate_limit.requests;
+    match &config.rate_ledger_dir {
+        Some(dir) if requests <= MAX_SHARED_REQUESTS => match RateLedger::open(dir, &config.portal_url, requests) {
+            Ok(ledger) => limiter.with_ledger(ledger),
+            Err(_) => limiter,
+        },
+        _ => limiter,
+    }
+}
+
 /// Where [`ApiClient::on_failed_attempt`] reports go.
 type FailedAttemptReport = Box<dyn FnMut(&str) + Send>;
 
@@ -281,7 +302,7 @@ impl ApiClient {
             base: config.portal_url.trim_end_matches('/').to_owned(),
             auth: config.auth.clone(),
             tokens,
-            limiter: RequestLimiter::new(config.rate_limit),
+            limiter: shared_limiter(config),
             backoff,
             max_page_bytes: config.max_page_bytes,
             stats: ClientStats::default(),

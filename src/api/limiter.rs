@@ -7,8 +7,12 @@
 //! the response head arrived (not when the request left), which is never
 //! earlier than the moment the service counted the request; a client that
 //! waits for the slot therefore never exceeds the service's window, however
-//! long requests take. It owns timing only and performs no I/O.
+//! long requests take. It owns timing only; with a [`RateLedger`] it also
+//! counts the answers other processes recorded for the same portal (and
+//! records its own there), so a run that follows another does not start
+//! with a burst the service's window cannot hold.
 
+use super::rate_ledger::RateLedger;
 use crate::time::{DurationError, parse_duration_ms};
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -76,6 +80,9 @@ pub struct RequestLimiter {
     spent: VecDeque<Instant>,
     /// Total time spent waiting for a token.
     pub waited: Duration,
+    /// Answers shared with other processes; dropped on its first failure
+    /// (then this process's answers are counted alone).
+    ledger: Option<RateLedger>,
 }
 
 impl RequestLimiter {
@@ -83,7 +90,42 @@ impl RequestLimiter {
         // A small margin covers a service that measures its window a
         // little differently; 0.5 % of the window costs 0.5 % of the rate.
         let margin = limit.per / 200;
-        Self { limit, margin, spent: VecDeque::with_capacity(limit.requests as usize), waited: Duration::ZERO }
+        Self {
+            limit,
+            margin,
+            spent: VecDeque::with_capacity(limit.requests as usize),
+            waited: Duration::ZERO,
+            ledger: None,
+        }
+    }
+
+    /// Counts, and records, the answers in `ledger` too.
+    pub fn with_ledger(mut self, ledger: RateLedger) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// Whether answers are shared with other processes.
+    pub fn shares_answers(&self) -> bool {
+        self.ledger.is_some()
+    }
+
+    /// Replaces the spent tokens by the ledger's answers of the last
+    /// window (this process's among them), placed on the monotonic clock.
+    fn read_ledger(&mut self, now: Instant) {
+        let Some(ledger) = &mut self.ledger else { return };
+        let window = self.limit.per + self.margin;
+        let wall_now = crate::time::now_ms();
+        match ledger.answers_since(wall_now - window.as_millis() as i64) {
+            Ok(answers) => {
+                self.spent.clear();
+                for at in answers {
+                    let age = Duration::from_millis(wall_now.saturating_sub(at).max(0) as u64);
+                    self.spent.push_back(now.checked_sub(age).unwrap_or(now));
+                }
+            }
+            Err(_) => self.ledger = None,
+        }
     }
 
     pub fn limit(&self) -> RateLimit {
@@ -92,6 +134,7 @@ impl RequestLimiter {
 
     /// How long until a token is free at `now` (zero when one is).
     pub fn wait_needed(&mut self, now: Instant) -> Duration {
+        self.read_ledger(now);
         let window = self.limit.per + self.margin;
         while self.spent.front().is_some_and(|t| now.saturating_duration_since(*t) >= window) {
             self.spent.pop_front();
@@ -119,12 +162,41 @@ impl RequestLimiter {
     /// request failed).
     pub fn spend(&mut self, at: Instant) {
         self.spent.push_back(at);
+        if let Some(ledger) = &mut self.ledger {
+            let at_ms = crate::time::now_ms() - at.elapsed().as_millis() as i64;
+            if ledger.record(at_ms).is_err() {
+                self.ledger = None;
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_limiter_waits_for_the_answers_another_process_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = RateLimit { requests: 3, per: Duration::from_secs(60) };
+        let url = "https://tenant.example";
+        // An earlier run used the whole allowance a moment ago.
+        let mut earlier = RequestLimiter::new(limit).with_ledger(RateLedger::open(dir.path(), url, 3).unwrap());
+        for _ in 0..3 {
+            assert_eq!(earlier.wait_needed(Instant::now()), Duration::ZERO);
+            earlier.spend(Instant::now());
+        }
+        drop(earlier);
+        let mut next = RequestLimiter::new(limit).with_ledger(RateLedger::open(dir.path(), url, 3).unwrap());
+        let wait = next.wait_needed(Instant::now());
+        assert!(wait > Duration::from_secs(50), "the next run must wait for the window: {wait:?}");
+        // Without the ledger it would have burst at once.
+        assert_eq!(RequestLimiter::new(limit).wait_needed(Instant::now()), Duration::ZERO);
+        // Another portal's answers do not count.
+        let mut elsewhere =
+            RequestLimiter::new(limit).with_ledger(RateLedger::open(dir.path(), "https://other", 3).unwrap());
+        assert_eq!(elsewhere.wait_needed(Instant::now()), Duration::ZERO);
+    }
 
     #[test]
     fn parses_rates() {

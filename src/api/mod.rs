@@ -11,6 +11,7 @@
 pub mod client;
 pub mod limiter;
 pub mod paging;
+pub mod rate_ledger;
 
 pub use client::{
     ApiAuth, ApiClient, ApiConfig, ApiError, ClientCredentials, ClientStats, DEFAULT_SCOPE, DEFAULT_TOKEN_URL,
@@ -20,3 +21,4 @@ pub use limiter::{RateLimit, RequestLimiter};
 pub use paging::{
     ActivityScan, OffsetPager, OneRequest, PageInfo, Pager, PagingError, TimeKey, TimeWindow, WindowQuery,
 };
+pub use rate_ledger::RateLedger;
