@@ -248,12 +248,15 @@ impl AgentConfig {
             .state_directory
             .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()).map(PathBuf::from))
             .unwrap_or(default_state_dir);
-        writable_dir(&state_dir, "state_directory (--state-dir)")?;
+        // The checkpoint, the resend window and rejected records: the
+        // agent's user only.
+        writable_dir(&state_dir, 0o700, "state_directory (--state-dir)")?;
         let logs_dir = settings
             .logs_directory
             .or_else(|| std::env::var_os("LOGS_DIRECTORY").filter(|d| !d.is_empty()).map(PathBuf::from));
         if let Some(dir) = &logs_dir {
-            writable_dir(dir, "logs_directory (--logs-directory)")?;
+            // Logs are group-readable (an operator, a log shipper).
+            writable_dir(dir, 0o750, "logs_directory (--logs-directory)")?;
         }
         let metrics = match settings.metrics.as_deref() {
             None => None,
@@ -295,9 +298,15 @@ fn positive(value: Option<Duration>, default: Duration, setting: &str) -> Result
     Ok(value)
 }
 
-/// Creates the directory if needed and checks that files can be written in it.
-fn writable_dir(dir: &Path, setting: &str) -> Result<(), SettingError> {
-    std::fs::create_dir_all(dir).map_err(|e| bad(setting, format!("cannot create {}: {e}", dir.display())))?;
+/// Creates the directory if needed (what it creates gets `mode`, whatever
+/// the umask allows beyond it) and checks that files can be written in it.
+fn writable_dir(dir: &Path, mode: u32, setting: &str) -> Result<(), SettingError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| bad(setting, format!("cannot create {}: {e}", dir.display())))?;
     let probe = dir.join(".cefwire-write-test");
     std::fs::write(&probe, b"ok").map_err(|e| bad(setting, format!("cannot write in {}: {e}", dir.display())))?;
     let _ = std::fs::remove_file(probe);
@@ -455,6 +464,32 @@ mod tests {
         assert_eq!(config.cef.header.pri, Some(134));
         assert!(config.cef.header.hostname.is_some());
         assert_eq!(config.api.as_ref().unwrap().rate_limit, RateLimit::SERVICE);
+    }
+
+    /// The state directory got whatever the umask allowed (0755 under the
+    /// usual 022): records kept there carry user data. Now a directory the
+    /// agent creates is 0700 (logs 0750), whatever the umask adds.
+    #[test]
+    fn the_directories_the_agent_creates_are_its_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("deep/state");
+        let logs = dir.path().join("logs");
+        let text = format!("logs_directory = \"{}\"\n{MINIMAL}", logs.display());
+        let settings = ConfigFile::parse(&text).unwrap().into_settings().unwrap();
+        AgentConfig::build(settings, state.clone()).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state) & 0o077, 0, "state directory {:o}", mode(&state));
+        assert_eq!(mode(&logs) & 0o027, 0, "logs directory {:o}", mode(&logs));
+    }
+
+    /// `allow_http` in the file lets a plain portal through (with a
+    /// warning); without it the portal is refused, naming the setting.
+    #[test]
+    fn a_plain_http_portal_needs_allow_http() {
+        let plain = MINIMAL.replace("https://contoso", "http://contoso");
+        assert!(build(&plain, Overrides::default()).unwrap_err().contains("allow_http = true"));
+        assert!(build(&format!("allow_http = true\n{plain}"), Overrides::default()).is_ok());
     }
 
     #[test]

@@ -34,6 +34,9 @@ pub struct ConfigFile {
     /// `host:port` for the Prometheus endpoint.
     pub metrics: Option<String>,
     pub proxy: Option<String>,
+    /// Accept a plain `http://` portal or token URL beyond loopback (the
+    /// credentials then travel in clear text; a warning says so).
+    pub allow_http: Option<bool>,
     /// PEM file of CA certificates to trust for the API.
     pub ca_file: Option<PathBuf>,
     /// API requests allowed, all endpoints together: `"30/min"`, or a bare
@@ -193,6 +196,7 @@ impl ConfigFile {
                 proxy: self.proxy,
                 ca_file: self.ca_file,
                 rate_limit: value(self.rate_limit),
+                allow_http: self.allow_http.unwrap_or(false),
                 retries: None,
                 retry_delay: None,
                 request_timeout: None,

@@ -13,11 +13,12 @@
 //!
 //! The file lives in `$XDG_RUNTIME_DIR/cefwire`, else in
 //! `<temp dir>/cefwire-<uid>` (mode 0700), named by a hash of the portal
-//! URL; `flock` keeps readers and writers apart. It owns the file only; the
+//! URL (FNV-1a, as record ids are hashed); `flock` keeps readers and writers apart. It owns the file only; the
 //! limiter decides what to wait for. A ledger that cannot be used (no
 //! writable directory, a foreign file) is not an error: the limiter then
 //! counts this process's requests only, as before.
 
+use crate::cef::id_hash;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -41,7 +42,7 @@ impl RateLedger {
     /// limit of `requests` a window.
     pub fn open(dir: &Path, portal_url: &str, requests: u32) -> io::Result<RateLedger> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        let path = dir.join(format!("rate-{:016x}", fnv1a(portal_url.trim_end_matches('/').as_bytes())));
+        let path = dir.join(format!("rate-{:016x}", id_hash(portal_url.trim_end_matches('/').as_bytes())));
         let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(&path)?;
         Ok(RateLedger { path, file, keep: requests as usize })
     }
@@ -105,11 +106,6 @@ impl RateLedger {
         }
         Ok(times)
     }
-}
-
-/// 64-bit FNV-1a: a stable file name for a URL (not a secret).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

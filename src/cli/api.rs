@@ -59,6 +59,11 @@ pub struct ApiArgs {
     #[arg(long, value_name = "FILE")]
     pub api_ca: Option<PathBuf>,
 
+    /// Accept a plain http:// portal or token URL beyond 127.0.0.1/localhost
+    /// (the credentials then travel in clear text; a warning says so).
+    #[arg(long)]
+    pub allow_http: bool,
+
     /// Requests allowed per window (the service allows 30/min per tenant).
     #[arg(long, value_name = "N/WINDOW", default_value = "30/min")]
     pub rate_limit: RateLimit,
@@ -103,6 +108,7 @@ impl ApiArgs {
             proxy: self.proxy.clone(),
             ca_file: self.api_ca.clone(),
             rate_limit: Some(self.rate_limit),
+            allow_http: self.allow_http,
             retries: Some(self.retries),
             retry_delay: Some(self.retry_delay.0),
             request_timeout: Some(self.request_timeout.0),

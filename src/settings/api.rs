@@ -34,6 +34,9 @@ pub struct ApiSettings {
     /// PEM file of CA certificates to trust instead of the built-in roots.
     pub ca_file: Option<PathBuf>,
     pub rate_limit: Option<RateLimit>,
+    /// Accept `http://` for the portal and token URLs beyond loopback (the
+    /// credentials then travel in clear text; a warning says so).
+    pub allow_http: bool,
     /// Attempts per request.
     pub retries: Option<u32>,
     /// First backoff delay (doubles, up to the command's maximum).
@@ -60,7 +63,7 @@ impl ApiSettings {
                 "required: your tenant's portal URL, e.g. https://contoso.us3.portal.cloudappsecurity.com",
             )
         })?;
-        check_web_url(url).map_err(|reason| source.error(PORTAL_URL, reason))?;
+        check_credential_url(url, self.allow_http).map_err(|reason| source.error(PORTAL_URL, reason))?;
         let mut api = ApiConfig::new(url, self.auth(source)?);
         if let Some(spec) = &self.proxy {
             api.proxy = Some(crate::api::proxy_url(spec).map_err(|e| source.error(PROXY, e))?);
@@ -129,7 +132,7 @@ impl ApiSettings {
             (None, None) => return Err(source.error(CLIENT_SECRET, "required for an Entra ID application")),
         };
         let token_url = self.token_url.as_deref().unwrap_or(DEFAULT_TOKEN_URL);
-        check_web_url(token_url).map_err(|reason| source.error(TOKEN_URL, reason))?;
+        check_credential_url(token_url, self.allow_http).map_err(|reason| source.error(TOKEN_URL, reason))?;
         let scope = self.scope.as_deref().unwrap_or(DEFAULT_SCOPE);
         if scope.trim().is_empty() {
             return Err(source.error(SCOPE, "is empty"));
@@ -152,6 +155,33 @@ pub(super) fn check_web_url(url: &str) -> Result<(), String> {
         Some(rest) if !rest.trim_matches('/').is_empty() => Ok(()),
         _ => Err(format!("{url:?} must start with https:// (or http://)")),
     }
+}
+
+/// A URL that credentials are sent to: `https://`, or `http://` to a
+/// loopback host (the emulator, a local proxy), or `http://` anywhere when
+/// `allow_http` says so (a warning, once, on stderr).
+fn check_credential_url(url: &str, allow_http: bool) -> Result<(), String> {
+    check_web_url(url)?;
+    let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    if allow_http {
+        eprintln!("cefwire: warning: {url} is plain http://: the credentials sent to it travel in clear text");
+        return Ok(());
+    }
+    Err(format!(
+        "{url:?} is plain http://: the credentials sent to it would travel in clear text; use https:// \
+         (http:// is accepted for 127.0.0.1, ::1 and localhost, or anywhere with allow_http = true / --allow-http)"
+    ))
 }
 
 fn positive(duration: Duration, setting: Setting, source: Source) -> Result<Duration, SettingError> {
@@ -235,6 +265,33 @@ mod tests {
         };
         assert_eq!(app.token_url, "https://login.microsoftonline.com/T/oauth2/v2.0/token");
         assert_eq!(app.scope, DEFAULT_SCOPE);
+    }
+
+    /// An `http://` portal or token URL was accepted silently: the token
+    /// went out in clear text. Now only loopback hosts, or an explicit
+    /// `allow_http`, may be plain.
+    #[test]
+    fn plain_http_is_refused_for_credentials_except_on_loopback_or_when_allowed() {
+        let portal = |url: &str, allow_http| ApiSettings { portal_url: Some(url.into()), allow_http, ..with_token() };
+        let refused = refusal(&portal("http://contoso.portal.cloudappsecurity.com", false));
+        assert!(refused.starts_with("--portal-url: \"http://contoso.portal.cloudappsecurity.com\" is plain http://"));
+        assert!(refused.contains("--allow-http"), "{refused}");
+        for loopback in ["http://127.0.0.1:8443", "http://localhost", "http://[::1]:80/", "http://127.9.9.9/x"] {
+            assert!(portal(loopback, false).validate(Source::Flags, &DEFAULTS).is_ok(), "{loopback}");
+        }
+        // A host that only starts like a loopback one is not one.
+        assert!(refusal(&portal("http://127.0.0.1.attacker.example", false)).contains("plain http://"));
+        assert!(refusal(&portal("http://localhost@attacker.example", false)).contains("plain http://"));
+        assert!(portal("http://siem-proxy.internal", true).validate(Source::AgentFile, &DEFAULTS).is_ok());
+        let app = ApiSettings {
+            token: None,
+            tenant_id: Some("T".into()),
+            client_id: Some("C".into()),
+            client_secret: Some("S".into()),
+            token_url: Some("http://login.example/{tenant}/token".into()),
+            ..with_token()
+        };
+        assert!(refusal(&app).starts_with("--token-url: \"http://login.example/{tenant}/token\" is plain http://"));
     }
 
     #[test]
