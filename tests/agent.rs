@@ -85,6 +85,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_server_date_of_1970_holds_a_first_start_and_an_unreadable_one_is_said", server_date_of_1970_or_unreadable),
     ("an_invalid_resend_file_is_set_aside_and_never_sent", invalid_resend_file),
     ("syslog_never_reached_is_failing_now_never_a_success", syslog_never_reached),
+    ("records_count_as_sent_only_once_syslog_has_them", sent_means_written),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
 ];
@@ -1815,6 +1816,41 @@ fn syslog_never_reached(dir: &Path) {
     assert_eq!(status.status.code(), Some(9), "{text}");
     assert!(text.contains("syslog failing"), "{text}");
     stop_agent(&mut agent);
+}
+
+/// `cefwire_records_sent_total` (and `status`) counted records when they
+/// were handed to the sender: 5,929 "sent" while 3,525 had reached a
+/// stalled receiver. Now a record counts as sent once syslog has it: with
+/// syslog down, a page is fetched and nothing is sent; once a receiver
+/// listens, every record arrives and the count is exactly what arrived.
+fn sent_means_written(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let data =
+        Data::generate(dir, now_ms(), &DataSpec { seed: 211, activities: 400, alerts: 0, ..DataSpec::default() });
+    let emulator = start_emulator(&data, None, FaultConfig::default());
+    let rsyslog_dir = dir.join("rsyslog");
+    let mut rsyslog = Rsyslog::start(&rsyslog_dir);
+    let port = rsyslog.port();
+    rsyslog.stop();
+    let files = AgentFiles::new(dir, &emulator.base_url(), port, "");
+    let mut agent = files.spawn(&[], &[]);
+    wait_until(Duration::from_secs(90), "a page fetched while syslog is down", || {
+        HealthReport::load(&files.state).is_ok_and(|h| h.activities.fetched > 0 && h.syslog.failing_since_ms.is_some())
+    });
+    let health = files.health();
+    assert_eq!(health.activities.sent, 0, "nothing reached syslog: {:?}", health.activities);
+    assert_eq!(health.activities.newest_sent_ms, None);
+    rsyslog.launch();
+    let mut received = Received::new(&rsyslog.out);
+    received.wait_for_all(&data, Duration::from_secs(120));
+    wait_until(Duration::from_secs(30), "the health to count what arrived", || {
+        files.health().activities.sent == data.expected.len() as u64
+    });
+    stop_agent(&mut agent);
+    received.settle(&mut rsyslog);
+    received.check(&data, Allowance::default(), "counted once written, sent once");
 }
 
 /// `resend.bin` was trusted: any bytes that parsed as length-prefixed

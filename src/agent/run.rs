@@ -145,6 +145,9 @@ pub struct Agent {
     date_unknown_told: bool,
     /// Syslog connections made and errors seen at the last look.
     syslog_seen: (u64, u64),
+    /// Per stream: records handed to syslog but not yet known written, and
+    /// the newest of their times (counted as sent once written).
+    unwritten: [(u64, Option<i64>); 2],
 }
 
 /// How long one flush waits before the stop flag is looked at again.
@@ -212,6 +215,7 @@ impl Agent {
             clock_skewed: Default::default(),
             date_unknown_told: false,
             syslog_seen: (0, 0),
+            unwritten: [(0, None); 2],
         })
     }
 
@@ -644,7 +648,7 @@ impl Agent {
     /// Converts and hands over every record of the page not sent before,
     /// through the shared record loop with the agent's gate.
     fn send_page(&mut self, kind: StreamKind, label: &str, page: &mut Page) -> Result<PageInfo, Interrupt> {
-        let Self { converter, source, sender, state, rejects, resend, health, .. } = self;
+        let Self { converter, source, sender, state, rejects, resend, health, unwritten, .. } = self;
         let sender = sender.as_mut().expect("the sender starts before the loop");
         let cursor = match kind {
             StreamKind::Activities => &mut state.activities,
@@ -659,10 +663,12 @@ impl Agent {
         let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
         let s = Self::stream_health(&mut h, kind);
         s.fetched += counts.records;
-        s.sent += counts.converted();
         s.duplicates_skipped += counts.skipped;
         s.rejected += counts.rejected;
-        s.newest_sent_ms = s.newest_sent_ms.max(newest_sent_ms);
+        // Sent once syslog has them (`wait_for_syslog`), not when handed over.
+        let unwritten = &mut unwritten[kind as usize];
+        unwritten.0 += counts.converted();
+        unwritten.1 = unwritten.1.max(newest_sent_ms);
         converted.map_err(|err| match err {
             PageError::Sink(err) if is_stop(&err) => Interrupt::Stop,
             // The sender, or the rejects file.
@@ -706,6 +712,7 @@ impl Agent {
                         self.log.info("syslog: writing again");
                     }
                     self.note_syslog_health(written);
+                    self.count_written();
                     return Ok(());
                 }
                 Err(err) if is_stop(&err) => return Err(Interrupt::Stop),
@@ -749,6 +756,19 @@ impl Agent {
             let detail = report.last_error.unwrap_or_else(|| "cannot connect".to_owned());
             self.with_health(|h| h.syslog.failure(now, &detail));
         }
+    }
+
+    /// Everything handed over is written: its records count as sent.
+    fn count_written(&mut self) {
+        let unwritten = std::mem::take(&mut self.unwritten);
+        self.with_health(|h| {
+            for kind in [StreamKind::Activities, StreamKind::Alerts] {
+                let (records, newest) = unwritten[kind as usize];
+                let s = Self::stream_health(h, kind);
+                s.sent += records;
+                s.newest_sent_ms = s.newest_sent_ms.max(newest);
+            }
+        });
     }
 
     /// After a reconnection, sends the last messages again.
