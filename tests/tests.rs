@@ -10,6 +10,8 @@ mod files;
 mod golden;
 mod graph_pager;
 mod mapping;
+mod readme;
+mod reference;
 mod relp;
 mod roundtrip;
 mod rsyslog;

@@ -59,7 +59,7 @@ pub struct AgentArgs {
     pub to: Vec<String>,
 
     /// Where the checkpoint and health file live.
-    #[arg(long, value_name = "DIR", env = "CEFWIRE_STATE_DIR")]
+    #[arg(long, value_name = "DIR", env = "CEFWIRE_STATE_DIR", hide_env_values = true)]
     pub state_dir: Option<PathBuf>,
 
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9100).

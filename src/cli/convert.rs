@@ -21,7 +21,7 @@ the default). Each record becomes one line; records that cannot be converted are
 FILE:LINE: reason and the run goes on.\n\n\
 Exit codes: 0 all converted, 3 some records rejected, 4 an input could not be read completely, \
 1 output failed, 2 bad usage.",
-    after_help = "Examples:\n  cefwire convert testdata/pages/*.json\n  \
+    after_help = "Examples:\n  cefwire convert testdata/sample/alerts-page.json testdata/sample/activities-page.json.gz\n  \
 cefwire convert activities.ndjson.zst -o activities.cef --portal-url https://contoso.portal.cloudappsecurity.com\n  \
 zcat alerts.ndjson.gz | cefwire convert --kind alerts --rejects bad.ndjson > alerts.cef"
 )]

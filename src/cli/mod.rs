@@ -15,6 +15,7 @@ mod common;
 mod convert;
 mod emulate;
 mod generate;
+mod reference;
 mod replay;
 mod send_args;
 mod sink;
@@ -58,6 +59,11 @@ enum Command {
     Sink(sink::SinkArgs),
     /// Show the agent's health (Connected / Connection error / Disconnected).
     Status(status::StatusArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(reference::CompletionsArgs),
+    /// Write the man pages (cefwire.1, cefwire-COMMAND.1) into a directory.
+    #[command(hide = true)]
+    Manpages(reference::ManpagesArgs),
 }
 
 /// Parses `args`, runs the command and says how it ended. Usage errors are
@@ -82,6 +88,8 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> anyhow::Result<Status> {
         Command::Replay(args) => replay::run(args),
         Command::Sink(args) => sink::run(args),
         Command::Status(args) => status::run(args),
+        Command::Completions(args) => reference::completions(args),
+        Command::Manpages(args) => reference::manpages(args),
     }
 }
 
