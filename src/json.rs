@@ -21,8 +21,42 @@ pub const INPUT_PADDING: usize = simd_json::INPUT_PADDING;
 /// is, so refusing a bad line allocates nothing (a file of bad lines costs
 /// no allocation per line); the text is made only if the error is shown.
 #[derive(Debug, thiserror::Error)]
-#[error("not valid JSON: {0}")]
 pub struct JsonError(simd_json::Error);
+
+/// In the user's words, not the parser's codes: what is wrong and where
+/// (`not valid JSON: a string is not closed (byte 17)`; `… found 't'
+/// where a value should start (byte 1)`).
+impl std::fmt::Display for JsonError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use simd_json::ErrorType as E;
+        let what = match self.0.error() {
+            E::Eof => Some("the document ends too early (a cut-off line, or a { or [ never closed)"),
+            E::UnterminatedString => Some("a string is not closed"),
+            E::InvalidEscape | E::InvalidUnicodeEscape | E::InvalidUnicodeCodepoint => Some("a bad escape in a string"),
+            E::InvalidNumber | E::InvalidExponent | E::Overflow => Some("a malformed number"),
+            E::TrailingData => Some("something follows the end of the document"),
+            E::DepthLimitExceeded => Some("nested too deeply"),
+            E::KeyMustBeAString | E::ExpectedObjectKey | E::BadKeyType => Some("an object key must be a string"),
+            E::ExpectedObjectColon => Some("a ':' must follow an object key"),
+            E::ExpectedMapComma | E::ExpectedMapEnd => Some("a ',' or '}' must follow a value in an object"),
+            E::ExpectedArrayComma => Some("a ',' or ']' must follow a value in an array"),
+            E::InputTooLarge => Some("the document is too large to parse"),
+            // The rest say only that the structure broke somewhere here.
+            _ => None,
+        };
+        let at = self.0.index() + 1;
+        let found =
+            self.0.character().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() });
+        match (what, found) {
+            (Some(what), Some(c)) => write!(f, "not valid JSON: {what}; found '{c}' near byte {at}"),
+            (Some(what), None) => write!(f, "not valid JSON: {what} (near byte {at})"),
+            (None, Some(c)) => write!(f, "not valid JSON: unexpected '{c}' near byte {at}"),
+            (None, None) => {
+                write!(f, "not valid JSON near byte {at} (a cut-off line, or a quote or bracket never closed?)")
+            }
+        }
+    }
+}
 
 /// Reusable simd-json state: parse one document after another without
 /// allocating once the buffers have grown to the largest document seen.
@@ -306,6 +340,29 @@ mod tests {
         let len = buf.len();
         buf.resize(len + INPUT_PADDING, b' ');
         (buf, len)
+    }
+
+    /// Errors read "ExpectedTrue at character 0" and "InternalError at
+    /// character 0": the parser's codes. Now they say what is wrong in
+    /// words, and where.
+    #[test]
+    fn errors_are_in_words_with_a_place_not_the_parsers_codes() {
+        let mut parser = JsonParser::new();
+        let cases = [
+            ("tru", "unexpected 't' near byte 1"),
+            ("{\"a\" 1}", "a ':' must follow an object key; found '1' near byte 6"),
+            ("{\"a\":1.e}", "a malformed number"),
+            ("{\"a\":\"x", "near byte"),
+            ("[1 2]", "unexpected '2' near byte 4"),
+        ];
+        for (text, expected) in cases {
+            let (mut buf, len) = padded(text);
+            let err = parser.parse(&mut buf, len, |_| ()).unwrap_err().to_string();
+            assert!(err.starts_with("not valid JSON") && err.contains(expected), "{text}: {err}");
+            for code in ["Expected", "Syntax", "InternalError", "character", "Eof"] {
+                assert!(!err.contains(code), "{text}: the parser's code {code} in {err:?}");
+            }
+        }
     }
 
     #[test]
