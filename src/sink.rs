@@ -75,8 +75,8 @@ pub struct SinkReport {
     pub active: Duration,
     /// Highest count in one whole second (from the first message on).
     pub peak_rate: u64,
-    /// Messages in each whole second from the first message on (the last,
-    /// partial second left out; at most a day's worth).
+    /// Messages in each second from the first message on, the last entry
+    /// the final partial second: they add up to `messages` (up to a day).
     pub per_second: Vec<u64>,
     /// Order-independent hash of the messages (wrapping sum of one hash per
     /// message): equal when the same messages arrived, whatever the order.
@@ -329,10 +329,10 @@ impl Sink {
             match last_second {
                 None if messages > 0 => last_second = Some((now, 0)),
                 Some((since, count)) if now - since >= Duration::from_secs(1) => {
-                    let whole = ((messages - count) as f64 / (now - since).as_secs_f64()).round();
-                    peak_rate = peak_rate.max(whole as u64);
-                    if per_second.len() < 86_400 {
-                        per_second.push(whole as u64);
+                    let rate = ((messages - count) as f64 / (now - since).as_secs_f64()).round();
+                    peak_rate = peak_rate.max(rate as u64);
+                    if per_second.len() < MAX_SECONDS_KEPT {
+                        per_second.push(messages - count);
                     }
                     last_second = Some((now, messages));
                 }
@@ -363,6 +363,12 @@ impl Sink {
         let c = &shared.counters;
         let (first, last) = (c.first_ns.load(Ordering::Acquire), c.last_ns.load(Ordering::Acquire));
         let messages = c.messages.load(Ordering::Acquire);
+        // The last, partial second (or the only one of a short run) too:
+        // the entries add up to `messages`.
+        let counted = last_second.map_or(0, |(_, count)| count);
+        if messages > counted && per_second.len() < MAX_SECONDS_KEPT {
+            per_second.push(messages - counted);
+        }
         Ok(SinkReport {
             listen,
             messages,
@@ -380,6 +386,9 @@ impl Sink {
         })
     }
 }
+
+/// `per_second` keeps at most a day.
+const MAX_SECONDS_KEPT: usize = 86_400;
 
 #[cfg(target_os = "linux")]
 fn set_receive_buffer(socket: &UdpSocket, bytes: usize) {

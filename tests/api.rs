@@ -776,6 +776,8 @@ fn backfill_takes_the_token_from_a_file_or_the_environment_and_never_echoes_it()
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("refused the credentials") && !stderr.contains(secret), "{stderr}");
+    // A run refused before it fetched anything leaves no empty output file.
+    assert!(!dir.join("c.cef").exists(), "an empty c.cef was left behind");
     let both = backfill(&["--token", TOKEN, "--token-file", token_file.to_str().unwrap()], None, "d.cef");
     assert_eq!(both.status.code(), Some(2), "{}", String::from_utf8_lossy(&both.stderr));
 }

@@ -8,6 +8,7 @@ use crate::util::ports;
 use crate::util::sink::SinkProcess;
 use crate::util::tls::test_pki;
 use crate::util::{Scratch, assert_same_file, cefwire, json_u64 as field, run_ok, signal, wait_or_kill, wait_until};
+use std::fs;
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,18 @@ fn udp_replay_at_a_paced_rate_measures_loss() {
     let arrived = field(&received, "messages");
     eprintln!("UDP at 5000 msgs/s: sent 5000, received {arrived}, lost {}", 5000 - arrived);
     assert!(arrived <= 5000);
+    // Bytes are what went on the wire: the payloads, without the newline a
+    // datagram does not carry (before: one byte a message too many).
+    let payload_bytes: u64 = fs::read(&expected).unwrap().split(|&b| b == b'\n').map(|l| l.len() as u64).sum();
+    assert_eq!(field(&report, "bytes_written"), payload_bytes, "{report}");
+    if arrived == 5000 {
+        assert_eq!(field(&received, "bytes"), payload_bytes, "the sink counted the same bytes: {received}");
+    }
+    // The sink's seconds add up to what it received, the last partial one
+    // included (before: it was left out, and a short run had none).
+    let seconds = received.split("\"per_second\":[").nth(1).unwrap().split(']').next().unwrap();
+    let total: u64 = seconds.split(',').filter(|n| !n.is_empty()).map(|n| n.parse::<u64>().unwrap()).sum();
+    assert_eq!(total, arrived, "per_second: [{seconds}]");
     // UDP loss on a loaded machine depends on the receiver's scheduling, not
     // on cefwire; the bound only catches a sender that sends a fraction.
     assert!(arrived >= 2500, "lost more than half on loopback: {received}");

@@ -201,11 +201,23 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
     }
     let (outcome, sent) = match destination {
         Some(Destination::File(path)) => {
+            let created = match &path {
+                OutputPath::File(file) => (!file.exists()).then(|| file.clone()),
+                OutputPath::Stdout => None,
+            };
             let mut writer = LineWriter::create(&path)?;
             let outcome = backfill::run_to_end(&config, &mut writer);
             // What was converted is written out and the file ended
             // cleanly (a zstd end frame), whatever stopped the run.
             writer.finish()?;
+            // A run that failed before it fetched a record (a refused
+            // token, an unreachable portal) leaves no empty file behind.
+            if let Some(file) = created
+                && outcome.error.is_some()
+                && outcome.report.counts.records == 0
+            {
+                let _ = std::fs::remove_file(&file);
+            }
             (outcome, None)
         }
         Some(Destination::Syslog(send_config)) => {

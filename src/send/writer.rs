@@ -1190,7 +1190,9 @@ fn write_datagrams(
     }
     match send_datagrams(socket, batch, *next, framing, use_sendmmsg, scratch) {
         Ok(sent) => {
-            let bytes = batch.ends[*next + sent - 1] - batch.frame_start(*next);
+            // What went on the wire: the payloads, not their framing (a
+            // datagram carries no newline or octet count).
+            let bytes = (*next..*next + sent).map(|index| batch.payload(index, framing).len()).sum();
             *next += sent;
             Ok(Written::Some(bytes))
         }
