@@ -261,7 +261,7 @@ fn receiver_killed_and_restarted_mid_stream() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let lines = |path: &Path| std::fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+    let lines = |path: &Path| fs::read(path).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
     wait_until(Duration::from_secs(60), "the first receiver to get 2000 messages", || lines(&out1) >= 2000);
     first.kill();
     let second = SinkProcess::start(&url, &["--out", out2.to_str().unwrap()]);
@@ -269,9 +269,9 @@ fn receiver_killed_and_restarted_mid_stream() {
     let report = stdout_of(&mut sender);
     // Sent in order: the second receiver has everything once it has the
     // last message.
-    let last = std::fs::read(&expected).unwrap().split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap().to_vec();
+    let last = fs::read(&expected).unwrap().split(|&b| b == b'\n').rfind(|l| !l.is_empty()).unwrap().to_vec();
     wait_until(Duration::from_secs(60), "the last message at the second receiver", || {
-        let got = std::fs::read(&out2).unwrap_or_default();
+        let got = fs::read(&out2).unwrap_or_default();
         got.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) == Some(&last[..])
     });
     second.stop();
@@ -279,10 +279,10 @@ fn receiver_killed_and_restarted_mid_stream() {
     assert!(field(&report, "reconnects") >= 1, "{report}");
     assert_eq!(field(&report, "messages_written"), 60_000, "{report}");
 
-    let want = std::fs::read(&expected).unwrap();
+    let want = fs::read(&expected).unwrap();
     let want: Vec<&[u8]> = want.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
-    let got1 = std::fs::read(&out1).unwrap();
-    let got2 = std::fs::read(&out2).unwrap();
+    let got1 = fs::read(&out1).unwrap();
+    let got2 = fs::read(&out2).unwrap();
     let got1: Vec<&[u8]> = got1.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     let got2: Vec<&[u8]> = got2.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
     // The first receiver got a prefix, the second a suffix: in order, no
@@ -301,7 +301,7 @@ fn receiver_killed_and_restarted_mid_stream() {
 
 /// CPU time (user + system) of a process, from /proc.
 fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
     // utime and stime are fields 14 and 15 (1-based) of the whole line.
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
@@ -309,7 +309,7 @@ fn cpu_time(pid: u32) -> Duration {
 }
 
 fn resident_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
@@ -368,7 +368,7 @@ fn stalled_receiver_gets_backpressure_bounded_memory_and_no_busy_loop() {
     // written fits in the batch pool (32 × 256 KiB by default), counted
     // in the shortest messages of the input.
     let shortest =
-        std::fs::read(&expected).unwrap().split(|&b| b == b'\n').map(<[u8]>::len).filter(|&n| n > 0).min().unwrap();
+        fs::read(&expected).unwrap().split(|&b| b == b'\n').map(<[u8]>::len).filter(|&n| n > 0).min().unwrap();
     let pool_messages = (32 * 256 * 1024 / (shortest + 1)) as u64;
     let (accepted, written) = (field(&report, "messages_accepted"), field(&report, "messages_written"));
     assert!(
@@ -416,7 +416,7 @@ fn time_warp_restamps_header_times_and_nothing_else() {
     assert_eq!(field(&report, "not_restamped"), 0, "{report}");
     let (status, received) = sink.report(Duration::from_secs(150));
     assert!(status.success(), "{received}");
-    let (got, want) = (std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(&expected).unwrap());
+    let (got, want) = (fs::read_to_string(&out).unwrap(), fs::read_to_string(&expected).unwrap());
     assert_eq!(got.lines().count(), 500);
     // `<134>` then a 24-byte RFC 3339 time: only those bytes change, to
     // the time of sending — between the start and the end of the run (to
@@ -455,7 +455,7 @@ fn loop_and_duration_bound_the_run() {
     // little; the lower bound still fails a sender at a fraction of it.
     assert!((1125..=1501).contains(&sent), "3 s at 500/s sent {sent}");
     wait_until(Duration::from_secs(60), "the sink to receive every message sent", || {
-        std::fs::read(&out).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64) >= sent
+        fs::read(&out).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64) >= sent
     });
     assert_eq!(field(&sink.stop(), "messages"), sent);
 }
@@ -582,7 +582,7 @@ fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
     }
     input.push_str("<134>no newline at the end");
     let file = dir.join("lines.cef");
-    std::fs::write(&file, &input).unwrap();
+    fs::write(&file, &input).unwrap();
     let want: String = input.replace("\r\n", "\n").replace("\n\n", "\n") + "\n";
     let out = dir.join("received.cef");
     let sink = SinkProcess::start(
@@ -593,7 +593,7 @@ fn rendered_lines_pass_through_byte_for_byte_whatever_their_line_ends() {
     assert!(status.success(), "{report}");
     assert_eq!(field(&report, "passed_through"), 6003, "{report}");
     sink.report(Duration::from_secs(150));
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), want);
+    assert_eq!(fs::read_to_string(&out).unwrap(), want);
 }
 
 #[test]
@@ -603,7 +603,7 @@ fn oversize_messages_are_cut_at_a_character_boundary_and_counted() {
     // 18 bytes of ASCII then two-byte characters: a cut at 41 bytes would
     // split one, so 40 are kept; a short line is left alone.
     let long = format!("<134>CEF:0|MCAS|x|{}", "é".repeat(40));
-    std::fs::write(&file, format!("{long}\n<134>short\n{long}\n")).unwrap();
+    fs::write(&file, format!("{long}\n<134>short\n{long}\n")).unwrap();
     let out = dir.join("received.cef");
     let sink = SinkProcess::start(
         "udp://127.0.0.1:0",
@@ -614,7 +614,7 @@ fn oversize_messages_are_cut_at_a_character_boundary_and_counted() {
     assert_eq!(field(&report, "truncated"), 2, "{report}");
     sink.report(Duration::from_secs(150));
     let cut = &long[..40];
-    let mut got: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
+    let mut got: Vec<String> = fs::read_to_string(&out).unwrap().lines().map(str::to_owned).collect();
     got.sort();
     assert_eq!(got, vec![cut.to_owned(), cut.to_owned(), "<134>short".to_owned()]);
 }
@@ -684,7 +684,7 @@ fn failover_goes_back_to_the_first_destination_once_it_is_up() {
 fn sink_exits_5_when_the_expected_messages_do_not_arrive_in_time() {
     let dir = temp_dir("exit5");
     let file = dir.join("three.cef");
-    std::fs::write(&file, "<134>one\n<134>two\n<134>three\n").unwrap();
+    fs::write(&file, "<134>one\n<134>two\n<134>three\n").unwrap();
     let sink = SinkProcess::start("tcp://127.0.0.1:0", &["--expect", "4", "--timeout", "10s"]);
     let (status, report) = replay(&file, &sink.url, &[]);
     assert!(status.success(), "{report}");
