@@ -1,7 +1,7 @@
 //! Progress display for long runs: an indicatif bar on stderr when stderr
 //! is a terminal, nothing otherwise (logs and pipes stay clean).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -54,12 +54,26 @@ impl Progress {
             return Self::hidden();
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr_with_hz(4));
-        let template = if total.is_some() {
-            "{msg} [{bar:30}] {human_pos}/{human_len} {per_sec} ETA {eta}"
-        } else {
-            "{msg} {spinner} {human_pos} {per_sec} {elapsed}"
-        };
-        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        // One template for both: the bar and the ETA show only while the
+        // total is known (it may become known, or unknown, mid-run).
+        let style = ProgressStyle::with_template("{msg} {spinner} {wide_count} {rate} {eta_if_known}")
+            .expect("valid template")
+            .with_key("wide_count", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = match state.len() {
+                    Some(len) => write!(w, "{}/{}", thousands(state.pos()), thousands(len)),
+                    None => write!(w, "{}", thousands(state.pos())),
+                };
+            })
+            // Whole items a second, not "61,744.8179/s".
+            .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", thousands(state.per_sec().round() as u64));
+            })
+            .with_key("eta_if_known", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                if state.len().is_some_and(|len| len > state.pos()) && state.elapsed() >= Duration::from_secs(10) {
+                    let _ = write!(w, "ETA {}", crate::time::format_duration_ms(state.eta().as_millis() as i64));
+                }
+            });
+        bar.set_style(style);
         bar.set_message(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(250));
         Self { bar: Some(bar) }
@@ -72,6 +86,13 @@ impl Progress {
     pub fn set_position(&self, position: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(position);
+        }
+    }
+
+    /// Back to a counter: the total is not known (any more).
+    pub fn unset_length(&self) {
+        if let Some(bar) = &self.bar {
+            bar.unset_length();
         }
     }
 
@@ -100,6 +121,29 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+        }
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        for (n, text) in [(0, "0"), (999, "999"), (1000, "1,000"), (61_744, "61,744"), (1_234_567, "1,234,567")] {
+            assert_eq!(super::thousands(n), text);
         }
     }
 }
