@@ -10,6 +10,7 @@ use crate::input::DocumentReader;
 use crate::input::lines::LineError;
 use crate::input::source::InputPath;
 use crate::output::{LineWriter, OutputPath};
+use crate::parallel::{InputError, ParallelConverter, Parallelism};
 use crate::progress::Progress;
 use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
 use crate::rejects::RejectLog;
@@ -29,6 +30,8 @@ pub struct ConvertConfig {
     pub progress: bool,
     /// The largest line or whole-document input held in memory.
     pub max_document_bytes: usize,
+    /// Converting threads (`--threads`); 1 is the one-thread loop.
+    pub parallelism: Parallelism,
 }
 
 /// An input that could not be read to the end.
@@ -109,7 +112,7 @@ pub fn convert_inputs(
         })
         .sum::<Option<u64>>();
     let progress = Progress::bytes(show_progress, total_size, "converting");
-    let mut converter = RecordConverter::new(cef);
+    let mut converter = Converter::new(config.parallelism, cef, rejects);
     let mut report = ConvertReport { inputs: inputs.len(), ..ConvertReport::default() };
     let mut done_before = 0;
     for input in inputs {
@@ -120,7 +123,12 @@ pub fn convert_inputs(
                 continue;
             }
         };
-        let outcome = convert_one(&mut reader, &mut converter, sink, rejects, &progress, done_before);
+        let outcome = match &mut converter {
+            Converter::Single(converter) => convert_one(&mut reader, converter, sink, rejects, &progress, done_before),
+            Converter::Parallel(converter) => {
+                converter.convert_input(&mut reader, sink, rejects, &progress, done_before)
+            }
+        };
         done_before += reader.raw_bytes_read();
         report.bytes_in += reader.bytes_read();
         match outcome {
@@ -132,24 +140,42 @@ pub fn convert_inputs(
                 };
                 fail(&progress, &mut report, reader.name().to_owned(), reason);
             }
-            Err(InputError::Sink(err)) => {
+            Err(InputError::Fatal(err)) => {
                 progress.finish();
                 return Err(err);
             }
         }
     }
     progress.finish();
-    report.counts = converter.counts;
+    report.counts = match &converter {
+        Converter::Single(converter) => converter.counts,
+        Converter::Parallel(converter) => converter.counts,
+    };
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-enum InputError {
-    Read(LineError),
-    Sink(io::Error),
+/// The one-thread loop (`--threads 1`, exactly as it always was) or the
+/// parallel one.
+/// One per run: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Converter {
+    Single(RecordConverter),
+    Parallel(ParallelConverter),
 }
 
-fn convert_one(
+impl Converter {
+    fn new(parallelism: Parallelism, cef: &CefOptions, rejects: &RejectLog) -> Self {
+        if parallelism.is_parallel() {
+            Self::Parallel(ParallelConverter::new(parallelism, cef, rejects))
+        } else {
+            Self::Single(RecordConverter::new(cef))
+        }
+    }
+}
+
+/// The one-thread loop over one input's documents.
+pub(crate) fn convert_one(
     reader: &mut DocumentReader,
     converter: &mut RecordConverter,
     sink: &mut dyn MessageSink,
@@ -164,25 +190,19 @@ fn convert_one(
             Ok(Some(doc)) => doc,
             Ok(None) => return Ok(()),
             Err(LineError::TooLong { line, limit }) => {
-                let reason = too_long_reason(limit);
-                converter.reject_unreadable(&name, line, &reason, rejects).map_err(InputError::Sink)?;
+                let reason = crate::input::too_long_reason(limit);
+                converter.reject_unreadable(&name, line, &reason, rejects).map_err(InputError::Fatal)?;
                 continue;
             }
             Err(err) => return Err(InputError::Read(err)),
         };
         let origin = Origin { file: &name, line: doc.line, multi_line: doc.whole_input };
-        converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Sink)?;
+        converter.convert_document(origin, doc.bytes, doc.len, sink, rejects).map_err(InputError::Fatal)?;
         documents += 1;
         if documents.is_multiple_of(4096) && progress.is_visible() {
             progress.set_position(done_before + reader.raw_bytes_read());
         }
     }
-}
-
-/// Why a line over the size limit produced no record.
-#[cold]
-pub fn too_long_reason(limit: usize) -> String {
-    format!("line longer than the limit of {} (--max-document-mb): skipped, not kept", crate::input::human_limit(limit))
 }
 
 #[cold]

@@ -54,3 +54,26 @@ pub fn clock_offset_ms() -> i64 {
     #[allow(unreachable_code)]
     0
 }
+
+/// `CEFWIRE_FAULT_WORKER_PANIC_LINE=N` makes the worker of the parallel
+/// loop ([`crate::parallel`]) that converts line N of an input panic after
+/// converting its chunk, to show what a failing worker does to the output.
+#[cfg(feature = "fault-hooks")]
+pub const WORKER_PANIC_ENV: &str = "CEFWIRE_FAULT_WORKER_PANIC_LINE";
+
+/// Panics when the configured line is in `first_line..end_line`; nothing
+/// without the feature.
+#[inline]
+pub fn injected_worker_panic(first_line: u64, end_line: u64) {
+    #[cfg(feature = "fault-hooks")]
+    {
+        static LINE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+        let line = LINE.get_or_init(|| std::env::var(WORKER_PANIC_ENV).ok().and_then(|v| v.trim().parse().ok()));
+        if let Some(line) = *line
+            && (first_line..end_line).contains(&line)
+        {
+            panic!("injected fault: a worker fails on line {line}");
+        }
+    }
+    let _ = (first_line, end_line);
+}

@@ -23,6 +23,7 @@ pub mod input;
 pub mod json;
 pub mod output;
 pub mod pages;
+pub mod parallel;
 pub mod progress;
 pub mod records;
 pub mod rejects;

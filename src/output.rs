@@ -1,7 +1,7 @@
 //! Converted lines to a file or stdout: LF-terminated, written in large
 //! blocks from one reused buffer.
 
-use crate::records::MessageSink;
+use crate::records::{MessageBlock, MessageSink};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -78,6 +78,20 @@ impl MessageSink for LineWriter {
         if self.buffer.len() >= FLUSH_AT {
             self.write_buffer()?;
         }
+        Ok(())
+    }
+
+    /// The block is already CEF lines: written as it is, without a copy
+    /// when it is large.
+    fn commit_block(&mut self, block: &MessageBlock) -> io::Result<()> {
+        let lines = block.as_lines();
+        if self.buffer.len() + lines.len() < FLUSH_AT {
+            self.buffer.extend_from_slice(lines);
+            return Ok(());
+        }
+        self.write_buffer()?;
+        self.out.write_all(lines).map_err(|e| named(&self.name, e))?;
+        self.bytes_written += lines.len() as u64;
         Ok(())
     }
 }

@@ -30,6 +30,72 @@ pub trait MessageSink {
     /// The message appended since `start` is complete; frame and, when the
     /// buffer is full enough, hand it on. An error stops the run.
     fn commit(&mut self, start: usize) -> io::Result<()>;
+
+    /// Messages converted elsewhere (a worker of [`crate::parallel`]), in
+    /// order: each is appended and committed as if formatted here. A sink
+    /// whose output is the block's own layout may take it whole.
+    fn commit_block(&mut self, block: &MessageBlock) -> io::Result<()> {
+        for message in block.messages() {
+            let buffer = self.buffer();
+            let start = buffer.len();
+            buffer.extend_from_slice(message);
+            self.commit(start)?;
+        }
+        Ok(())
+    }
+}
+
+/// Messages kept in one reused buffer, each followed by `\n` (the layout
+/// of a file of CEF lines), for a worker of the parallel loop.
+#[derive(Debug, Default)]
+pub struct MessageBlock {
+    bytes: Vec<u8>,
+    /// Where each message's `\n` is.
+    ends: Vec<usize>,
+}
+
+impl MessageBlock {
+    /// Forgets the messages, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+
+    /// The messages, each followed by `\n`, back to back.
+    pub fn as_lines(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Each message, without its `\n`.
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        let mut from = 0;
+        self.ends.iter().map(move |&end| {
+            let message = &self.bytes[from..end];
+            from = end + 1;
+            message
+        })
+    }
+}
+
+impl MessageSink for MessageBlock {
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.bytes
+    }
+
+    fn commit(&mut self, _start: usize) -> io::Result<()> {
+        self.ends.push(self.bytes.len());
+        self.bytes.push(b'\n');
+        Ok(())
+    }
 }
 
 /// Decides, record by record, what the loop sends, and hears what was

@@ -438,7 +438,7 @@ fn replay_input(
     // reject, and the input goes on. Any other read error ends it.
     let read_error = |err: LineError, converter: &mut RecordConverter, rejects: &mut RejectLog| match err {
         LineError::TooLong { line, limit } => converter
-            .reject_unreadable(&name, line, &crate::convert::too_long_reason(limit), rejects)
+            .reject_unreadable(&name, line, &crate::input::too_long_reason(limit), rejects)
             .map_err(InputError::Sink),
         err => Err(InputError::Read(name.clone(), err.to_string())),
     };

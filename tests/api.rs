@@ -529,6 +529,7 @@ fn the_archive_converts_back_to_the_same_lines() {
         show_rejects: 10,
         progress: false,
         max_document_bytes: cefwire::input::DEFAULT_MAX_DOCUMENT_BYTES,
+        parallelism: cefwire::parallel::Parallelism::single(),
     };
     let converted = cefwire::convert::convert_inputs(&config, &mut writer, &mut rejects).unwrap();
     writer.finish().unwrap();

@@ -10,6 +10,7 @@ mod files;
 mod golden;
 mod graph_pager;
 mod mapping;
+mod parallel;
 mod readme;
 mod reference;
 mod relp;

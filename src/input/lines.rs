@@ -89,6 +89,11 @@ impl<R: Read> LineReader<R> {
         self.bytes_read
     }
 
+    /// Lines handed out (or skipped) so far: the number of the last one.
+    pub fn lines_read(&self) -> u64 {
+        self.line_number
+    }
+
     fn capacity(&self) -> usize {
         self.buf.len() - INPUT_PADDING
     }
@@ -306,7 +311,7 @@ impl<R: Read> LineReader<R> {
 
 /// Counts `\n` bytes. Sums per 64-byte chunk in a `u8`, which the compiler
 /// turns into wide compares (a plain `filter().count()` does not vectorise).
-fn count_newlines(bytes: &[u8]) -> usize {
+pub(crate) fn count_newlines(bytes: &[u8]) -> usize {
     let mut chunks = bytes.chunks_exact(64);
     let mut count = 0;
     for chunk in &mut chunks {

@@ -27,6 +27,12 @@ pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 32 << 20;
 const DETECT_LINES: usize = 4;
 const DETECT_BYTES: usize = 256 * 1024;
 
+/// Why a line over the size limit produced no record.
+#[cold]
+pub fn too_long_reason(limit: usize) -> String {
+    format!("line longer than the limit of {} (--max-document-mb): skipped, not kept", human_limit(limit))
+}
+
 /// A byte limit for messages, in MiB when it is a whole number of them.
 pub fn human_limit(bytes: usize) -> String {
     if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
@@ -132,17 +138,27 @@ impl DocumentReader {
         self.layout
     }
 
-    /// The next document, or `None` at the end of the input.
-    pub fn next_document(&mut self) -> Result<Option<Document<'_>>, LineError> {
-        let layout = match self.layout {
-            Some(layout) => layout,
+    /// The layout, looked at first if it was not yet (nothing is consumed
+    /// but blank lines).
+    pub fn detect(&mut self) -> Result<Layout, LineError> {
+        match self.layout {
+            Some(layout) => Ok(layout),
             None => {
                 let layout = self.detect_layout()?;
                 self.layout = Some(layout);
-                layout
+                Ok(layout)
             }
-        };
-        match layout {
+        }
+    }
+
+    /// Lines read so far: the number of the last line handed out.
+    pub fn lines_read(&self) -> u64 {
+        self.lines.lines_read()
+    }
+
+    /// The next document, or `None` at the end of the input.
+    pub fn next_document(&mut self) -> Result<Option<Document<'_>>, LineError> {
+        match self.detect()? {
             Layout::Whole => {
                 let (line, bytes, len) = self.lines.read_rest(self.max_document)?;
                 if bytes[..len].iter().all(u8::is_ascii_whitespace) {

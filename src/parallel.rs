@@ -1,0 +1,557 @@
+//! The record loop on several threads, with the output in input order.
+//!
+//! One input at a time: a reader thread reads (and decompresses) it and
+//! cuts it into chunks at record boundaries — blocks of whole NDJSON lines
+//! from the line reader, or the whole document when the input is one page
+//! or array — each tagged with a sequence number and the number of its
+//! first line. Worker threads convert chunks with their own
+//! [`RecordConverter`] (own parser and buffers) into a [`MessageBlock`],
+//! recording rejects with their exact `FILE:LINE` in a [`RejectBatch`]. The
+//! calling thread puts finished chunks back in sequence order and hands
+//! them to the real [`MessageSink`] and [`RejectLog`], so what comes out is
+//! byte for byte what the one-thread loop writes.
+//!
+//! Memory is bounded: a fixed pool of chunks (input bytes, messages,
+//! rejects) circulates through bounded crossbeam channels — reader → workers
+//! → writer → reader — and its buffers are reused, so once warm no record
+//! allocates. A worker that panics ends the input with an error naming the
+//! chunk; nothing after the last chunk written in order is written.
+//!
+//! This module owns the threads, the chunking and the ordering; it does not
+//! parse lines itself (the [`DocumentReader`] finds them) nor convert
+//! records (the shared loop in [`crate::records`] does).
+
+use crate::cef::CefOptions;
+use crate::input::lines::{LineError, count_newlines};
+use crate::input::{DocumentReader, Layout, too_long_reason};
+use crate::json::INPUT_PADDING;
+use crate::progress::Progress;
+use crate::records::{ConvertCounts, MessageBlock, MessageSink, Origin, RecordConverter};
+use crate::rejects::{RejectBatch, RejectLog};
+use crossbeam_channel::{Receiver, Sender, bounded};
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+/// Bytes of input per chunk (at least one whole line): large enough that
+/// handing chunks around costs nothing next to converting them, small
+/// enough that a few per thread stay a few MiB.
+pub const DEFAULT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// The most threads `--threads` takes.
+pub const MAX_THREADS: usize = 256;
+
+/// The threads this process may use: the CPUs it may run on, within its
+/// cgroup CPU quota (Rust's `available_parallelism` reads both on Linux).
+pub fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
+}
+
+/// How many threads convert, and how inputs are cut for them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Parallelism {
+    /// Converting threads; 1 runs the one-thread loop unchanged.
+    pub threads: usize,
+    pub chunk_bytes: usize,
+}
+
+impl Parallelism {
+    pub fn threads(threads: usize) -> Self {
+        Self { threads: threads.clamp(1, MAX_THREADS), chunk_bytes: DEFAULT_CHUNK_BYTES }
+    }
+
+    /// One thread: today's loop, no reader or worker threads.
+    pub fn single() -> Self {
+        Self::threads(1)
+    }
+
+    pub fn is_parallel(&self) -> bool {
+        self.threads > 1
+    }
+}
+
+impl Default for Parallelism {
+    fn default() -> Self {
+        Self::threads(available_threads())
+    }
+}
+
+/// Why an input ended early.
+#[derive(Debug)]
+pub enum InputError {
+    /// The input could not be read to the end; what came before was
+    /// converted and written.
+    Read(LineError),
+    /// The output failed, the run was stopped, or a worker failed: the run
+    /// ends.
+    Fatal(io::Error),
+}
+
+/// Where a chunk's documents are.
+#[derive(Clone, Copy, Debug)]
+enum ChunkKind {
+    /// Whole lines, the first numbered so.
+    Lines { first_line: u64 },
+    /// One document (a page or an array) over many lines, from this one.
+    Whole { line: u64 },
+    /// A line over the size limit, skipped by the reader: one rejected
+    /// record, in its place in the order.
+    TooLong { line: u64, limit: usize },
+}
+
+/// A piece of input and what became of it; circulates, buffers reused.
+#[derive(Debug)]
+struct Chunk {
+    seq: u64,
+    kind: ChunkKind,
+    /// The input bytes, then [`INPUT_PADDING`] bytes.
+    data: Vec<u8>,
+    len: usize,
+    messages: MessageBlock,
+    rejects: RejectBatch,
+    counts: ConvertCounts,
+}
+
+impl Chunk {
+    fn new() -> Self {
+        Self {
+            seq: 0,
+            kind: ChunkKind::Lines { first_line: 1 },
+            data: Vec::new(),
+            len: 0,
+            messages: MessageBlock::default(),
+            rejects: RejectBatch::default(),
+            counts: ConvertCounts::default(),
+        }
+    }
+
+    fn fill(&mut self, seq: u64, kind: ChunkKind, bytes: &[u8]) {
+        self.seq = seq;
+        self.kind = kind;
+        self.data.clear();
+        self.data.extend_from_slice(bytes);
+        self.len = bytes.len();
+        self.data.resize(self.len + INPUT_PADDING, 0);
+    }
+}
+
+/// What a worker hands back. The chunk moves by value: boxing it would
+/// allocate once per chunk.
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Converted(Chunk),
+    Failed(io::Error),
+}
+
+/// One worker's state, kept from input to input.
+struct Worker {
+    converter: RecordConverter,
+    /// Records into the batch of the chunk being converted.
+    rejects: RejectLog,
+}
+
+/// Converts inputs on several threads (see the module documentation).
+pub struct ParallelConverter {
+    plan: Parallelism,
+    workers: Vec<Worker>,
+    /// The chunk pool between inputs.
+    chunks: Vec<Chunk>,
+    /// Counts of everything written so far.
+    pub counts: ConvertCounts,
+}
+
+impl ParallelConverter {
+    /// Workers that format with `cef` and record rejects the way `rejects`
+    /// shows and keeps them (its rejects file must be set already).
+    pub fn new(plan: Parallelism, cef: &CefOptions, rejects: &RejectLog) -> Self {
+        let workers = (0..plan.threads.max(1))
+            .map(|_| Worker { converter: RecordConverter::new(cef), rejects: RejectLog::recording(rejects) })
+            .collect();
+        Self { plan, workers, chunks: Vec::new(), counts: ConvertCounts::default() }
+    }
+
+    /// Chunks in circulation: enough that every worker has one while the
+    /// reader fills the next and the writer empties the last.
+    fn pool_size(&self) -> usize {
+        self.workers.len() * 2 + 2
+    }
+
+    /// Converts every document of `reader` into `sink`, in input order.
+    /// `progress` is moved to `progress_base` plus the input's raw bytes
+    /// read as chunks go out.
+    pub fn convert_input(
+        &mut self,
+        reader: &mut DocumentReader,
+        sink: &mut dyn MessageSink,
+        rejects: &mut RejectLog,
+        progress: &Progress,
+        progress_base: u64,
+    ) -> Result<(), InputError> {
+        let pool = self.pool_size();
+        while self.chunks.len() < pool {
+            self.chunks.push(Chunk::new());
+        }
+        let (free_tx, free_rx) = bounded::<Chunk>(pool);
+        for chunk in self.chunks.drain(..) {
+            free_tx.send(chunk).expect("the pool fits its channel");
+        }
+        let (work_tx, work_rx) = bounded::<Chunk>(pool);
+        let (done_tx, done_rx) = bounded::<Done>(pool + self.workers.len());
+        let name = reader.name().to_owned();
+        let chunk_bytes = self.plan.chunk_bytes;
+        let counts = &mut self.counts;
+        let (written, (read, unused, free_rx)) = std::thread::scope(|scope| {
+            let reader_thread = std::thread::Builder::new()
+                .name("cefwire-read".into())
+                .spawn_scoped(scope, move || {
+                    let mut unused = None;
+                    let read =
+                        read_chunks(reader, &free_rx, work_tx, chunk_bytes, progress, progress_base, &mut unused);
+                    (read, unused, free_rx)
+                })
+                .map_err(InputError::Fatal)?;
+            for worker in &mut self.workers {
+                let (work_rx, done_tx, name) = (work_rx.clone(), done_tx.clone(), name.as_str());
+                std::thread::Builder::new()
+                    .name("cefwire-convert".into())
+                    .spawn_scoped(scope, move || worker.run(name, work_rx, done_tx))
+                    .map_err(InputError::Fatal)?;
+            }
+            drop((work_rx, done_tx));
+            let written = write_in_order(done_rx, free_tx, pool, sink, rejects, counts);
+            let read = reader_thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, InputError>((written, read))
+        })?;
+        // Chunks the writer gave back, and the one the reader took last
+        // but had nothing for, serve the next input.
+        self.chunks.extend(free_rx.try_iter().chain(unused));
+        written.map_err(InputError::Fatal)?;
+        read.map_err(InputError::Read)
+    }
+}
+
+/// The reader thread: cuts the input into chunks, in order. Stops at the
+/// end of the input, at a read error, or when the writer stopped taking
+/// chunks back; a chunk it took from the pool but did not fill is left in
+/// `unused`.
+fn read_chunks(
+    reader: &mut DocumentReader,
+    free: &Receiver<Chunk>,
+    work: Sender<Chunk>,
+    chunk_bytes: usize,
+    progress: &Progress,
+    progress_base: u64,
+    unused: &mut Option<Chunk>,
+) -> Result<(), LineError> {
+    let layout = reader.detect()?;
+    for seq in 0.. {
+        let Ok(mut chunk) = free.recv() else { return Ok(()) };
+        let filled = match layout {
+            Layout::Lines => fill_lines(reader, &mut chunk, seq, chunk_bytes),
+            Layout::Whole => match reader.next_document() {
+                Ok(Some(doc)) => {
+                    chunk.fill(seq, ChunkKind::Whole { line: doc.line }, &doc.bytes[..doc.len]);
+                    Ok(true)
+                }
+                Ok(None) => Ok(false),
+                Err(err) => Err(err),
+            },
+        };
+        if !matches!(filled, Ok(true)) {
+            *unused = Some(chunk);
+            return filled.map(|_| ());
+        }
+        if work.send(chunk).is_err() {
+            return Ok(());
+        }
+        if progress.is_visible() {
+            progress.set_position(progress_base + reader.raw_bytes_read());
+        }
+    }
+    Ok(())
+}
+
+/// Fills `chunk` with the next block of whole lines (or notes the line
+/// over the size limit the reader skips); `false` at the end of the input.
+fn fill_lines(reader: &mut DocumentReader, chunk: &mut Chunk, seq: u64, chunk_bytes: usize) -> Result<bool, LineError> {
+    match reader.next_line_block(chunk_bytes) {
+        Ok(Some(block)) => {
+            // The last line of an input may lack its `\n`.
+            let lines = count_newlines(block) as u64 + u64::from(block.last() != Some(&b'\n'));
+            chunk.fill(seq, ChunkKind::Lines { first_line: 0 }, block);
+            chunk.kind = ChunkKind::Lines { first_line: reader.lines_read() + 1 - lines };
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(LineError::TooLong { line, limit }) => {
+            chunk.fill(seq, ChunkKind::TooLong { line, limit }, &[]);
+            Ok(true)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// The calling thread: takes finished chunks, writes them in sequence
+/// order, sends them back to the reader. Ends when every worker is done,
+/// or at the first failure.
+fn write_in_order(
+    done: Receiver<Done>,
+    free: Sender<Chunk>,
+    pool: usize,
+    sink: &mut dyn MessageSink,
+    rejects: &mut RejectLog,
+    counts: &mut ConvertCounts,
+) -> io::Result<()> {
+    // At most `pool` chunks exist, so those waiting have distinct slots.
+    let mut waiting: Vec<Option<Chunk>> = (0..pool).map(|_| None).collect();
+    let mut next = 0u64;
+    for finished in done.iter() {
+        let chunk = match finished {
+            Done::Converted(chunk) => chunk,
+            Done::Failed(err) => return Err(err),
+        };
+        let slot = (chunk.seq % pool as u64) as usize;
+        waiting[slot] = Some(chunk);
+        while let Some(chunk) = waiting[(next % pool as u64) as usize].take() {
+            sink.commit_block(&chunk.messages)?;
+            rejects.append(&chunk.rejects)?;
+            counts.add(&chunk.counts);
+            next += 1;
+            // The reader may have stopped: then the chunk is simply dropped.
+            let _ = free.send(chunk);
+        }
+    }
+    Ok(())
+}
+
+impl Worker {
+    fn run(&mut self, name: &str, work: Receiver<Chunk>, done: Sender<Done>) {
+        for mut chunk in work.iter() {
+            let converted = catch_unwind(AssertUnwindSafe(|| self.convert(name, &mut chunk)));
+            let finished = match converted {
+                Ok(Ok(())) => Done::Converted(chunk),
+                Ok(Err(err)) => Done::Failed(worker_failed(name, &chunk, &err)),
+                Err(panic) => {
+                    let reason = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".to_owned());
+                    // The run ends here: this worker converts nothing more.
+                    Done::Failed(worker_failed(name, &chunk, &reason))
+                }
+            };
+            let failed = matches!(finished, Done::Failed(_));
+            if done.send(finished).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    /// Converts one chunk with the shared record loop: each non-blank
+    /// line (a trailing `\r` dropped, as the line reader does) is one
+    /// document, or the chunk is one whole document.
+    fn convert(&mut self, name: &str, chunk: &mut Chunk) -> io::Result<()> {
+        chunk.messages.clear();
+        chunk.rejects.clear();
+        let before = self.converter.counts;
+        // The log records into the chunk's batch, then gets its own back.
+        self.rejects.swap_recording(&mut chunk.rejects);
+        let converted = self.convert_documents(name, chunk);
+        self.rejects.swap_recording(&mut chunk.rejects);
+        chunk.counts = self.converter.counts.since(&before);
+        converted
+    }
+
+    fn convert_documents(&mut self, name: &str, chunk: &mut Chunk) -> io::Result<()> {
+        let Chunk { kind, data, len, messages, .. } = chunk;
+        let len = *len;
+        match *kind {
+            ChunkKind::Whole { line } => {
+                let origin = Origin { file: name, line, multi_line: true };
+                self.converter.convert_document(origin, data, len, messages, &mut self.rejects)
+            }
+            ChunkKind::TooLong { line, limit } => {
+                self.converter.reject_unreadable(name, line, &too_long_reason(limit), &mut self.rejects)
+            }
+            ChunkKind::Lines { first_line } => {
+                let mut line = first_line;
+                let mut at = 0;
+                while at < len {
+                    let end = memchr::memchr(b'\n', &data[at..len]).map_or(len, |p| at + p);
+                    let text = &data[at..end];
+                    if !text.iter().all(u8::is_ascii_whitespace) {
+                        let text_len = text.len() - usize::from(text.last() == Some(&b'\r'));
+                        let origin = Origin { file: name, line, multi_line: false };
+                        self.converter.convert_document(
+                            origin,
+                            &mut data[at..],
+                            text_len,
+                            messages,
+                            &mut self.rejects,
+                        )?;
+                    }
+                    line += 1;
+                    at = end + 1;
+                }
+                crate::fault_hooks::injected_worker_panic(first_line, line);
+                Ok(())
+            }
+        }
+    }
+}
+
+#[cold]
+fn worker_failed(name: &str, chunk: &Chunk, reason: &dyn std::fmt::Display) -> io::Error {
+    let line = match chunk.kind {
+        ChunkKind::Lines { first_line } => first_line,
+        ChunkKind::Whole { line } | ChunkKind::TooLong { line, .. } => line,
+    };
+    io::Error::other(format!(
+        "{name}: a conversion thread failed on the chunk from line {line} ({reason}); \
+         the output stops before that chunk"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::MessageBlock;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// A writer tests can read back after handing it to a [`RejectLog`].
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    /// Output, reject messages, kept rejects, counts and read error of one run.
+    type Run = (String, String, String, ConvertCounts, Option<String>);
+
+    fn reject_log(show: u64) -> (RejectLog, Shared, Shared) {
+        let (messages, kept) = (Shared::default(), Shared::default());
+        let mut log = RejectLog::with_messages(show, Box::new(messages.clone()));
+        log.keep_records_in_writer("kept".into(), Box::new(kept.clone()));
+        (log, messages, kept)
+    }
+
+    fn reader(input: &[u8], max_document: usize) -> DocumentReader {
+        DocumentReader::from_reader("in", Box::new(io::Cursor::new(input.to_vec()))).with_max_document(max_document)
+    }
+
+    /// The one-thread loop of `convert`, the reference.
+    fn single(input: &[u8], max_document: usize, show: u64) -> Run {
+        let (mut rejects, messages, kept) = reject_log(show);
+        let mut converter = RecordConverter::new(&CefOptions::default());
+        let mut sink = MessageBlock::default();
+        let mut reader = reader(input, max_document);
+        let read =
+            crate::convert::convert_one(&mut reader, &mut converter, &mut sink, &mut rejects, &Progress::hidden(), 0);
+        let error = match read {
+            Ok(()) => None,
+            Err(InputError::Read(err)) => Some(err.to_string()),
+            Err(InputError::Fatal(err)) => panic!("{err}"),
+        };
+        rejects.finish().unwrap();
+        let output = String::from_utf8(sink.as_lines().to_vec()).unwrap();
+        (output, messages.text(), kept.text(), converter.counts, error)
+    }
+
+    fn parallel(input: &[u8], max_document: usize, show: u64, threads: usize, chunk_bytes: usize) -> Run {
+        let (mut rejects, messages, kept) = reject_log(show);
+        let plan = Parallelism { threads, chunk_bytes };
+        let mut converter = ParallelConverter::new(plan, &CefOptions::default(), &rejects);
+        let mut sink = MessageBlock::default();
+        let mut reader = reader(input, max_document);
+        let read = converter.convert_input(&mut reader, &mut sink, &mut rejects, &Progress::hidden(), 0);
+        let error = match read {
+            Ok(()) => None,
+            Err(InputError::Read(err)) => Some(err.to_string()),
+            Err(InputError::Fatal(err)) => panic!("{err}"),
+        };
+        rejects.finish().unwrap();
+        let output = String::from_utf8(sink.as_lines().to_vec()).unwrap();
+        (output, messages.text(), kept.text(), converter.counts, error)
+    }
+
+    const GOOD: &str =
+        r#"{"_id":"a1","timestamp":1511373004000,"eventTypeName":"EVENT_CATEGORY_LOGIN","description":"ok"}"#;
+    const ALERT: &str = r#"{"_id":"b2","timestamp":1500151350531,"title":"T","severityValue":2}"#;
+
+    /// Inputs with every edge the chunking must keep: a byte order mark,
+    /// blank and whitespace lines, CRLF, pages on one line with bad
+    /// records, lines over the limit (first, middle, last), a last line
+    /// without `\n`, a pretty page, nothing at all.
+    fn awkward_inputs() -> Vec<Vec<u8>> {
+        let long = format!(r#"{{"_id":"long","timestamp":1,"eventType":1,"x":"{}"}}"#, "y".repeat(300));
+        let page = format!(r#"{{"data":[{GOOD},{{"_id":"p","eventType":1}},3,{ALERT}]}}"#);
+        let mut many = String::new();
+        for n in 0..300 {
+            let line = match n % 11 {
+                0 => "not json {".to_owned(),
+                3 => String::new(),
+                5 => " \t".to_owned(),
+                7 => long.clone(),
+                8 => page.clone(),
+                9 => format!("{ALERT}\r"),
+                _ => GOOD.replace("a1", &format!("a{n}")),
+            };
+            many.push_str(&line);
+            many.push('\n');
+        }
+        vec![
+            many.clone().into_bytes(),
+            format!("\u{feff}\n\n{long}\n{GOOD}\n{ALERT}").into_bytes(),
+            format!("{GOOD}\n{long}").into_bytes(),
+            format!("\n{{\n  \"data\": [\n    {GOOD},\n    {{\"_id\": \"x\", \"eventType\": 1}}\n  ]\n}}\n")
+                .into_bytes(),
+            format!("[{GOOD},\n{ALERT}]").into_bytes(),
+            b"".to_vec(),
+            b"\n \n".to_vec(),
+            format!("{many}{GOOD}").into_bytes(),
+        ]
+    }
+
+    #[test]
+    fn every_thread_count_and_chunk_size_gives_the_one_thread_result() {
+        for (i, input) in awkward_inputs().iter().enumerate() {
+            for show in [0, 3, 1000] {
+                let expected = single(input, 200, show);
+                for threads in [2, 3, 4] {
+                    for chunk_bytes in [1, 57, 200, 4096, DEFAULT_CHUNK_BYTES] {
+                        let got = parallel(input, 200, show, threads, chunk_bytes);
+                        assert_eq!(got, expected, "input {i}, show {show}, {threads} threads, chunks of {chunk_bytes}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_chunk_pool_is_reused_from_input_to_input() {
+        let (mut rejects, _, _) = reject_log(0);
+        let mut converter = ParallelConverter::new(Parallelism::threads(2), &CefOptions::default(), &rejects);
+        let input = awkward_inputs().remove(0);
+        let mut sink = MessageBlock::default();
+        for _ in 0..3 {
+            let mut reader = reader(&input, 200);
+            converter.convert_input(&mut reader, &mut sink, &mut rejects, &Progress::hidden(), 0).unwrap();
+            assert_eq!(converter.chunks.len(), converter.pool_size(), "every chunk came back");
+        }
+    }
+}
