@@ -454,6 +454,25 @@ mod tests {
         DocumentReader::from_reader("in", Box::new(io::Cursor::new(input.to_vec()))).with_max_document(max_document)
     }
 
+    /// What a run left: output, messages, kept rejects, counts, the read error.
+    fn finished(
+        read: Result<(), InputError>,
+        mut rejects: RejectLog,
+        sink: &MessageBlock,
+        messages: &Shared,
+        kept: &Shared,
+        counts: ConvertCounts,
+    ) -> Run {
+        let error = match read {
+            Ok(()) => None,
+            Err(InputError::Read(err)) => Some(err.to_string()),
+            Err(InputError::Fatal(err)) => panic!("{err}"),
+        };
+        rejects.finish().unwrap();
+        let output = String::from_utf8(sink.as_lines().to_vec()).unwrap();
+        (output, messages.text(), kept.text(), counts, error)
+    }
+
     /// The one-thread loop of `convert`, the reference.
     fn single(input: &[u8], max_document: usize, show: u64) -> Run {
         let (mut rejects, messages, kept) = reject_log(show);
@@ -462,14 +481,7 @@ mod tests {
         let mut reader = reader(input, max_document);
         let read =
             crate::convert::convert_one(&mut reader, &mut converter, &mut sink, &mut rejects, &Progress::hidden(), 0);
-        let error = match read {
-            Ok(()) => None,
-            Err(InputError::Read(err)) => Some(err.to_string()),
-            Err(InputError::Fatal(err)) => panic!("{err}"),
-        };
-        rejects.finish().unwrap();
-        let output = String::from_utf8(sink.as_lines().to_vec()).unwrap();
-        (output, messages.text(), kept.text(), converter.counts, error)
+        finished(read, rejects, &sink, &messages, &kept, converter.counts)
     }
 
     fn parallel(input: &[u8], max_document: usize, show: u64, threads: usize, chunk_bytes: usize) -> Run {
@@ -479,14 +491,7 @@ mod tests {
         let mut sink = MessageBlock::default();
         let mut reader = reader(input, max_document);
         let read = converter.convert_input(&mut reader, &mut sink, &mut rejects, &Progress::hidden(), 0);
-        let error = match read {
-            Ok(()) => None,
-            Err(InputError::Read(err)) => Some(err.to_string()),
-            Err(InputError::Fatal(err)) => panic!("{err}"),
-        };
-        rejects.finish().unwrap();
-        let output = String::from_utf8(sink.as_lines().to_vec()).unwrap();
-        (output, messages.text(), kept.text(), converter.counts, error)
+        finished(read, rejects, &sink, &messages, &kept, converter.counts)
     }
 
     const GOOD: &str =
