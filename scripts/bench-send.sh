@@ -132,6 +132,9 @@ measure "cefwire replay --to udp:// --no-sendmmsg" udp "$RECORDS" "$BIN replay $
 
 echo
 echo "## NDJSON -> convert -> TCP, end to end (best of $RUNS)"
-measure "cefwire replay records.ndjson --to tcp://" tcp "$RECORDS" "$BIN replay $WORK/records.ndjson --to tcp://127.0.0.1:\$PORT --no-progress"
+measure "replay records.ndjson --threads 1" tcp "$RECORDS" "$BIN replay $WORK/records.ndjson --threads 1 --to tcp://127.0.0.1:\$PORT --no-progress"
+NDJSON1=$RESULT
+measure "replay records.ndjson --threads 2" tcp "$RECORDS" "$BIN replay $WORK/records.ndjson --threads 2 --to tcp://127.0.0.1:\$PORT --no-progress"
+awk -v one="$NDJSON1" -v two="$RESULT" 'BEGIN { printf "replay NDJSON 2 threads / 1 thread: %.2fx events/s (the receiver shares the cores)\n", two / one }'
 echo
 echo "# $(nproc) cores; receiver and sender share them"

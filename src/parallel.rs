@@ -312,9 +312,12 @@ fn write_in_order(
         let slot = (chunk.seq % pool as u64) as usize;
         waiting[slot] = Some(chunk);
         while let Some(chunk) = waiting[(next % pool as u64) as usize].take() {
+            // Counted before the sink takes them: a sink that stops half
+            // way (a signal while replaying) has still taken this chunk's
+            // records in, as the one-thread loop counts them.
+            counts.add(&chunk.counts);
             sink.commit_block(&chunk.messages)?;
             rejects.append(&chunk.rejects)?;
-            counts.add(&chunk.counts);
             next += 1;
             // The reader may have stopped: then the chunk is simply dropped.
             let _ = free.send(chunk);

@@ -12,8 +12,9 @@ use crate::convert::{ConvertConfig, ConvertReport, FailedInput, convert_inputs};
 use crate::input::DocumentReader;
 use crate::input::lines::LineError;
 use crate::input::source::InputPath;
+use crate::parallel::{self, ParallelConverter, Parallelism};
 use crate::progress::Progress;
-use crate::records::{ConvertCounts, MessageSink, Origin, RecordConverter};
+use crate::records::{ConvertCounts, MessageBlock, MessageSink, Origin, RecordConverter};
 use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
 use crate::stop::{Stop, is_stop};
@@ -39,6 +40,8 @@ pub struct ReplayConfig {
     pub show_rejects: u64,
     /// The largest line or whole-document input held in memory.
     pub max_document_bytes: usize,
+    /// Threads converting NDJSON files (stdin is read on one).
+    pub parallelism: Parallelism,
     /// Pass rendered lines exactly as they are, even those without
     /// `<PRI>` (`--raw-lines`; streams then use octet counting). Otherwise
     /// a line without one gets the configured PRI in front when sent.
@@ -351,6 +354,26 @@ impl MessageSink for Pacer<'_> {
         self.sent += 1;
         self.pace()
     }
+
+    /// A block converted by a worker: when nothing is re-stamped or paced
+    /// and newline framing takes lines as they are, it is copied in whole.
+    fn commit_block(&mut self, block: &MessageBlock) -> io::Result<()> {
+        let whole = self.rate.is_none()
+            && self.now.is_none()
+            && block.as_lines().len() <= self.sender.batch_bytes()
+            && self.sender.append_lines(block.as_lines())?.is_some();
+        if !whole {
+            for message in block.messages() {
+                let buffer = self.buffer();
+                let start = buffer.len();
+                buffer.extend_from_slice(message);
+                self.commit(start)?;
+            }
+            return Ok(());
+        }
+        self.sent += block.len() as u64;
+        self.check_stop()
+    }
 }
 
 /// Runs `cefwire replay`.
@@ -360,6 +383,8 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
     let progress = Progress::items(config.progress, None, "sending");
     let mut rejects = RejectLog::new(config.show_rejects);
     let mut converter = RecordConverter::new(&config.cef);
+    let mut parallel =
+        config.parallelism.is_parallel().then(|| ParallelConverter::new(config.parallelism, &config.cef, &rejects));
     let mut report = ReplayReport::default();
     let mut pacer = Pacer {
         sender: &mut sender,
@@ -383,7 +408,9 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
                 .map_err(|e| InputError::Read(input.display_name(), format!("cannot open: {e}")));
             let replayed = reader.and_then(|mut reader| {
                 let from_stdin = *input == InputPath::Stdin;
-                replay_input(&mut reader, from_stdin, &mut converter, &mut pacer, &mut rejects, &mut report)
+                let parallel = parallel.as_mut().filter(|_| !from_stdin);
+                let converters = Converters { single: &mut converter, parallel };
+                replay_input(&mut reader, from_stdin, converters, &mut pacer, &mut rejects, &mut report)
             });
             match replayed {
                 Ok(()) => {}
@@ -410,6 +437,9 @@ pub fn run_replay(config: &ReplayConfig) -> io::Result<ReplayReport> {
     report.not_restamped = pacer.not_restamped;
     progress.finish();
     report.converted = converter.counts;
+    if let Some(parallel) = &parallel {
+        report.converted.add(&parallel.counts);
+    }
     report.send = sender.finish()?;
     report.elapsed = started.elapsed();
     if let Err(err) = outcome
@@ -425,15 +455,23 @@ enum InputError {
     Sink(io::Error),
 }
 
+/// The converters of one input: the one-thread loop (rendered lines'
+/// rejects, stdin, `--threads 1`) and, for NDJSON files, the parallel one.
+struct Converters<'a> {
+    single: &'a mut RecordConverter,
+    parallel: Option<&'a mut ParallelConverter>,
+}
+
 fn replay_input(
     reader: &mut DocumentReader,
     from_stdin: bool,
-    converter: &mut RecordConverter,
+    converters: Converters<'_>,
     sink: &mut Pacer<'_>,
     rejects: &mut RejectLog,
     report: &mut ReplayReport,
 ) -> Result<(), InputError> {
     let name = reader.name().to_owned();
+    let Converters { single: converter, parallel } = converters;
     // A line over the size limit was skipped by the reader: a located
     // reject, and the input goes on. Any other read error ends it.
     let read_error = |err: LineError, converter: &mut RecordConverter, rejects: &mut RejectLog| match err {
@@ -447,7 +485,13 @@ fn replay_input(
         Ok(Some(is_json)) => is_json,
         Err(err) => return read_error(err, converter, rejects),
     };
-    if is_json {
+    if is_json && let Some(parallel) = parallel {
+        let quiet = Progress::hidden();
+        parallel.convert_input(reader, sink, rejects, &quiet, 0).map_err(|err| match err {
+            parallel::InputError::Read(err) => InputError::Read(name.clone(), err.to_string()),
+            parallel::InputError::Fatal(err) => InputError::Sink(err),
+        })?;
+    } else if is_json {
         loop {
             if from_stdin {
                 send_before_waiting(reader, sink).map_err(InputError::Sink)?;
@@ -477,16 +521,16 @@ fn replay_input(
                 }
             };
             let as_they_are = sink.pri_for_bare_lines.is_none() || every_line_has_pri(block);
-            let appended = if as_they_are { sink.sender.append_lines(block).map_err(InputError::Sink)? } else { None };
-            match appended {
-                Some(count) => {
-                    sink.sent += count as u64;
-                    report.passed_through += count as u64;
-                }
-                None => {
-                    for line in block.split(|&b| b == b'\n') {
-                        pass_line(line, sink, report).map_err(InputError::Sink)?;
-                    }
+            let before = sink.sender.messages_accepted();
+            let appended = if as_they_are { sink.sender.append_lines(block) } else { Ok(None) };
+            // Counted when the sender took them, even if the run stops
+            // right after (a stop while handing the batch on).
+            let taken = sink.sender.messages_accepted() - before;
+            sink.sent += taken;
+            report.passed_through += taken;
+            if appended.map_err(InputError::Sink)?.is_none() {
+                for line in block.split(|&b| b == b'\n') {
+                    pass_line(line, sink, report).map_err(InputError::Sink)?;
                 }
             }
             sink.check_stop().map_err(InputError::Sink)?;

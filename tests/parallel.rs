@@ -5,9 +5,11 @@
 //! and inputs with rejects; and a failing worker ends the run with an
 //! error instead of silently leaving records out.
 
+use crate::util::sink::SinkProcess;
 use crate::util::{assert_same_lines, run, stderr, testdata, write_file};
 use std::io::Write;
 use std::process::Output;
+use std::time::Duration;
 
 const THREADS: [&str; 3] = ["2", "3", "4"];
 
@@ -145,12 +147,10 @@ fn a_generated_mixed_set_converts_the_same_on_every_thread_count() {
     same_for_every_thread_count("generated set on stdin", &["-"], &records);
 }
 
-#[test]
-fn inputs_with_rejects_convert_the_same_on_every_thread_count() {
-    let dir = tempfile::tempdir().unwrap();
+/// The generated set with bad records spread over it, a blank line, CRLF,
+/// a line over 1 MiB (the limit the tests set), and a last line without `\n`.
+fn input_with_rejects() -> Vec<u8> {
     let records = generated_mixed_set();
-    // Bad records spread over the set, a blank line, CRLF, a line over the
-    // size limit (--max-document-mb 1), and a last line without `\n`.
     let mut input = Vec::new();
     let too_long = format!("{{\"_id\":\"long\",\"timestamp\":1,\"eventType\":1,\"blob\":\"{}\"}}", "x".repeat(3 << 20));
     for (n, line) in records.split(|&b| b == b'\n').filter(|l| !l.is_empty()).enumerate() {
@@ -169,6 +169,13 @@ fn inputs_with_rejects_convert_the_same_on_every_thread_count() {
         }
     }
     input.extend_from_slice(br#"{"_id":"last","timestamp":"soon","eventType":1}"#);
+    input
+}
+
+#[test]
+fn inputs_with_rejects_convert_the_same_on_every_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = input_with_rejects();
     let file = write_file(&dir, "with-rejects.ndjson", &input);
 
     let one = same_for_every_thread_count(
@@ -204,4 +211,54 @@ fn a_failing_worker_ends_the_run_with_an_error_not_a_gap() {
     let written = std::fs::read(&out).unwrap_or_default();
     assert!(written.len() < full.len(), "the run stopped: {} of {} bytes", written.len(), full.len());
     assert!(full.starts_with(&written), "what was written is the one-thread output's beginning, in order");
+}
+
+/// `replay` of NDJSON files into a real receiver: the messages it gets (in
+/// order, one connection), the report's counts and the exit code are the
+/// same for every thread count — sent as fast as possible (blocks handed
+/// to the sender whole) and paced (message by message).
+#[test]
+fn replay_sends_the_same_messages_on_every_thread_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(&dir, "with-rejects.ndjson", &input_with_rejects());
+    let converted = convert(&dir, "1", &["--max-document-mb", "1", &file], b"");
+    let expected = converted.output.iter().filter(|&&b| b == b'\n').count();
+    assert!(expected >= 5000, "the set converts: {}", converted.messages);
+    let mut first: Option<(String, Vec<u8>, Option<i32>, String)> = None;
+    let runs: [(&str, &[&str]); 4] = [("1", &[]), ("2", &[]), ("3", &[]), ("2", &["--rate", "1000000"])];
+    for (n, (threads, extra)) in runs.into_iter().enumerate() {
+        let received = dir.path().join(format!("received-{n}.cef"));
+        let sink = SinkProcess::start(
+            "tcp://127.0.0.1:0",
+            &["--expect", &expected.to_string(), "--timeout", "300s", "--out", received.to_str().unwrap()],
+        );
+        let mut args = vec!["replay", "--no-progress", "--report", "json", "--threads", threads];
+        args.extend_from_slice(&["--max-document-mb", "1", "--hostname", "replay-test", "--to", &sink.url]);
+        args.extend_from_slice(extra);
+        args.push(&file);
+        let out = run(&args, b"");
+        let (status, sink_report) = sink.report(Duration::from_secs(330));
+        let what = format!("replay --threads {threads} {}", extra.join(" "));
+        assert!(status.success(), "{what}: the sink got {expected} messages: {sink_report}; {}", stderr(&out));
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let counts = ["\"converted\":", "\"rejected\":", "\"other_tables\":"]
+            .map(|key| report.split(key).nth(1).and_then(|rest| rest.split([',', '}']).next()).unwrap_or("?"))
+            .join(" ");
+        let outcome = (counts, std::fs::read(&received).unwrap(), out.status.code(), what);
+        match &first {
+            None => {
+                assert_eq!(outcome.2, Some(3), "{}: rejected records give exit code 3: {report}", outcome.3);
+                first = Some(outcome);
+            }
+            Some(one) => {
+                assert_eq!(one.0, outcome.0, "{} against {}: report counts", outcome.3, one.3);
+                assert_eq!(one.2, outcome.2, "{} against {}: exit code", outcome.3, one.3);
+                assert_same_lines(
+                    &format!("{} against {}: messages received", outcome.3, one.3),
+                    &String::from_utf8_lossy(&one.1),
+                    &String::from_utf8_lossy(&outcome.1),
+                );
+            }
+        }
+    }
 }

@@ -316,19 +316,37 @@ fn resident_kib(pid: u32) -> u64 {
 
 #[test]
 fn stalled_receiver_gets_backpressure_bounded_memory_and_no_busy_loop() {
+    let dir = temp_dir("stall");
+    let (_, expected) = records(&dir, 20_000);
+    stall_and_stop(&expected, &expected, &[]);
+}
+
+/// The same with NDJSON converted on two threads: the reader and the
+/// workers stop with the writer, memory stays bounded, SIGTERM ends it.
+#[test]
+fn a_stalled_receiver_stops_parallel_conversion_too() {
+    let dir = temp_dir("stall-parallel");
+    let (ndjson, expected) = records(&dir, 20_000);
+    stall_and_stop(&ndjson, &expected, &["--threads", "2"]);
+}
+
+/// Replays `input` (`--loop 1000`) into a peer that accepts and never
+/// reads; checks that the sender blocks without spinning or growing, and
+/// that SIGTERM ends it with a report. `expected` holds the input's
+/// messages as rendered lines (for the size of the shortest).
+fn stall_and_stop(input: &Path, expected: &Path, extra: &[&str]) {
     if !Path::new("/proc/self/stat").exists() {
         eprintln!("skipped: needs /proc");
         return;
     }
-    let dir = temp_dir("stall");
-    let (_, expected) = records(&dir, 20_000);
     // Accepts and never reads.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let to = format!("tcp://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let mut sender = cefwire()
         .arg("replay")
-        .arg(&expected)
+        .arg(input)
         .args(["--to", &to, "--loop", "1000", "--report", "json", "--no-progress", "--drain-timeout", "1s"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -368,9 +386,14 @@ fn stalled_receiver_gets_backpressure_bounded_memory_and_no_busy_loop() {
     // written fits in the batch pool (32 × 256 KiB by default), counted
     // in the shortest messages of the input.
     let shortest =
-        fs::read(&expected).unwrap().split(|&b| b == b'\n').map(<[u8]>::len).filter(|&n| n > 0).min().unwrap();
+        fs::read(expected).unwrap().split(|&b| b == b'\n').map(<[u8]>::len).filter(|&n| n > 0).min().unwrap();
     let pool_messages = (32 * 256 * 1024 / (shortest + 1)) as u64;
     let (accepted, written) = (field(&report, "messages_accepted"), field(&report, "messages_written"));
+    assert_eq!(
+        field(&report, "converted") + field(&report, "passed_through"),
+        accepted,
+        "every message the sender took in is counted as converted or passed through: {report}"
+    );
     assert!(
         accepted - written <= pool_messages,
         "{accepted} messages taken in, {written} written: more than the pool holds ({pool_messages})"

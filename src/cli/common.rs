@@ -3,6 +3,7 @@
 
 use super::{UsageError, choice};
 use crate::cef::{CefOptions, KindChoice};
+use crate::parallel::Parallelism;
 use crate::settings::{CefSettings, HostnameSetting, Source};
 use crate::syslog::header::{Facility, HeaderLayout, Severity, TimestampStyle};
 use clap::{Args, ValueEnum};
@@ -50,11 +51,29 @@ pub struct InputArgs {
     #[arg(long, value_name = "MIB", default_value_t = (crate::input::DEFAULT_MAX_DOCUMENT_BYTES >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub max_document_mb: u64,
+
+    /// Converting threads for NDJSON (default: the cores this process may
+    /// use, within its cgroup CPU quota). The output is the same for any number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::parallel::MAX_THREADS as i64),
+          long_help = "Converting threads for NDJSON (default: the cores this process may use, within its \
+cgroup CPU quota). NDJSON inputs are cut into blocks of whole lines, converted on N threads and put back in \
+input order: output, rejects (FILE:LINE) and counts are byte for byte those of --threads 1, which runs the \
+one-thread loop. Decompression and reading run on a thread of their own. A pretty-printed page is one \
+document and converts on one thread; stdin is read on one thread.")]
+    pub threads: Option<u16>,
 }
 
 impl InputArgs {
     pub fn max_document_bytes(&self) -> usize {
         (self.max_document_mb as usize) << 20
+    }
+
+    /// `--threads`, or every core this process may use.
+    pub fn parallelism(&self) -> Parallelism {
+        match self.threads {
+            Some(threads) => Parallelism::threads(usize::from(threads)),
+            None => Parallelism::default(),
+        }
     }
 }
 

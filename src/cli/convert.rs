@@ -7,7 +7,6 @@ use crate::convert::{self, ConvertConfig, ConvertReport};
 use crate::exit::Status;
 use crate::input::source::InputPath;
 use crate::output::OutputPath;
-use crate::parallel::Parallelism;
 use crate::stop::Stop;
 use clap::Args;
 use std::path::PathBuf;
@@ -40,16 +39,6 @@ pub struct ConvertArgs {
 
     #[command(flatten)]
     pub input: super::common::InputArgs,
-
-    /// Converting threads (default: the cores this process may use,
-    /// within its cgroup CPU quota). The output is the same for any number.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=crate::parallel::MAX_THREADS as i64),
-          long_help = "Converting threads (default: the cores this process may use, within its cgroup CPU \
-quota). NDJSON inputs are cut into blocks of whole lines, converted on N threads and written in input \
-order: output, rejects (FILE:LINE) and counts are byte for byte those of --threads 1, which runs the \
-one-thread loop. Decompression and reading run on a thread of their own. A pretty-printed page is one \
-document and converts on one thread.")]
-    pub threads: Option<u16>,
 
     #[command(flatten)]
     pub cef: CefArgs,
@@ -99,10 +88,7 @@ impl ConvertArgs {
             rejects_file: self.report.rejects.clone(),
             show_rejects: self.report.show_rejects,
             max_document_bytes: self.input.max_document_bytes(),
-            parallelism: match self.threads {
-                Some(threads) => Parallelism::threads(usize::from(threads)),
-                None => Parallelism::default(),
-            },
+            parallelism: self.input.parallelism(),
             progress: !self.report.no_progress && !self.report.quiet,
         })
     }

@@ -126,6 +126,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<Status> {
         progress: !args.no_progress,
         show_rejects: args.show_rejects,
         max_document_bytes: args.input.max_document_bytes(),
+        parallelism: args.input.parallelism(),
         stop,
     };
     let report = run_replay(&config)?;
