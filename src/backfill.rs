@@ -199,9 +199,10 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
     };
     source.walk(queries(config).iter().map(WindowQuery::pager).collect());
 
-    // A bar with ETA from the start: its length grows as each type's first
-    // page tells its total.
-    let progress = Progress::items(config.progress, None, "backfill");
+    // One line per record type: a counter, a bar with ETA once that
+    // type's first page told its total.
+    let names: Vec<&str> = config.types.iter().map(|e| e.name()).collect();
+    let progress = Progress::items_per_kind(config.progress, &names);
     report.rate_limit = Some(source.rate_limit());
     let mut converter = RecordConverter::new(&config.cef);
     let stop = config.stop.as_ref();
@@ -216,7 +217,7 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
         &config.types,
         &mut report,
     );
-    progress.finish();
+    progress.iter().for_each(Progress::finish);
     report.client = source.stats();
     report.counts = converter.counts;
     source.finish();
@@ -284,11 +285,13 @@ fn convert_pages(
     sink: &mut dyn MessageSink,
     rejects: &mut RejectLog,
     archive: &mut Archive,
-    progress: &Progress,
+    progress: &[Progress],
     types: &[Endpoint],
     report: &mut BackfillReport,
 ) -> Result<(), BackfillError> {
     let mut gate = SendOnce::new();
+    let bar_of = |endpoint: Endpoint| types.iter().position(|&e| e == endpoint).and_then(|i| progress.get(i));
+    let mut last_endpoint = None;
     loop {
         if stop.is_some_and(Stop::is_requested) {
             return Err(BackfillError::Interrupted);
@@ -301,6 +304,12 @@ fn convert_pages(
             None => return Err(BackfillError::FetchThread),
         };
         let endpoint = page.endpoint;
+        if let Some(previous) = last_endpoint.replace(endpoint).filter(|&e| e != endpoint)
+            && let Some(bar) = bar_of(previous)
+        {
+            // Types are fetched one after the other: that one is complete.
+            bar.done();
+        }
         let counts = match endpoint {
             Endpoint::Activities => &mut report.activities,
             Endpoint::Alerts => &mut report.alerts,
@@ -317,25 +326,18 @@ fn convert_pages(
             Err(reason) => return Err(BackfillError::BadPage { endpoint: endpoint.name(), page: number, reason }),
         };
         counts.records += info.records;
+        let bar = bar_of(endpoint);
         if number == 1 {
             // Alert totals stop at the offset window ("more than 5,000"):
-            // such a total is not one, and the bar stays a counter.
+            // such a total is not one, and the line stays a counter.
             counts.total = info.total.filter(|&t| endpoint != Endpoint::Alerts || t < paging::OFFSET_WINDOW);
-            // A bar only once every type's total is known; a counter before.
-            let totals: Option<u64> = [&report.activities, &report.alerts]
-                .into_iter()
-                .zip([Endpoint::Activities, Endpoint::Alerts])
-                .filter(|(_, e)| types.contains(e))
-                .map(|(c, _)| c.total)
-                .sum();
-            match totals {
-                Some(known) => progress.set_length(known),
-                None => progress.unset_length(),
+            if let (Some(bar), Some(total)) = (bar, counts.total) {
+                bar.set_length(total);
             }
         }
-        if progress.is_visible() {
-            progress.set_position(report.activities.records + report.alerts.records);
-            progress.set_message(&format!("{} page {number}", endpoint.name()));
+        if let Some(bar) = bar.filter(|bar| bar.is_visible()) {
+            bar.set_position(counts.records);
+            bar.set_message(&format!("{} page {number}", endpoint.name()));
         }
         archive.check()?;
     }

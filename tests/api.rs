@@ -862,3 +862,84 @@ fn the_dry_run_estimate_is_within_a_fifth_of_the_real_run() {
         preview.lines.join("\n")
     );
 }
+
+/// Backfill's progress on a terminal (`script` gives it one): one line per
+/// record type, each counting its own records and showing as its total
+/// only what the API said for that type. Before: one bar for both, whose
+/// "alerts" total stayed at 5,000 while it counted activities too
+/// ("9,700/5,000").
+#[test]
+fn backfill_progress_has_a_line_per_type_counting_only_its_own_records() {
+    // util-linux `script` (Debian's essential bsdutils) gives it a terminal.
+    let script = "script";
+    let (store, _) = small_store();
+    let emulator = emulator(store, |c| c.rate_limit = None);
+    let dir = Scratch::new("backfill-progress");
+    let out = dir.join("out.cef");
+    // About 25 pages at 10 a second: frames of both lines get drawn.
+    let command = format!(
+        "{} backfill --since 49h --portal-url {} --token {TOKEN} --rate-limit 10/1s --scan-limit 500 -o {}",
+        env!("CARGO_BIN_EXE_cefwire"),
+        emulator.base_url(),
+        out.display()
+    );
+    let run = std::process::Command::new(script)
+        .args(["-qfec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("COLUMNS", "160")
+        .stdin(Stdio::null())
+        .output()
+        .expect("util-linux `script` runs");
+    let screen = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "backfill under a terminal: {screen}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    let alerts = written.lines().filter(|l| l.contains("cn1Label=riskScore")).count() as u64;
+    let activities = written.lines().count() as u64 - alerts;
+    assert!(alerts > 0 && activities > alerts, "{alerts} alerts, {activities} activities");
+
+    let frames = terminal_lines(&screen);
+    for (name, delivered) in [("activities", activities), ("alerts", alerts)] {
+        let counts: Vec<(u64, Option<u64>)> =
+            frames.iter().filter_map(|line| counter_of(line, &format!("{name} page "))).collect();
+        assert!(!counts.is_empty(), "no {name} line was drawn: {frames:#?}");
+        for &(count, total) in &counts {
+            assert!(count <= delivered, "the {name} line counts {count}, more than its {delivered} records");
+            if let Some(total) = total {
+                assert_eq!(total, delivered, "the {name} line's total is its own type's");
+            }
+        }
+    }
+}
+
+/// What a terminal showed, line by line, without escape sequences.
+fn terminal_lines(screen: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = screen.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-letter.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain.split(['\r', '\n']).map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect()
+}
+
+/// `activities page 3 ⠁ 1,500/11,400 120/s` → (1500, Some(11400)).
+fn counter_of(line: &str, label: &str) -> Option<(u64, Option<u64>)> {
+    let rest = &line[line.find(label)? + label.len()..];
+    let count = rest.split_whitespace().nth(2)?;
+    let number = |text: &str| text.replace(',', "").parse::<u64>().ok();
+    match count.split_once('/') {
+        Some((done, total)) => Some((number(done)?, Some(number(total)?))),
+        None => Some((number(count)?, None)),
+    }
+}
