@@ -9,8 +9,8 @@
 //! It knows no service: no URLs, no auth schemes, no JSON beyond the error
 //! text of a failed answer.
 
-use crate::generate::Rng;
 use crate::json::{INPUT_PADDING, JsonParser};
+use crate::rng::Rng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -28,6 +28,7 @@ pub mod progress;
 pub mod records;
 pub mod rejects;
 pub mod replay;
+pub mod rng;
 pub mod send;
 pub mod settings;
 pub mod sink;

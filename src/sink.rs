@@ -14,8 +14,8 @@ mod connection;
 mod event_loop;
 
 use crate::progress::Progress;
-use crate::send::destination::{Destination, Transport};
 use crate::stop::Stop;
+use crate::syslog::destination::{Destination, Transport};
 use crate::syslog::frame::Framing;
 use mio::net::{TcpListener, UdpSocket};
 use std::fs::File;
@@ -235,7 +235,7 @@ pub enum SinkError {
     #[error("tls:// needs --cert and --key")]
     TlsFilesMissing,
     #[error("TLS setup: {0}")]
-    Tls(#[from] crate::send::TlsSetupError),
+    Tls(#[from] crate::syslog::tls::TlsSetupError),
     #[error("creating {0}: {1}")]
     Out(String, io::Error),
     #[error("receiving on {0}: {1}")]
@@ -256,7 +256,7 @@ impl Sink {
         let tls = match config.listen.transport {
             Transport::Tls => match (&config.tls_cert, &config.tls_key) {
                 (Some(cert), Some(key)) => {
-                    Some(crate::send::tls::server_config(cert, key, config.tls_client_ca.as_deref())?)
+                    Some(crate::syslog::tls::server_config(cert, key, config.tls_client_ca.as_deref())?)
                 }
                 _ => return Err(SinkError::TlsFilesMissing),
             },

@@ -943,3 +943,102 @@ fn counter_of(line: &str, label: &str) -> Option<(u64, Option<u64>)> {
         None => Some((number(count)?, None)),
     }
 }
+
+/// Secrets never show: not in an error, a verbose log line, the agent's
+/// log files (at `-v`), its health file, `status`, nor `--help` with the
+/// secret in the environment. Each run uses a secret of its own: wrong
+/// ones (the paths that print the most) and a right one.
+#[test]
+fn secrets_never_appear_in_messages_logs_health_or_help() {
+    let (store, _) = generated_store(200, 5);
+    let emulator = emulator(&store, |c| c.auth.client = Some(("app-id".into(), "right-client-s3cret".into())));
+    let url = emulator.base_url();
+    let dir = Scratch::new("secrets");
+    let secret_file = |name: &str, secret: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{secret}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let mut seen = Vec::new();
+    let mut check = |what: &str, secret: &str, text: &str| {
+        assert!(!text.contains(secret), "{what}: the secret {secret:?} shows in:\n{text}");
+        seen.push(what.to_owned());
+    };
+    let output = |command: &mut std::process::Command| {
+        let out = command.stdin(Stdio::null()).output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+    let backfill = |extra: &[&str]| {
+        let mut command = cefwire();
+        command.args(["backfill", "--since", "2h", "--portal-url", &url, "--no-progress", "-o"]);
+        command.arg(dir.join("out.cef")).args(extra).env_remove("CEFWIRE_TOKEN");
+        command
+    };
+
+    let wrong_token = "wrong-t0ken-from-a-file";
+    let text = output(&mut backfill(&["--token-file", &secret_file("token", wrong_token)]));
+    assert!(text.contains("401") || text.to_lowercase().contains("token"), "a refused token is said: {text}");
+    check("backfill, wrong --token-file", wrong_token, &text);
+
+    let env_token = "wrong-t0ken-from-the-env";
+    check("backfill, wrong CEFWIRE_TOKEN", env_token, &output(backfill(&[]).env("CEFWIRE_TOKEN", env_token)));
+    check(
+        "backfill --help, CEFWIRE_TOKEN set",
+        env_token,
+        &output(cefwire().args(["backfill", "--help"]).env("CEFWIRE_TOKEN", env_token)),
+    );
+
+    let token_url = format!("{url}/tenant-1/oauth2/v2.0/token");
+    let client = |secret_path: &str| {
+        let mut command = backfill(&["--tenant-id", "tenant-1", "--client-id", "app-id", "--token-url", &token_url]);
+        command.args(["--client-secret-file", secret_path]);
+        command
+    };
+    let wrong_secret = "wrong-client-s3cret";
+    check("backfill, wrong client secret", wrong_secret, &output(&mut client(&secret_file("wrong", wrong_secret))));
+    let right = output(&mut client(&secret_file("right", "right-client-s3cret")));
+    assert!(right.contains("backfilled"), "the right secret works: {right}");
+    check("backfill, right client secret", "right-client-s3cret", &right);
+    check("backfill, right client secret: no bearer token", "Bearer ", &right);
+
+    // The agent, refused by the API: its stderr, log files, health file and status.
+    let state = dir.join("state");
+    let agent_token = "wrong-agent-t0ken";
+    let config = dir.join("cefwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "portal_url = \"{url}\"\nstate_directory = \"{}\"\nlogs_directory = \"{}\"\n\
+             [auth]\ntoken_file = \"{}\"\n[syslog]\nto = [\"tcp://127.0.0.1:9\"]\n",
+            state.display(),
+            state.join("logs").display(),
+            secret_file("agent-token", agent_token)
+        ),
+    )
+    .unwrap();
+    let text = output(cefwire().args(["agent", "--once", "-v", "--config"]).arg(&config).env_remove("CEFWIRE_TOKEN"));
+    check("agent --once stderr", agent_token, &text);
+    let mut files = 0;
+    for entry in walk(&state) {
+        let content = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
+        check(&format!("agent file {}", entry.display()), agent_token, &content);
+        files += 1;
+    }
+    assert!(files >= 2, "the agent wrote its log and health files: {text}");
+    check("status", agent_token, &output(cefwire().args(["status", "--state-dir"]).arg(&state)));
+    assert!(seen.len() >= 9, "{seen:?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

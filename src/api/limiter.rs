@@ -237,7 +237,7 @@ mod tests {
         let t0 = Instant::now();
         let mut now = t0;
         let mut spends = Vec::new();
-        let mut rng = crate::generate::Rng::new(9);
+        let mut rng = crate::rng::Rng::new(9);
         for _ in 0..200 {
             now += limiter.wait_needed(now);
             // Requests take a random time; the token is spent when they end.

@@ -3,9 +3,9 @@
 use super::replay::ReportFormat;
 use super::usage;
 use crate::exit::Status;
-use crate::send::destination::{Destination, Transport};
 use crate::sink::{Sink, SinkConfig};
 use crate::stop::Stop;
+use crate::syslog::destination::{Destination, Transport};
 use crate::syslog::frame::Framing;
 use crate::time::HumanDuration;
 use clap::{Args, ValueEnum};

@@ -12,7 +12,8 @@
 
 use crate::azure::blob::{BlobClient, BlobConfig, StorageError};
 use crate::generate::successors::write_iso_time;
-use crate::generate::{GenerateConfig, RecordGenerator, Rng};
+use crate::generate::{GenerateConfig, RecordGenerator};
+use crate::rng::Rng;
 use crate::syslog::header::CivilTime;
 use crate::time::parse_iso8601_ms;
 use std::collections::{BTreeMap, HashSet};

@@ -14,8 +14,8 @@ use super::http::{HttpError, HttpReader, Request, write_head, write_head_dated, 
 use super::query::{Endpoint, PageShape, Query, write_page};
 use super::store::RecordStore;
 use super::{EmulatorConfig, EmulatorStats, FaultConfig, tls};
-use crate::generate::Rng;
 use crate::json::JsonParser;
+use crate::rng::Rng;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};

@@ -8,8 +8,9 @@
 //! index (the delivery tests count them at the receiver); every Graph alert
 //! an `id` unique the same way.
 
-use super::{AGENTS, APPS, CITIES, EVENTS, RecordGenerator, Rng, write_uuid};
+use super::{AGENTS, APPS, CITIES, EVENTS, RecordGenerator, write_uuid};
 use crate::json::write_json_string;
+use crate::rng::Rng;
 use crate::syslog::header::{CivilTime, TimestampStyle};
 
 /// `Timestamp`-style ISO 8601 time: milliseconds plus `extra` further digits

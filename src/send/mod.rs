@@ -41,26 +41,25 @@
 //! ```
 
 pub mod batch;
-pub mod destination;
 pub mod relp;
-pub mod tls;
 pub mod udp;
 mod wakeup;
 mod writer;
 
 use crate::records::MessageSink;
 use crate::stop::Stop;
+pub use crate::syslog::destination::{Destination, DestinationError, Transport};
 use crate::syslog::frame::Framing;
+use crate::syslog::tls;
+pub use crate::syslog::tls::{TlsClientOptions, TlsSetupError};
 pub use batch::{Batch, truncated_len};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-pub use destination::{Destination, DestinationError, Transport};
 use std::io;
 use std::net::ToSocketAddrs;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-pub use tls::{TlsClientOptions, TlsSetupError};
 use wakeup::{Wakeup, WriterBell};
 
 /// How several destinations share the messages.

@@ -1,5 +1,9 @@
-//! The syslog side of a message that does not depend on a transport: the
-//! header before the CEF text and the framing of messages on a stream.
+//! What the sender ([`crate::send`]) and the receiver ([`crate::sink`])
+//! share about syslog: the header before the CEF text, the framing of
+//! messages on a stream, destination URLs and TLS settings. Nothing here
+//! touches a socket.
 
+pub mod destination;
 pub mod frame;
 pub mod header;
+pub mod tls;
