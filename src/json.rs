@@ -331,6 +331,13 @@ pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// `value` with `digits` decimals, for the numbers of a JSON report a
+/// person reads (`4.087853`, not `4.087853123456789`).
+pub fn rounded(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ use crate::convert::{ConvertConfig, ConvertReport, FailedInput, convert_inputs};
 use crate::input::DocumentReader;
 use crate::input::lines::LineError;
 use crate::input::source::InputPath;
+use crate::json::rounded;
 use crate::parallel::{self, ParallelConverter, Parallelism};
 use crate::progress::Progress;
 use crate::records::{ConvertCounts, MessageBlock, MessageSink, Origin, RecordConverter};
@@ -19,6 +20,7 @@ use crate::rejects::RejectLog;
 use crate::send::{SendConfig, SendReport, SyslogSender};
 use crate::stop::{Stop, is_stop};
 use crate::syslog::header::{CivilTime, TimestampStyle};
+use serde::Serialize;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -103,64 +105,81 @@ impl ReplayReport {
     }
 
     pub fn json(&self) -> String {
-        send_report_json(
-            &self.send,
-            self.elapsed,
-            &format!(
-                "\"converted\":{},\"rejected\":{},\"other_tables\":{},\"passed_through\":{},\"loops\":{},\"failed_inputs\":{},\"interrupted\":{},\"not_restamped\":{}",
-                self.converted.converted(),
-                self.converted.rejected,
-                self.converted.other_tables,
-                self.passed_through,
-                self.loops_done,
-                self.failed_inputs.len(),
-                self.interrupted,
-                self.not_restamped,
-            ),
-        )
+        let json = ReplayJson {
+            converted: self.converted.converted(),
+            rejected: self.converted.rejected,
+            other_tables: self.converted.other_tables,
+            passed_through: self.passed_through,
+            loops: self.loops_done,
+            failed_inputs: self.failed_inputs.len(),
+            interrupted: self.interrupted,
+            not_restamped: self.not_restamped,
+            send: SendJson::new(&self.send, self.elapsed),
+        };
+        serde_json::to_string(&json).expect("a report serializes")
     }
 }
 
-/// The send counters as JSON, with `extra` fields (already formatted)
-/// in front.
-pub fn send_report_json(s: &SendReport, elapsed: Duration, extra: &str) -> String {
-    let secs = elapsed.as_secs_f64().max(1e-9);
-    format!(
-        "{{{extra}{}\"messages_accepted\":{},\"messages_written\":{},\"messages_unsent\":{},\"bytes_written\":{},\"truncated\":{},\"oversize_dropped\":{},\"connects\":{},\"reconnects\":{},\"errors\":{},\"possibly_lost\":{},\"messages_resent\":{},\"elapsed_s\":{:.6},\"msgs_per_s\":{:.1},\"mb_per_s\":{:.3},\"first_error\":{},\"last_error\":{},\"failure\":{}}}",
-        if extra.is_empty() { "" } else { "," },
-        s.messages_accepted,
-        s.messages_written,
-        s.messages_unsent,
-        s.bytes_written,
-        s.truncated,
-        s.oversize_dropped,
-        s.connects,
-        s.reconnects,
-        s.errors,
-        s.possibly_lost,
-        s.messages_resent,
-        secs,
-        s.messages_written as f64 / secs,
-        s.bytes_written as f64 / secs / 1e6,
-        json_string(s.first_error.as_deref()),
-        json_string(s.last_error.as_deref()),
-        json_string(s.failure.as_deref()),
-    )
+/// `replay --report json`: its own counts, then the sender's.
+#[derive(Serialize)]
+struct ReplayJson<'a> {
+    converted: u64,
+    rejected: u64,
+    other_tables: u64,
+    passed_through: u64,
+    loops: u64,
+    failed_inputs: usize,
+    interrupted: bool,
+    not_restamped: u64,
+    #[serde(flatten)]
+    send: SendJson<'a>,
 }
 
-fn json_string(value: Option<&str>) -> String {
-    let Some(value) = value else { return "null".to_owned() };
-    let mut out = String::from("\"");
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// The sender's counters as JSON fields, in this order.
+#[derive(Serialize)]
+pub struct SendJson<'a> {
+    messages_accepted: u64,
+    messages_written: u64,
+    messages_unsent: u64,
+    bytes_written: u64,
+    truncated: u64,
+    oversize_dropped: u64,
+    connects: u64,
+    reconnects: u64,
+    errors: u64,
+    possibly_lost: u64,
+    messages_resent: u64,
+    elapsed_s: f64,
+    msgs_per_s: f64,
+    mb_per_s: f64,
+    first_error: Option<&'a str>,
+    last_error: Option<&'a str>,
+    failure: Option<&'a str>,
+}
+
+impl<'a> SendJson<'a> {
+    pub fn new(s: &'a SendReport, elapsed: Duration) -> Self {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        Self {
+            messages_accepted: s.messages_accepted,
+            messages_written: s.messages_written,
+            messages_unsent: s.messages_unsent,
+            bytes_written: s.bytes_written,
+            truncated: s.truncated,
+            oversize_dropped: s.oversize_dropped,
+            connects: s.connects,
+            reconnects: s.reconnects,
+            errors: s.errors,
+            possibly_lost: s.possibly_lost,
+            messages_resent: s.messages_resent,
+            elapsed_s: rounded(secs, 6),
+            msgs_per_s: rounded(s.messages_written as f64 / secs, 1),
+            mb_per_s: rounded(s.bytes_written as f64 / secs / 1e6, 3),
+            first_error: s.first_error.as_deref(),
+            last_error: s.last_error.as_deref(),
+            failure: s.failure.as_deref(),
         }
     }
-    out.push('"');
-    out
 }
 
 /// Header times of "now", formatted once per millisecond.

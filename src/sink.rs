@@ -123,25 +123,45 @@ impl SinkReport {
     }
 
     pub fn json(&self) -> String {
-        format!(
-            "{{\"listen\":\"{}\",\"messages\":{},\"bytes\":{},\"connections\":{},\"refused_connections\":{},\"framing_errors\":{},\"elapsed_s\":{:.6},\"active_s\":{:.6},\"rate_avg\":{:.1},\"rate_peak\":{},\"mb_per_s\":{:.3},\"content_hash\":\"{:016x}\",\"expected\":{},\"complete\":{},\"per_second\":[{}]}}",
-            self.listen,
-            self.messages,
-            self.bytes,
-            self.connections,
-            self.refused_connections,
-            self.framing_errors,
-            self.elapsed.as_secs_f64(),
-            self.active.as_secs_f64(),
-            self.average_rate(),
-            self.peak_rate,
-            self.megabytes_per_second(),
-            self.content_hash,
-            self.expected.map_or("null".to_owned(), |n| n.to_string()),
-            self.complete(),
-            self.per_second.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
-        )
+        let json = SinkJson {
+            listen: &self.listen,
+            messages: self.messages,
+            bytes: self.bytes,
+            connections: self.connections,
+            refused_connections: self.refused_connections,
+            framing_errors: self.framing_errors,
+            elapsed_s: crate::json::rounded(self.elapsed.as_secs_f64(), 6),
+            active_s: crate::json::rounded(self.active.as_secs_f64(), 6),
+            rate_avg: crate::json::rounded(self.average_rate(), 1),
+            rate_peak: self.peak_rate,
+            mb_per_s: crate::json::rounded(self.megabytes_per_second(), 3),
+            content_hash: format!("{:016x}", self.content_hash),
+            expected: self.expected,
+            complete: self.complete(),
+            per_second: &self.per_second,
+        };
+        serde_json::to_string(&json).expect("a report serializes")
     }
+}
+
+/// The JSON report's fields, in this order.
+#[derive(serde::Serialize)]
+struct SinkJson<'a> {
+    listen: &'a str,
+    messages: u64,
+    bytes: u64,
+    connections: u64,
+    refused_connections: u64,
+    framing_errors: u64,
+    elapsed_s: f64,
+    active_s: f64,
+    rate_avg: f64,
+    rate_peak: u64,
+    mb_per_s: f64,
+    content_hash: String,
+    expected: Option<u64>,
+    complete: bool,
+    per_second: &'a [u64],
 }
 
 /// A fast, order-sensitive hash of one message (8 bytes at a time).
