@@ -129,6 +129,10 @@ pub enum BackfillError {
     FetchThread,
     #[error("stopped by a signal")]
     Interrupted,
+    #[error("Graph alerts_v2: {0}")]
+    Graph(#[from] crate::graph::GraphError),
+    #[error("Graph alerts_v2 page {page}: {reason}")]
+    BadGraphPage { page: u64, reason: PageError },
 }
 
 impl From<SourceError> for BackfillError {
@@ -234,7 +238,7 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
 /// [`RECENT_IDS`] records is skipped (a page the API served twice, the same
 /// record on two pages). Memory stays bounded: the oldest id is forgotten
 /// for each new one once the set is full, and both are allocated once.
-struct SendOnce {
+pub(crate) struct SendOnce {
     recent: HashSet<u64>,
     order: VecDeque<u64>,
     digits: itoa::Buffer,
@@ -245,7 +249,7 @@ struct SendOnce {
 const RECENT_IDS: usize = 100_000;
 
 impl SendOnce {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             recent: HashSet::with_capacity(RECENT_IDS + 1),
             order: VecDeque::with_capacity(RECENT_IDS + 1),
