@@ -4,7 +4,8 @@
 //! validated by [`crate::settings`], exactly as for the other commands;
 //! what only the agent has (window, overlap, poll interval, directories,
 //! metrics, the two streams and where they come from, the Event Hubs
-//! source) is checked here. Everything that can be
+//! source) is checked here; the Graph source's `[graph]` by
+//! [`crate::settings`] too. Everything that can be
 //! checked without the network is checked, and each error names the
 //! setting to fix, so a bad configuration stops the agent before it sends
 //! or fetches anything.
@@ -14,9 +15,10 @@ use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
 use crate::send::SendConfig;
+use crate::graph::GraphConfig;
 use crate::settings::{
-    ApiDefaults, ApiSettings, CefSettings, FromText, SendDefaults, SendSettings, SettingError, Source, extra_filters,
-    names, readable_file, secret_from_file,
+    ApiDefaults, ApiSettings, CefSettings, FromText, GraphSettings, SendDefaults, SendSettings, SettingError, Source,
+    extra_filters, names, readable_file, secret_from_file,
 };
 use crate::time::HumanDuration;
 use serde::Deserialize;
@@ -49,6 +51,8 @@ pub struct AgentConfig {
     pub alerts: Option<StreamConfig>,
     /// Activities from Event Hubs (`[activities] source = "eventhubs"`).
     pub eventhubs: Option<EventHubsSettings>,
+    /// Alerts from Microsoft Graph `alerts_v2` (`[alerts] source = "graph"`).
+    pub graph: Option<GraphConfig>,
     pub state_dir: PathBuf,
     pub logs_dir: Option<PathBuf>,
     pub poll_interval: Duration,
@@ -81,6 +85,7 @@ pub struct AgentSettings {
     pub activities: StreamSettings,
     pub alerts: StreamSettings,
     pub eventhubs: EventHubsSection,
+    pub graph: GraphSettings,
     pub state_directory: Option<PathBuf>,
     pub logs_directory: Option<PathBuf>,
     pub poll_interval: Option<Duration>,
@@ -97,7 +102,7 @@ pub struct AgentSettings {
 pub struct StreamSettings {
     pub enabled: bool,
     /// Where the records come from: activities `"mda"` (default) or
-    /// `"eventhubs"`; alerts `"mda"`.
+    /// `"eventhubs"`; alerts `"mda"` (default) or `"graph"`.
     pub source: Option<String>,
     /// Extra API filters as a JSON object.
     pub filters: Option<String>,
@@ -221,12 +226,16 @@ impl AgentConfig {
                 return Err(bad("activities.source", format!("{other:?} is not \"mda\" or \"eventhubs\"")));
             }
         };
-        match settings.alerts.source.as_deref() {
-            None | Some("mda") => {}
-            Some(other) => return Err(bad("alerts.source", format!("{other:?} is not \"mda\""))),
-        }
-        let alerts = stream(&settings.alerts, names::FILTERS_ALERTS)?;
-        if activities.is_none() && alerts.is_none() && eventhubs.is_none() {
+        let (alerts, graph) = match settings.alerts.source.as_deref().unwrap_or("mda") {
+            _ if !settings.alerts.enabled => (None, None),
+            "mda" => (stream(&settings.alerts, names::FILTERS_ALERTS)?, None),
+            "graph" if settings.alerts.filters.is_some() => {
+                return Err(bad("alerts.filters", "is for source = \"mda\"; Graph takes graph.filter (OData)"));
+            }
+            "graph" => (None, Some(settings.graph.validate(source)?)),
+            other => return Err(bad("alerts.source", format!("{other:?} is not \"mda\" or \"graph\""))),
+        };
+        if activities.is_none() && alerts.is_none() && eventhubs.is_none() && graph.is_none() {
             return Err(bad("activities.enabled / alerts.enabled", "both data types are switched off; nothing to do"));
         }
         let api = match activities.is_some() || alerts.is_some() {
@@ -275,6 +284,7 @@ impl AgentConfig {
             activities,
             alerts,
             eventhubs,
+            graph,
             state_dir,
             logs_dir,
             poll_interval,

@@ -1,0 +1,158 @@
+//! `cefwire backfill --source graph` as a user runs it: the real binary
+//! against the emulator's Graph `alerts_v2` (in process, real HTTP on
+//! 127.0.0.1, 20,000 generated alerts, 5 % injected 429 and 5 % 5xx),
+//! sending to `cefwire sink` over TCP. The sink's capture is checked alert
+//! by alert (`externalId` = `providerAlertId`), the throttle by the
+//! emulator's count of Graph requests within any 60 s (a count, not a
+//! timing), and the settings' refusals by their exit code and message.
+
+use crate::util::sink::SinkProcess;
+use crate::util::{Scratch, cefwire, external_id, stderr};
+use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore, StoreBuilder};
+use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HOUR: i64 = 3_600_000;
+const CLIENT: (&str, &str) = ("graph-backfill-app", "graph-backfill-secret");
+
+/// Generated alerts over the 24 h ending an hour ago, the window around
+/// them, and the `providerAlertId` (the CEF `externalId`) of each alert
+/// from Defender for Cloud Apps (the default filter's).
+pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
+    let end = cefwire::time::now_ms() - HOUR;
+    let start = end - 24 * HOUR;
+    let config =
+        GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms: start, span_ms: 24 * HOUR };
+    let mut builder = StoreBuilder::new();
+    builder.graph_alerts.add_generated(config.clone());
+    assert_eq!(builder.graph_alerts.skipped, 0);
+    let mut generator = RecordGenerator::new(config);
+    let mut expected = HashSet::new();
+    let mut buf = Vec::new();
+    while generator.write_next(&mut buf) {
+        let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
+            assert!(expected.insert(alert["providerAlertId"].as_str().unwrap().to_owned()), "unique ids");
+        }
+        buf.clear();
+    }
+    (Arc::new(builder.build()), start - HOUR, end + HOUR, expected)
+}
+
+/// The emulator with Graph's own throttle (150/min) and `faults`.
+fn graph_emulator(store: &Arc<RecordStore>, faults: FaultConfig) -> EmulatorHandle {
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), "unused");
+    config.auth = EmulatorAuth {
+        api_token: None,
+        client: Some((CLIENT.0.to_owned(), CLIENT.1.to_owned())),
+        token_lifetime: Duration::from_secs(3600),
+    };
+    config.faults = faults;
+    emulate::start(config, Arc::clone(store)).expect("emulator starts")
+}
+
+/// The Graph flags of a backfill against `base`; the secret in a file.
+fn graph_args(dir: &Path, base: &str) -> Vec<String> {
+    let secret = dir.join("graph-secret");
+    std::fs::write(&secret, format!("{}\n", CLIENT.1)).unwrap();
+    [
+        "backfill",
+        "--source",
+        "graph",
+        "--graph-tenant-id",
+        "tenant-1",
+        "--graph-client-id",
+        CLIENT.0,
+        "--graph-client-secret-file",
+        secret.to_str().unwrap(),
+        "--graph-url",
+        base,
+        "--graph-token-url",
+        &format!("{base}/{{tenant}}/oauth2/v2.0/token"),
+        "--no-progress",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// How often each `externalId` is in `file`.
+fn external_ids(file: &Path) -> HashMap<String, u32> {
+    let text = std::fs::read(file).unwrap();
+    let mut seen = HashMap::new();
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let id = external_id(line).unwrap_or_else(|| panic!("no externalId in {}", String::from_utf8_lossy(line)));
+        *seen.entry(String::from_utf8(id.to_vec()).unwrap()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// 20,000 alerts through 5 % 429 and 5 % 5xx, in pages of 100 so that the
+/// run needs more than 150 requests: every Defender for Cloud Apps alert
+/// reaches the sink exactly once, and no 60 s held more than 150 Graph
+/// requests (the emulator counts arrivals; its throttle never had to act).
+#[test]
+fn graph_backfill_of_20000_alerts_through_429_and_5xx_arrives_once_within_150_per_minute() {
+    let (store, since, until, expected) = graph_store(20_000, 7);
+    let faults = FaultConfig { error_429: 0.05, error_5xx: 0.05, ..FaultConfig::default() };
+    let graph = graph_emulator(&store, faults);
+    let dir = Scratch::new("graph-backfill");
+    let captured = dir.path().join("sink.log");
+    let sink = SinkProcess::start(
+        "tcp://127.0.0.1:0",
+        &["--expect", &expected.len().to_string(), "--timeout", "900s", "--out", captured.to_str().unwrap()],
+    );
+    let out = cefwire()
+        .args(graph_args(dir.path(), &graph.base_url()))
+        .args(["--from", &since.to_string(), "--until", &until.to_string(), "--graph-top", "100", "--to", &sink.url])
+        .output()
+        .unwrap();
+    let (sink_status, sink_report) = sink.report(Duration::from_secs(120));
+    let stats = graph.stats();
+    eprintln!("{}\nemulator: {stats:?}\nsink: {sink_report}", stderr(&out));
+    assert!(out.status.success(), "backfill failed ({}): {}", out.status, stderr(&out));
+    assert!(sink_status.success(), "the sink did not get all {} messages: {sink_report}", expected.len());
+    let seen = external_ids(&captured);
+    let twice: Vec<_> = seen.iter().filter(|&(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "alerts received more than once: {} e.g. {:?}", twice.len(), twice.first());
+    let got: HashSet<String> = seen.into_keys().collect();
+    assert_eq!(got.len(), expected.len(), "missing: {}", expected.difference(&got).count());
+    assert_eq!(got, expected, "every Defender for Cloud Apps alert, and no other");
+    assert!(stats.injected_429 > 0 && stats.injected_5xx > 0, "the faults happened: {stats:?}");
+    assert!(stats.graph_requests > 150, "the run needed more than one minute's requests: {stats:?}");
+    assert!(stats.graph_most_per_window <= 150, "at most 150 Graph requests in any 60 s: {stats:?}");
+    assert_eq!(stats.graph_throttled, 0, "the client kept the limit, the throttle never acted: {stats:?}");
+    let summary = stderr(&out);
+    assert!(summary.contains(&format!("{} alerts", stats.graph_alerts_served)), "{summary}");
+}
+
+/// Settings that cannot work stop the run before any traffic, with exit 2
+/// and the flag to fix; the secret is never a flag value.
+#[test]
+fn graph_backfill_refusals_name_the_flag() {
+    let dir = Scratch::new("graph-backfill-refusals");
+    let base = "http://127.0.0.1:9";
+    let args = graph_args(dir.path(), base);
+    let window = ["--since", "1h", "-o", "/dev/null"];
+    let run = |extra: &[&str], drop_flag: Option<&str>| {
+        let mut args = args.clone();
+        if let Some(flag) = drop_flag {
+            let at = args.iter().position(|a| a == flag).unwrap();
+            args.drain(at..at + 2);
+        }
+        let out =
+            cefwire().args(&args).args(window).args(extra).env_remove("CEFWIRE_GRAPH_CLIENT_SECRET").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        stderr(&out)
+    };
+    assert!(run(&[], Some("--graph-client-secret-file")).contains("--graph-client-secret-file: required"));
+    assert!(run(&[], Some("--graph-tenant-id")).contains("--graph-tenant-id: required"));
+    assert!(run(&["--types", "activities"], None).contains("--source graph reads alerts only"));
+    assert!(run(&["--graph-url", "http://graph.example"], Some("--graph-url")).contains("--graph-url: \"http://graph.example\" is plain"));
+    assert!(run(&["--filter", "createdDateTime ge 2020-01-01"], None).contains("--filter: must not filter on"));
+    assert!(run(&["--graph-top", "5000"], None).contains("--graph-top: 5000 must be between 1 and 1000"));
+    let flag = cefwire().args(&args).args(window).args(["--graph-client-secret", "s"]).output().unwrap();
+    assert_eq!(flag.status.code(), Some(2), "there is no flag for the secret itself");
+}
