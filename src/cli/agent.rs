@@ -6,6 +6,7 @@ use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
 #[cfg(feature = "eventhubs")]
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
+use crate::agent::graph_alerts::{self, GraphRunConfig};
 use crate::agent::health::HealthReport;
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError, AgentExit};
@@ -121,6 +122,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         .iter()
         .map(|api| api.portal_url.clone())
         .chain(config.eventhubs.iter().map(|e| format!("Event Hubs {}/{}", e.bootstrap_servers, e.event_hub)))
+        .chain(config.graph.iter().map(|g| format!("Graph {}", g.base_url)))
         .collect();
     log.info(&format!(
         "cefwire {} agent starting: {} → {}; state in {}",
@@ -135,6 +137,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             "activities.source = \"eventhubs\": this cefwire was built without the eventhubs feature".to_owned(),
         )
         .into());
+    }
+    let graph = GraphRunConfig::from_agent(&config);
+    let once = config.once;
+    if config.api.is_none() && graph.is_some() {
+        // Graph alone (Event Hubs, if configured, on a thread beside it).
+        let beside = eventhubs_beside(&config, &stop, &log);
+        return match graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside) {
+            Ok(report) => {
+                log.info(&format!("agent stopped: {}", report.summary()));
+                Ok(Status::Success)
+            }
+            Err(err) => {
+                log.fatal(&err.to_string());
+                Err(err.into())
+            }
+        };
     }
     #[cfg(feature = "eventhubs")]
     if config.api.is_none() {
@@ -162,8 +180,30 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
         std::thread::spawn(move || eventhubs::run(&run_config, &stop, log, health))
     });
+    // Graph beside the API streams: its own thread, sender and checkpoint,
+    // the same stop signal and health report. With `once` it catches up
+    // first (the API loop requests the stop when it is done).
+    let graph_thread = match graph {
+        Some(run_config) if once => {
+            graph_finished(&log, graph_alerts::run(&run_config, &stop, Arc::clone(&log), agent.health()));
+            None
+        }
+        Some(run_config) => {
+            let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
+            Some(std::thread::spawn(move || {
+                let outcome = graph_alerts::run(&run_config, &stop, Arc::clone(&log), health);
+                graph_finished(&log, outcome);
+            }))
+        }
+        None => None,
+    };
     let outcome = agent.run();
     stop.request();
+    if let Some(thread) = graph_thread
+        && thread.join().is_err()
+    {
+        log.error("graph alerts: the loop panicked");
+    }
     #[cfg(feature = "eventhubs")]
     if let Some(thread) = eventhubs_thread {
         match thread.join() {
@@ -191,6 +231,41 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             Err(err.into())
         }
     }
+}
+
+/// Logs how the Graph stream beside the API streams ended.
+fn graph_finished(log: &AgentLog, outcome: Result<crate::send::SendReport, graph_alerts::GraphRunError>) {
+    match outcome {
+        Ok(report) => log.info(&format!("graph alerts stopped: {}", report.summary())),
+        Err(err) => log.error(&format!("graph alerts: {err}")),
+    }
+}
+
+/// Starts the Event Hubs loop on a thread beside a Graph-only agent.
+#[cfg(feature = "eventhubs")]
+fn eventhubs_beside(
+    config: &AgentConfig,
+    stop: &Stop,
+    log: &Arc<AgentLog>,
+) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+    let run_config = EventHubsRunConfig::from_agent(config);
+    let (stop, log) = (stop.clone(), Arc::clone(log));
+    move |health| {
+        let run_config = run_config?;
+        Some(std::thread::spawn(move || match eventhubs::run(&run_config, &stop, Arc::clone(&log), health) {
+            Ok(report) => log.info(&format!("eventhubs stopped: {}", report.summary())),
+            Err(err) => log.error(&format!("eventhubs: {err}")),
+        }))
+    }
+}
+
+#[cfg(not(feature = "eventhubs"))]
+fn eventhubs_beside(
+    _: &AgentConfig,
+    _: &Stop,
+    _: &Arc<AgentLog>,
+) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+    |_| None
 }
 
 /// Refuses a start whose checkpoint is gone while the health file shows
