@@ -6,53 +6,13 @@
 //! emulator's count of Graph requests within any 60 s (a count, not a
 //! timing), and the settings' refusals by their exit code and message.
 
+use crate::util::graph::{CLIENT, graph_emulator, graph_store};
 use crate::util::sink::SinkProcess;
 use crate::util::{Scratch, cefwire, external_id, stderr};
-use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore, StoreBuilder};
-use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+use cefwire::emulate::FaultConfig;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-
-const HOUR: i64 = 3_600_000;
-const CLIENT: (&str, &str) = ("graph-backfill-app", "graph-backfill-secret");
-
-/// Generated alerts over the 24 h ending an hour ago, the window around
-/// them, and the `providerAlertId` (the CEF `externalId`) of each alert
-/// from Defender for Cloud Apps (the default filter's).
-pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
-    let end = cefwire::time::now_ms() - HOUR;
-    let start = end - 24 * HOUR;
-    let config =
-        GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms: start, span_ms: 24 * HOUR };
-    let mut builder = StoreBuilder::new();
-    builder.graph_alerts.add_generated(config.clone());
-    assert_eq!(builder.graph_alerts.skipped, 0);
-    let mut generator = RecordGenerator::new(config);
-    let mut expected = HashSet::new();
-    let mut buf = Vec::new();
-    while generator.write_next(&mut buf) {
-        let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-        if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
-            assert!(expected.insert(alert["providerAlertId"].as_str().unwrap().to_owned()), "unique ids");
-        }
-        buf.clear();
-    }
-    (Arc::new(builder.build()), start - HOUR, end + HOUR, expected)
-}
-
-/// The emulator with Graph's own throttle (150/min) and `faults`.
-fn graph_emulator(store: &Arc<RecordStore>, faults: FaultConfig) -> EmulatorHandle {
-    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), "unused");
-    config.auth = EmulatorAuth {
-        api_token: None,
-        client: Some((CLIENT.0.to_owned(), CLIENT.1.to_owned())),
-        token_lifetime: Duration::from_secs(3600),
-    };
-    config.faults = faults;
-    emulate::start(config, Arc::clone(store)).expect("emulator starts")
-}
 
 /// The Graph flags of a backfill against `base`; the secret in a file.
 fn graph_args(dir: &Path, base: &str) -> Vec<String> {
@@ -155,4 +115,45 @@ fn graph_backfill_refusals_name_the_flag() {
     assert!(run(&["--graph-top", "5000"], None).contains("--graph-top: 5000 must be between 1 and 1000"));
     let flag = cefwire().args(&args).args(window).args(["--graph-client-secret", "s"]).output().unwrap();
     assert_eq!(flag.status.code(), Some(2), "there is no flag for the secret itself");
+}
+
+/// An alert the mapping cannot write (a `firstActivityDateTime` that is no
+/// time) is rejected into `--rejects` as it came, the others are written,
+/// and the run exits 3.
+#[test]
+fn graph_backfill_rejects_a_bad_alert_into_the_rejects_file_and_exits_3() {
+    let now = cefwire::time::now_ms();
+    let alert = |n: i64, first: &str| {
+        format!(
+            r#"{{"id":"a{n}","providerAlertId":"p{n}","createdDateTime":"{}","serviceSource":"microsoftDefenderForCloudApps","title":"T{n}"{first}}}"#,
+            cefwire::time::format_ms(now - 3_600_000 + n * 1000)
+        )
+    };
+    let page = format!(
+        r#"{{"value":[{},{},{}]}}"#,
+        alert(1, ""),
+        alert(2, r#","firstActivityDateTime":"yesterday""#),
+        alert(3, "")
+    );
+    let mut builder = cefwire::emulate::StoreBuilder::new();
+    let mut bytes = page.clone().into_bytes();
+    let len = bytes.len();
+    bytes.resize(len + cefwire::json::INPUT_PADDING, 0);
+    builder.graph_alerts.add_document(&mut bytes, len);
+    assert_eq!(builder.graph_alerts.stored, 3);
+    let graph = graph_emulator(&std::sync::Arc::new(builder.build()), FaultConfig::default());
+    let dir = Scratch::new("graph-backfill-rejects");
+    let (out_file, rejects) = (dir.path().join("out.cef"), dir.path().join("rejects.ndjson"));
+    let out = cefwire()
+        .args(graph_args(dir.path(), &graph.base_url()))
+        .args(["--since", "2h", "-o", out_file.to_str().unwrap(), "--rejects", rejects.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let ids: HashSet<String> = external_ids(&out_file).into_keys().collect();
+    assert_eq!(ids, HashSet::from(["p1".to_owned(), "p3".to_owned()]));
+    let kept = std::fs::read_to_string(&rejects).unwrap();
+    assert_eq!(kept.lines().count(), 1, "{kept}");
+    assert!(kept.contains(r#""firstActivityDateTime":"yesterday""#) && kept.contains(r#""id":"a2""#), "{kept}");
+    assert!(stderr(&out).contains("graph alerts_v2:1: record 2"), "located by page and record: {}", stderr(&out));
 }

@@ -10,7 +10,7 @@
 //! setting to fix, so a bad configuration stops the agent before it sends
 //! or fetches anything.
 
-use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, paging};
+use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, RetryPolicy, paging};
 use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
@@ -232,7 +232,17 @@ impl AgentConfig {
             "graph" if settings.alerts.filters.is_some() => {
                 return Err(bad("alerts.filters", "is for source = \"mda\"; Graph takes graph.filter (OData)"));
             }
-            "graph" => (None, Some(settings.graph.validate(source)?)),
+            "graph" => {
+                let mut graph = settings.graph.validate(source)?;
+                // As for the API: few retries per request; the stream's own
+                // loop keeps trying and marks Graph failing meanwhile.
+                graph.retry = RetryPolicy {
+                    first_delay: API_DEFAULTS.retry_delay,
+                    max_delay: API_DEFAULTS.max_retry_delay,
+                    max_attempts: API_DEFAULTS.retries,
+                };
+                (None, Some(graph))
+            }
             other => return Err(bad("alerts.source", format!("{other:?} is not \"mda\" or \"graph\""))),
         };
         if activities.is_none() && alerts.is_none() && eventhubs.is_none() && graph.is_none() {
@@ -557,6 +567,39 @@ mod tests {
         ];
         for (text, setting) in cases {
             let err = build(text, Overrides::default()).unwrap_err();
+            assert!(err.contains(setting), "expected {setting:?} in: {err}");
+        }
+    }
+
+    #[test]
+    fn graph_alerts_need_no_portal_and_keep_the_secret_out_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "g-s3cr3t\n").unwrap();
+        let graph = format!(
+            "[activities]\nenabled = false\n[alerts]\nsource = \"graph\"\n[syslog]\nto = [\"tcp://127.0.0.1:5140\"]\n\
+             [graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\ntop = 500\n",
+            secret.display()
+        );
+        let config = build(&graph, Overrides::default()).unwrap();
+        assert!(config.api.is_none() && config.alerts.is_none());
+        let g = config.graph.unwrap();
+        assert_eq!((g.top, g.filter.as_deref()), (500, Some(crate::graph::DEFAULT_FILTER)));
+        assert_eq!(g.retry.max_attempts, API_DEFAULTS.retries, "the agent's few retries");
+        assert!(!format!("{g:?}").contains("g-s3cr3t"));
+        // Beside activities from the API: the API serves activities only.
+        let beside = format!("{MINIMAL}[alerts]\nsource = \"graph\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\n", secret.display());
+        let config = build(&beside, Overrides::default()).unwrap();
+        assert!(config.api.is_some() && config.activities.is_some() && config.alerts.is_none() && config.graph.is_some());
+        let cases = [
+            (graph.replace("tenant_id = \"t\"\n", ""), "graph.tenant_id"),
+            (graph.replace("top = 500", "top = 0"), "graph.top"),
+            (graph.replace("top = 500", "client_secret = \"inline\""), "client_secret"),
+            (graph.replace("source = \"graph\"", "source = \"graph\"\nfilters = { a = 1 }"), "alerts.filters"),
+            (graph.replace("source = \"graph\"", "source = \"xdr\""), "alerts.source"),
+        ];
+        for (text, setting) in cases {
+            let err = build(&text, Overrides::default()).unwrap_err();
             assert!(err.contains(setting), "expected {setting:?} in: {err}");
         }
     }

@@ -1,0 +1,172 @@
+//! Agent scenarios of the Graph `alerts_v2` stream (`[alerts] source =
+//! "graph"`): the real binary against the emulator's Graph (in process,
+//! 20,000 generated alerts, 5 % injected 429 and 5 % 5xx, Graph's own
+//! 150/min throttle) and a real rsyslogd, checked at the receiver by
+//! `externalId` (the alert's `providerAlertId`).
+
+use crate::util::graph::{CLIENT, graph_emulator, graph_store};
+use crate::util::rsyslog::Rsyslog;
+use crate::util::{cefwire, external_id, wait_child, wait_until};
+use cefwire::agent::health::HealthReport;
+use cefwire::agent::state::StateStore;
+use cefwire::emulate::FaultConfig;
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// Alerts per page in these scenarios: many pages, so a kill lands mid-run.
+const TOP: u64 = 100;
+
+/// The agent's files for a Graph-only configuration.
+struct GraphAgent {
+    config: PathBuf,
+    state: PathBuf,
+    log: PathBuf,
+}
+
+impl GraphAgent {
+    fn new(dir: &Path, graph_url: &str, token_url: &str, syslog_url: &str) -> GraphAgent {
+        let state = dir.join("state");
+        let secret = dir.join("graph-secret");
+        fs::write(&secret, format!("{}\n", CLIENT.1)).unwrap();
+        let config = dir.join("cefwire.toml");
+        fs::write(
+            &config,
+            format!(
+                "state_directory = \"{}\"\npoll_interval = \"1s\"\n[activities]\nenabled = false\n\
+                 [alerts]\nsource = \"graph\"\n[graph]\ntenant_id = \"tenant-1\"\nclient_id = \"{}\"\n\
+                 client_secret_file = \"{}\"\nurl = \"{graph_url}\"\ntoken_url = \"{token_url}\"\ntop = {TOP}\n\
+                 [syslog]\nto = [\"{syslog_url}\"]\n[cef]\nhostname = false\n",
+                state.display(),
+                CLIENT.0,
+                secret.display()
+            ),
+        )
+        .unwrap();
+        GraphAgent { config, state, log: dir.join("agent.log") }
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        cefwire()
+            .arg("agent")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Ids in the Graph stream's checkpoint (0 before the first save).
+    fn ids_saved(&self) -> usize {
+        match StateStore::named(&self.state, cefwire::agent::graph_alerts::STATE_FILE).load() {
+            Ok(state) => state.map_or(0, |s| s.alerts.seen.len()),
+            Err(err) => panic!("the Graph checkpoint must always parse: {err}"),
+        }
+    }
+}
+
+fn received(rsyslog: &Rsyslog) -> HashMap<String, u32> {
+    let bytes = fs::read(&rsyslog.out).unwrap_or_default();
+    let mut seen = HashMap::new();
+    for line in bytes.split(|&b| b == b'\n') {
+        if let Some(id) = external_id(line) {
+            *seen.entry(String::from_utf8_lossy(id).into_owned()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// Scenario `graph_alerts_are_sent_once_through_faults_and_a_sigkill`: the
+/// agent reads 20,000 alerts (18,000 of them Defender for Cloud Apps') in
+/// pages of 100 through 5 % 429 and 5 % 5xx, is killed (SIGKILL) once a
+/// fifth of them is checkpointed, and restarted with `--once`. Every alert
+/// reaches rsyslog; duplicates are at most the page in flight at the kill.
+pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let (store, _, _, expected) = graph_store(20_000, 11);
+    let graph = graph_emulator(&store, FaultConfig { error_429: 0.05, error_5xx: 0.05, ..FaultConfig::default() });
+    let base = graph.base_url();
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let agent = GraphAgent::new(dir, &base, &format!("{base}/{{tenant}}/oauth2/v2.0/token"), &rsyslog.tcp_url());
+    let mut first = agent.spawn(&[]);
+    let long = Duration::from_secs(600);
+    wait_until(long, "a fifth of the alerts checkpointed", || {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the agent exited ({status}) early:\n{}", agent.log_text());
+        }
+        agent.ids_saved() >= expected.len() / 5
+    });
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let at_kill = agent.ids_saved();
+    assert!(at_kill < expected.len(), "the kill landed mid-run ({at_kill} ids saved)");
+    let mut second = agent.spawn(&["--once"]);
+    match wait_child(&mut second, long) {
+        Some(status) if status.success() => {}
+        other => panic!("the restarted agent did not finish ({other:?}):\n{}", agent.log_text()),
+    }
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), long);
+    let seen = received(&rsyslog);
+    let stats = graph.stats();
+    let missing: Vec<&String> = expected.iter().filter(|id| !seen.contains_key(*id)).collect();
+    assert!(missing.is_empty(), "{} alerts never arrived, e.g. {:?}\n{}", missing.len(), missing.first(), agent.log_text());
+    let unexpected: Vec<&String> = seen.keys().filter(|id| !expected.contains(*id)).collect();
+    assert!(unexpected.is_empty(), "alerts the filter excludes arrived: {unexpected:?}");
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "[graph agent] {} alerts, {duplicates} duplicates after one SIGKILL ({at_kill} ids saved then); emulator: {stats:?}",
+        seen.len()
+    );
+    assert!(u64::from(duplicates) <= TOP, "at most the page in flight at the kill is sent again: {duplicates}");
+    assert!(stats.injected_429 > 0 && stats.injected_5xx > 0, "the faults happened: {stats:?}");
+    let health = HealthReport::load(&agent.state).unwrap();
+    // The restarted run sent the rest: all but what the first run wrote.
+    assert!(health.alerts.sent as usize + at_kill + TOP as usize >= expected.len(), "{:?}", health.alerts);
+    let graph_health = health.graph.expect("the health has the Graph section");
+    assert!(graph_health.requests > 0 && graph_health.api.last_success_ms.is_some(), "{graph_health:?}");
+}
+
+/// Scenario `graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying`:
+/// nothing listens at the token URL. The agent does not exit; `status`
+/// says Graph is failing and why; SIGTERM stops it cleanly.
+pub fn token_endpoint_down(dir: &Path) {
+    let (store, _, _, _) = graph_store(100, 12);
+    let graph = graph_emulator(&store, FaultConfig::default());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/{{tenant}}/token", closed.local_addr().unwrap());
+    drop(closed);
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog = format!("tcp://{}", sink.local_addr().unwrap());
+    let agent = GraphAgent::new(dir, &graph.base_url(), &dead, &syslog);
+    let mut child = agent.spawn(&[]);
+    let long = Duration::from_secs(300);
+    wait_until(long, "Graph marked failing in the health file", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the agent exited ({status}) instead of retrying:\n{}", agent.log_text());
+        }
+        HealthReport::load(&agent.state)
+            .ok()
+            .and_then(|h| h.graph)
+            .is_some_and(|g| g.api.failing_since_ms.is_some())
+    });
+    let out = cefwire().args(["status", "--json", "--state-dir"]).arg(&agent.state).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reason = status["reason"].as_str().unwrap();
+    assert!(reason.starts_with("Graph failing: ") && reason.contains("token endpoint"), "{status}");
+    assert_eq!(graph.stats().graph_requests, 0, "no alerts request without a token");
+    crate::util::signal(&child, libc::SIGTERM);
+    let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
+    assert!(exited.success(), "{exited}:\n{}", agent.log_text());
+}
