@@ -90,7 +90,8 @@ fn received(rsyslog: &Rsyslog) -> HashMap<String, u32> {
 /// Scenario `graph_alerts_are_sent_once_through_faults_and_a_sigkill`: the
 /// agent reads 20,000 alerts (18,000 of them Defender for Cloud Apps') in
 /// pages of 100 through 5 % 429 and 5 % 5xx, is killed (SIGKILL) once its
-/// checkpoint passed a fifth of them, and restarted with `--once`. Every alert
+/// checkpoint passed a fifth of them, and restarted with `--once`. No 60 s
+/// holds more than 150 Graph requests, the restart included. Every alert
 /// reaches rsyslog; duplicates are at most the page in flight at the kill.
 pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
     if !Rsyslog::available() {
@@ -137,6 +138,10 @@ pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
     );
     assert!(u64::from(duplicates) <= TOP, "at most the page in flight at the kill is sent again: {duplicates}");
     assert!(stats.injected_429 > 0 && stats.injected_5xx > 0, "the faults happened: {stats:?}");
+    // Across the restart too: the two processes share the limit's ledger
+    // (without it the restart began with a full allowance: 159 in 60 s).
+    assert!(stats.graph_most_per_window <= 150, "at most 150 Graph requests in any 60 s: {stats:?}");
+    assert_eq!(stats.graph_throttled, 0, "Graph's throttle never had to act: {stats:?}");
     let health = HealthReport::load(&agent.state).unwrap();
     // The restarted run's own count: the rest, and what it found sent is skipped.
     assert!(health.alerts.sent > 0 && health.alerts.fetched >= health.alerts.sent, "{:?}", health.alerts);
