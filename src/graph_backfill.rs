@@ -96,9 +96,9 @@ fn walk(
         let info = converter
             .convert_page(origin, &mut page, len, sink, rejects, &mut gate, GraphPageInfo::from_page)
             .map_err(|reason| match reason {
-                PageError::Sink(err) => BackfillError::Output(err),
-                reason => BackfillError::BadGraphPage { page: number, reason },
-            })?;
+            PageError::Sink(err) => BackfillError::Output(err),
+            reason => BackfillError::BadGraphPage { page: number, reason },
+        })?;
         report.alerts.records += converter.counts.records - before;
         pager.page_done(&info, config.graph.top)?;
         if progress.is_visible() {
@@ -116,7 +116,10 @@ pub fn preview(config: &GraphBackfillConfig) -> Result<Vec<String>, BackfillErro
     let mut probe = config.graph.clone();
     probe.top = 1;
     let mut client = GraphClient::new(&probe)?;
-    let url = client.window_url(config.window.from * crate::time::TICKS_PER_MS, Some(config.window.until * crate::time::TICKS_PER_MS));
+    let url = client.window_url(
+        config.window.from * crate::time::TICKS_PER_MS,
+        Some(config.window.until * crate::time::TICKS_PER_MS),
+    );
     let mut lines = vec![
         format!(
             "window: {} .. {} ({}), alerts by createdDateTime",

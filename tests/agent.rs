@@ -90,10 +90,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("records_count_as_sent_only_once_syslog_has_them", sent_means_written),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
-    (
-        "graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying",
-        agent_graph::token_endpoint_down,
-    ),
+    ("graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying", agent_graph::token_endpoint_down),
 ];
 
 fn main() {

@@ -127,7 +127,13 @@ pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
     let seen = received(&rsyslog);
     let stats = graph.stats();
     let missing: Vec<&String> = expected.iter().filter(|id| !seen.contains_key(*id)).collect();
-    assert!(missing.is_empty(), "{} alerts never arrived, e.g. {:?}\n{}", missing.len(), missing.first(), agent.log_text());
+    assert!(
+        missing.is_empty(),
+        "{} alerts never arrived, e.g. {:?}\n{}",
+        missing.len(),
+        missing.first(),
+        agent.log_text()
+    );
     let unexpected: Vec<&String> = seen.keys().filter(|id| !expected.contains(*id)).collect();
     assert!(unexpected.is_empty(), "alerts the filter excludes arrived: {unexpected:?}");
     let duplicates: u32 = seen.values().map(|n| n - 1).sum();
@@ -167,10 +173,7 @@ pub fn token_endpoint_down(dir: &Path) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the agent exited ({status}) instead of retrying:\n{}", agent.log_text());
         }
-        HealthReport::load(&agent.state)
-            .ok()
-            .and_then(|h| h.graph)
-            .is_some_and(|g| g.api.failing_since_ms.is_some())
+        HealthReport::load(&agent.state).ok().and_then(|h| h.graph).is_some_and(|g| g.api.failing_since_ms.is_some())
     });
     let out = cefwire().args(["status", "--json", "--state-dir"]).arg(&agent.state).output().unwrap();
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -110,7 +110,10 @@ fn graph_backfill_refusals_name_the_flag() {
     assert!(run(&[], Some("--graph-client-secret-file")).contains("--graph-client-secret-file: required"));
     assert!(run(&[], Some("--graph-tenant-id")).contains("--graph-tenant-id: required"));
     assert!(run(&["--types", "activities"], None).contains("--source graph reads alerts only"));
-    assert!(run(&["--graph-url", "http://graph.example"], Some("--graph-url")).contains("--graph-url: \"http://graph.example\" is plain"));
+    assert!(
+        run(&["--graph-url", "http://graph.example"], Some("--graph-url"))
+            .contains("--graph-url: \"http://graph.example\" is plain")
+    );
     assert!(run(&["--filter", "createdDateTime ge 2020-01-01"], None).contains("--filter: must not filter on"));
     assert!(run(&["--graph-top", "5000"], None).contains("--graph-top: 5000 must be between 1 and 1000"));
     let flag = cefwire().args(&args).args(window).args(["--graph-client-secret", "s"]).output().unwrap();

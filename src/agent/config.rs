@@ -14,8 +14,8 @@ use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, RetryPolicy, p
 use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
-use crate::send::SendConfig;
 use crate::graph::GraphConfig;
+use crate::send::SendConfig;
 use crate::settings::{
     ApiDefaults, ApiSettings, CefSettings, FromText, GraphSettings, SendDefaults, SendSettings, SettingError, Source,
     extra_filters, names, readable_file, secret_from_file,
@@ -588,9 +588,14 @@ mod tests {
         assert_eq!(g.retry.max_attempts, API_DEFAULTS.retries, "the agent's few retries");
         assert!(!format!("{g:?}").contains("g-s3cr3t"));
         // Beside activities from the API: the API serves activities only.
-        let beside = format!("{MINIMAL}[alerts]\nsource = \"graph\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\n", secret.display());
+        let beside = format!(
+            "{MINIMAL}[alerts]\nsource = \"graph\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\n",
+            secret.display()
+        );
         let config = build(&beside, Overrides::default()).unwrap();
-        assert!(config.api.is_some() && config.activities.is_some() && config.alerts.is_none() && config.graph.is_some());
+        assert!(
+            config.api.is_some() && config.activities.is_some() && config.alerts.is_none() && config.graph.is_some()
+        );
         let cases = [
             (graph.replace("tenant_id = \"t\"\n", ""), "graph.tenant_id"),
             (graph.replace("top = 500", "top = 0"), "graph.top"),

@@ -86,7 +86,12 @@ fn render_graph(g: &GraphHealth, now_ms: i64, family: &mut impl FnMut(&str, &str
     family("cefwire_graph_failing", "gauge", "1 while Graph (or its token endpoint) is failing.", &[("", failing)]);
     if let Some(last) = g.api.last_success_ms {
         let ago = (now_ms - last).max(0) as f64 / 1000.0;
-        family("cefwire_graph_last_success_seconds", "gauge", "Seconds since Graph last answered a page.", &[("", ago)]);
+        family(
+            "cefwire_graph_last_success_seconds",
+            "gauge",
+            "Seconds since Graph last answered a page.",
+            &[("", ago)],
+        );
     }
 }
 

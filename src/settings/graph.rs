@@ -83,10 +83,8 @@ impl GraphSettings {
             None => Some(DEFAULT_FILTER.to_owned()),
             Some("") => None,
             Some(filter) if filter.to_ascii_lowercase().contains("createddatetime") => {
-                return Err(source.error(
-                    GRAPH_FILTER,
-                    "must not filter on createdDateTime: cefwire sets the time bound itself",
-                ));
+                return Err(source
+                    .error(GRAPH_FILTER, "must not filter on createdDateTime: cefwire sets the time bound itself"));
             }
             Some(filter) => Some(filter.to_owned()),
         };
@@ -150,7 +148,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let refusal = |s: GraphSettings, source| s.validate(source).unwrap_err().to_string();
         assert!(
-            refusal(GraphSettings { tenant_id: None, ..settings(&dir) }, Source::Flags).starts_with("--graph-tenant-id:")
+            refusal(GraphSettings { tenant_id: None, ..settings(&dir) }, Source::Flags)
+                .starts_with("--graph-tenant-id:")
         );
         assert!(
             refusal(GraphSettings { client_id: Some(" ".into()), ..settings(&dir) }, Source::AgentFile)
@@ -164,8 +163,11 @@ mod tests {
             GraphSettings { url: Some("http://127.0.0.1:9".into()), ..settings(&dir) }.validate(Source::Flags).is_ok()
         );
         assert!(
-            refusal(GraphSettings { token_url: Some("http://login.example/t".into()), ..settings(&dir) }, Source::Flags)
-                .starts_with("--graph-token-url:")
+            refusal(
+                GraphSettings { token_url: Some("http://login.example/t".into()), ..settings(&dir) },
+                Source::Flags
+            )
+            .starts_with("--graph-token-url:")
         );
         assert!(
             refusal(GraphSettings { filter: Some("createdDateTime ge 2020".into()), ..settings(&dir) }, Source::Flags)

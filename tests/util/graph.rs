@@ -18,8 +18,14 @@ pub const CLIENT: (&str, &str) = ("graph-backfill-app", "graph-backfill-secret")
 pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
     let end = cefwire::time::now_ms() - HOUR;
     let start = end - 24 * HOUR;
-    let config =
-        GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms: start, span_ms: 24 * HOUR };
+    let config = GenerateConfig {
+        kind: GenerateKind::GraphAlerts,
+        count,
+        seed,
+        late_ratio: 0.0,
+        start_ms: start,
+        span_ms: 24 * HOUR,
+    };
     let mut builder = StoreBuilder::new();
     builder.graph_alerts.add_generated(config.clone());
     assert_eq!(builder.graph_alerts.skipped, 0);
@@ -47,4 +53,3 @@ pub fn graph_emulator(store: &Arc<RecordStore>, faults: FaultConfig) -> Emulator
     config.faults = faults;
     emulate::start(config, Arc::clone(store)).expect("emulator starts")
 }
-
