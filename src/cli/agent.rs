@@ -71,7 +71,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Start over when the checkpoint (state.json) is gone although an
+    /// Start over when a checkpoint (state.json, or the Graph stream's
+    /// state-graph.json) is gone although an
     /// earlier run sent records from this state directory: reads the whole
     /// window again (the SIEM gets those records a second time). Without
     /// it such a start is refused.
@@ -106,8 +107,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     let config = AgentConfig::build(settings, super::common::default_state_dir()).map_err(super::UsageError::from)?;
     // Held until the process ends: one agent per state directory.
     let _state_lock = StateLock::acquire(&config.state_dir).map_err(|e| super::UsageError(e.to_string()))?;
-    if config.api.is_some() && !args.reset_state {
-        lost_checkpoint(&config.state_dir, config.window_ms).map_err(super::UsageError)?;
+    if !args.reset_state {
+        if config.api.is_some() {
+            let (activities, alerts) = (config.activities.is_some(), config.alerts.is_some());
+            let sent = |h: &HealthReport| {
+                let streams = [(activities, h.activities.newest_sent_ms), (alerts, h.alerts.newest_sent_ms)];
+                streams.into_iter().filter_map(|(from_api, newest)| newest.filter(|_| from_api)).max()
+            };
+            lost_checkpoint(&config.state_dir, STATE_FILE, config.window_ms, sent).map_err(super::UsageError)?;
+        }
+        if config.graph.is_some() {
+            // Only a health file of an earlier Graph stream counts (not one
+            // of alerts read from the API before a switch to Graph).
+            let sent = |h: &HealthReport| h.graph.as_ref().and(h.alerts.newest_sent_ms);
+            lost_checkpoint(&config.state_dir, graph_alerts::STATE_FILE, config.window_ms, sent)
+                .map_err(super::UsageError)?;
+        }
     }
     let level = if args.verbose { Level::Debug } else { Level::Info };
     let log = Arc::new(match &config.logs_dir {
@@ -268,19 +283,23 @@ fn eventhubs_beside(
     |_| None
 }
 
-/// Refuses a start whose checkpoint is gone while the health file shows
-/// an earlier run sent records from this state directory: starting over
-/// would send the whole window (two days) again.
-fn lost_checkpoint(state_dir: &Path, window_ms: i64) -> Result<(), String> {
-    if StateStore::new(state_dir).path().exists() {
+/// Refuses a start whose checkpoint `file` is gone while the health file
+/// shows (`sent`) that an earlier run sent those records from this state
+/// directory: starting over would send the whole window (two days) again.
+fn lost_checkpoint(
+    state_dir: &Path,
+    file: &'static str,
+    window_ms: i64,
+    sent: impl Fn(&HealthReport) -> Option<i64>,
+) -> Result<(), String> {
+    if StateStore::named(state_dir, file).path().exists() {
         return Ok(());
     }
     let Ok(health) = HealthReport::load(state_dir) else { return Ok(()) };
-    let sent = [health.activities.newest_sent_ms, health.alerts.newest_sent_ms].into_iter().flatten().max();
-    let Some(newest) = sent else { return Ok(()) };
+    let Some(newest) = sent(&health) else { return Ok(()) };
     Err(format!(
-        "state directory {}: the checkpoint ({STATE_FILE}) is missing, but an earlier run (pid {}) sent records up to {} \
-         from here; starting over would send the last {} again. Restore {STATE_FILE}, or start once with \
+        "state directory {}: the checkpoint ({file}) is missing, but an earlier run (pid {}) sent records up to {} \
+         from here; starting over would send the last {} again. Restore {file}, or start once with \
          --reset-state to read the window again",
         state_dir.display(),
         health.pid,
@@ -302,4 +321,30 @@ fn spawn_stop_watchdog(stop: Stop, log: Arc<AgentLog>) {
         ));
         std::process::exit(1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::health::GraphHealth;
+
+    /// A lost Graph checkpoint was not noticed: the restart read the whole
+    /// window again. Now it is refused like a lost `state.json` — but not
+    /// on the first start after switching alerts from the API to Graph.
+    #[test]
+    fn a_lost_graph_checkpoint_is_refused_but_not_a_switch_to_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph_sent = |h: &HealthReport| h.graph.as_ref().and(h.alerts.newest_sent_ms);
+        let check = || lost_checkpoint(dir.path(), graph_alerts::STATE_FILE, 3_600_000, graph_sent);
+        let mut health = HealthReport::default();
+        health.alerts.newest_sent_ms = Some(1_000);
+        health.save(dir.path()).unwrap();
+        assert_eq!(check(), Ok(()), "alerts sent from the API before the switch");
+        health.graph = Some(GraphHealth::default());
+        health.save(dir.path()).unwrap();
+        let refused = check().unwrap_err();
+        assert!(refused.contains("state-graph.json") && refused.contains("--reset-state"), "{refused}");
+        std::fs::write(dir.path().join(graph_alerts::STATE_FILE), "{}").unwrap();
+        assert_eq!(check(), Ok(()));
+    }
 }
