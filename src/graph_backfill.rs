@@ -45,7 +45,8 @@ const ORIGIN: &str = "graph alerts_v2";
 /// signal; the rejects file is finished either way.
 pub fn run_to_end(config: &GraphBackfillConfig, sink: &mut dyn MessageSink) -> BackfillOutcome {
     let started = Instant::now();
-    let mut report = BackfillReport { rate_limit: Some(config.graph.rate_limit), ..BackfillReport::default() };
+    let mut report =
+        BackfillReport { rate_limit: Some(config.graph.rate_limit), graph: true, ..BackfillReport::default() };
     let mut rejects = RejectLog::new(config.show_rejects);
     if let Some(path) = &config.rejects_file
         && let Err(source) = rejects.keep_records_in(path)

@@ -85,7 +85,8 @@ fn graph_backfill_of_20000_alerts_through_429_and_5xx_arrives_once_within_150_pe
     assert!(stats.graph_most_per_window <= 150, "at most 150 Graph requests in any 60 s: {stats:?}");
     assert_eq!(stats.graph_throttled, 0, "the client kept the limit, the throttle never acted: {stats:?}");
     let summary = stderr(&out);
-    assert!(summary.contains(&format!("{} alerts", stats.graph_alerts_served)), "{summary}");
+    let said = format!("backfilled {} alerts from Graph alerts_v2 ({} fetched", got.len(), stats.graph_alerts_served);
+    assert!(summary.contains(&said), "{summary}");
 }
 
 /// Settings that cannot work stop the run before any traffic, with exit 2
@@ -159,4 +160,15 @@ fn graph_backfill_rejects_a_bad_alert_into_the_rejects_file_and_exits_3() {
     assert_eq!(kept.lines().count(), 1, "{kept}");
     assert!(kept.contains(r#""firstActivityDateTime":"yesterday""#) && kept.contains(r#""id":"a2""#), "{kept}");
     assert!(stderr(&out).contains("graph alerts_v2:1: record 2"), "located by page and record: {}", stderr(&out));
+    // --dry-run: one request, the first alert as its CEF line, nothing written.
+    let requests = graph.stats().graph_requests;
+    let dry = cefwire()
+        .args(graph_args(dir.path(), &graph.base_url()))
+        .args(["--since", "2h", "--dry-run"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    assert!(said.contains("first alert as CEF:") && said.contains("externalId=p1 "), "{said}");
+    assert_eq!(graph.stats().graph_requests, requests + 1, "{said}");
 }
