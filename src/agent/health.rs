@@ -464,6 +464,27 @@ mod tests {
         assert!(s.reason.contains("not running"), "{}", s.reason);
     }
 
+    /// The Graph source's link counts like the API's: failing for more
+    /// than 2 h is a connection error, and `status` and the metrics show it.
+    #[test]
+    fn a_failing_graph_source_is_reported() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now);
+        r.syslog.success(now);
+        let mut graph =
+            GraphHealth { url: "https://graph.microsoft.com".into(), requests: 7, ..GraphHealth::default() };
+        graph.api.failure(now - 3 * HOUR, "token endpoint down");
+        r.graph = Some(graph);
+        assert!(r.failing_now());
+        let s = r.classify(now);
+        assert_eq!(s.state, HealthState::ConnectionError);
+        assert!(s.reason.starts_with("Graph failing: token endpoint down"), "{}", s.reason);
+        let text = s.human();
+        assert!(text.contains("Graph calls 7 requests") && text.contains("last error"), "{text}");
+        let metrics = super::super::metrics::render(&r, now);
+        assert!(metrics.contains("cefwire_graph_failing 1") && metrics.contains("cefwire_graph_requests_total 7"));
+    }
+
     #[test]
     fn save_load_and_render() {
         let dir = tempfile::tempdir().unwrap();
