@@ -172,3 +172,37 @@ fn graph_backfill_rejects_a_bad_alert_into_the_rejects_file_and_exits_3() {
     assert!(said.contains("first alert as CEF:") && said.contains("externalId=p1 "), "{said}");
     assert_eq!(graph.stats().graph_requests, requests + 1, "{said}");
 }
+
+/// The Graph application's secret (a wrong one and the right one) and the
+/// bearer token never show in what backfill says, nor does the secret of
+/// `CEFWIRE_GRAPH_CLIENT_SECRET`.
+#[test]
+fn graph_backfill_never_shows_the_secret_or_the_token() {
+    let (store, since, until, _) = graph_store(50, 13);
+    let graph = graph_emulator(&store, FaultConfig::default());
+    let dir = Scratch::new("graph-backfill-secrets");
+    let window = ["--from".to_owned(), since.to_string(), "--until".to_owned(), until.to_string()];
+    let run = |args: Vec<String>, env_secret: Option<&str>| {
+        let mut command = cefwire();
+        command.args(args).args(&window).args(["-o", "/dev/null"]).env_remove("CEFWIRE_GRAPH_CLIENT_SECRET");
+        if let Some(secret) = env_secret {
+            command.env("CEFWIRE_GRAPH_CLIENT_SECRET", secret);
+        }
+        let out = command.output().unwrap();
+        (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out)))
+    };
+    let mut args = graph_args(dir.path(), &graph.base_url());
+    let (code, text) = run(args.clone(), None);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("backfilled") && !text.contains(CLIENT.1) && !text.contains("Bearer "), "{text}");
+    // The secret from the environment instead of the file: a wrong one.
+    let at = args.iter().position(|a| a == "--graph-client-secret-file").unwrap();
+    args.drain(at..at + 2);
+    let wrong = "wrong-graph-s3cret";
+    let (code, text) = run(args.clone(), Some(wrong));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("check the tenant id, client id and client secret") && !text.contains(wrong), "{text}");
+    let (code, text) = run(args, Some(CLIENT.1));
+    assert_eq!(code, Some(0), "the environment's secret works: {text}");
+    assert!(!text.contains(CLIENT.1), "{text}");
+}
