@@ -200,25 +200,33 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     // first (the API loop requests the stop when it is done).
     let graph_thread = match graph {
         Some(run_config) if once => {
-            graph_finished(&log, graph_alerts::run(&run_config, &stop, Arc::clone(&log), agent.health()));
+            let outcome = graph_alerts::run(&run_config, &stop, Arc::clone(&log), agent.health());
+            if let Err(err) = graph_finished(&log, outcome) {
+                stop.request();
+                return Err(err.into());
+            }
             None
         }
         Some(run_config) => {
             let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
             Some(std::thread::spawn(move || {
-                let outcome = graph_alerts::run(&run_config, &stop, Arc::clone(&log), health);
-                graph_finished(&log, outcome);
+                let outcome = graph_finished(&log, graph_alerts::run(&run_config, &stop, Arc::clone(&log), health));
+                // The agent does not go on without its alerts: it stops too.
+                if outcome.is_err() {
+                    stop.request();
+                }
+                outcome
             }))
         }
         None => None,
     };
     let outcome = agent.run();
     stop.request();
-    if let Some(thread) = graph_thread
-        && thread.join().is_err()
-    {
-        log.error("graph alerts: the loop panicked");
-    }
+    let graph_outcome = match graph_thread.map(std::thread::JoinHandle::join) {
+        Some(Err(_)) => Err(anyhow::anyhow!("graph alerts: the loop panicked")),
+        Some(Ok(Err(err))) => Err(err.into()),
+        _ => Ok(()),
+    };
     #[cfg(feature = "eventhubs")]
     if let Some(thread) = eventhubs_thread {
         match thread.join() {
@@ -226,6 +234,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             Ok(Err(err)) => log.error(&format!("eventhubs: {err}")),
             Err(_) => log.error("eventhubs: the loop panicked"),
         }
+    }
+    if let Err(err) = graph_outcome {
+        log.fatal(&err.to_string());
+        return Err(err);
     }
     match outcome {
         Ok(AgentExit::Unsent(count)) => {
@@ -249,11 +261,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
 }
 
 /// Logs how the Graph stream beside the API streams ended.
-fn graph_finished(log: &AgentLog, outcome: Result<crate::send::SendReport, graph_alerts::GraphRunError>) {
-    match outcome {
-        Ok(report) => log.info(&format!("graph alerts stopped: {}", report.summary())),
-        Err(err) => log.error(&format!("graph alerts: {err}")),
-    }
+fn graph_finished(
+    log: &AgentLog,
+    outcome: Result<crate::send::SendReport, graph_alerts::GraphRunError>,
+) -> Result<(), graph_alerts::GraphRunError> {
+    let report = outcome?;
+    log.info(&format!("graph alerts stopped: {}", report.summary()));
+    Ok(())
 }
 
 /// Starts the Event Hubs loop on a thread beside a Graph-only agent.
