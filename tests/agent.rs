@@ -91,6 +91,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
     ("graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying", agent_graph::token_endpoint_down),
+    ("graph_alerts_beside_api_activities_are_each_sent_once", agent_graph::beside_api_activities),
 ];
 
 fn main() {

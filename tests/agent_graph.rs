@@ -10,7 +10,7 @@ use crate::util::{cefwire, external_id, wait_child, wait_until};
 use cefwire::agent::health::HealthReport;
 use cefwire::agent::state::StateStore;
 use cefwire::emulate::FaultConfig;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -183,4 +183,78 @@ pub fn token_endpoint_down(dir: &Path) {
     crate::util::signal(&child, libc::SIGTERM);
     let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
     assert!(exited.success(), "{exited}:\n{}", agent.log_text());
+}
+
+/// Scenario `graph_alerts_beside_api_activities_are_each_sent_once`: one
+/// agent reads activities from the Defender for Cloud Apps API and alerts
+/// from Graph (`--once`): both streams reach rsyslog, each record once,
+/// and each stream keeps its own checkpoint.
+pub fn beside_api_activities(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, StoreBuilder};
+    use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+    const TOKEN: &str = "graph-beside-api-token";
+    let end = cefwire::time::now_ms() - HOUR;
+    let activities = GenerateConfig {
+        kind: GenerateKind::Activities,
+        count: 3000,
+        seed: 21,
+        late_ratio: 0.0,
+        start_ms: end - 24 * HOUR,
+        span_ms: 24 * HOUR,
+    };
+    let alerts = GenerateConfig { kind: GenerateKind::GraphAlerts, count: 2000, seed: 22, ..activities.clone() };
+    let mut builder = StoreBuilder::new();
+    builder.add_generated(activities.clone());
+    builder.graph_alerts.add_generated(alerts.clone());
+    let (mut activity_ids, mut graph_ids) = (HashSet::new(), HashSet::new());
+    for config in [activities, alerts] {
+        let (mut generator, mut buf) = (RecordGenerator::new(config), Vec::new());
+        while generator.write_next(&mut buf) {
+            let record: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            if let Some(id) = record["_id"].as_str() {
+                activity_ids.insert(id.to_owned());
+            } else if record["serviceSource"] == "microsoftDefenderForCloudApps" {
+                graph_ids.insert(record["providerAlertId"].as_str().unwrap().to_owned());
+            }
+            buf.clear();
+        }
+    }
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), TOKEN);
+    config.auth = EmulatorAuth {
+        api_token: Some(TOKEN.to_owned()),
+        client: Some((CLIENT.0.to_owned(), CLIENT.1.to_owned())),
+        token_lifetime: Duration::from_secs(3600),
+    };
+    let emulator = emulate::start(config, std::sync::Arc::new(builder.build())).unwrap();
+    let base = emulator.base_url();
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let agent = GraphAgent::new(dir, &base, &format!("{base}/{{tenant}}/oauth2/v2.0/token"), &rsyslog.tcp_url());
+    let text = fs::read_to_string(&agent.config).unwrap().replace("[activities]\nenabled = false\n", "");
+    fs::write(
+        &agent.config,
+        format!("portal_url = \"{base}\"\nrate_limit = 6000\n{text}[auth]\ntoken = \"{TOKEN}\"\n"),
+    )
+    .unwrap();
+    let mut child = agent.spawn(&["--once"]);
+    match wait_child(&mut child, Duration::from_secs(600)) {
+        Some(status) if status.success() => {}
+        other => panic!("the agent did not finish ({other:?}):\n{}", agent.log_text()),
+    }
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(600));
+    let seen = received(&rsyslog);
+    let expected: HashSet<String> = activity_ids.union(&graph_ids).cloned().collect();
+    let got: HashSet<String> = seen.keys().cloned().collect();
+    assert_eq!(got.len(), expected.len(), "missing: {:?}", expected.difference(&got).take(3).collect::<Vec<_>>());
+    assert_eq!(got, expected, "every activity and every Defender for Cloud Apps alert, nothing else");
+    let twice: Vec<_> = seen.iter().filter(|&(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert!(agent.cursor().is_some(), "the Graph stream's own checkpoint");
+    let api_state = StateStore::new(&agent.state).load().unwrap().expect("the API streams' checkpoint");
+    assert!(api_state.activities.position_ms.is_some() && api_state.alerts.position_ms.is_none());
+    let health = HealthReport::load(&agent.state).unwrap();
+    assert_eq!(health.alerts.sent as usize, graph_ids.len(), "{:?}", health.alerts);
+    assert_eq!(health.activities.sent as usize, activity_ids.len(), "{:?}", health.activities);
 }
