@@ -69,6 +69,8 @@ pub struct BackfillReport {
     pub rate_limit: Option<RateLimit>,
     pub elapsed: Duration,
     pub archives: Vec<PathBuf>,
+    /// The alerts came from Microsoft Graph (`--source graph`).
+    pub graph: bool,
 }
 
 impl BackfillReport {
@@ -76,16 +78,28 @@ impl BackfillReport {
     pub fn summary(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let c = &self.client;
+        let what = match self.graph {
+            true => format!(
+                "backfilled {} alerts from Graph alerts_v2 ({} fetched in {} pages)",
+                self.counts.converted(),
+                self.alerts.records,
+                self.alerts.pages
+            ),
+            false => format!(
+                "backfilled {} records ({} activities in {} pages, {} alerts in {} pages)",
+                self.counts.converted(),
+                self.activities.records,
+                self.activities.pages,
+                self.alerts.records,
+                self.alerts.pages
+            ),
+        };
         let mut text = format!(
-            "backfilled {} records ({} activities in {} pages, {} alerts in {} pages) in {:.1} s: {:.0} records/s\n\
-             api: {} requests, {} retried ({} throttled, {} server errors, {} network errors), waited {:.1} s for the rate limit, {:.1} s backing off",
-            self.counts.converted(),
-            self.activities.records,
-            self.activities.pages,
-            self.alerts.records,
-            self.alerts.pages,
+            "{what} in {:.1} s: {:.0} records/s\n\
+             {}: {} requests, {} retried ({} throttled, {} server errors, {} network errors), waited {:.1} s for the rate limit, {:.1} s backing off",
             secs,
             self.counts.records as f64 / secs,
+            if self.graph { "graph" } else { "api" },
             c.requests,
             c.throttled + c.server_errors + c.network_errors,
             c.throttled,
@@ -129,6 +143,10 @@ pub enum BackfillError {
     FetchThread,
     #[error("stopped by a signal")]
     Interrupted,
+    #[error("Graph alerts_v2: {0}")]
+    Graph(#[from] crate::graph::GraphError),
+    #[error("Graph alerts_v2 page {page}: {reason}")]
+    BadGraphPage { page: u64, reason: PageError },
 }
 
 impl From<SourceError> for BackfillError {
@@ -234,7 +252,7 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
 /// [`RECENT_IDS`] records is skipped (a page the API served twice, the same
 /// record on two pages). Memory stays bounded: the oldest id is forgotten
 /// for each new one once the set is full, and both are allocated once.
-struct SendOnce {
+pub(crate) struct SendOnce {
     recent: HashSet<u64>,
     order: VecDeque<u64>,
     digits: itoa::Buffer,
@@ -245,7 +263,7 @@ struct SendOnce {
 const RECENT_IDS: usize = 100_000;
 
 impl SendOnce {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             recent: HashSet::with_capacity(RECENT_IDS + 1),
             order: VecDeque::with_capacity(RECENT_IDS + 1),

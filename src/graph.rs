@@ -5,7 +5,8 @@
 //! The client owns the Entra ID token (client credentials, scope
 //! `https://graph.microsoft.com/.default`, refreshed before it expires),
 //! Graph's throttle (150 requests per minute per app and tenant, kept by a
-//! [`RequestLimiter`] so a healthy client never sees a 429), retries (429
+//! [`RequestLimiter`], shared through a [`RateLedger`] with the other
+//! processes of the same app, so a healthy client never sees a 429), retries (429
 //! and 5xx honour `Retry-After`, capped; network errors back off) and a
 //! bound on every page. The pager asks for `createdDateTime ge <bound>`,
 //! ascending, `$top` up to 1000, and moves the time bound to the newest
@@ -13,12 +14,14 @@
 //! service's cap of 500: alerts at the bound are fetched again and must be
 //! dropped by `id` by the caller. Nothing here converts or sends alerts.
 
-use crate::api::{RateLimit, RequestLimiter};
+use crate::api::rate_ledger::MAX_SHARED_REQUESTS;
+use crate::api::{RateLedger, RateLimit, RequestLimiter};
 use crate::azure::entra::{ClientCredentials, TokenCache, TokenError};
 use crate::http::{self, AgentSettings, Attempts, Backoff, Next, RetryPolicy, SetupError, TransportFailure};
 use crate::json::JsonValue;
 use crate::time::{TICKS_PER_MS, format_iso8601_ticks, parse_iso8601_ticks};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Graph's base URL.
@@ -51,6 +54,10 @@ pub struct GraphConfig {
     pub http: AgentSettings,
     /// Largest page read.
     pub max_page_bytes: u64,
+    /// Where the requests the limit counted are shared with the other
+    /// cefwire processes of this app and tenant (a restarted agent, a
+    /// backfill beside it): [`RateLedger`]; `None`: this process only.
+    pub rate_ledger_dir: Option<PathBuf>,
 }
 
 impl GraphConfig {
@@ -66,6 +73,7 @@ impl GraphConfig {
             retry_after_cap: Duration::from_secs(300),
             http: AgentSettings { request_timeout: Some(Duration::from_secs(120)), ..AgentSettings::default() },
             max_page_bytes: 256 << 20,
+            rate_ledger_dir: Some(RateLedger::default_dir()),
         }
     }
 }
@@ -129,7 +137,7 @@ impl GraphClient {
         Ok(Self {
             agent,
             tokens: TokenCache::new(config.credentials.clone()),
-            limiter: RequestLimiter::new(config.rate_limit),
+            limiter: limiter(config),
             backoff,
             stats: GraphStats::default(),
             config: config.clone(),
@@ -237,6 +245,23 @@ impl GraphClient {
             400 => stop(GraphError::BadRequest { url: url.to_owned(), detail }),
             _ => stop(GraphError::Unexpected { status, url: url.to_owned(), detail }),
         }
+    }
+}
+
+/// The client's limiter: Graph counts requests per app and tenant, so the
+/// ledger is keyed by Graph's URL, the tenant and the app.
+fn limiter(config: &GraphConfig) -> RequestLimiter {
+    let limiter = RequestLimiter::new(config.rate_limit);
+    let requests = config.rate_limit.requests;
+    let Some(dir) = config.rate_ledger_dir.as_deref().filter(|_| requests <= MAX_SHARED_REQUESTS) else {
+        return limiter;
+    };
+    let c = &config.credentials;
+    let key = format!("{}/v1.0/security/alerts_v2#{}#{}", config.base_url, c.tenant_id, c.client_id);
+    match RateLedger::open(dir, &key, requests) {
+        Ok(ledger) => limiter.with_ledger(ledger),
+        // Not an error: the limiter then counts this process's requests.
+        Err(_) => limiter,
     }
 }
 

@@ -18,6 +18,7 @@ pub mod exit;
 pub mod fault_hooks;
 pub mod generate;
 pub mod graph;
+pub mod graph_backfill;
 pub mod http;
 pub mod input;
 pub mod json;

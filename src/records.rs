@@ -319,7 +319,8 @@ impl RecordConverter {
         rejects.reject(file, line, None, reason, RejectedRecord::None)
     }
 
-    /// Converts the records of an API page (`{"data":[…]}`) through `gate`.
+    /// Converts the records of an API page (`{"data":[…]}`, Graph's
+    /// `{"value":[…]}`) through `gate`.
     /// `read_page` sees the parsed page first and returns what the caller
     /// learns from it (the paging fields); `None` means it is not a page,
     /// and nothing is converted. A body that is not JSON or not a page is
@@ -342,7 +343,8 @@ impl RecordConverter {
         let base = bytes.as_ptr() as usize;
         let Self { parser, formatter, original, counts } = self;
         let parsed = parser.parse(bytes, len, |root| {
-            let records = root.get("data").and_then(|data| data.array());
+            // A Graph page holds its records in `value`.
+            let records = root.get("data").or_else(|| root.get("value")).and_then(|data| data.array());
             let Some((learned, records)) = read_page(root).zip(records) else { return Err(PageError::NotAPage) };
             let mut ctx = RecordContext { formatter, counts, sink, rejects, origin, base, original, gate };
             ctx.convert_all(records).map_err(PageError::Sink)?;

@@ -44,6 +44,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use util::rsyslog::Rsyslog;
 use util::{cefwire, signal, wait_child, wait_until};
 
+mod agent_graph;
 mod eventhubs;
 mod util;
 use std::sync::Arc;
@@ -65,6 +66,7 @@ type Scenario = fn(&Path);
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills", eventhubs::group_through_sigkills),
     ("eventhubs_offsets_are_not_committed_while_syslog_is_down", eventhubs::no_commit_while_syslog_is_down),
+    ("graph_alerts_are_sent_once_through_faults_and_a_sigkill", agent_graph::sent_once_through_faults_and_a_sigkill),
     ("rsyslog_down_for_a_minute_pauses_pulling_and_loses_nothing", rsyslog_down_for_a_minute),
     ("a_healthy_agent_never_sees_a_429_at_the_apis_own_limit", healthy_agent_never_sees_a_429),
     ("sigterm_stops_within_seconds_with_the_checkpoint_saved", sigterm_stops_within_seconds),
@@ -88,6 +90,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("records_count_as_sent_only_once_syslog_has_them", sent_means_written),
     ("a_lost_checkpoint_is_refused_unless_reset_state", lost_checkpoint),
     ("relp_rsyslog_killed_and_restarted_loses_nothing_and_duplicates_at_most_the_window", relp_rsyslog_down),
+    ("graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying", agent_graph::token_endpoint_down),
+    ("graph_alerts_beside_api_activities_are_each_sent_once", agent_graph::beside_api_activities),
 ];
 
 fn main() {

@@ -8,6 +8,7 @@ mod azure_blob;
 mod convert_cli;
 mod files;
 mod golden;
+mod graph_backfill;
 mod graph_pager;
 mod mapping;
 mod parallel;

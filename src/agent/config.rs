@@ -4,19 +4,21 @@
 //! validated by [`crate::settings`], exactly as for the other commands;
 //! what only the agent has (window, overlap, poll interval, directories,
 //! metrics, the two streams and where they come from, the Event Hubs
-//! source) is checked here. Everything that can be
+//! source) is checked here; the Graph source's `[graph]` by
+//! [`crate::settings`] too. Everything that can be
 //! checked without the network is checked, and each error names the
 //! setting to fix, so a bad configuration stops the agent before it sends
 //! or fetches anything.
 
-use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, paging};
+use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, RetryPolicy, paging};
 use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
+use crate::graph::GraphConfig;
 use crate::send::SendConfig;
 use crate::settings::{
-    ApiDefaults, ApiSettings, CefSettings, FromText, SendDefaults, SendSettings, SettingError, Source, extra_filters,
-    names, readable_file, secret_from_file,
+    ApiDefaults, ApiSettings, CefSettings, FromText, GraphSettings, SendDefaults, SendSettings, SettingError, Source,
+    extra_filters, names, readable_file, secret_from_file,
 };
 use crate::time::HumanDuration;
 use serde::Deserialize;
@@ -49,6 +51,8 @@ pub struct AgentConfig {
     pub alerts: Option<StreamConfig>,
     /// Activities from Event Hubs (`[activities] source = "eventhubs"`).
     pub eventhubs: Option<EventHubsSettings>,
+    /// Alerts from Microsoft Graph `alerts_v2` (`[alerts] source = "graph"`).
+    pub graph: Option<GraphConfig>,
     pub state_dir: PathBuf,
     pub logs_dir: Option<PathBuf>,
     pub poll_interval: Duration,
@@ -81,6 +85,7 @@ pub struct AgentSettings {
     pub activities: StreamSettings,
     pub alerts: StreamSettings,
     pub eventhubs: EventHubsSection,
+    pub graph: GraphSettings,
     pub state_directory: Option<PathBuf>,
     pub logs_directory: Option<PathBuf>,
     pub poll_interval: Option<Duration>,
@@ -97,7 +102,7 @@ pub struct AgentSettings {
 pub struct StreamSettings {
     pub enabled: bool,
     /// Where the records come from: activities `"mda"` (default) or
-    /// `"eventhubs"`; alerts `"mda"`.
+    /// `"eventhubs"`; alerts `"mda"` (default) or `"graph"`.
     pub source: Option<String>,
     /// Extra API filters as a JSON object.
     pub filters: Option<String>,
@@ -221,12 +226,26 @@ impl AgentConfig {
                 return Err(bad("activities.source", format!("{other:?} is not \"mda\" or \"eventhubs\"")));
             }
         };
-        match settings.alerts.source.as_deref() {
-            None | Some("mda") => {}
-            Some(other) => return Err(bad("alerts.source", format!("{other:?} is not \"mda\""))),
-        }
-        let alerts = stream(&settings.alerts, names::FILTERS_ALERTS)?;
-        if activities.is_none() && alerts.is_none() && eventhubs.is_none() {
+        let (alerts, graph) = match settings.alerts.source.as_deref().unwrap_or("mda") {
+            _ if !settings.alerts.enabled => (None, None),
+            "mda" => (stream(&settings.alerts, names::FILTERS_ALERTS)?, None),
+            "graph" if settings.alerts.filters.is_some() => {
+                return Err(bad("alerts.filters", "is for source = \"mda\"; Graph takes graph.filter (OData)"));
+            }
+            "graph" => {
+                let mut graph = settings.graph.validate(source)?;
+                // As for the API: few retries per request; the stream's own
+                // loop keeps trying and marks Graph failing meanwhile.
+                graph.retry = RetryPolicy {
+                    first_delay: API_DEFAULTS.retry_delay,
+                    max_delay: API_DEFAULTS.max_retry_delay,
+                    max_attempts: API_DEFAULTS.retries,
+                };
+                (None, Some(graph))
+            }
+            other => return Err(bad("alerts.source", format!("{other:?} is not \"mda\" or \"graph\""))),
+        };
+        if activities.is_none() && alerts.is_none() && eventhubs.is_none() && graph.is_none() {
             return Err(bad("activities.enabled / alerts.enabled", "both data types are switched off; nothing to do"));
         }
         let api = match activities.is_some() || alerts.is_some() {
@@ -275,6 +294,7 @@ impl AgentConfig {
             activities,
             alerts,
             eventhubs,
+            graph,
             state_dir,
             logs_dir,
             poll_interval,
@@ -547,6 +567,44 @@ mod tests {
         ];
         for (text, setting) in cases {
             let err = build(text, Overrides::default()).unwrap_err();
+            assert!(err.contains(setting), "expected {setting:?} in: {err}");
+        }
+    }
+
+    #[test]
+    fn graph_alerts_need_no_portal_and_keep_the_secret_out_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "g-s3cr3t\n").unwrap();
+        let graph = format!(
+            "[activities]\nenabled = false\n[alerts]\nsource = \"graph\"\n[syslog]\nto = [\"tcp://127.0.0.1:5140\"]\n\
+             [graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\ntop = 500\n",
+            secret.display()
+        );
+        let config = build(&graph, Overrides::default()).unwrap();
+        assert!(config.api.is_none() && config.alerts.is_none());
+        let g = config.graph.unwrap();
+        assert_eq!((g.top, g.filter.as_deref()), (500, Some(crate::graph::DEFAULT_FILTER)));
+        assert_eq!(g.retry.max_attempts, API_DEFAULTS.retries, "the agent's few retries");
+        assert!(!format!("{g:?}").contains("g-s3cr3t"));
+        // Beside activities from the API: the API serves activities only.
+        let beside = format!(
+            "{MINIMAL}[alerts]\nsource = \"graph\"\n[graph]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\n",
+            secret.display()
+        );
+        let config = build(&beside, Overrides::default()).unwrap();
+        assert!(
+            config.api.is_some() && config.activities.is_some() && config.alerts.is_none() && config.graph.is_some()
+        );
+        let cases = [
+            (graph.replace("tenant_id = \"t\"\n", ""), "graph.tenant_id"),
+            (graph.replace("top = 500", "top = 0"), "graph.top"),
+            (graph.replace("top = 500", "client_secret = \"inline\""), "client_secret"),
+            (graph.replace("source = \"graph\"", "source = \"graph\"\nfilters = { a = 1 }"), "alerts.filters"),
+            (graph.replace("source = \"graph\"", "source = \"xdr\""), "alerts.source"),
+        ];
+        for (text, setting) in cases {
+            let err = build(&text, Overrides::default()).unwrap_err();
             assert!(err.contains(setting), "expected {setting:?} in: {err}");
         }
     }

@@ -9,7 +9,7 @@
 use super::config::{AgentSettings, EventHubsSection, StreamSettings};
 use crate::api::RateLimit;
 use crate::settings::{
-    ApiSettings, CefSettings, FramingSetting, FromText, HostnameSetting, SendSettings, SettingError,
+    ApiSettings, CefSettings, FramingSetting, FromText, GraphSettings, HostnameSetting, SendSettings, SettingError,
 };
 use crate::syslog::header::{Facility, HeaderLayout, Severity, TimestampStyle};
 use crate::time::HumanDuration;
@@ -57,6 +57,30 @@ pub struct ConfigFile {
     /// The Event Hubs source (`[activities] source = "eventhubs"`).
     #[serde(default)]
     pub eventhubs: EventHubsSection,
+    /// The Microsoft Graph source (`[alerts] source = "graph"`).
+    #[serde(default)]
+    pub graph: GraphSection,
+}
+
+/// `[graph]`: the Entra ID application reading Graph `alerts_v2`. The
+/// secret is never written here: `client_secret_file` or the environment
+/// variable `CEFWIRE_GRAPH_CLIENT_SECRET`. `proxy`, `ca_file` and
+/// `allow_http` are the top-level ones.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphSection {
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    /// `https://graph.microsoft.com` (default), a national cloud, an emulator.
+    pub url: Option<String>,
+    /// Override of the Entra ID token URL (`{tenant}` is replaced).
+    pub token_url: Option<String>,
+    /// OData `$filter` ANDed with the time bound (default: Defender for
+    /// Cloud Apps alerts only; `""`: every alert).
+    pub filter: Option<String>,
+    /// Alerts per page (1-1000, default 1000).
+    pub top: Option<u32>,
 }
 
 /// `[auth]`: a legacy token, or an Entra ID application.
@@ -80,7 +104,7 @@ pub struct AuthSection {
 pub struct StreamSection {
     pub enabled: Option<bool>,
     /// Where the records come from: activities `"mda"` (default) or
-    /// `"eventhubs"`; alerts `"mda"`.
+    /// `"eventhubs"`; alerts `"mda"` (default) or `"graph"`.
     pub source: Option<String>,
     /// API filters ANDed with the agent's time filter, e.g.
     /// `filters = { service = { eq = [11161] } }`.
@@ -181,7 +205,19 @@ impl ConfigFile {
 
     /// The file's settings, for the flags to go on top and validation.
     pub fn into_settings(self) -> Result<AgentSettings, SettingError> {
-        let ConfigFile { auth, syslog, cef, .. } = self;
+        let ConfigFile { auth, syslog, cef, graph, .. } = self;
+        let graph = GraphSettings {
+            tenant_id: graph.tenant_id,
+            client_id: graph.client_id,
+            client_secret_file: graph.client_secret_file,
+            url: graph.url,
+            token_url: graph.token_url,
+            filter: graph.filter,
+            top: graph.top,
+            ca_file: self.ca_file.clone(),
+            proxy: self.proxy.clone(),
+            allow_http: self.allow_http.unwrap_or(false),
+        };
         Ok(AgentSettings {
             api: ApiSettings {
                 portal_url: self.portal_url,
@@ -225,6 +261,7 @@ impl ConfigFile {
             activities: self.activities.into_settings("activities")?,
             alerts: self.alerts.into_settings("alerts")?,
             eventhubs: self.eventhubs,
+            graph,
             state_directory: self.state_directory,
             logs_directory: self.logs_directory,
             poll_interval: value(self.poll_interval).map(|d| d.0),

@@ -6,7 +6,9 @@
 //! `health.json` in its state directory; `cefwire status` reads that file
 //! and classifies it at the time it is asked (the time is a parameter, so
 //! tests need no waiting). An agent that stopped writing the file counts
-//! as failing since its last write.
+//! as failing since its last write. Each source with a link of its own
+//! (Event Hubs, Graph) has its section, and its failure counts like the
+//! API's.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -107,6 +109,9 @@ pub struct HealthReport {
     /// The Event Hubs source, when the activities come from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eventhubs: Option<EventHubsHealth>,
+    /// The Graph `alerts_v2` source, when the alerts come from there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphHealth>,
     /// The API server's clock minus the local one, while they differ by
     /// more than the agent tolerates (ms; positive: the server is ahead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,6 +142,23 @@ pub struct EventHubsHealth {
     /// Offsets committed (per partition and commit).
     pub commits: u64,
     pub partitions: Vec<PartitionHealth>,
+}
+
+/// The Graph `alerts_v2` source: its link (Graph and the token endpoint)
+/// and the client's counters. Its records are counted in `alerts`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GraphHealth {
+    /// Graph's base URL.
+    pub url: String,
+    /// Graph and the token endpoint (a page fetched, or why not).
+    pub api: LinkHealth,
+    pub requests: u64,
+    pub pages: u64,
+    /// Answers 429 (each retried after its `Retry-After`).
+    pub throttled_429: u64,
+    pub server_errors: u64,
+    pub network_errors: u64,
+    pub tokens_fetched: u64,
 }
 
 /// One partition this instance holds.
@@ -191,6 +213,12 @@ impl HealthReport {
             let error = broker.last_error.as_deref().unwrap_or("error");
             failing.push((since, format!("Event Hubs failing: {error}")));
         }
+        if let Some(link) = self.graph.as_ref().map(|g| &g.api)
+            && let Some(since) = link.failing_since_ms
+        {
+            let error = link.last_error.as_deref().unwrap_or("error");
+            failing.push((since, format!("Graph failing: {error}")));
+        }
         if !running {
             let why = if self.stopped { "agent stopped" } else { "agent not running (health file not updated)" };
             failing.push((self.updated_ms, why.to_owned()));
@@ -234,7 +262,9 @@ impl HealthReport {
     /// failing right now (however long for).
     pub fn failing_now(&self) -> bool {
         let broker = self.eventhubs.as_ref().is_some_and(|e| e.broker.failing_since_ms.is_some());
-        self.api.failing_since_ms.is_some()
+        let graph = self.graph.as_ref().is_some_and(|g| g.api.failing_since_ms.is_some());
+        graph
+            || self.api.failing_since_ms.is_some()
             || self.syslog.failing_since_ms.is_some()
             || self.checkpoint.failing_since_ms.is_some()
             || broker
@@ -348,6 +378,17 @@ impl HealthStatus {
                 out.push('\n');
             }
         }
+        if let Some(g) = &r.graph {
+            out.push_str(&format!("Graph      last success {}", ago(g.api.last_success_ms)));
+            if let (Some(err), Some(at)) = (&g.api.last_error, g.api.last_error_ms) {
+                out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
+            }
+            out.push_str(&format!(
+                "\nGraph calls {} requests ({} pages), {} throttled (429), {} server errors, {} network errors, {} \
+                 tokens fetched; {}\n",
+                g.requests, g.pages, g.throttled_429, g.server_errors, g.network_errors, g.tokens_fetched, g.url
+            ));
+        }
         let c = &r.api_counters;
         out.push_str(&format!(
             "API calls  {} requests, {} retries, {} throttled (429)\n",
@@ -421,6 +462,27 @@ mod tests {
         assert!(!s.agent_running);
         assert_eq!(s.state, HealthState::Disconnected);
         assert!(s.reason.contains("not running"), "{}", s.reason);
+    }
+
+    /// The Graph source's link counts like the API's: failing for more
+    /// than 2 h is a connection error, and `status` and the metrics show it.
+    #[test]
+    fn a_failing_graph_source_is_reported() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now);
+        r.syslog.success(now);
+        let mut graph =
+            GraphHealth { url: "https://graph.microsoft.com".into(), requests: 7, ..GraphHealth::default() };
+        graph.api.failure(now - 3 * HOUR, "token endpoint down");
+        r.graph = Some(graph);
+        assert!(r.failing_now());
+        let s = r.classify(now);
+        assert_eq!(s.state, HealthState::ConnectionError);
+        assert!(s.reason.starts_with("Graph failing: token endpoint down"), "{}", s.reason);
+        let text = s.human();
+        assert!(text.contains("Graph calls 7 requests") && text.contains("last error"), "{text}");
+        let metrics = super::super::metrics::render(&r, now);
+        assert!(metrics.contains("cefwire_graph_failing 1") && metrics.contains("cefwire_graph_requests_total 7"));
     }
 
     #[test]

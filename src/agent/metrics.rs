@@ -3,7 +3,7 @@
 //! counters in the text exposition format. It reads a snapshot of the
 //! health report; it never touches the pipeline.
 
-use super::health::{EventHubsHealth, HealthReport, HealthState};
+use super::health::{EventHubsHealth, GraphHealth, HealthReport, HealthState};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -58,12 +58,41 @@ pub fn render(report: &HealthReport, now_ms: i64) -> String {
     if let Some(e) = &report.eventhubs {
         render_eventhubs(e, &mut family);
     }
+    if let Some(g) = &report.graph {
+        render_graph(g, now_ms, &mut family);
+    }
     let states = [HealthState::Connected, HealthState::ConnectionError, HealthState::Disconnected];
     let labels: Vec<String> = states.iter().map(|s| format!("{{state=\"{}\"}}", s.as_str())).collect();
     let samples: Vec<(&str, f64)> =
         states.iter().zip(&labels).map(|(s, l)| (l.as_str(), f64::from(u8::from(*s == status.state)))).collect();
     family("cefwire_health", "gauge", "1 for the agent's current health state.", &samples);
     out
+}
+
+/// The Graph source's families: its requests by outcome, whether it is
+/// failing and how long ago a page last came.
+fn render_graph(g: &GraphHealth, now_ms: i64, family: &mut impl FnMut(&str, &str, &str, &[(&str, f64)])) {
+    for (name, help, value) in [
+        ("cefwire_graph_requests_total", "Graph alerts_v2 requests made.", g.requests),
+        ("cefwire_graph_pages_total", "Graph alerts_v2 pages read.", g.pages),
+        ("cefwire_graph_throttled_total", "Graph answers 429 Too Many Requests.", g.throttled_429),
+        ("cefwire_graph_server_errors_total", "Graph answers 5xx.", g.server_errors),
+        ("cefwire_graph_network_errors_total", "Graph requests failed on the network.", g.network_errors),
+        ("cefwire_graph_tokens_total", "Entra ID tokens fetched for Graph.", g.tokens_fetched),
+    ] {
+        family(name, "counter", help, &[("", value as f64)]);
+    }
+    let failing = f64::from(u8::from(g.api.failing_since_ms.is_some()));
+    family("cefwire_graph_failing", "gauge", "1 while Graph (or its token endpoint) is failing.", &[("", failing)]);
+    if let Some(last) = g.api.last_success_ms {
+        let ago = (now_ms - last).max(0) as f64 / 1000.0;
+        family(
+            "cefwire_graph_last_success_seconds",
+            "gauge",
+            "Seconds since Graph last answered a page.",
+            &[("", ago)],
+        );
+    }
 }
 
 /// The Event Hubs source's families: totals, and lag and records per partition.

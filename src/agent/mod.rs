@@ -4,7 +4,8 @@
 //! ([`state`]), when failures are logged ([`outage`]), health and
 //! `cefwire status` ([`health`], written by [`health_writer`]), the
 //! rotating log ([`logfile`]), the Prometheus endpoint ([`metrics`]) and
-//! the configuration ([`config`], [`config_file`]). Pages come from
+//! the configuration ([`config`], [`config_file`]). The Graph `alerts_v2`
+//! stream has its own loop beside them ([`graph_alerts`]). Pages come from
 //! [`crate::pages`]; records are converted by [`crate::records`].
 
 pub mod config;
@@ -12,6 +13,7 @@ pub mod config_file;
 #[cfg(feature = "eventhubs")]
 pub mod eventhubs;
 pub mod gate;
+pub mod graph_alerts;
 pub mod health;
 pub mod health_writer;
 pub mod logfile;

@@ -132,15 +132,22 @@ pub enum StateError {
 #[derive(Clone, Debug)]
 pub struct StateStore {
     dir: PathBuf,
+    file: &'static str,
 }
 
 impl StateStore {
     pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self::named(dir, STATE_FILE)
+    }
+
+    /// A store in another file of the directory (a source with its own
+    /// loop keeps its own checkpoint, e.g. the Graph alerts stream).
+    pub fn named(dir: &Path, file: &'static str) -> Self {
+        Self { dir: dir.to_owned(), file }
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(STATE_FILE)
+        self.dir.join(self.file)
     }
 
     /// The saved state, or `None` when there is none yet.

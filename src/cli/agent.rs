@@ -6,6 +6,7 @@ use crate::agent::config::{AgentConfig, Overrides};
 use crate::agent::config_file::ConfigFile;
 #[cfg(feature = "eventhubs")]
 use crate::agent::eventhubs::{self, EventHubsRunConfig};
+use crate::agent::graph_alerts::{self, GraphRunConfig};
 use crate::agent::health::HealthReport;
 use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError, AgentExit};
@@ -70,7 +71,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Start over when the checkpoint (state.json) is gone although an
+    /// Start over when a checkpoint (state.json, or the Graph stream's
+    /// state-graph.json) is gone although an
     /// earlier run sent records from this state directory: reads the whole
     /// window again (the SIEM gets those records a second time). Without
     /// it such a start is refused.
@@ -105,8 +107,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     let config = AgentConfig::build(settings, super::common::default_state_dir()).map_err(super::UsageError::from)?;
     // Held until the process ends: one agent per state directory.
     let _state_lock = StateLock::acquire(&config.state_dir).map_err(|e| super::UsageError(e.to_string()))?;
-    if config.api.is_some() && !args.reset_state {
-        lost_checkpoint(&config.state_dir, config.window_ms).map_err(super::UsageError)?;
+    if !args.reset_state {
+        if config.api.is_some() {
+            let (activities, alerts) = (config.activities.is_some(), config.alerts.is_some());
+            let sent = |h: &HealthReport| {
+                let streams = [(activities, h.activities.newest_sent_ms), (alerts, h.alerts.newest_sent_ms)];
+                streams.into_iter().filter_map(|(from_api, newest)| newest.filter(|_| from_api)).max()
+            };
+            lost_checkpoint(&config.state_dir, STATE_FILE, config.window_ms, sent).map_err(super::UsageError)?;
+        }
+        if config.graph.is_some() {
+            // Only a health file of an earlier Graph stream counts (not one
+            // of alerts read from the API before a switch to Graph).
+            let sent = |h: &HealthReport| h.graph.as_ref().and(h.alerts.newest_sent_ms);
+            lost_checkpoint(&config.state_dir, graph_alerts::STATE_FILE, config.window_ms, sent)
+                .map_err(super::UsageError)?;
+        }
     }
     let level = if args.verbose { Level::Debug } else { Level::Info };
     let log = Arc::new(match &config.logs_dir {
@@ -121,6 +137,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         .iter()
         .map(|api| api.portal_url.clone())
         .chain(config.eventhubs.iter().map(|e| format!("Event Hubs {}/{}", e.bootstrap_servers, e.event_hub)))
+        .chain(config.graph.iter().map(|g| format!("Graph {}", g.base_url)))
         .collect();
     log.info(&format!(
         "cefwire {} agent starting: {} → {}; state in {}",
@@ -135,6 +152,22 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             "activities.source = \"eventhubs\": this cefwire was built without the eventhubs feature".to_owned(),
         )
         .into());
+    }
+    let graph = GraphRunConfig::from_agent(&config);
+    let once = config.once;
+    if config.api.is_none() && graph.is_some() {
+        // Graph alone (Event Hubs, if configured, on a thread beside it).
+        let beside = eventhubs_beside(&config, &stop, &log);
+        return match graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside) {
+            Ok(report) => {
+                log.info(&format!("agent stopped: {}", report.summary()));
+                Ok(Status::Success)
+            }
+            Err(err) => {
+                log.fatal(&err.to_string());
+                Err(err.into())
+            }
+        };
     }
     #[cfg(feature = "eventhubs")]
     if config.api.is_none() {
@@ -162,8 +195,38 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
         std::thread::spawn(move || eventhubs::run(&run_config, &stop, log, health))
     });
+    // Graph beside the API streams: its own thread, sender and checkpoint,
+    // the same stop signal and health report. With `once` it catches up
+    // first (the API loop requests the stop when it is done).
+    let graph_thread = match graph {
+        Some(run_config) if once => {
+            let outcome = graph_alerts::run(&run_config, &stop, Arc::clone(&log), agent.health());
+            if let Err(err) = graph_finished(&log, outcome) {
+                stop.request();
+                return Err(err.into());
+            }
+            None
+        }
+        Some(run_config) => {
+            let (stop, log, health) = (stop.clone(), Arc::clone(&log), agent.health());
+            Some(std::thread::spawn(move || {
+                let outcome = graph_finished(&log, graph_alerts::run(&run_config, &stop, Arc::clone(&log), health));
+                // The agent does not go on without its alerts: it stops too.
+                if outcome.is_err() {
+                    stop.request();
+                }
+                outcome
+            }))
+        }
+        None => None,
+    };
     let outcome = agent.run();
     stop.request();
+    let graph_outcome = match graph_thread.map(std::thread::JoinHandle::join) {
+        Some(Err(_)) => Err(anyhow::anyhow!("graph alerts: the loop panicked")),
+        Some(Ok(Err(err))) => Err(err.into()),
+        _ => Ok(()),
+    };
     #[cfg(feature = "eventhubs")]
     if let Some(thread) = eventhubs_thread {
         match thread.join() {
@@ -171,6 +234,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             Ok(Err(err)) => log.error(&format!("eventhubs: {err}")),
             Err(_) => log.error("eventhubs: the loop panicked"),
         }
+    }
+    if let Err(err) = graph_outcome {
+        log.fatal(&err.to_string());
+        return Err(err);
     }
     match outcome {
         Ok(AgentExit::Unsent(count)) => {
@@ -193,19 +260,60 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     }
 }
 
-/// Refuses a start whose checkpoint is gone while the health file shows
-/// an earlier run sent records from this state directory: starting over
-/// would send the whole window (two days) again.
-fn lost_checkpoint(state_dir: &Path, window_ms: i64) -> Result<(), String> {
-    if StateStore::new(state_dir).path().exists() {
+/// Logs how the Graph stream beside the API streams ended.
+fn graph_finished(
+    log: &AgentLog,
+    outcome: Result<crate::send::SendReport, graph_alerts::GraphRunError>,
+) -> Result<(), graph_alerts::GraphRunError> {
+    let report = outcome?;
+    log.info(&format!("graph alerts stopped: {}", report.summary()));
+    Ok(())
+}
+
+/// Starts the Event Hubs loop on a thread beside a Graph-only agent.
+#[cfg(feature = "eventhubs")]
+fn eventhubs_beside(
+    config: &AgentConfig,
+    stop: &Stop,
+    log: &Arc<AgentLog>,
+) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+    let run_config = EventHubsRunConfig::from_agent(config);
+    let (stop, log) = (stop.clone(), Arc::clone(log));
+    move |health| {
+        let run_config = run_config?;
+        Some(std::thread::spawn(move || match eventhubs::run(&run_config, &stop, Arc::clone(&log), health) {
+            Ok(report) => log.info(&format!("eventhubs stopped: {}", report.summary())),
+            Err(err) => log.error(&format!("eventhubs: {err}")),
+        }))
+    }
+}
+
+#[cfg(not(feature = "eventhubs"))]
+fn eventhubs_beside(
+    _: &AgentConfig,
+    _: &Stop,
+    _: &Arc<AgentLog>,
+) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+    |_| None
+}
+
+/// Refuses a start whose checkpoint `file` is gone while the health file
+/// shows (`sent`) that an earlier run sent those records from this state
+/// directory: starting over would send the whole window (two days) again.
+fn lost_checkpoint(
+    state_dir: &Path,
+    file: &'static str,
+    window_ms: i64,
+    sent: impl Fn(&HealthReport) -> Option<i64>,
+) -> Result<(), String> {
+    if StateStore::named(state_dir, file).path().exists() {
         return Ok(());
     }
     let Ok(health) = HealthReport::load(state_dir) else { return Ok(()) };
-    let sent = [health.activities.newest_sent_ms, health.alerts.newest_sent_ms].into_iter().flatten().max();
-    let Some(newest) = sent else { return Ok(()) };
+    let Some(newest) = sent(&health) else { return Ok(()) };
     Err(format!(
-        "state directory {}: the checkpoint ({STATE_FILE}) is missing, but an earlier run (pid {}) sent records up to {} \
-         from here; starting over would send the last {} again. Restore {STATE_FILE}, or start once with \
+        "state directory {}: the checkpoint ({file}) is missing, but an earlier run (pid {}) sent records up to {} \
+         from here; starting over would send the last {} again. Restore {file}, or start once with \
          --reset-state to read the window again",
         state_dir.display(),
         health.pid,
@@ -227,4 +335,30 @@ fn spawn_stop_watchdog(stop: Stop, log: Arc<AgentLog>) {
         ));
         std::process::exit(1);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::health::GraphHealth;
+
+    /// A lost Graph checkpoint was not noticed: the restart read the whole
+    /// window again. Now it is refused like a lost `state.json` — but not
+    /// on the first start after switching alerts from the API to Graph.
+    #[test]
+    fn a_lost_graph_checkpoint_is_refused_but_not_a_switch_to_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        let graph_sent = |h: &HealthReport| h.graph.as_ref().and(h.alerts.newest_sent_ms);
+        let check = || lost_checkpoint(dir.path(), graph_alerts::STATE_FILE, 3_600_000, graph_sent);
+        let mut health = HealthReport::default();
+        health.alerts.newest_sent_ms = Some(1_000);
+        health.save(dir.path()).unwrap();
+        assert_eq!(check(), Ok(()), "alerts sent from the API before the switch");
+        health.graph = Some(GraphHealth::default());
+        health.save(dir.path()).unwrap();
+        let refused = check().unwrap_err();
+        assert!(refused.contains("state-graph.json") && refused.contains("--reset-state"), "{refused}");
+        std::fs::write(dir.path().join(graph_alerts::STATE_FILE), "{}").unwrap();
+        assert_eq!(check(), Ok(()));
+    }
 }

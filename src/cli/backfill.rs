@@ -8,9 +8,10 @@ use super::usage;
 use crate::api::{Endpoint, TimeKey, TimeWindow, paging};
 use crate::backfill::{self, BackfillConfig};
 use crate::exit::Status;
+use crate::graph_backfill::{self, GraphBackfillConfig};
 use crate::output::{LineWriter, OutputPath};
 use crate::send::{SendConfig, SyslogSender};
-use crate::settings::{Source, extra_filters, names};
+use crate::settings::{GraphSettings, Source, extra_filters, names};
 use crate::stop::Stop;
 use crate::time::{HumanDuration, now_ms, parse_time_ms};
 use clap::{Args, ValueEnum};
@@ -20,6 +21,16 @@ use std::path::PathBuf;
 pub enum TypeArg {
     Activities,
     Alerts,
+}
+
+/// Where the records come from.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SourceArg {
+    /// The Defender for Cloud Apps API (activities and alerts).
+    #[default]
+    Mda,
+    /// Microsoft Graph security alerts_v2 (alerts only).
+    Graph,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,12 +70,19 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "TIME", requires = "from")]
     pub until: Option<String>,
 
-    /// Record types to fetch.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "activities,alerts")]
+    /// Where the records come from: the Defender for Cloud Apps API, or
+    /// Microsoft Graph alerts_v2 (alerts only; see the Graph access flags).
+    #[arg(long, value_enum, default_value_t = SourceArg::Mda)]
+    pub source: SourceArg,
+
+    /// Record types to fetch (default: activities,alerts; alerts with --source graph).
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub types: Vec<TypeArg>,
 
-    /// Extra API filters as a JSON object, e.g. '{"service":{"eq":[11161]}}'.
-    #[arg(long, value_name = "JSON")]
+    /// Extra API filters as a JSON object, e.g. '{"service":{"eq":[11161]}}';
+    /// with --source graph an OData $filter replacing the default
+    /// "serviceSource eq 'microsoftDefenderForCloudApps'" ("" for every alert).
+    #[arg(long, value_name = "JSON|ODATA")]
     pub filter: Option<String>,
 
     /// Which activity time the window applies to.
@@ -94,10 +112,67 @@ pub struct BackfillArgs {
     pub api: ApiArgs,
 
     #[command(flatten)]
+    pub graph: GraphArgs,
+
+    #[command(flatten)]
     pub send: SendArgs,
 
     #[command(flatten)]
     pub cef: CefArgs,
+}
+
+/// How to reach Microsoft Graph (`--source graph`). The application's
+/// secret is never a flag value: a file, or the environment variable.
+#[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Graph access (--source graph)")]
+pub struct GraphArgs {
+    /// Entra ID tenant (directory) id of the application reading alerts_v2.
+    #[arg(long, value_name = "ID")]
+    pub graph_tenant_id: Option<String>,
+
+    /// The application (client) id (needs SecurityAlert.Read.All).
+    #[arg(long, value_name = "ID")]
+    pub graph_client_id: Option<String>,
+
+    /// A file holding the application's secret (its first line); else the
+    /// environment variable CEFWIRE_GRAPH_CLIENT_SECRET.
+    #[arg(long, value_name = "FILE")]
+    pub graph_client_secret_file: Option<PathBuf>,
+
+    /// Graph's base URL (a national cloud, or the emulator).
+    #[arg(long, value_name = "URL", default_value = crate::graph::GRAPH_URL)]
+    pub graph_url: String,
+
+    /// Token endpoint of the client-credentials flow (`{tenant}` is replaced).
+    #[arg(long, value_name = "URL", default_value = crate::api::DEFAULT_TOKEN_URL)]
+    pub graph_token_url: String,
+
+    /// Alerts per page (Graph allows up to 1000).
+    #[arg(long, value_name = "N", default_value_t = crate::graph::MAX_TOP)]
+    pub graph_top: u32,
+}
+
+/// What the run reads.
+enum Job {
+    Mda(Box<BackfillConfig>),
+    Graph(Box<GraphBackfillConfig>),
+}
+
+impl Job {
+    /// `--dry-run`'s lines.
+    fn preview(&self) -> Result<Vec<String>, backfill::BackfillError> {
+        match self {
+            Job::Mda(config) => backfill::preview(config).map(|p| p.lines),
+            Job::Graph(config) => graph_backfill::preview(config),
+        }
+    }
+
+    fn run_to_end(&self, sink: &mut dyn crate::records::MessageSink) -> backfill::BackfillOutcome {
+        match self {
+            Job::Mda(config) => backfill::run_to_end(config, sink),
+            Job::Graph(config) => graph_backfill::run_to_end(config, sink),
+        }
+    }
 }
 
 /// Where the lines go.
@@ -108,7 +183,7 @@ enum Destination {
 }
 
 impl BackfillArgs {
-    fn into_config(self, stop: &Stop) -> anyhow::Result<(BackfillConfig, Option<Destination>)> {
+    fn into_config(self, stop: &Stop) -> anyhow::Result<(Job, Option<Destination>)> {
         let now = now_ms();
         let window = match (&self.since, &self.from) {
             (Some(HumanDuration(since)), None) => {
@@ -130,15 +205,28 @@ impl BackfillArgs {
             }
             _ => usage!("give the window: --since DURATION, or --from TIME [--until TIME]"),
         };
+        let asked = match (self.source, self.types.is_empty()) {
+            (_, false) => self.types.clone(),
+            (SourceArg::Mda, true) => vec![TypeArg::Activities, TypeArg::Alerts],
+            (SourceArg::Graph, true) => vec![TypeArg::Alerts],
+        };
         let mut types = Vec::new();
         // Alerts first: they are few, so both totals (and the ETA) are known early.
         for (arg, endpoint) in [(TypeArg::Alerts, Endpoint::Alerts), (TypeArg::Activities, Endpoint::Activities)] {
-            if self.types.contains(&arg) {
+            if asked.contains(&arg) {
                 types.push(endpoint);
             }
         }
+        let graph = self.source == SourceArg::Graph;
+        if graph && types != [Endpoint::Alerts] {
+            usage!("--source graph reads alerts only: drop --types or use --types alerts");
+        }
+        if graph && self.archive.is_some() {
+            usage!("--archive works with --source mda only");
+        }
         let extra_filters = match &self.filter {
             None => Vec::new(),
+            Some(_) if graph => Vec::new(),
             Some(json) => extra_filters(json, names::FILTER, Source::Flags).map_err(super::UsageError::from)?,
         };
         if !(1..=paging::SCAN_PAGE).contains(&self.scan_limit) {
@@ -157,6 +245,30 @@ impl BackfillArgs {
         };
         let sending = matches!(destination, Some(Destination::Syslog(_)));
         let cef = self.cef.to_options(sending)?;
+        if graph {
+            let settings = GraphSettings {
+                tenant_id: self.graph.graph_tenant_id.clone(),
+                client_id: self.graph.graph_client_id.clone(),
+                client_secret_file: self.graph.graph_client_secret_file.clone(),
+                url: Some(self.graph.graph_url.clone()),
+                token_url: Some(self.graph.graph_token_url.clone()),
+                filter: self.filter.clone(),
+                top: Some(self.graph.graph_top),
+                ca_file: self.api.api_ca.clone(),
+                proxy: self.api.proxy.clone(),
+                allow_http: self.api.allow_http,
+            };
+            let config = GraphBackfillConfig {
+                graph: settings.validate(Source::Flags).map_err(super::UsageError::from)?,
+                window,
+                cef,
+                rejects_file: self.report.rejects,
+                show_rejects: self.report.show_rejects,
+                progress: !self.report.no_progress && !self.report.quiet,
+                stop: Some(stop.clone()),
+            };
+            return Ok((Job::Graph(Box::new(config)), destination));
+        }
         let api = self.api.to_config(&self.cef.portal_url)?;
         let config = BackfillConfig {
             api,
@@ -175,7 +287,7 @@ impl BackfillArgs {
             progress: !self.report.no_progress && !self.report.quiet,
             stop: Some(stop.clone()),
         };
-        Ok((config, destination))
+        Ok((Job::Mda(Box::new(config)), destination))
     }
 }
 
@@ -185,8 +297,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
     let stop = Stop::on_signals()?;
     let (config, destination) = args.into_config(&stop)?;
     if dry_run {
-        let preview = backfill::preview(&config)?;
-        for line in &preview.lines {
+        for line in &config.preview()? {
             println!("{line}");
         }
         match &destination {
@@ -206,7 +317,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
                 OutputPath::Stdout => None,
             };
             let mut writer = LineWriter::create(&path)?;
-            let outcome = backfill::run_to_end(&config, &mut writer);
+            let outcome = config.run_to_end(&mut writer);
             // What was converted is written out and the file ended
             // cleanly (a zstd end frame), whatever stopped the run.
             writer.finish()?;
@@ -222,7 +333,7 @@ pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
         }
         Some(Destination::Syslog(send_config)) => {
             let mut sender = SyslogSender::start(&send_config)?;
-            let outcome = backfill::run_to_end(&config, &mut sender);
+            let outcome = config.run_to_end(&mut sender);
             // Whatever happened upstream, send out what was fetched.
             let sent = sender.finish()?;
             (outcome, Some(sent))

@@ -160,7 +160,7 @@ pub(super) fn check_web_url(url: &str) -> Result<(), String> {
 /// A URL that credentials are sent to: `https://`, or `http://` to a
 /// loopback host (the emulator, a local proxy), or `http://` anywhere when
 /// `allow_http` says so (a warning, once, on stderr).
-fn check_credential_url(url: &str, allow_http: bool) -> Result<(), String> {
+pub(super) fn check_credential_url(url: &str, allow_http: bool) -> Result<(), String> {
     check_web_url(url)?;
     let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();

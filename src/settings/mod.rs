@@ -3,7 +3,7 @@
 //! ([`ApiConfig`](crate::api::ApiConfig), [`SendConfig`](crate::send::SendConfig),
 //! [`CefOptions`](crate::cef::CefOptions)).
 //!
-//! Both front ends fill the same raw structs ([`ApiSettings`],
+//! Both front ends fill the same raw structs ([`ApiSettings`], [`GraphSettings`],
 //! [`SendSettings`], [`CefSettings`]). Every value in them has already been
 //! read by its one typed parser — a duration ([`HumanDuration`]), a rate
 //! ([`RateLimit`]), a facility ([`Facility`]), … — which clap uses as a
@@ -24,11 +24,13 @@
 mod api;
 mod cef;
 mod from_text;
+mod graph;
 mod send;
 
 pub use api::{ApiDefaults, ApiSettings, extra_filters, readable_file, secret_from_file};
 pub use cef::{CefSettings, HostnameSetting};
 pub use from_text::FromText;
+pub use graph::{CLIENT_SECRET_ENV as GRAPH_CLIENT_SECRET_ENV, GraphSettings};
 pub use send::{FramingSetting, SendDefaults, SendSettings};
 
 /// A setting's names: its key in the agent's file and its flag.
@@ -127,6 +129,16 @@ pub mod names {
     pub const FILTER: Setting = Setting::new("filters", "--filter");
     pub const FILTERS_ACTIVITIES: Setting = Setting::new("activities.filters", "--filter");
     pub const FILTERS_ALERTS: Setting = Setting::new("alerts.filters", "--filter");
+    pub const GRAPH_TENANT_ID: Setting = Setting::new("graph.tenant_id", "--graph-tenant-id");
+    pub const GRAPH_CLIENT_ID: Setting = Setting::new("graph.client_id", "--graph-client-id");
+    pub const GRAPH_CLIENT_SECRET_FILE: Setting =
+        Setting::new("graph.client_secret_file", "--graph-client-secret-file");
+    pub const GRAPH_URL_SETTING: Setting = Setting::new("graph.url", "--graph-url");
+    pub const GRAPH_TOKEN_URL: Setting = Setting::new("graph.token_url", "--graph-token-url");
+    pub const GRAPH_FILTER: Setting = Setting::new("graph.filter", "--filter");
+    pub const GRAPH_TOP: Setting = Setting::new("graph.top", "--graph-top");
+    pub const GRAPH_CA: Setting = Setting::new("graph.ca_file", "--api-ca");
+    pub const GRAPH_PROXY: Setting = Setting::new("graph.proxy", "--proxy");
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod azurite;
 pub mod cef_contract;
 pub mod cef_parser;
 pub mod counting_alloc;
+pub mod graph;
 pub mod ports;
 pub mod rsyslog;
 pub mod sink;

@@ -1,0 +1,55 @@
+//! The emulator's Graph `alerts_v2` loaded with generated alerts, for the
+//! Graph source's tests (`backfill --source graph`, the agent's stream):
+//! the store, the window around it and the `externalId` (the
+//! `providerAlertId`) of every alert the default filter keeps.
+
+use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore, StoreBuilder};
+use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HOUR: i64 = 3_600_000;
+pub const CLIENT: (&str, &str) = ("graph-backfill-app", "graph-backfill-secret");
+
+/// Generated alerts over the 24 h ending an hour ago, the window around
+/// them, and the `providerAlertId` (the CEF `externalId`) of each alert
+/// from Defender for Cloud Apps (the default filter's).
+pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
+    let end = cefwire::time::now_ms() - HOUR;
+    let start = end - 24 * HOUR;
+    let config = GenerateConfig {
+        kind: GenerateKind::GraphAlerts,
+        count,
+        seed,
+        late_ratio: 0.0,
+        start_ms: start,
+        span_ms: 24 * HOUR,
+    };
+    let mut builder = StoreBuilder::new();
+    builder.graph_alerts.add_generated(config.clone());
+    assert_eq!(builder.graph_alerts.skipped, 0);
+    let mut generator = RecordGenerator::new(config);
+    let mut expected = HashSet::new();
+    let mut buf = Vec::new();
+    while generator.write_next(&mut buf) {
+        let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
+            assert!(expected.insert(alert["providerAlertId"].as_str().unwrap().to_owned()), "unique ids");
+        }
+        buf.clear();
+    }
+    (Arc::new(builder.build()), start - HOUR, end + HOUR, expected)
+}
+
+/// The emulator with Graph's own throttle (150/min) and `faults`.
+pub fn graph_emulator(store: &Arc<RecordStore>, faults: FaultConfig) -> EmulatorHandle {
+    let mut config = EmulatorConfig::new("127.0.0.1:0".parse().unwrap(), "unused");
+    config.auth = EmulatorAuth {
+        api_token: None,
+        client: Some((CLIENT.0.to_owned(), CLIENT.1.to_owned())),
+        token_lifetime: Duration::from_secs(3600),
+    };
+    config.faults = faults;
+    emulate::start(config, Arc::clone(store)).expect("emulator starts")
+}
