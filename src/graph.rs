@@ -19,6 +19,7 @@ use crate::api::{RateLedger, RateLimit, RequestLimiter};
 use crate::azure::entra::{ClientCredentials, TokenCache, TokenError};
 use crate::http::{self, AgentSettings, Attempts, Backoff, Next, RetryPolicy, SetupError, TransportFailure};
 use crate::json::JsonValue;
+use crate::stop::Stop;
 use crate::time::{TICKS_PER_MS, format_iso8601_ticks, parse_iso8601_ticks};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::path::PathBuf;
@@ -103,6 +104,10 @@ pub enum GraphError {
     Agent(#[from] SetupError),
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A stop was requested while the client waited (for the rate limit,
+    /// a retry or the token endpoint): nothing more was sent.
+    #[error("stopped while waiting to ask Graph")]
+    Stopped,
 }
 
 impl GraphError {
@@ -144,6 +149,13 @@ impl GraphClient {
         })
     }
 
+    /// From now on a stop ends any wait (rate limit, retry backoff) at
+    /// once and the call returns [`GraphError::Stopped`] without another
+    /// request.
+    pub fn stop_on(&mut self, stop: Stop) {
+        self.backoff.stop = Some(stop);
+    }
+
     pub fn stats(&self) -> GraphStats {
         let mut stats = self.stats;
         stats.limiter_wait = self.limiter.waited;
@@ -176,6 +188,9 @@ impl GraphClient {
     pub fn fetch(&mut self, url: &str, page: &mut Vec<u8>) -> Result<usize, GraphError> {
         let mut attempts = Attempts::default();
         loop {
+            if self.backoff.stopping() {
+                return Err(GraphError::Stopped);
+            }
             let failure = match self.attempt(url, page) {
                 Ok(len) => return Ok(len),
                 Err(failure) => failure,
@@ -195,9 +210,15 @@ impl GraphClient {
     }
 
     fn attempt(&mut self, url: &str, page: &mut Vec<u8>) -> Result<usize, Failure> {
-        let token = self.tokens.bearer(&self.agent, &mut self.backoff).map_err(|e| Failure::Stop(e.into()))?;
+        let token = match self.tokens.bearer(&self.agent, &mut self.backoff) {
+            Ok(token) => token,
+            Err(_) if self.backoff.stopping() => return Err(Failure::Stop(GraphError::Stopped)),
+            Err(err) => return Err(Failure::Stop(err.into())),
+        };
         let header = format!("Bearer {token}");
-        self.limiter.acquire();
+        if !self.limiter.acquire_unless_stopped(self.backoff.stop.as_ref()) {
+            return Err(Failure::Stop(GraphError::Stopped));
+        }
         let now = Instant::now();
         self.stats.requests += 1;
         self.stats.first_request.get_or_insert(now);

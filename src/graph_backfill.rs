@@ -14,7 +14,7 @@
 use crate::api::TimeWindow;
 use crate::backfill::{BackfillError, BackfillOutcome, BackfillReport, SendOnce};
 use crate::cef::{CefOptions, KindChoice};
-use crate::graph::{AlertPager, GraphClient, GraphConfig, GraphPageInfo};
+use crate::graph::{AlertPager, GraphClient, GraphConfig, GraphError, GraphPageInfo};
 use crate::progress::Progress;
 use crate::records::{MessageSink, NoGate, Origin, PageError, RecordConverter};
 use crate::rejects::RejectLog;
@@ -59,6 +59,9 @@ pub fn run_to_end(config: &GraphBackfillConfig, sink: &mut dyn MessageSink) -> B
     let progress = Progress::items(config.progress, None, "backfill");
     let walked = match GraphClient::new(&config.graph) {
         Ok(mut client) => {
+            if let Some(stop) = &config.stop {
+                client.stop_on(stop.clone());
+            }
             let walked = walk(config, &mut client, &mut converter, sink, &mut rejects, &progress, &mut report);
             report.client = client.stats();
             walked
@@ -89,7 +92,10 @@ fn walk(
         if stop.is_some_and(Stop::is_requested) {
             return Err(BackfillError::Interrupted);
         }
-        let len = client.fetch(&url, &mut page)?;
+        let len = match client.fetch(&url, &mut page) {
+            Err(GraphError::Stopped) => return Err(BackfillError::Interrupted),
+            fetched => fetched?,
+        };
         report.alerts.pages += 1;
         let number = report.alerts.pages;
         let before = converter.counts.records;

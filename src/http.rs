@@ -11,6 +11,7 @@
 
 use crate::json::{INPUT_PADDING, JsonParser};
 use crate::rng::Rng;
+use crate::stop::Stop;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -194,6 +195,8 @@ pub struct Backoff {
     jitter: Rng,
     /// Total time spent backing off.
     pub waited: Duration,
+    /// When set, a wait ends as soon as a stop is requested.
+    pub stop: Option<Stop>,
 }
 
 impl Backoff {
@@ -201,7 +204,7 @@ impl Backoff {
         // Jitter only needs to differ between processes.
         let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let seed = clock.as_nanos() as u64 ^ u64::from(std::process::id());
-        Self { policy, retry_after_cap: None, jitter: Rng::new(seed ^ 0xA5A5), waited: Duration::ZERO }
+        Self { policy, retry_after_cap: None, jitter: Rng::new(seed ^ 0xA5A5), waited: Duration::ZERO, stop: None }
     }
 
     /// The delay before attempt `attempt + 1` (`attempt` ≥ 1).
@@ -214,11 +217,22 @@ impl Backoff {
         Duration::from_millis(spread + self.jitter.below(spread.max(1) + 1))
     }
 
-    /// Sleeps before attempt `attempt + 1`.
+    /// Sleeps before attempt `attempt + 1` (less when a stop comes).
     pub fn wait(&mut self, attempt: u32, retry_after: Option<Duration>) {
         let delay = self.delay(attempt, retry_after);
-        self.waited += delay;
-        std::thread::sleep(delay);
+        let started = std::time::Instant::now();
+        match &self.stop {
+            Some(stop) => {
+                stop.wait_timeout(delay);
+            }
+            None => std::thread::sleep(delay),
+        }
+        self.waited += started.elapsed();
+    }
+
+    /// Whether a stop was requested (no more attempts then).
+    pub fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(Stop::is_requested)
     }
 }
 

@@ -258,3 +258,33 @@ pub fn beside_api_activities(dir: &Path) {
     assert_eq!(health.alerts.sent as usize, graph_ids.len(), "{:?}", health.alerts);
     assert_eq!(health.activities.sent as usize, activity_ids.len(), "{:?}", health.activities);
 }
+
+/// Scenario `graph_sigterm_during_a_retry_after_wait_stops_cleanly`: every
+/// Graph request is answered 429 with `Retry-After: 120`, so the client
+/// backs off for a minute or more. SIGTERM in that wait ends the agent
+/// cleanly (exit 0) and at once, with no further request. Before, the
+/// wait was a plain sleep: the agent's 10 s stop watchdog ended the
+/// process with exit 1.
+pub fn sigterm_during_a_long_wait(dir: &Path) {
+    let (store, _, _, _) = graph_store(100, 13);
+    let faults = FaultConfig { error_429: 1.0, retry_after_secs: Some(120), ..FaultConfig::default() };
+    let graph = graph_emulator(&store, faults);
+    let base = graph.base_url();
+    let sink = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let syslog = format!("tcp://{}", sink.local_addr().unwrap());
+    let agent = GraphAgent::new(dir, &base, &format!("{base}/{{tenant}}/oauth2/v2.0/token"), &syslog);
+    let mut child = agent.spawn(&[]);
+    wait_until(Duration::from_secs(300), "the first Graph request answered 429", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the agent exited ({status}):\n{}", agent.log_text());
+        }
+        graph.stats().graph_requests >= 1
+    });
+    // The answer was a 429 with Retry-After: 120; the client now waits.
+    std::thread::sleep(Duration::from_secs(2));
+    let requests = graph.stats().graph_requests;
+    crate::util::signal(&child, libc::SIGTERM);
+    let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
+    assert!(exited.success(), "a stop during the wait is a clean stop ({exited}):\n{}", agent.log_text());
+    assert_eq!(graph.stats().graph_requests, requests, "no request after the stop");
+}

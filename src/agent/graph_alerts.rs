@@ -141,7 +141,8 @@ pub fn run(
 ) -> Result<SendReport, GraphRunError> {
     let store = StateStore::named(&config.state_dir, STATE_FILE);
     let state = store.load()?.unwrap_or_default();
-    let client = GraphClient::new(&config.graph).map_err(GraphRunError::Client)?;
+    let mut client = GraphClient::new(&config.graph).map_err(GraphRunError::Client)?;
+    client.stop_on(stop.clone());
     let mut sender = SyslogSender::start(&config.send)?;
     let mut resend = Resender::saved_at(config.resend_window_bytes, config.state_dir.join(RESEND_FILE))
         .exact_delivery(config.send.destinations.iter().all(|d| d.transport.is_relp()));
@@ -271,7 +272,10 @@ impl GraphStream {
             self.wait_for_syslog()?;
             let fetched = self.client.fetch(&url, &mut self.page);
             self.record_counters();
-            let len = fetched.map_err(Interrupt::Graph)?;
+            let len = match fetched {
+                Err(GraphError::Stopped) => return Err(Interrupt::Stop),
+                fetched => fetched.map_err(Interrupt::Graph)?,
+            };
             self.graph_succeeded();
             number += 1;
             let info = self.send_page(&label, number, len)?;

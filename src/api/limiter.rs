@@ -13,6 +13,7 @@
 //! with a burst the service's window cannot hold.
 
 use super::rate_ledger::RateLedger;
+use crate::stop::Stop;
 use crate::time::{DurationError, parse_duration_ms};
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -148,13 +149,29 @@ impl RequestLimiter {
 
     /// Sleeps until a token is free.
     pub fn acquire(&mut self) {
+        self.acquire_unless_stopped(None);
+    }
+
+    /// Like [`acquire`](Self::acquire), but a stop ends the wait: false
+    /// then, and no token is taken.
+    pub fn acquire_unless_stopped(&mut self, stop: Option<&Stop>) -> bool {
         loop {
             let wait = self.wait_needed(Instant::now());
             if wait.is_zero() {
-                return;
+                return true;
             }
-            self.waited += wait;
-            std::thread::sleep(wait);
+            let started = Instant::now();
+            let stopped = match stop {
+                Some(stop) => stop.wait_timeout(wait),
+                None => {
+                    std::thread::sleep(wait);
+                    false
+                }
+            };
+            self.waited += started.elapsed();
+            if stopped {
+                return false;
+            }
         }
     }
 

@@ -95,10 +95,13 @@ impl TokenCache {
                 match self.fetch(agent) {
                     Ok(()) => break,
                     Err(TokenError::Retry { url, what, retry_after }) => {
-                        if attempt >= backoff.policy.max_attempts {
+                        if attempt >= backoff.policy.max_attempts || backoff.stopping() {
                             return Err(TokenError::GaveUp { url, attempts: attempt, last: what });
                         }
                         backoff.wait(attempt, retry_after);
+                        if backoff.stopping() {
+                            return Err(TokenError::GaveUp { url, attempts: attempt, last: "stopped".into() });
+                        }
                     }
                     Err(other) => return Err(other),
                 }

@@ -48,7 +48,7 @@ pub struct FaultConfig {
     /// What the `Date` header of every answer says.
     pub date: DateFault,
     /// `Retry-After` (seconds) on every 429 of the API (throttled or
-    /// injected) instead of the usual value.
+    /// injected) and every injected 429 of Graph, instead of the usual value.
     pub retry_after_secs: Option<u64>,
     /// Scan pages never advance: after the first page, `nextQueryFilters`
     /// repeats the request's own cursor (and `hasNext` stays true).

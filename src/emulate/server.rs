@@ -536,7 +536,7 @@ fn handle_graph(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply
     if slow_roll >= 1.0 - faults.error_429 {
         counters.add(Counter::Injected429, 1);
         set_graph_error(body, "TooManyRequests", "Too many requests (injected).");
-        return Reply::Throttled { retry_after: INJECTED_RETRY_AFTER };
+        return Reply::Throttled { retry_after: faults.retry_after_secs.unwrap_or(INJECTED_RETRY_AFTER) };
     }
     if slow_roll < faults.slow {
         counters.add(Counter::InjectedSlow, 1);
