@@ -20,7 +20,7 @@ use crate::azure::entra::{ClientCredentials, TokenCache, TokenError};
 use crate::http::{self, AgentSettings, Attempts, Backoff, Next, RetryPolicy, SetupError, TransportFailure};
 use crate::json::JsonValue;
 use crate::stop::Stop;
-use crate::time::{TICKS_PER_MS, format_iso8601_ticks, parse_iso8601_ticks};
+use crate::time::{TICKS_PER_MS, format_iso8601_ticks, parse_http_date, parse_iso8601_ticks};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -131,6 +131,9 @@ pub struct GraphClient {
     limiter: RequestLimiter,
     backoff: Backoff,
     stats: GraphStats,
+    /// Graph's clock (its `Date` header) at the last answer, and when that
+    /// answer arrived.
+    server_clock: Option<(i64, Instant)>,
 }
 
 impl GraphClient {
@@ -146,7 +149,14 @@ impl GraphClient {
             backoff,
             stats: GraphStats::default(),
             config: config.clone(),
+            server_clock: None,
         })
+    }
+
+    /// Graph's time now (ms), carried forward from the `Date` of its last
+    /// answer on the monotonic clock; `None` before any answer with one.
+    pub fn server_now_ms(&self) -> Option<i64> {
+        self.server_clock.map(|(date, at)| date + at.elapsed().as_millis() as i64)
     }
 
     /// From now on a stop ends any wait (rate limit, retry backoff) at
@@ -233,6 +243,10 @@ impl GraphClient {
                 Failure::Retry { what, retry_after: None }
             }
         })?;
+        // A missing or unreadable `Date` leaves the clock as it was.
+        if let Some(date) = response.headers().get("date").and_then(|v| v.to_str().ok()).and_then(parse_http_date) {
+            self.server_clock = Some((date, Instant::now()));
+        }
         let status = response.status().as_u16();
         let retry_after = http::retry_after(response.headers());
         let read = http::read_padded_body(response.into_body(), self.config.max_page_bytes, page);

@@ -93,6 +93,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("graph_token_endpoint_down_is_failing_in_status_and_the_agent_keeps_trying", agent_graph::token_endpoint_down),
     ("graph_alerts_beside_api_activities_are_each_sent_once", agent_graph::beside_api_activities),
     ("graph_sigterm_during_a_retry_after_wait_stops_cleanly", agent_graph::sigterm_during_a_long_wait),
+    ("graph_a_local_clock_hours_ahead_loses_no_alert", agent_graph::local_clock_ahead),
 ];
 
 fn main() {

@@ -4,7 +4,7 @@
 //! 150/min throttle) and a real rsyslogd, checked at the receiver by
 //! `externalId` (the alert's `providerAlertId`).
 
-use crate::util::graph::{CLIENT, graph_emulator, graph_store};
+use crate::util::graph::{CLIENT, graph_emulator, graph_store, graph_store_over};
 use crate::util::rsyslog::Rsyslog;
 use crate::util::{cefwire, external_id, wait_child, wait_until};
 use cefwire::agent::health::HealthReport;
@@ -50,8 +50,13 @@ impl GraphAgent {
     }
 
     fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_with_env(args, &[])
+    }
+
+    fn spawn_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         let log = OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         cefwire()
+            .envs(env.iter().copied())
             .arg("agent")
             .arg("--config")
             .arg(&self.config)
@@ -287,4 +292,41 @@ pub fn sigterm_during_a_long_wait(dir: &Path) {
     let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
     assert!(exited.success(), "a stop during the wait is a clean stop ({exited}):\n{}", agent.log_text());
     assert_eq!(graph.stats().graph_requests, requests, "no request after the stop");
+}
+
+/// Scenario `graph_a_local_clock_hours_ahead_loses_no_alert`: the agent's
+/// clock runs two hours ahead of Graph's while alerts are still being
+/// created (the emulator serves an alert only once its `createdDateTime`
+/// has come). Every alert reaches rsyslog, once. Before, the first window
+/// ended at the local clock, the cursor moved two hours past Graph's now,
+/// and the alerts created in those two hours were never read.
+pub fn local_clock_ahead(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let now = cefwire::time::now_ms();
+    // The last hour's alerts, and some created over the next 40 s.
+    let (store, expected) = graph_store_over(400, 14, now - HOUR, HOUR + 40_000);
+    let graph = graph_emulator(&store, FaultConfig::default());
+    let base = graph.base_url();
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let agent = GraphAgent::new(dir, &base, &format!("{base}/{{tenant}}/oauth2/v2.0/token"), &rsyslog.tcp_url());
+    let two_hours = (2 * HOUR).to_string();
+    let mut child = agent.spawn_with_env(&[], &[(cefwire::fault_hooks::CLOCK_OFFSET_ENV, &two_hours)]);
+    // Generous: the alerts of the next 40 s exist only after they happen.
+    wait_until(Duration::from_secs(600), "every alert at rsyslog", || {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the agent exited ({status}):\n{}", agent.log_text());
+        }
+        let seen = received(&rsyslog);
+        cefwire::time::now_ms() > now + 40_000 && expected.iter().all(|id| seen.contains_key(id))
+    });
+    crate::util::signal(&child, libc::SIGTERM);
+    let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
+    assert!(exited.success(), "{exited}:\n{}", agent.log_text());
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
+    let twice: Vec<_> = received(&rsyslog).into_iter().filter(|(_, n)| *n > 1).collect();
+    assert!(twice.is_empty(), "alerts sent twice: {twice:?}");
+    let cursor = agent.cursor().expect("a saved cursor");
+    assert!(cursor <= cefwire::time::now_ms() + 60_000, "the cursor stays at Graph's clock, not the local one");
 }

@@ -25,6 +25,7 @@ use super::logfile::AgentLog;
 use super::outage::Outage;
 use super::rejects_file;
 use super::resend::Resender;
+use super::run::CLOCK_TOLERANCE_MS;
 use super::state::{AgentState, StateError, StateStore};
 use crate::api::TimeKey;
 use crate::cef::{CefOptions, KindChoice};
@@ -256,7 +257,7 @@ impl GraphStream {
     /// `now` once every page is written.
     fn read_window(&mut self) -> Result<(), Interrupt> {
         let cursor = self.state.alerts.position_ms.expect("the cursor is set at start");
-        let until = crate::time::now_ms();
+        let until = self.now();
         if until <= cursor {
             return Ok(());
         }
@@ -291,9 +292,24 @@ impl GraphStream {
             }
             self.save_state()?;
         }
-        self.advance(until);
+        // Alerts are created on Graph's clock: the window ends no later
+        // than Graph's now (a local clock ahead would otherwise move the
+        // cursor past alerts not created yet, and they would never be read).
+        self.advance(self.client.server_now_ms().map_or(until, |server| until.min(server)));
         self.save_state()?;
         Ok(())
+    }
+
+    /// Where a window may end: Graph's clock when it is known (a jump of
+    /// the local clock moves nothing), but no further than the local clock
+    /// plus the tolerance (a server whose `Date` says tomorrow would move
+    /// the cursor into the future).
+    fn now(&self) -> i64 {
+        let local = crate::time::now_ms();
+        match self.client.server_now_ms() {
+            Some(server) => server.min(local + CLOCK_TOLERANCE_MS),
+            None => local,
+        }
     }
 
     /// The cursor moves to `position`; ids too old to come again are forgotten.

@@ -553,7 +553,8 @@ fn handle_graph(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply
     let scheme = if shared.tls_config.is_some() { "https" } else { "http" };
     let host = request.header("host").unwrap_or("localhost");
     let next_base = format!("{scheme}://{host}{}", request.path);
-    let served = write_graph_page(&shared.store.graph_alerts, &query, &next_base, body);
+    let now_ticks = crate::time::now_ms() * crate::time::TICKS_PER_MS;
+    let served = write_graph_page(&shared.store.graph_alerts, &query, &next_base, now_ticks, body);
     if fault_roll < faults.error_5xx + faults.drop {
         counters.add(Counter::InjectedDrops, 1);
         return Reply::Drop { after_half: pick & 1 == 1 };

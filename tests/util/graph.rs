@@ -18,14 +18,15 @@ pub const CLIENT: (&str, &str) = ("graph-backfill-app", "graph-backfill-secret")
 pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
     let end = cefwire::time::now_ms() - HOUR;
     let start = end - 24 * HOUR;
-    let config = GenerateConfig {
-        kind: GenerateKind::GraphAlerts,
-        count,
-        seed,
-        late_ratio: 0.0,
-        start_ms: start,
-        span_ms: 24 * HOUR,
-    };
+    let (store, expected) = graph_store_over(count, seed, start, 24 * HOUR);
+    (store, start - HOUR, end + HOUR, expected)
+}
+
+/// `count` generated alerts created over `start_ms..start_ms + span_ms` (the
+/// emulator serves each only once its `createdDateTime` has come), and the
+/// `providerAlertId` of each from Defender for Cloud Apps.
+pub fn graph_store_over(count: u64, seed: u64, start_ms: i64, span_ms: i64) -> (Arc<RecordStore>, HashSet<String>) {
+    let config = GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms, span_ms };
     let mut builder = StoreBuilder::new();
     builder.graph_alerts.add_generated(config.clone());
     assert_eq!(builder.graph_alerts.skipped, 0);
@@ -39,7 +40,7 @@ pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSe
         }
         buf.clear();
     }
-    (Arc::new(builder.build()), start - HOUR, end + HOUR, expected)
+    (Arc::new(builder.build()), expected)
 }
 
 /// The emulator with Graph's own throttle (150/min) and `faults`.
