@@ -240,8 +240,11 @@ fn read_all(
             let _ = write!(origin, "{hub}/{partition}@{offset}");
             let at = Origin { file: &origin, line: 1, multi_line: true };
             let converted = converter.convert_document_gated(at, &mut body, payload.len(), sink, rejects, &mut gate);
-            if let Err(err) = converted {
-                break Err(EventHubsBackfillError::Output(err));
+            match converted {
+                Ok(()) => {}
+                // The signal ended a wait for syslog.
+                Err(err) if crate::stop::is_stop(&err) => break Err(EventHubsBackfillError::Interrupted),
+                Err(err) => break Err(EventHubsBackfillError::Output(err)),
             }
         }
         drop(message);
