@@ -189,7 +189,7 @@ fn eventhubs_backfill_from_beginning_delivers_every_report_id_once_and_moves_no_
     assert_exactly(&received, &ids_of(0..MESSAGES), "backfill --from-beginning into cefwire sink");
 
     for line in [
-        "backfilled 20000 records from event hub insights-logs-advancedhunting-cloudappevents (5000 messages, 20700 records)",
+        "backfilled 20000 records from event hub insights-logs-advancedhunting-cloudappevents (20700 read in 5000 messages)",
         "partition 0: offsets 0..1250 read up to 1250: 1250 messages",
         "partition 3: offsets 0..1250 read up to 1250: 1250 messages",
         "skipped 200 records of other tables",

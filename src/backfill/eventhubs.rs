@@ -78,11 +78,11 @@ impl EventHubsBackfillReport {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let messages: u64 = self.partitions.iter().map(|p| p.messages).sum();
         let mut text = format!(
-            "backfilled {} records from event hub {} ({} messages, {} records) in {:.1} s: {:.0} records/s",
+            "backfilled {} records from event hub {} ({} read in {} messages) in {:.1} s: {:.0} records/s",
             self.counts.converted(),
             self.event_hub,
-            messages,
             self.counts.records,
+            messages,
             secs,
             self.counts.records as f64 / secs,
         );

@@ -388,6 +388,37 @@ fn offsets_at(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ClientCredentials;
+    use crate::eventhubs::settings::{EntraApp, Secret};
+
+    struct Quiet;
+
+    impl ClientLog for Quiet {
+        fn warn(&self, _: &str) {}
+        fn error(&self, _: &str) {}
+    }
+
+    /// librdkafka itself accepts the reader's properties, for each way of
+    /// signing in (created and dropped before it could reach a broker).
+    #[test]
+    fn librdkafka_accepts_the_reader_settings_of_every_auth() {
+        let conn = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0";
+        let entra = EntraApp {
+            credentials: ClientCredentials {
+                tenant_id: "t".into(),
+                client_id: "c".into(),
+                client_secret: "s".into(),
+                token_url: "http://127.0.0.1:9/token".into(),
+                scope: "https://x.servicebus.windows.net/.default".into(),
+            },
+        };
+        for auth in [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)] {
+            let settings = EventHubsSettings::new("127.0.0.1:9", auth.clone());
+            let context = ReaderContext { log: Arc::new(Quiet), tokens: None };
+            let created = consumer::create(&settings.reader_settings(), context);
+            assert!(created.is_ok(), "{auth:?}: {:?}", created.err());
+        }
+    }
 
     fn span(partition: i32, start: i64, end: i64) -> PartitionSpan {
         PartitionSpan { partition, start, end }
