@@ -319,7 +319,38 @@ fn eventhubs_backfill_with_the_broker_unreachable_fails_naming_it() {
     let out = dir.join("out.cef");
     let (status, stderr) = backfill(&config, &["--from-beginning", "-o", out.to_str().unwrap()]);
     assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with(&format!("cefwire: reading event hub {TOPIC} at 127.0.0.1:")), "{stderr}");
     assert!(stderr.contains(&format!("the broker at 127.0.0.1:{} did not answer within", port.port())), "{stderr}");
     assert!(stderr.contains("backfill INCOMPLETE"), "{stderr}");
+    assert!(!out.exists(), "an output of a run that read nothing is left behind");
+
+    // A signal while it waits for the broker ends the wait: the run says
+    // it was stopped, not that the broker did not answer.
+    let mut child = cefwire()
+        .args(["backfill", "--source", "eventhubs", "--no-progress", "--from-beginning", "--config"])
+        .arg(&config)
+        .args(["-o", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cefwire backfill starts");
+    let (lines, arrived) = std::sync::mpsc::channel();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    // Its first line (where it reads from) comes after the signal
+    // handlers are in place.
+    let first = arrived.recv_timeout(LONG).expect("a first line on stderr");
+    signal(&child, libc::SIGTERM);
+    let status = wait_or_kill(&mut child, LONG, "cefwire backfill after SIGTERM while connecting");
+    let stderr: Vec<String> = std::iter::once(first).chain(arrived.try_iter()).collect();
+    let stderr = stderr.join("\n");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cefwire: error: stopped by a signal"), "{stderr}");
+    assert!(!stderr.contains("did not answer"), "{stderr}");
     assert!(!out.exists(), "an output of a run that read nothing is left behind");
 }

@@ -43,8 +43,8 @@ pub struct EventHubsBackfillConfig {
     /// When set, the run stops reading, finishes every output and reports
     /// itself incomplete.
     pub stop: Option<Stop>,
-    /// How long the broker gets to answer each first question (partitions,
-    /// watermarks, offsets for a time).
+    /// How long the broker gets to answer the first questions together
+    /// (partitions, watermarks, offsets for a time).
     pub connect_wait: Duration,
 }
 
@@ -167,6 +167,7 @@ pub fn run_to_end(config: &EventHubsBackfillConfig, sink: &mut dyn MessageSink) 
         config.until_ms,
         Arc::new(StderrLog),
         config.connect_wait,
+        config.stop.as_ref(),
     ) {
         Ok(mut reader) => {
             report.partitions = reader.partitions().iter().map(counts_of).collect();
@@ -177,6 +178,7 @@ pub fn run_to_end(config: &EventHubsBackfillConfig, sink: &mut dyn MessageSink) 
             }
             read
         }
+        Err(ReaderError::Stopped) => Err(EventHubsBackfillError::Interrupted),
         Err(err) => Err(err.into()),
     };
     report.counts = converter.counts;

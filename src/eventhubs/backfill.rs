@@ -16,15 +16,16 @@
 
 use super::consumer::{self, ClientLog, ConsumerError, TokenSource};
 use super::settings::{EventHubsSettings, KafkaAuth};
+use crate::stop::Stop;
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientContext, Message};
 use std::error::Error;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where a backfill starts reading.
@@ -55,9 +56,7 @@ pub enum ReaderError {
     Client(#[from] ConsumerError),
     #[error("eventhubs OAUTHBEARER: {0}")]
     Token(String),
-    #[error(
-        "the broker at {servers} did not answer within {wait:?} ({reason}): is it reachable, and are the address and sign-in right?"
-    )]
+    #[error("the broker at {servers} did not answer within {wait:?} ({reason}): is it reachable, and are the address and sign-in right?")]
     Unreachable { servers: String, wait: Duration, reason: String },
     #[error("event hub {topic} does not exist at {servers} ({reason})")]
     NoSuchHub { topic: String, servers: String, reason: String },
@@ -67,8 +66,10 @@ pub enum ReaderError {
     Offsets { what: &'static str, partition: i32, reason: String },
     #[error("assigning the partitions: {0}")]
     Assign(String),
-    #[error("nothing read for {0:?} while the broker reported errors (last: {1})")]
+    #[error("nothing arrived for {0:?} with partitions still to read (last client error: {1})")]
     Stalled(Duration, String),
+    #[error("stopped by a signal")]
+    Stopped,
 }
 
 /// What [`PartitionReader::next`] found.
@@ -152,10 +153,23 @@ impl Bounds {
     }
 }
 
-/// The librdkafka context of the reader: its log lines and tokens.
+/// The librdkafka context of the reader: its log lines and tokens, and
+/// the client's last error (a stalled run names it).
 struct ReaderContext {
     log: Arc<dyn ClientLog>,
     tokens: Option<Arc<dyn TokenSource>>,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ReaderContext {
+    fn new(log: Arc<dyn ClientLog>, tokens: Option<Arc<dyn TokenSource>>) -> Self {
+        Self { log, tokens, last_error: Mutex::new(None) }
+    }
+
+    fn last_error(&self) -> String {
+        let last = self.last_error.lock().unwrap_or_else(|p| p.into_inner());
+        last.clone().unwrap_or_else(|| "none".to_owned())
+    }
 }
 
 impl ClientContext for ReaderContext {
@@ -166,7 +180,9 @@ impl ClientContext for ReaderContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.log.warn(&format!("kafka: {error}: {reason}"));
+        let text = format!("kafka: {error}: {reason}");
+        self.log.warn(&text);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
 
     fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
@@ -176,37 +192,89 @@ impl ClientContext for ReaderContext {
 
 impl ConsumerContext for ReaderContext {}
 
+/// The questions the reader asks the broker before it reads: together
+/// bounded by one deadline, asked in short slices so that a stop is heard
+/// within [`QUESTION_SLICE`] and a connection still being set up (TLS,
+/// SASL) is waited for, not failed.
+struct Questions<'a> {
+    deadline: Instant,
+    stop: Option<&'a Stop>,
+}
+
+/// One attempt of a question waits at most this long.
+const QUESTION_SLICE: Duration = Duration::from_secs(2);
+/// Attempts start at most this often.
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+impl Questions<'_> {
+    /// Asks until an answer, the deadline (the last error) or a stop.
+    fn ask<T>(&self, mut question: impl FnMut(Duration) -> KafkaResult<T>) -> Result<T, Asked> {
+        loop {
+            if self.stop.is_some_and(Stop::is_requested) {
+                return Err(Asked::Stopped);
+            }
+            let asked = Instant::now();
+            let left = self.deadline.saturating_duration_since(asked);
+            match question(left.min(QUESTION_SLICE)) {
+                Ok(answer) => return Ok(answer),
+                Err(err) if left <= QUESTION_SLICE => return Err(Asked::Failed(err.to_string())),
+                // A refused connection fails at once: ask again, not in a busy loop.
+                Err(_) => std::thread::sleep(RETRY_PAUSE.saturating_sub(asked.elapsed())),
+            }
+        }
+    }
+}
+
+/// Why a question got no answer.
+enum Asked {
+    Stopped,
+    Failed(String),
+}
+
+impl Asked {
+    fn or(self, error: impl FnOnce(String) -> ReaderError) -> ReaderError {
+        match self {
+            Asked::Stopped => ReaderError::Stopped,
+            Asked::Failed(reason) => error(reason),
+        }
+    }
+}
+
 /// Reads the assigned partitions up to their ends.
 pub struct PartitionReader {
     consumer: BaseConsumer<ReaderContext>,
     topic: String,
     bounds: Bounds,
-    /// The last consumer error, and when something was last read.
-    last_error: Option<String>,
-    last_progress: Instant,
+    /// Since when polls have found nothing at all (no message, no end of
+    /// a partition).
+    idle_since: Option<Instant>,
 }
 
-/// With broker errors and nothing read for this long, the run ends.
+/// Every event a backfill reads is on the broker already: when nothing
+/// at all arrives for this long, the broker is gone and the run ends.
 const STALL_LIMIT: Duration = Duration::from_secs(120);
 
 impl PartitionReader {
     /// Connects, fixes every partition's span and assigns the partitions
-    /// with something to read. `wait` bounds each question to the broker.
+    /// with something to read. `wait` bounds the questions to the broker
+    /// together; `stop` ends them early.
     pub fn open(
         settings: &EventHubsSettings,
         from: &ReadFrom,
         until_ms: Option<i64>,
         log: Arc<dyn ClientLog>,
         wait: Duration,
+        stop: Option<&Stop>,
     ) -> Result<Self, ReaderError> {
         let tokens = match settings.auth {
             KafkaAuth::EntraApp(_) => super::token::token_source(settings).map_err(ReaderError::Token)?,
             _ => None,
         };
-        let consumer = consumer::create(&settings.reader_settings(), ReaderContext { log, tokens })?;
+        let consumer = consumer::create(&settings.reader_settings(), ReaderContext::new(log, tokens))?;
         let topic = settings.event_hub.clone();
-        let partitions = partitions_of(&consumer, settings, wait)?;
-        let spans = spans(&consumer, &topic, &partitions, from, wait)?;
+        let questions = Questions { deadline: Instant::now() + wait, stop };
+        let partitions = partitions_of(&consumer, settings, &questions, wait)?;
+        let spans = spans(&consumer, &topic, &partitions, from, &questions)?;
         let mut list = TopicPartitionList::new();
         for span in spans.iter().filter(|s| s.start < s.end) {
             list.add_partition_offset(&topic, span.partition, Offset::Offset(span.start))
@@ -214,7 +282,7 @@ impl PartitionReader {
         }
         consumer.assign(&list).map_err(|e| ReaderError::Assign(e.to_string()))?;
         let bounds = Bounds::new(&spans, until_ms);
-        Ok(Self { consumer, topic, bounds, last_error: None, last_progress: Instant::now() })
+        Ok(Self { consumer, topic, bounds, idle_since: None })
     }
 
     /// Waits up to `timeout` for the next message inside a span.
@@ -222,29 +290,29 @@ impl PartitionReader {
         if self.bounds.is_done() {
             return Ok(Next::Done);
         }
-        let Self { consumer, topic, bounds, last_error, last_progress } = self;
+        let Self { consumer, topic, bounds, idle_since } = self;
         let polled = consumer.poll(timeout);
+        if polled.is_some() {
+            *idle_since = None;
+        }
         let partition = match polled {
             None => {
-                return match last_error {
-                    Some(error) if last_progress.elapsed() >= STALL_LIMIT => {
-                        Err(ReaderError::Stalled(STALL_LIMIT, error.clone()))
-                    }
-                    _ => Ok(Next::Idle),
-                };
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= STALL_LIMIT {
+                    return Err(ReaderError::Stalled(STALL_LIMIT, consumer.context().last_error()));
+                }
+                return Ok(Next::Idle);
             }
             Some(Err(KafkaError::PartitionEOF(partition))) => {
                 bounds.end_of_partition(partition);
-                *last_progress = Instant::now();
                 partition
             }
             Some(Err(err)) => {
-                *last_error = Some(err.to_string());
+                consumer.context().log.warn(&format!("kafka: {err}"));
+                *consumer.context().last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
                 return Ok(Next::Idle);
             }
             Some(Ok(message)) => {
-                *last_progress = Instant::now();
-                *last_error = None;
                 let partition = message.partition();
                 let timestamp = message.timestamp().to_millis();
                 if bounds.take(partition, message.offset(), timestamp) {
@@ -280,15 +348,14 @@ fn pause(consumer: &BaseConsumer<ReaderContext>, topic: &str, partition: i32) {
 fn partitions_of(
     consumer: &BaseConsumer<ReaderContext>,
     settings: &EventHubsSettings,
+    questions: &Questions<'_>,
     wait: Duration,
 ) -> Result<Vec<i32>, ReaderError> {
     let topic = &settings.event_hub;
     let servers = || settings.bootstrap_servers.clone();
-    let metadata = consumer.fetch_metadata(Some(topic), wait).map_err(|e| ReaderError::Unreachable {
-        servers: servers(),
-        wait,
-        reason: e.to_string(),
-    })?;
+    let metadata = questions
+        .ask(|t| consumer.fetch_metadata(Some(topic), t))
+        .map_err(|e| e.or(|reason| ReaderError::Unreachable { servers: servers(), wait, reason }))?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
         return Err(ReaderError::NoSuchHub { topic: topic.clone(), servers: servers(), reason: "not listed".into() });
     };
@@ -299,11 +366,7 @@ fn partitions_of(
     let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     partitions.sort_unstable();
     if partitions.is_empty() {
-        return Err(ReaderError::NoSuchHub {
-            topic: topic.clone(),
-            servers: servers(),
-            reason: "no partitions".into(),
-        });
+        return Err(ReaderError::NoSuchHub { topic: topic.clone(), servers: servers(), reason: "no partitions".into() });
     }
     Ok(partitions)
 }
@@ -316,7 +379,7 @@ fn spans(
     topic: &str,
     partitions: &[i32],
     from: &ReadFrom,
-    wait: Duration,
+    questions: &Questions<'_>,
 ) -> Result<Vec<PartitionSpan>, ReaderError> {
     let wanted: Vec<(i32, Option<i64>)> = match from {
         ReadFrom::Beginning | ReadFrom::Time(_) => partitions.iter().map(|&p| (p, None)).collect(),
@@ -331,16 +394,14 @@ fn spans(
         }
     };
     let at_time = match from {
-        ReadFrom::Time(ms) => Some(offsets_at(consumer, topic, partitions, *ms, wait)?),
+        ReadFrom::Time(ms) => Some(offsets_at(consumer, topic, partitions, *ms, questions)?),
         _ => None,
     };
     let mut spans = Vec::with_capacity(wanted.len());
     for (partition, offset) in wanted {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, wait).map_err(|e| ReaderError::Offsets {
-            what: "the watermarks",
-            partition,
-            reason: e.to_string(),
-        })?;
+        let (low, high) = questions
+            .ask(|t| consumer.fetch_watermarks(topic, partition, t))
+            .map_err(|e| e.or(|reason| ReaderError::Offsets { what: "the watermarks", partition, reason }))?;
         let start = match (offset, &at_time) {
             (Some(offset), _) => offset,
             (None, Some(found)) => found.iter().find(|(p, _)| *p == partition).and_then(|(_, o)| *o).unwrap_or(high),
@@ -358,7 +419,7 @@ fn offsets_at(
     topic: &str,
     partitions: &[i32],
     ms: i64,
-    wait: Duration,
+    questions: &Questions<'_>,
 ) -> Result<Vec<(i32, Option<i64>)>, ReaderError> {
     let mut list = TopicPartitionList::new();
     for &partition in partitions {
@@ -369,11 +430,9 @@ fn offsets_at(
         })?;
     }
     let first = partitions.first().copied().unwrap_or_default();
-    let found = consumer.offsets_for_times(list, wait).map_err(|e| ReaderError::Offsets {
-        what: "the offset for --at",
-        partition: first,
-        reason: e.to_string(),
-    })?;
+    let found = questions
+        .ask(|t| consumer.offsets_for_times(list.clone(), t))
+        .map_err(|e| e.or(|reason| ReaderError::Offsets { what: "the offset for --at", partition: first, reason }))?;
     let mut offsets = Vec::with_capacity(partitions.len());
     for element in found.elements_for_topic(topic) {
         let partition = element.partition();
@@ -414,7 +473,7 @@ mod tests {
         };
         for auth in [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)] {
             let settings = EventHubsSettings::new("127.0.0.1:9", auth.clone());
-            let context = ReaderContext { log: Arc::new(Quiet), tokens: None };
+            let context = ReaderContext::new(Arc::new(Quiet), None);
             let created = consumer::create(&settings.reader_settings(), context);
             assert!(created.is_ok(), "{auth:?}: {:?}", created.err());
         }
