@@ -257,7 +257,12 @@ fn eventhubs_backfill_starts_at_given_offsets_or_time_and_ends_at_until() {
     let out = dir.join("missing.cef");
     let (status, stderr) = backfill(&config, &["--offsets", "0:0,9:0", "-o", out.to_str().unwrap()]);
     assert_eq!(status.code(), Some(2), "a partition the hub does not have is a usage error\n{stderr}");
-    assert!(stderr.contains("--offsets: event hub insights-logs-advancedhunting-cloudappevents has no partition 9 (it has 4: 0-3)"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "--offsets: event hub insights-logs-advancedhunting-cloudappevents has no partition 9 (it has 4: 0-3)"
+        ),
+        "{stderr}"
+    );
     assert!(!out.exists(), "an output of a run that read nothing is left behind");
     assert_eq!(Tansu::committed(&observer, TOPIC, PARTITIONS), [None; 4], "a backfill committed offsets");
 }

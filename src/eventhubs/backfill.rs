@@ -56,7 +56,9 @@ pub enum ReaderError {
     Client(#[from] ConsumerError),
     #[error("eventhubs OAUTHBEARER: {0}")]
     Token(String),
-    #[error("the broker at {servers} did not answer within {wait:?} ({reason}): is it reachable, and are the address and sign-in right?")]
+    #[error(
+        "the broker at {servers} did not answer within {wait:?} ({reason}): is it reachable, and are the address and sign-in right?"
+    )]
     Unreachable { servers: String, wait: Duration, reason: String },
     #[error("event hub {topic} does not exist at {servers} ({reason})")]
     NoSuchHub { topic: String, servers: String, reason: String },
@@ -366,7 +368,11 @@ fn partitions_of(
     let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     partitions.sort_unstable();
     if partitions.is_empty() {
-        return Err(ReaderError::NoSuchHub { topic: topic.clone(), servers: servers(), reason: "no partitions".into() });
+        return Err(ReaderError::NoSuchHub {
+            topic: topic.clone(),
+            servers: servers(),
+            reason: "no partitions".into(),
+        });
     }
     Ok(partitions)
 }
