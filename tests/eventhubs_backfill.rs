@@ -359,3 +359,40 @@ fn eventhubs_backfill_with_the_broker_unreachable_fails_naming_it() {
     assert!(!stderr.contains("did not answer"), "{stderr}");
     assert!(!out.exists(), "an output of a run that read nothing is left behind");
 }
+
+#[test]
+fn eventhubs_backfill_refuses_the_flags_of_the_other_source() {
+    let dir = Scratch::new("eventhubs-backfill-flags");
+    let config = config_file(&dir, "127.0.0.1:9");
+    let config = config.to_str().unwrap();
+    let out = dir.join("out.cef");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["--source", "eventhubs", "--config", config, "--since", "1h", "-o", out], "--since is for the API"),
+        (&["--source", "eventhubs", "--config", config, "-o", out], "say where to start"),
+        (&["--source", "eventhubs", "--from-beginning", "-o", out], "needs --config FILE"),
+        (
+            &["--source", "eventhubs", "--config", config, "--from-beginning", "--at", "now", "-o", out],
+            "exclude each other",
+        ),
+        (
+            &["--source", "eventhubs", "--config", config, "--at", "now", "--until", "2020-01-01", "-o", out],
+            "--until must be after --at",
+        ),
+        (
+            &["--source", "eventhubs", "--config", config, "--offsets", "0:x", "-o", out],
+            "--offsets: \"0:x\" is not PARTITION:OFFSET",
+        ),
+        (
+            &["--from-beginning", "--portal-url", "https://x", "--token", "t", "-o", out],
+            "--from-beginning is for --source eventhubs",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = cefwire().arg("backfill").args(args).stdin(Stdio::null()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in {stderr}");
+    }
+    assert!(!Path::new(out).exists(), "a refused command line wrote an output");
+}
