@@ -8,8 +8,6 @@
 //! zstd NDJSON. This module owns the window's queries, that loop, the
 //! archive files, the progress display, the report and the dry run; it
 //! does not know how the sink delivers (a file, or the syslog sender).
-//! The same job reading an event hub instead of the API
-//! (`--source eventhubs`) is [`eventhubs`]; it shares the id gate.
 
 use crate::api::{ApiClient, ApiConfig, ApiError, ClientStats, Endpoint, PageInfo, PagingError, RateLimit, TimeKey};
 use crate::api::{TimeWindow, WindowQuery, paging};
@@ -26,9 +24,6 @@ use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-#[cfg(feature = "eventhubs")]
-pub mod eventhubs;
 
 /// Validated settings of `cefwire backfill`.
 #[derive(Clone, Debug)]

@@ -368,7 +368,10 @@ fn eventhubs_backfill_refuses_the_flags_of_the_other_source() {
     let out = dir.join("out.cef");
     let out = out.to_str().unwrap();
     let cases: [(&[&str], &str); 7] = [
-        (&["--source", "eventhubs", "--config", config, "--since", "1h", "-o", out], "--since is for the API"),
+        (
+            &["--source", "eventhubs", "--config", config, "--since", "1h", "-o", out],
+            "--since is for --source mda or graph",
+        ),
         (&["--source", "eventhubs", "--config", config, "-o", out], "say where to start"),
         (&["--source", "eventhubs", "--from-beginning", "-o", out], "needs --config FILE"),
         (

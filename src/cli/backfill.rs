@@ -439,15 +439,15 @@ fn finish(
 }
 
 /// `--source eventhubs`: flags and the agent's `[eventhubs]` section →
-/// [`EventHubsBackfillConfig`](crate::backfill::eventhubs::EventHubsBackfillConfig).
+/// [`EventHubsBackfillConfig`](crate::eventhubs_backfill::EventHubsBackfillConfig).
 #[cfg(feature = "eventhubs")]
 mod eventhubs {
     use super::{BackfillArgs, Destination, deliver, finish};
     use crate::agent::config::eventhubs_settings;
     use crate::agent::config_file::ConfigFile;
-    use crate::backfill::eventhubs::{self as job, EventHubsBackfillConfig};
     use crate::cli::{UsageError, usage};
     use crate::eventhubs::backfill::ReadFrom;
+    use crate::eventhubs_backfill::{self as job, EventHubsBackfillConfig};
     use crate::exit::Status;
     use crate::stop::Stop;
     use crate::time::parse_time_ms;

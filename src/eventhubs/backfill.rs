@@ -12,7 +12,7 @@
 //! which message is inside its partition's span, when a partition is done
 //! (its end offset, the end of the partition, or a message enqueued at or
 //! after `--until`). This module knows nothing of CEF, sinks or progress
-//! bars; the job loop is `crate::backfill::eventhubs`.
+//! bars; the job loop is `crate::eventhubs_backfill`.
 
 use super::consumer::{self, ClientLog, ConsumerError, TokenSource};
 use super::settings::{EventHubsSettings, KafkaAuth};

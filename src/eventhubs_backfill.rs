@@ -7,10 +7,11 @@
 //! Each message body (`{"records":[…]}`) runs through the shared record
 //! loop with backfill's `ReportId` gate, into the [`MessageSink`] (a file
 //! or the syslog sender). This module owns that loop, the per-partition
-//! counts and progress lines, and the report; how partitions are read is
+//! counts and progress lines, and the report (its own: offsets per
+//! partition, unlike the API's pages); how partitions are read is
 //! `crate::eventhubs::backfill`, how the sink delivers is not its concern.
 
-use super::SendOnce;
+use crate::backfill::SendOnce;
 use crate::cef::CefOptions;
 use crate::eventhubs::backfill::{Next, PartitionReader, PartitionState, ReadFrom, ReaderError};
 use crate::eventhubs::{ClientLog, EventHubsSettings};
