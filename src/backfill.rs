@@ -249,12 +249,13 @@ pub fn run_to_end(config: &BackfillConfig, sink: &mut dyn MessageSink) -> Backfi
 }
 
 /// Backfill's [`RecordGate`]: a record whose id was sent within the last
-/// [`RECENT_IDS`] records is skipped (a page the API served twice, the same
+/// [`RECENT_IDS`] records (Event Hubs: a count of its own) is skipped (a page the API served twice, the same
 /// record on two pages). Memory stays bounded: the oldest id is forgotten
 /// for each new one once the set is full, and both are allocated once.
 pub(crate) struct SendOnce {
     recent: HashSet<u64>,
     order: VecDeque<u64>,
+    capacity: usize,
     digits: itoa::Buffer,
     admitted: Option<u64>,
 }
@@ -264,9 +265,15 @@ const RECENT_IDS: usize = 100_000;
 
 impl SendOnce {
     pub(crate) fn new() -> Self {
+        Self::remembering(RECENT_IDS)
+    }
+
+    /// A gate that remembers the last `ids` ids sent.
+    pub(crate) fn remembering(ids: usize) -> Self {
         Self {
-            recent: HashSet::with_capacity(RECENT_IDS + 1),
-            order: VecDeque::with_capacity(RECENT_IDS + 1),
+            recent: HashSet::with_capacity(ids + 1),
+            order: VecDeque::with_capacity(ids + 1),
+            capacity: ids,
             digits: itoa::Buffer::new(),
             admitted: None,
         }
@@ -286,7 +293,7 @@ impl RecordGate for SendOnce {
         let Some(hash) = self.admitted.take() else { return };
         if self.recent.insert(hash) {
             self.order.push_back(hash);
-            if self.order.len() > RECENT_IDS
+            if self.order.len() > self.capacity
                 && let Some(oldest) = self.order.pop_front()
             {
                 self.recent.remove(&oldest);

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod convert;
 pub mod emulate;
 pub mod eventhubs;
+#[cfg(feature = "eventhubs")]
+pub mod eventhubs_backfill;
 pub mod exit;
 pub mod fault_hooks;
 pub mod generate;

@@ -6,6 +6,8 @@
 mod api;
 mod azure_blob;
 mod convert_cli;
+#[cfg(feature = "eventhubs")]
+mod eventhubs_backfill;
 mod files;
 mod golden;
 mod graph_backfill;

@@ -347,7 +347,9 @@ fn stream(settings: &StreamSettings, filters: crate::settings::Setting) -> Resul
 /// The environment variable that may hold the Event Hubs connection string.
 pub const CONNECTION_STRING_ENV: &str = "CEFWIRE_EVENTHUBS_CONNECTION_STRING";
 
-fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, SettingError> {
+/// Validates the `[eventhubs]` section (the agent's source, and `backfill
+/// --source eventhubs` reading the same file).
+pub fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, SettingError> {
     let connection_string = || -> Result<Secret, SettingError> {
         match (&section.connection_string_file, std::env::var(CONNECTION_STRING_ENV)) {
             (Some(path), _) => {

@@ -49,7 +49,7 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Run the SIEM agent: last two days first, then everything new, resumable.
     Agent(Box<agent::AgentArgs>),
-    /// Fetch a time window from the API and write or send it as CEF.
+    /// Fetch a time window from the API (or a span of an event hub) and write or send it as CEF.
     Backfill(Box<backfill::BackfillArgs>),
     /// Run a local emulator of the Defender for Cloud Apps API, Graph alerts_v2 and the streaming archive.
     Emulate(emulate::EmulateArgs),

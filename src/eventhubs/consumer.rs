@@ -13,7 +13,7 @@
 //! [`ClientLog`] with secrets never in them (librdkafka does not log
 //! passwords). This module knows nothing of CEF or syslog.
 
-use super::settings::{EventHubsSettings, KafkaAuth};
+use super::settings::{ClientSetting, EventHubsSettings, KafkaAuth};
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -67,13 +67,7 @@ impl<H: PartitionHandler> ClientContext for GroupContext<H> {
     const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
-                self.log.error(&format!("kafka: {facility}: {message}"));
-            }
-            RDKafkaLogLevel::Warning => self.log.warn(&format!("kafka: {facility}: {message}")),
-            _ => {}
-        }
+        log_line(&*self.log, level, facility, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -81,11 +75,27 @@ impl<H: PartitionHandler> ClientContext for GroupContext<H> {
     }
 
     fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn Error>> {
-        let source = self.tokens.as_ref().ok_or("no token source: OAUTHBEARER is not configured")?;
-        let (token, lifetime_ms) = source.token()?;
-        // Event Hubs identifies the application by the token itself.
-        Ok(OAuthToken { token, principal_name: "cefwire".to_owned(), lifetime_ms })
+        oauth_token(self.tokens.as_deref())
     }
+}
+
+/// A librdkafka log line to `log`: warnings and worse only.
+pub(crate) fn log_line(log: &dyn ClientLog, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            log.error(&format!("kafka: {facility}: {message}"));
+        }
+        RDKafkaLogLevel::Warning => log.warn(&format!("kafka: {facility}: {message}")),
+        _ => {}
+    }
+}
+
+/// The OAUTHBEARER token librdkafka asks for, from `tokens`.
+pub(crate) fn oauth_token(tokens: Option<&dyn TokenSource>) -> Result<OAuthToken, Box<dyn Error>> {
+    let source = tokens.ok_or("no token source: OAUTHBEARER is not configured")?;
+    let (token, lifetime_ms) = source.token()?;
+    // Event Hubs identifies the application by the token itself.
+    Ok(OAuthToken { token, principal_name: "cefwire".to_owned(), lifetime_ms })
 }
 
 impl<H: PartitionHandler> ConsumerContext for GroupContext<H> {
@@ -225,15 +235,10 @@ impl<H: PartitionHandler> GroupConsumer<H> {
         log: Arc<dyn ClientLog>,
         tokens: Option<Arc<dyn TokenSource>>,
     ) -> Result<Self, ConsumerError> {
-        let mut config = ClientConfig::new();
-        for setting in settings.client_settings() {
-            config.set(setting.key, setting.value());
-        }
-        config.set_log_level(RDKafkaLogLevel::Warning);
+        let client_settings = settings.client_settings();
         let tokens = if matches!(settings.auth, KafkaAuth::EntraApp(_)) { tokens } else { None };
         let context = GroupContext { topic: settings.event_hub.clone(), handler: Mutex::new(handler), log, tokens };
-        let consumer: BaseConsumer<GroupContext<H>> =
-            config.create_with_context(context).map_err(|e| creation_error(e, settings))?;
+        let consumer: BaseConsumer<GroupContext<H>> = create(&client_settings, context)?;
         consumer
             .subscribe(&[settings.event_hub.as_str()])
             .map_err(|e| ConsumerError::Subscribe { topic: settings.event_hub.clone(), reason: e.to_string() })?;
@@ -275,11 +280,24 @@ impl<H: PartitionHandler> GroupConsumer<H> {
     }
 }
 
+/// A consumer with exactly `settings` (and librdkafka's warnings on).
+pub(crate) fn create<C: ConsumerContext>(
+    settings: &[ClientSetting],
+    context: C,
+) -> Result<BaseConsumer<C>, ConsumerError> {
+    let mut config = ClientConfig::new();
+    for setting in settings {
+        config.set(setting.key, setting.value());
+    }
+    config.set_log_level(RDKafkaLogLevel::Warning);
+    config.create_with_context(context).map_err(|e| creation_error(e, settings))
+}
+
 /// librdkafka names the property it refused; map that back to our setting
 /// without echoing any value (a refused password must not be printed).
-fn creation_error(err: KafkaError, settings: &EventHubsSettings) -> ConsumerError {
+fn creation_error(err: KafkaError, settings: &[ClientSetting]) -> ConsumerError {
     let text = err.to_string();
-    for setting in settings.client_settings() {
+    for setting in settings {
         if text.contains(setting.key) {
             let reason = if setting.is_secret() { "refused".to_owned() } else { text.clone() };
             return ConsumerError::Setting { key: setting.key, reason };

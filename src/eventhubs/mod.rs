@@ -8,11 +8,15 @@
 //! consumer and hands rebalances to a handler on the polling thread;
 //! [`token`] fetches OAUTHBEARER tokens;
 //! [`offsets`] decides which offsets may be committed — only those whose
-//! records syslog has taken. The agent's loop over them, which converts
+//! records syslog has taken; [`backfill`] is `cefwire backfill`'s bounded
+//! reader, assigned its partitions, which joins no group and commits
+//! nothing. The agent's loop over them, which converts
 //! and sends, is `agent::eventhubs`; this module knows nothing of CEF or
 //! syslog. Without the `eventhubs` feature (the fuzz targets) only the
 //! settings and the offset bookkeeping are built, not the client.
 
+#[cfg(feature = "eventhubs")]
+pub mod backfill;
 #[cfg(feature = "eventhubs")]
 pub mod consumer;
 pub mod offsets;

@@ -198,6 +198,48 @@ impl EventHubsSettings {
             // Rebalances stop the world: finish in flight, commit, hand over.
             ClientSetting::plain("partition.assignment.strategy", "range,roundrobin"),
         ];
+        self.push_security(&mut settings);
+        settings
+    }
+
+    /// The librdkafka properties of `backfill`'s reader. It takes its
+    /// partitions with `assign()` — no subscription, so it never joins a
+    /// group, has no session, heartbeat or assignment strategy — and
+    /// nothing is ever committed or stored: a backfill must not move the
+    /// agent's group. librdkafka's `assign()` needs a `group.id` all the
+    /// same; it is [`Self::reader_group`], never the agent's group. It
+    /// stops at offsets it was given, and hears when a partition has no
+    /// more (`enable.partition.eof`).
+    pub fn reader_settings(&self) -> Vec<ClientSetting> {
+        let ms = |d: Duration| d.as_millis().to_string();
+        let t = &self.timeouts;
+        let mut settings = vec![
+            ClientSetting::plain("bootstrap.servers", &self.bootstrap_servers),
+            ClientSetting::plain("group.id", self.reader_group()),
+            ClientSetting::plain("client.id", format!("{}-backfill", self.client_id)),
+            ClientSetting::plain("enable.auto.commit", "false"),
+            ClientSetting::plain("enable.auto.offset.store", "false"),
+            // Offsets are always given; one the hub no longer keeps (its
+            // retention ran out mid-run) is read from the oldest kept.
+            ClientSetting::plain("auto.offset.reset", "earliest"),
+            ClientSetting::plain("enable.partition.eof", "true"),
+            ClientSetting::plain("socket.timeout.ms", ms(t.request)),
+            ClientSetting::plain("metadata.max.age.ms", ms(t.metadata_max_age)),
+            ClientSetting::plain("connections.max.idle.ms", ms(t.connections_max_idle)),
+            ClientSetting::plain("socket.keepalive.enable", "true"),
+        ];
+        self.push_security(&mut settings);
+        settings
+    }
+
+    /// The `group.id` of the backfill reader: the agent's group with
+    /// `.backfill` appended, so it can never be the agent's own.
+    pub fn reader_group(&self) -> String {
+        format!("{}.backfill", self.consumer_group)
+    }
+
+    /// How the client signs in and what TLS it trusts.
+    fn push_security(&self, settings: &mut Vec<ClientSetting>) {
         match &self.auth {
             KafkaAuth::Plaintext => settings.push(ClientSetting::plain("security.protocol", "plaintext")),
             KafkaAuth::ConnectionString(secret) => {
@@ -218,7 +260,6 @@ impl EventHubsSettings {
                 settings.push(ClientSetting::plain("ssl.ca.location", ca.display().to_string()));
             }
         }
-        settings
     }
 
     /// The settings as `key=value` lines with secrets hidden, for logs.
@@ -399,6 +440,51 @@ mod tests {
             ]
         );
         assert!(!format!("{settings:?}").contains("s3cr3t"), "{settings:?}");
+    }
+
+    /// The backfill reader is assigned its partitions: no group
+    /// membership settings, nothing committed or stored, a group id that
+    /// is not the agent's; the same sign-in as the agent.
+    #[test]
+    fn the_backfill_reader_joins_no_group_and_commits_nothing() {
+        let mut settings = EventHubsSettings::new(
+            "contoso-xdr.servicebus.windows.net:9093",
+            KafkaAuth::ConnectionString(Secret::new(CONN)),
+        );
+        settings.consumer_group = "siem".into();
+        settings.client_id = "cefwire-test".into();
+        let got: Vec<(String, String)> =
+            settings.reader_settings().iter().map(|s| (s.key.to_owned(), s.value().to_owned())).collect();
+        let expected: Vec<(String, String)> = [
+            ("bootstrap.servers", "contoso-xdr.servicebus.windows.net:9093"),
+            ("group.id", "siem.backfill"),
+            ("client.id", "cefwire-test-backfill"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "true"),
+            ("socket.timeout.ms", "60000"),
+            ("metadata.max.age.ms", "180000"),
+            ("connections.max.idle.ms", "180000"),
+            ("socket.keepalive.enable", "true"),
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanisms", "PLAIN"),
+            ("sasl.username", "$ConnectionString"),
+            ("sasl.password", CONN),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(got, expected);
+        for key in
+            ["session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "partition.assignment.strategy"]
+        {
+            assert!(!got.iter().any(|(k, _)| k == key), "{key}: a group member's setting in the reader");
+        }
+        assert_ne!(settings.reader_group(), settings.consumer_group);
+        let shown = format!("{:?}", settings.reader_settings());
+        assert!(!shown.contains("SharedAccessKey="), "{shown}");
     }
 
     #[test]
