@@ -36,5 +36,6 @@ pub mod send;
 pub mod settings;
 pub mod sink;
 pub mod stop;
+pub mod storage;
 pub mod syslog;
 pub mod time;

@@ -4,6 +4,7 @@
 use super::api::ApiArgs;
 use super::common::{CefArgs, ReportArgs};
 use super::send_args::SendArgs;
+use super::storage_args::StorageArgs;
 use super::usage;
 use crate::api::{Endpoint, TimeKey, TimeWindow, paging};
 use crate::backfill::{self, BackfillConfig};
@@ -34,6 +35,8 @@ pub enum SourceArg {
     Graph,
     /// The event hub Defender XDR streams CloudAppEvents into (with --config).
     Eventhubs,
+    /// The Defender XDR streaming archive (CloudAppEvents) in an Azure Storage account.
+    Storage,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +105,9 @@ pub struct BackfillArgs {
 
     /// Where the records come from: the Defender for Cloud Apps API,
     /// Microsoft Graph alerts_v2 (alerts only; see the Graph access flags),
-    /// or the event hub of Defender XDR streaming (with --config).
+    /// the event hub of Defender XDR streaming (with --config), or the
+    /// streaming archive in Azure Storage (activities only: the blobs of
+    /// the window's hours; see the Storage source flags).
     #[arg(long, value_enum, default_value_t = SourceArg::Mda)]
     pub source: SourceArg,
 
@@ -150,6 +155,9 @@ pub struct BackfillArgs {
 
     #[command(flatten)]
     pub cef: CefArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 /// How to reach Microsoft Graph (`--source graph`). The application's
@@ -228,7 +236,8 @@ impl BackfillArgs {
         })
     }
 
-    fn into_config(self, stop: &Stop) -> anyhow::Result<(Job, Option<Destination>)> {
+    /// The window asked for, checked (and the flags only Event Hubs takes refused).
+    fn window(&self) -> anyhow::Result<TimeWindow> {
         let eventhubs_only = [
             (self.config.is_some(), "--config"),
             (self.at.is_some(), "--at"),
@@ -242,7 +251,7 @@ impl BackfillArgs {
             usage!("--until needs --from (or --source eventhubs)");
         }
         let now = now_ms();
-        let window = match (&self.since, &self.from) {
+        Ok(match (&self.since, &self.from) {
             (Some(HumanDuration(since)), None) => {
                 if since.is_zero() {
                     usage!("--since: must be longer than zero");
@@ -261,12 +270,17 @@ impl BackfillArgs {
                 TimeWindow { from, until }
             }
             _ => usage!("give the window: --since DURATION, or --from TIME [--until TIME]"),
-        };
+        })
+    }
+
+    fn into_config(self, stop: &Stop) -> anyhow::Result<(Job, Option<Destination>)> {
+        let window = self.window()?;
         let asked = match (self.source, self.types.is_empty()) {
             (_, false) => self.types.clone(),
             (SourceArg::Mda, true) => vec![TypeArg::Activities, TypeArg::Alerts],
             (SourceArg::Graph, true) => vec![TypeArg::Alerts],
             (SourceArg::Eventhubs, true) => unreachable!("--source eventhubs has its own config"),
+            (SourceArg::Storage, true) => unreachable!("--source storage has its own config"),
         };
         let mut types = Vec::new();
         // Alerts first: they are few, so both totals (and the ETA) are known early.
@@ -345,6 +359,10 @@ impl BackfillArgs {
 pub fn run(args: BackfillArgs) -> anyhow::Result<Status> {
     if args.source == SourceArg::Eventhubs {
         return eventhubs::run(args);
+    }
+    if args.source == SourceArg::Storage {
+        let window = args.window()?;
+        return super::storage_args::run(args, window, Stop::on_signals()?);
     }
     let quiet = args.report.quiet;
     let dry_run = args.dry_run;

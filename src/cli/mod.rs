@@ -20,6 +20,7 @@ mod replay;
 mod send_args;
 mod sink;
 mod status;
+mod storage_args;
 
 use crate::exit::Status;
 use crate::settings::SettingError;

@@ -26,12 +26,15 @@ mod cef;
 mod from_text;
 mod graph;
 mod send;
+mod storage;
 
 pub use api::{ApiDefaults, ApiSettings, extra_filters, readable_file, secret_from_file};
 pub use cef::{CefSettings, HostnameSetting};
 pub use from_text::FromText;
 pub use graph::{CLIENT_SECRET_ENV as GRAPH_CLIENT_SECRET_ENV, GraphSettings};
 pub use send::{FramingSetting, SendDefaults, SendSettings};
+pub use storage::{CLIENT_SECRET_ENV as STORAGE_CLIENT_SECRET_ENV, KEY_ENV, SAS_ENV};
+pub use storage::{StorageSettings, storage_names};
 
 /// A setting's names: its key in the agent's file and its flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
