@@ -11,6 +11,7 @@
 //! or fetches anything.
 
 use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, RetryPolicy, paging};
+use crate::azure::archive::ArchiveConfig;
 use crate::cef::{CefOptions, KindChoice};
 use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
@@ -18,7 +19,7 @@ use crate::graph::GraphConfig;
 use crate::send::SendConfig;
 use crate::settings::{
     ApiDefaults, ApiSettings, CefSettings, FromText, GraphSettings, SendDefaults, SendSettings, SettingError, Source,
-    extra_filters, names, readable_file, secret_from_file,
+    StorageSettings, extra_filters, names, readable_file, secret_from_file,
 };
 use crate::time::HumanDuration;
 use serde::Deserialize;
@@ -53,6 +54,8 @@ pub struct AgentConfig {
     pub eventhubs: Option<EventHubsSettings>,
     /// Alerts from Microsoft Graph `alerts_v2` (`[alerts] source = "graph"`).
     pub graph: Option<GraphConfig>,
+    /// Activities from the streaming archive (`[activities] source = "storage"`).
+    pub storage: Option<ArchiveConfig>,
     pub state_dir: PathBuf,
     pub logs_dir: Option<PathBuf>,
     pub poll_interval: Duration,
@@ -86,6 +89,7 @@ pub struct AgentSettings {
     pub alerts: StreamSettings,
     pub eventhubs: EventHubsSection,
     pub graph: GraphSettings,
+    pub storage: StorageSection,
     pub state_directory: Option<PathBuf>,
     pub logs_directory: Option<PathBuf>,
     pub poll_interval: Option<Duration>,
@@ -149,6 +153,61 @@ pub struct EventHubsSection {
     pub ca_file: Option<PathBuf>,
     /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).
     pub session_timeout: Option<FromText<HumanDuration>>,
+}
+
+/// `[storage]`: the Defender XDR streaming archive in an Azure Storage
+/// account. The SAS token, account key and client secret are never
+/// written here: files, or the environment variables `CEFWIRE_STORAGE_SAS`,
+/// `CEFWIRE_STORAGE_KEY`, `CEFWIRE_CLIENT_SECRET`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `https://<account>.blob.core.windows.net`.
+    pub account_url: Option<String>,
+    pub account: Option<String>,
+    /// Default `insights-logs-advancedhunting-cloudappevents`.
+    pub container: Option<String>,
+    /// Only blobs under this, e.g. `tenantId=<guid>/`.
+    pub prefix: Option<String>,
+    /// `"sas"`, `"key"` or `"entra"` (default: the one whose secret is given).
+    pub auth: Option<String>,
+    pub sas_file: Option<PathBuf>,
+    pub account_key_file: Option<PathBuf>,
+    pub tenant_id: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub token_url: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    /// Accept a plain `http://` account URL beyond loopback.
+    pub allow_http: Option<bool>,
+    /// Blobs of the hours within this much before now are read (default `"48h"`).
+    pub look_back: Option<FromText<HumanDuration>>,
+    /// The longest line read; a longer one is skipped and rejected.
+    pub max_line_bytes: Option<u64>,
+}
+
+impl StorageSection {
+    /// As the shared storage settings (validated there).
+    pub fn settings(&self) -> StorageSettings {
+        StorageSettings {
+            account_url: self.account_url.clone(),
+            account: self.account.clone(),
+            container: self.container.clone(),
+            prefix: self.prefix.clone(),
+            auth: self.auth.clone(),
+            sas_file: self.sas_file.clone(),
+            account_key_file: self.account_key_file.clone(),
+            tenant_id: self.tenant_id.clone(),
+            client_id: self.client_id.clone(),
+            client_secret_file: self.client_secret_file.clone(),
+            client_secret: None,
+            token_url: self.token_url.clone(),
+            ca_file: self.ca_file.clone(),
+            allow_http: self.allow_http.unwrap_or(false),
+            look_back: self.look_back.as_ref().map(|FromText(HumanDuration(d))| *d),
+            max_line_bytes: self.max_line_bytes,
+        }
+    }
 }
 
 /// Paths and values given on the command line, which win over the file.
@@ -218,12 +277,20 @@ impl AgentConfig {
     pub fn build(settings: AgentSettings, default_state_dir: PathBuf) -> Result<Self, SettingError> {
         let source = Source::AgentFile;
         let activities_on = settings.activities.enabled;
+        let mut storage = None;
         let (activities, eventhubs) = match settings.activities.source.as_deref().unwrap_or("mda") {
             _ if !activities_on => (None, None),
             "mda" => (stream(&settings.activities, names::FILTERS_ACTIVITIES)?, None),
             "eventhubs" => (None, Some(eventhubs_settings(&settings.eventhubs)?)),
+            "storage" => {
+                storage = Some(settings.storage.settings().validate(Source::AgentFile)?);
+                (None, None)
+            }
             other => {
-                return Err(bad("activities.source", format!("{other:?} is not \"mda\" or \"eventhubs\"")));
+                return Err(bad(
+                    "activities.source",
+                    format!("{other:?} is not \"mda\", \"storage\" or \"eventhubs\""),
+                ));
             }
         };
         let (alerts, graph) = match settings.alerts.source.as_deref().unwrap_or("mda") {
@@ -245,7 +312,7 @@ impl AgentConfig {
             }
             other => return Err(bad("alerts.source", format!("{other:?} is not \"mda\" or \"graph\""))),
         };
-        if activities.is_none() && alerts.is_none() && eventhubs.is_none() && graph.is_none() {
+        if activities.is_none() && alerts.is_none() && eventhubs.is_none() && graph.is_none() && storage.is_none() {
             return Err(bad("activities.enabled / alerts.enabled", "both data types are switched off; nothing to do"));
         }
         let api = match activities.is_some() || alerts.is_some() {
@@ -295,6 +362,7 @@ impl AgentConfig {
             alerts,
             eventhubs,
             graph,
+            storage,
             state_dir,
             logs_dir,
             poll_interval,

@@ -6,7 +6,7 @@
 //! settings, which `agent/config.rs` validates after the flags were put
 //! on top.
 
-use super::config::{AgentSettings, EventHubsSection, StreamSettings};
+use super::config::{AgentSettings, EventHubsSection, StorageSection, StreamSettings};
 use crate::api::RateLimit;
 use crate::settings::{
     ApiSettings, CefSettings, FramingSetting, FromText, GraphSettings, HostnameSetting, SendSettings, SettingError,
@@ -60,6 +60,9 @@ pub struct ConfigFile {
     /// The Microsoft Graph source (`[alerts] source = "graph"`).
     #[serde(default)]
     pub graph: GraphSection,
+    /// The Storage source (`[activities] source = "storage"`).
+    #[serde(default)]
+    pub storage: StorageSection,
 }
 
 /// `[graph]`: the Entra ID application reading Graph `alerts_v2`. The
@@ -262,6 +265,7 @@ impl ConfigFile {
             alerts: self.alerts.into_settings("alerts")?,
             eventhubs: self.eventhubs,
             graph,
+            storage: self.storage,
             state_directory: self.state_directory,
             logs_directory: self.logs_directory,
             poll_interval: value(self.poll_interval).map(|d| d.0),

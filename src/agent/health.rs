@@ -112,6 +112,9 @@ pub struct HealthReport {
     /// The Graph `alerts_v2` source, when the alerts come from there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphHealth>,
+    /// The Storage source, when the activities come from the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageHealth>,
     /// The API server's clock minus the local one, while they differ by
     /// more than the agent tolerates (ms; positive: the server is ahead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,6 +162,35 @@ pub struct GraphHealth {
     pub server_errors: u64,
     pub network_errors: u64,
     pub tokens_fetched: u64,
+}
+
+/// The Storage source: the account link, the blobs of the look-back and
+/// what was read from them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageHealth {
+    pub container: String,
+    pub prefix: String,
+    /// The storage account (listings and reads).
+    pub account: LinkHealth,
+    /// Blobs within the look-back at the last listing.
+    pub blobs: u64,
+    pub listings: u64,
+    pub bytes_read: u64,
+    /// Bytes listed but not yet read (the backlog; 0 when caught up).
+    pub behind_bytes: u64,
+    pub records: u64,
+    /// Records written to syslog.
+    pub sent: u64,
+    pub rejected: u64,
+    /// Records whose `ReportId` was sent already (the archive is at-least-once).
+    pub duplicates_skipped: u64,
+    pub skipped_other: u64,
+    /// Lines over the line limit, skipped (and rejected).
+    pub too_long: u64,
+    /// Blobs found shorter than the offset read (truncated or re-created).
+    pub restarted_blobs: u64,
+    /// Checkpoints saved (offsets and ids, after syslog had the records).
+    pub checkpoints: u64,
 }
 
 /// One partition this instance holds.
@@ -219,6 +251,12 @@ impl HealthReport {
             let error = link.last_error.as_deref().unwrap_or("error");
             failing.push((since, format!("Graph failing: {error}")));
         }
+        if let Some(account) = self.storage.as_ref().map(|s| &s.account)
+            && let Some(since) = account.failing_since_ms
+        {
+            let error = account.last_error.as_deref().unwrap_or("error");
+            failing.push((since, format!("storage failing: {error}")));
+        }
         if !running {
             let why = if self.stopped { "agent stopped" } else { "agent not running (health file not updated)" };
             failing.push((self.updated_ms, why.to_owned()));
@@ -263,7 +301,9 @@ impl HealthReport {
     pub fn failing_now(&self) -> bool {
         let broker = self.eventhubs.as_ref().is_some_and(|e| e.broker.failing_since_ms.is_some());
         let graph = self.graph.as_ref().is_some_and(|g| g.api.failing_since_ms.is_some());
+        let storage = self.storage.as_ref().is_some_and(|s| s.account.failing_since_ms.is_some());
         graph
+            || storage
             || self.api.failing_since_ms.is_some()
             || self.syslog.failing_since_ms.is_some()
             || self.checkpoint.failing_since_ms.is_some()
@@ -389,6 +429,9 @@ impl HealthStatus {
                 g.requests, g.pages, g.throttled_429, g.server_errors, g.network_errors, g.tokens_fetched, g.url
             ));
         }
+        if let Some(s) = &r.storage {
+            out.push_str(&storage_lines(s, &ago));
+        }
         let c = &r.api_counters;
         out.push_str(&format!(
             "API calls  {} requests, {} retries, {} throttled (429)\n",
@@ -396,6 +439,32 @@ impl HealthStatus {
         ));
         out
     }
+}
+
+/// The Storage source's lines of `status`.
+fn storage_lines(s: &StorageHealth, ago: &dyn Fn(Option<i64>) -> String) -> String {
+    let mut out = format!(
+        "storage    {}/{}: {} blobs in the look-back, {} records, {} sent, {} duplicates skipped, {} other tables \
+         skipped, {} rejected ({} lines too long), {:.1} MB read, {:.1} MB behind, {} checkpoints\n",
+        s.container,
+        s.prefix,
+        s.blobs,
+        s.records,
+        s.sent,
+        s.duplicates_skipped,
+        s.skipped_other,
+        s.rejected,
+        s.too_long,
+        s.bytes_read as f64 / 1e6,
+        s.behind_bytes as f64 / 1e6,
+        s.checkpoints
+    );
+    out.push_str(&format!("Storage    last success {}", ago(s.account.last_success_ms)));
+    if let (Some(err), Some(at)) = (&s.account.last_error, s.account.last_error_ms) {
+        out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
+    }
+    out.push('\n');
+    out
 }
 
 #[cfg(test)]

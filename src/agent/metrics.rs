@@ -3,7 +3,7 @@
 //! counters in the text exposition format. It reads a snapshot of the
 //! health report; it never touches the pipeline.
 
-use super::health::{EventHubsHealth, GraphHealth, HealthReport, HealthState};
+use super::health::{EventHubsHealth, GraphHealth, HealthReport, HealthState, StorageHealth};
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -60,6 +60,9 @@ pub fn render(report: &HealthReport, now_ms: i64) -> String {
     }
     if let Some(g) = &report.graph {
         render_graph(g, now_ms, &mut family);
+    }
+    if let Some(s) = &report.storage {
+        render_storage(s, &mut family);
     }
     let states = [HealthState::Connected, HealthState::ConnectionError, HealthState::Disconnected];
     let labels: Vec<String> = states.iter().map(|s| format!("{{state=\"{}\"}}", s.as_str())).collect();
@@ -130,6 +133,27 @@ fn render_eventhubs(e: &EventHubsHealth, family: &mut impl FnMut(&str, &str, &st
         "Records read from a partition since it was assigned.",
         &records,
     );
+}
+
+/// The Storage source's families.
+fn render_storage(s: &StorageHealth, family: &mut impl FnMut(&str, &str, &str, &[(&str, f64)])) {
+    let totals = [
+        ("cefwire_storage_records_total", "Streaming records read from the storage archive.", s.records),
+        ("cefwire_storage_records_sent_total", "Storage records written to syslog.", s.sent),
+        ("cefwire_storage_duplicates_total", "Records whose ReportId was sent already, dropped.", s.duplicates_skipped),
+        ("cefwire_storage_other_tables_total", "Streaming records of other tables, skipped.", s.skipped_other),
+        ("cefwire_storage_rejected_total", "Storage records rejected (long lines included).", s.rejected),
+        ("cefwire_storage_bytes_read_total", "Bytes of complete lines read from blobs.", s.bytes_read),
+        ("cefwire_storage_listings_total", "Blob listings made.", s.listings),
+        ("cefwire_storage_checkpoints_total", "Storage checkpoints saved.", s.checkpoints),
+    ];
+    for (name, help, value) in totals {
+        family(name, "counter", help, &[("", value as f64)]);
+    }
+    family("cefwire_storage_behind_bytes", "gauge", "Bytes listed but not yet read.", &[("", s.behind_bytes as f64)]);
+    family("cefwire_storage_blobs", "gauge", "Blobs within the look-back.", &[("", s.blobs as f64)]);
+    let failing = f64::from(u8::from(s.account.failing_since_ms.is_some()));
+    family("cefwire_storage_failing", "gauge", "1 while the storage account fails.", &[("", failing)]);
 }
 
 /// Serves `/metrics` until the process ends.

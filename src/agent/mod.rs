@@ -4,9 +4,11 @@
 //! ([`state`]), when failures are logged ([`outage`]), health and
 //! `cefwire status` ([`health`], written by [`health_writer`]), the
 //! rotating log ([`logfile`]), the Prometheus endpoint ([`metrics`]) and
-//! the configuration ([`config`], [`config_file`]). The Graph `alerts_v2`
-//! stream has its own loop beside them ([`graph_alerts`]). Pages come from
-//! [`crate::pages`]; records are converted by [`crate::records`].
+//! the configuration ([`config`], [`config_file`]). Pages come from
+//! [`crate::pages`]; records are converted by [`crate::records`]. The
+//! other sources have their own loops beside them: Graph `alerts_v2`
+//! ([`graph_alerts`]), Event Hubs ([`eventhubs`]) and the archive in Azure
+//! Storage ([`storage`], its checkpoint [`storage_state`]).
 
 pub mod config;
 pub mod config_file;
@@ -24,3 +26,5 @@ pub mod resend;
 pub mod run;
 pub mod state;
 pub mod state_lock;
+pub mod storage;
+pub mod storage_state;

@@ -63,6 +63,11 @@ impl SeenIds {
         self.order.len()
     }
 
+    /// `(time, hash)` in the order remembered, oldest first (a checkpoint).
+    pub fn entries(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        self.order.iter().copied()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }

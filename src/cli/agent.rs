@@ -12,6 +12,8 @@ use crate::agent::logfile::{AgentLog, Level};
 use crate::agent::run::{Agent, AgentError, AgentExit};
 use crate::agent::state::{STATE_FILE, StateStore};
 use crate::agent::state_lock::StateLock;
+use crate::agent::storage::{self, StorageRunConfig};
+use crate::agent::storage_state::STORAGE_STATE_FILE;
 use crate::exit::Status;
 use crate::stop::Stop;
 use clap::Args;
@@ -116,6 +118,12 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
             };
             lost_checkpoint(&config.state_dir, STATE_FILE, config.window_ms, sent).map_err(super::UsageError)?;
         }
+        if let Some(storage) = &config.storage {
+            // Only a health file of an earlier Storage stream counts.
+            let sent = |h: &HealthReport| h.storage.as_ref().and(h.activities.newest_sent_ms);
+            lost_checkpoint(&config.state_dir, STORAGE_STATE_FILE, storage.look_back_ms, sent)
+                .map_err(super::UsageError)?;
+        }
         if config.graph.is_some() {
             // Only a health file of an earlier Graph stream counts (not one
             // of alerts read from the API before a switch to Graph).
@@ -138,6 +146,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         .map(|api| api.portal_url.clone())
         .chain(config.eventhubs.iter().map(|e| format!("Event Hubs {}/{}", e.bootstrap_servers, e.event_hub)))
         .chain(config.graph.iter().map(|g| format!("Graph {}", g.base_url)))
+        .chain(config.storage.iter().map(|s| format!("Storage {}/{}", s.blob.endpoint, s.container)))
         .collect();
     log.info(&format!(
         "cefwire {} agent starting: {} → {}; state in {}",
@@ -156,9 +165,24 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     let graph = GraphRunConfig::from_agent(&config);
     let once = config.once;
     if config.api.is_none() && graph.is_some() {
-        // Graph alone (Event Hubs, if configured, on a thread beside it).
-        let beside = eventhubs_beside(&config, &stop, &log);
+        // Graph alone (Event Hubs or Storage, if configured, on a thread beside it).
+        let (eventhubs, storage) = (eventhubs_beside(&config, &stop, &log), storage_beside(&config, &stop, &log));
+        let beside = move |health: Arc<std::sync::Mutex<HealthReport>>| {
+            storage(Arc::clone(&health)).or_else(|| eventhubs(health))
+        };
         return match graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside) {
+            Ok(report) => {
+                log.info(&format!("agent stopped: {}", report.summary()));
+                Ok(Status::Success)
+            }
+            Err(err) => {
+                log.fatal(&err.to_string());
+                Err(err.into())
+            }
+        };
+    }
+    if config.api.is_none() && config.storage.is_some() {
+        return match storage::run_alone(&config, stop, Arc::clone(&log)) {
             Ok(report) => {
                 log.info(&format!("agent stopped: {}", report.summary()));
                 Ok(Status::Success)
@@ -184,6 +208,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     }
     #[cfg(feature = "eventhubs")]
     let beside = EventHubsRunConfig::from_agent(&config);
+    let storage_beside = storage_beside(&config, &stop, &log);
     let agent = Agent::new(config, stop.clone(), Arc::clone(&log)).map_err(|e| match e {
         AgentError::Setting(message) => anyhow::Error::new(super::UsageError(message)),
         other => anyhow::Error::new(other),
@@ -220,8 +245,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         }
         None => None,
     };
+    // The Storage source beside the API's alerts: the same arrangement.
+    let storage_thread = storage_beside(agent.health());
     let outcome = agent.run();
     stop.request();
+    if let Some(thread) = storage_thread {
+        let _ = thread.join();
+    }
     let graph_outcome = match graph_thread.map(std::thread::JoinHandle::join) {
         Some(Err(_)) => Err(anyhow::anyhow!("graph alerts: the loop panicked")),
         Some(Ok(Err(err))) => Err(err.into()),
@@ -284,6 +314,23 @@ fn eventhubs_beside(
         Some(std::thread::spawn(move || match eventhubs::run(&run_config, &stop, Arc::clone(&log), health) {
             Ok(report) => log.info(&format!("eventhubs stopped: {}", report.summary())),
             Err(err) => log.error(&format!("eventhubs: {err}")),
+        }))
+    }
+}
+
+/// The Storage loop on a thread beside another source, sharing its health.
+fn storage_beside(
+    config: &AgentConfig,
+    stop: &Stop,
+    log: &Arc<AgentLog>,
+) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+    let run_config = StorageRunConfig::from_agent(config);
+    let (stop, log) = (stop.clone(), Arc::clone(log));
+    move |health| {
+        let run_config = run_config?;
+        Some(std::thread::spawn(move || match storage::run(&run_config, &stop, Arc::clone(&log), health) {
+            Ok(report) => log.info(&format!("storage stopped: {}", report.summary())),
+            Err(err) => log.error(&format!("storage: {err}")),
         }))
     }
 }
