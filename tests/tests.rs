@@ -4,6 +4,7 @@
 //! bounded pool of long fault scenarios) are separate binaries.
 
 mod api;
+mod archive_reader;
 mod azure_blob;
 mod convert_cli;
 #[cfg(feature = "eventhubs")]

@@ -206,6 +206,10 @@ impl StorageSection {
             allow_http: self.allow_http.unwrap_or(false),
             look_back: self.look_back.as_ref().map(|FromText(HumanDuration(d))| *d),
             max_line_bytes: self.max_line_bytes,
+            // Few retries per request: the loop keeps trying every poll,
+            // and marks the account as failing in the meantime.
+            retries: Some(3),
+            retry_delay: None,
         }
     }
 }

@@ -78,6 +78,8 @@ impl StorageArgs {
             allow_http: api.allow_http,
             look_back: None,
             max_line_bytes: self.max_line_bytes,
+            retries: Some(api.retries),
+            retry_delay: Some(api.retry_delay.0),
         }
     }
 }

@@ -70,6 +70,10 @@ pub struct StorageSettings {
     pub allow_http: bool,
     pub look_back: Option<Duration>,
     pub max_line_bytes: Option<u64>,
+    /// Attempts per request on 5xx, 429 and network errors (default 10).
+    pub retries: Option<u32>,
+    /// First backoff delay (doubles each time, up to 60 s).
+    pub retry_delay: Option<Duration>,
 }
 
 /// A non-empty environment variable.
@@ -104,6 +108,12 @@ impl StorageSettings {
         if let Some(ca) = &self.ca_file {
             readable_file(ca).map_err(|e| err(names::CA_FILE, e))?;
             blob.http.ca_file = Some(ca.clone());
+        }
+        if let Some(retries) = self.retries {
+            blob.retry.max_attempts = retries.max(1);
+        }
+        if let Some(delay) = self.retry_delay {
+            blob.retry.first_delay = delay;
         }
         let mut config = ArchiveConfig::new(blob);
         if let Some(container) = &self.container {
