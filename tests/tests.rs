@@ -23,6 +23,7 @@ mod rsyslog;
 mod send;
 mod settings;
 mod status_cli;
+mod storage_source;
 mod streaming_archive;
 mod successor_records;
 mod util;
