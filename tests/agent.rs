@@ -46,6 +46,7 @@ use util::{cefwire, signal, wait_child, wait_until};
 
 mod agent_graph;
 mod eventhubs;
+mod storage_agent;
 mod util;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +68,11 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills", eventhubs::group_through_sigkills),
     ("eventhubs_offsets_are_not_committed_while_syslog_is_down", eventhubs::no_commit_while_syslog_is_down),
     ("graph_alerts_are_sent_once_through_faults_and_a_sigkill", agent_graph::sent_once_through_faults_and_a_sigkill),
+    (
+        "storage_agent_delivers_every_report_id_while_the_archive_grows_through_three_sigkills",
+        storage_agent::every_report_id_through_sigkills,
+    ),
+    ("storage_agent_keeps_trying_an_account_nobody_answers_and_says_so", storage_agent::unreachable_account),
     ("rsyslog_down_for_a_minute_pauses_pulling_and_loses_nothing", rsyslog_down_for_a_minute),
     ("a_healthy_agent_never_sees_a_429_at_the_apis_own_limit", healthy_agent_never_sees_a_429),
     ("sigterm_stops_within_seconds_with_the_checkpoint_saved", sigterm_stops_within_seconds),

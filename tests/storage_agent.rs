@@ -1,0 +1,191 @@
+//! The agent's Storage source against real parts: the emulator's archive
+//! writer filling Azurite with 200,000 `CloudAppEvents` (append blobs over
+//! several hours, late appends to earlier hours, duplicates, records of
+//! other tables) while `cefwire agent` reads it, SIGKILLed three times and
+//! restarted, and a real rsyslogd counting every `ReportId`. And an
+//! account nobody answers for: the agent keeps trying and says so in its
+//! health and `status`. They run as scenarios of the agent test binary
+//! (`cargo test --test agent storage`), in its bounded pool; each skips
+//! with a note when azurite-blob or rsyslogd is missing, unless
+//! `CEFWIRE_REQUIRE_AZURITE` / `CEFWIRE_REQUIRE_RSYSLOG` is set.
+
+use crate::util::archive::{ArchiveWriter, check_every_id, first_duplicates, received_ids, unique_ids};
+use crate::util::rsyslog::Rsyslog;
+use crate::util::{azurite, cefwire, signal, wait_child, wait_until};
+use cefwire::agent::health::{HealthReport, StorageHealth};
+use cefwire::azure::shared_key::AZURITE_KEY;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const RECORDS: u64 = 200_000;
+const SEED: u64 = 31;
+
+/// One `cefwire agent` with the Storage source.
+struct StorageAgent {
+    config: PathBuf,
+    state: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl StorageAgent {
+    fn new(dir: &Path, endpoint: &str, container: &str, syslog: &str) -> StorageAgent {
+        let state = dir.join("agent-state");
+        let key = dir.join("account-key");
+        fs::write(&key, format!("{AZURITE_KEY}\n")).unwrap();
+        let config = dir.join("agent.toml");
+        fs::write(
+            &config,
+            format!(
+                r#"state_directory = "{}"
+poll_interval = "1s"
+
+[activities]
+source = "storage"
+
+[alerts]
+enabled = false
+
+[storage]
+account_url = "{endpoint}"
+container = "{container}"
+account_key_file = "{}"
+
+[syslog]
+to = ["{syslog}"]
+"#,
+                state.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        StorageAgent { config, state, log: dir.join("agent.log"), child: None }
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "the agent runs already");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = cefwire()
+            .args(["agent", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cefwire agent starts");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(&child, libc::SIGKILL);
+        let _ = child.wait();
+    }
+
+    /// SIGTERM; it must exit 0 within a minute.
+    fn stop(&mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(&child, libc::SIGTERM);
+        let status = wait_child(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("the agent did not stop within 60 s:\n{}", self.log_text())
+        });
+        assert!(status.success(), "the agent exited with {status}:\n{}", self.log_text());
+    }
+
+    fn storage(&self) -> Option<StorageHealth> {
+        HealthReport::load(&self.state).ok()?.storage
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for StorageAgent {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- agent log:\n{}", self.log_text());
+        }
+    }
+}
+
+/// Scenario `storage_agent_delivers_every_report_id_while_the_archive_grows_through_three_sigkills`.
+pub fn every_report_id_through_sigkills(dir: &Path) {
+    let Some(endpoint) = azurite::shared() else { return };
+    if !Rsyslog::available() {
+        return;
+    }
+    let container = "agent-storage";
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let mut agent = StorageAgent::new(dir, endpoint, container, &rsyslog.tcp_url());
+    // Written over two minutes while the agent reads; 5 hours of records.
+    let mut writer = ArchiveWriter::start(endpoint, container, RECORDS, SEED, "5h", "120s");
+    agent.start();
+    let long = Duration::from_secs(900);
+    let mut kills_while_writing = 0;
+    for quarter in 1..=3 {
+        let target = RECORDS * quarter / 4;
+        wait_until(long, &format!("{target} ReportIds at rsyslog"), || unique_ids(&rsyslog.out) as u64 >= target);
+        if !writer.done() {
+            kills_while_writing += 1;
+        }
+        agent.kill();
+        eprintln!("[storage] SIGKILL {quarter} with {} ReportIds at rsyslog, {} written", unique_ids(&rsyslog.out), writer.written());
+        agent.start();
+    }
+    writer.wait_done(long);
+    wait_until(long, "every ReportId at rsyslog", || unique_ids(&rsyslog.out) as u64 >= RECORDS);
+    // Caught up: the last listing found nothing new and a checkpoint followed.
+    wait_until(long, "the agent to be caught up and checkpointed", || {
+        agent.storage().is_some_and(|s| s.behind_bytes == 0 && s.checkpoints > 0 && s.account.failing_since_ms.is_none())
+    });
+    agent.stop();
+    writer.stop();
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
+    let received = received_ids(&rsyslog.out);
+    let duplicates = check_every_id(&received, &writer.report_ids(), "agent with the Storage source");
+    eprintln!(
+        "[storage] {RECORDS} ReportIds over 3 SIGKILLs ({kills_while_writing} while the archive was being written): \
+         {duplicates} duplicates at rsyslog (first: {:?})",
+        first_duplicates(&received)
+    );
+    // A kill re-sends at most what was read after the last checkpoint that
+    // syslog had caught up with: the sender's pool (16 MiB, about 24,000
+    // of these messages) and a checkpoint interval's reading. The
+    // archive's own duplicates must never arrive twice.
+    assert!(duplicates <= 3 * 30_000, "{duplicates} duplicates for 3 kills: {:?}", first_duplicates(&received));
+    let health = agent.storage().expect("the health has the Storage source");
+    assert!(health.duplicates_skipped > 0, "the archive's duplicates were seen and dropped: {health:?}");
+    assert!(health.skipped_other > 0, "records of other tables were skipped: {health:?}");
+    let status = cefwire().args(["status", "--state-dir"]).arg(&agent.state).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains(&format!("storage    {container}/")), "status shows the Storage source:\n{text}");
+}
+
+/// Scenario `storage_agent_keeps_trying_an_account_nobody_answers_and_says_so`.
+pub fn unreachable_account(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let port = crate::util::ports::reserve();
+    let nowhere = format!("http://127.0.0.1:{}/devstoreaccount1", port.port());
+    let mut agent = StorageAgent::new(dir, &nowhere, "nowhere", &rsyslog.tcp_url());
+    agent.start();
+    let long = Duration::from_secs(300);
+    wait_until(long, "the health to show the account failing", || {
+        agent.storage().is_some_and(|s| s.account.failing_since_ms.is_some() && s.listings == 0)
+    });
+    let status = cefwire().args(["status", "--state-dir"]).arg(&agent.state).output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status.status.code(), Some(9), "failing now:\n{text}");
+    assert!(text.contains("storage failing: giving up on the listing of container nowhere"), "{text}");
+    assert!(agent.log_text().contains("storage: giving up on the listing"), "{}", agent.log_text());
+    agent.stop();
+}
