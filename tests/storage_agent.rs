@@ -136,14 +136,20 @@ pub fn every_report_id_through_sigkills(dir: &Path) {
             kills_while_writing += 1;
         }
         agent.kill();
-        eprintln!("[storage] SIGKILL {quarter} with {} ReportIds at rsyslog, {} written", unique_ids(&rsyslog.out), writer.written());
+        eprintln!(
+            "[storage] SIGKILL {quarter} with {} ReportIds at rsyslog, {} written",
+            unique_ids(&rsyslog.out),
+            writer.written()
+        );
         agent.start();
     }
     writer.wait_done(long);
     wait_until(long, "every ReportId at rsyslog", || unique_ids(&rsyslog.out) as u64 >= RECORDS);
     // Caught up: the last listing found nothing new and a checkpoint followed.
     wait_until(long, "the agent to be caught up and checkpointed", || {
-        agent.storage().is_some_and(|s| s.behind_bytes == 0 && s.checkpoints > 0 && s.account.failing_since_ms.is_none())
+        agent
+            .storage()
+            .is_some_and(|s| s.behind_bytes == 0 && s.checkpoints > 0 && s.account.failing_since_ms.is_none())
     });
     agent.stop();
     writer.stop();

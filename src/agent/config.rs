@@ -740,4 +740,35 @@ mod tests {
         assert_eq!(app.credentials.token_url, "https://login.microsoftonline.com/t/oauth2/v2.0/token");
         assert!(!format!("{e:?}").contains("s3cr3t"));
     }
+
+    #[test]
+    fn storage_needs_no_portal_and_its_errors_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let sas = dir.path().join("sas");
+        std::fs::write(&sas, "sv=2021-08-06&sp=rl&sig=S3CR3T\n").unwrap();
+        let base = "[activities]\nsource = \"storage\"\n[alerts]\nenabled = false\n[syslog]\nto = [\"tcp://127.0.0.1:5140\"]\n[storage]\n";
+        let text = format!(
+            "{base}account_url = \"https://contosoxdr.blob.core.windows.net\"\nsas_file = \"{}\"\nlook_back = \"6h\"\nprefix = \"tenantId=t/\"\n",
+            sas.display()
+        );
+        let config = build(&text, Overrides::default()).unwrap();
+        assert!(config.api.is_none() && config.activities.is_none());
+        let storage = config.storage.unwrap();
+        assert_eq!((storage.blob.account.as_str(), storage.prefix.as_str()), ("contosoxdr", "tenantId=t/"));
+        assert_eq!(storage.look_back_ms, 6 * 3_600_000);
+        assert_eq!(storage.blob.retry.max_attempts, 3, "the loop retries, not each request for long");
+        assert!(!format!("{storage:?}").contains("S3CR3T"));
+        for (text, setting) in [
+            (base.to_owned(), "storage.account_url: required"),
+            (format!("{base}account_url = \"https://a.blob.core.windows.net\"\n"), "storage.auth: say how"),
+            (
+                format!("{base}account_url = \"https://a.blob.core.windows.net\"\nauth = \"entra\"\n"),
+                "storage.tenant_id",
+            ),
+            (format!("{base}sas = \"x\"\n"), "storage.sas"),
+        ] {
+            let err = build(&text, Overrides::default()).unwrap_err();
+            assert!(err.contains(setting), "expected {setting:?} in: {err}");
+        }
+    }
 }
