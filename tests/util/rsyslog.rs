@@ -244,6 +244,17 @@ impl Rsyslog {
         }
     }
 
+    /// SIGSTOP: a receiver that stalls with its connections open (the
+    /// sender's writes block once the socket buffers are full).
+    pub fn pause(&self) {
+        super::signal(self.child.as_ref().expect("rsyslogd runs"), libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        super::signal(self.child.as_ref().expect("rsyslogd runs"), libc::SIGCONT);
+    }
+
     /// SIGTERM: it writes what it has and exits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
