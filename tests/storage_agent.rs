@@ -190,6 +190,13 @@ pub fn every_report_id_through_sigkills(dir: &Path) {
     let status = cefwire().args(["status", "--state-dir"]).arg(&agent.state).output().unwrap();
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains(&format!("storage    {container}/")), "status shows the Storage source:\n{text}");
+    // The checkpoint lost while the health shows records were sent: a start
+    // would send the whole look-back again, so it is refused.
+    fs::remove_file(agent.state.join("storage-state.bin")).unwrap();
+    let refused = cefwire().args(["agent", "--config"]).arg(&agent.config).output().unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{text}");
+    assert!(text.contains("the checkpoint (storage-state.bin) is missing") && text.contains("--reset-state"), "{text}");
 }
 
 /// Scenario `storage_agent_keeps_trying_an_account_nobody_answers_and_says_so`.
