@@ -84,6 +84,17 @@ fn a_refused_key_or_sas_and_an_unreachable_account_fail_with_what_to_check() {
     let text = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("refused the request (403") && text.contains("permissions"), "{text}");
+    // Another source's flags, or storage flags with another source: refused.
+    let out = backfill(&["--storage-url", endpoint, "--config", "x.toml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--config is for --source eventhubs"), "{}", stderr(&out));
+    let out = cefwire()
+        .args(["backfill", "--since", "1h", "--portal-url", "https://contoso.portal.cloudappsecurity.com"])
+        .args(["--token", "t", "-o", "-", "--sas-file", "sas"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--sas-file is for --source storage"), "{}", stderr(&out));
     // No secret given at all: a usage error naming the flags, before any traffic.
     let out = backfill(&["--storage-url", endpoint]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

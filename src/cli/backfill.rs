@@ -275,6 +275,9 @@ impl BackfillArgs {
 
     fn into_config(self, stop: &Stop) -> anyhow::Result<(Job, Option<Destination>)> {
         let window = self.window()?;
+        if let Some(flag) = self.storage.first_given() {
+            usage!("{flag} is for --source storage");
+        }
         let asked = match (self.source, self.types.is_empty()) {
             (_, false) => self.types.clone(),
             (SourceArg::Mda, true) => vec![TypeArg::Activities, TypeArg::Alerts],
@@ -475,6 +478,9 @@ mod eventhubs {
     const CONNECT_WAIT: Duration = Duration::from_secs(30);
 
     fn into_config(args: &BackfillArgs, stop: &Stop) -> anyhow::Result<(EventHubsBackfillConfig, Destination)> {
+        if let Some(flag) = args.storage.first_given() {
+            usage!("{flag} is for --source storage");
+        }
         let api_only = [
             (args.since.is_some(), "--since"),
             (args.from.is_some(), "--from"),

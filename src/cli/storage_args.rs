@@ -31,9 +31,10 @@ pub struct StorageArgs {
     #[arg(long, value_name = "NAME")]
     pub storage_account: Option<String>,
 
-    /// Container the CloudAppEvents table is streamed into.
-    #[arg(long, value_name = "NAME", default_value = crate::azure::archive::CONTAINER)]
-    pub container: String,
+    /// Container the CloudAppEvents table is streamed into (default
+    /// insights-logs-advancedhunting-cloudappevents).
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
 
     /// Only blobs whose names start with this, e.g. tenantId=<guid>/ (default: every tenant).
     #[arg(long, value_name = "PREFIX")]
@@ -59,12 +60,28 @@ pub struct StorageArgs {
 }
 
 impl StorageArgs {
+    /// The first of these flags given, for refusing them with another source.
+    pub fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.storage_url.is_some(), "--storage-url"),
+            (self.storage_account.is_some(), "--storage-account"),
+            (self.container.is_some(), "--container"),
+            (self.prefix.is_some(), "--prefix"),
+            (self.storage_auth.is_some(), "--storage-auth"),
+            (self.sas_file.is_some(), "--sas-file"),
+            (self.account_key_file.is_some(), "--account-key-file"),
+            (self.max_line_bytes.is_some(), "--max-line-bytes"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
     /// The flags (and the API flags for an Entra application) as raw settings.
     pub fn settings(&self, api: &ApiArgs) -> StorageSettings {
         StorageSettings {
             account_url: self.storage_url.clone(),
             account: self.storage_account.clone(),
-            container: Some(self.container.clone()),
+            container: self.container.clone(),
             prefix: self.prefix.clone(),
             auth: self.storage_auth.clone(),
             sas_file: self.sas_file.clone(),
