@@ -357,7 +357,13 @@ impl HealthStatus {
             "lag:      {}\n",
             self.lag_ms.map_or("no record sent yet".to_owned(), format_duration_ms)
         ));
-        for (name, link) in [("API", &r.api), ("syslog", &r.syslog), ("checkpoint", &r.checkpoint)] {
+        // The Defender for Cloud Apps API is a link only while a stream reads
+        // from it (activities from Event Hubs or Storage, alerts from Graph
+        // do not).
+        let activities_from_api = r.activities.enabled && r.eventhubs.is_none() && r.storage.is_none();
+        let alerts_from_api = r.alerts.enabled && r.graph.is_none();
+        let api = (activities_from_api || alerts_from_api).then_some(("API", &r.api));
+        for (name, link) in api.into_iter().chain([("syslog", &r.syslog), ("checkpoint", &r.checkpoint)]) {
             out.push_str(&format!("{name:<10} last success {}", ago(link.last_success_ms)));
             if let (Some(err), Some(at)) = (&link.last_error, link.last_error_ms) {
                 out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
@@ -432,11 +438,13 @@ impl HealthStatus {
         if let Some(s) = &r.storage {
             out.push_str(&storage_lines(s, &ago));
         }
-        let c = &r.api_counters;
-        out.push_str(&format!(
-            "API calls  {} requests, {} retries, {} throttled (429)\n",
-            c.requests, c.retries, c.throttled_429
-        ));
+        if api.is_some() {
+            let c = &r.api_counters;
+            out.push_str(&format!(
+                "API calls  {} requests, {} retries, {} throttled (429)\n",
+                c.requests, c.retries, c.throttled_429
+            ));
+        }
         out
     }
 }
@@ -550,6 +558,13 @@ mod tests {
         assert!(s.reason.starts_with("Graph failing: token endpoint down"), "{}", s.reason);
         let text = s.human();
         assert!(text.contains("Graph calls 7 requests") && text.contains("last error"), "{text}");
+        // Alerts from Graph, activities off: the API is no link of this agent.
+        r.activities.enabled = false;
+        r.alerts.enabled = true;
+        let text = r.classify(now).human();
+        assert!(!text.contains("API "), "no API line when no stream reads the API: {text}");
+        r.activities.enabled = true;
+        assert!(r.classify(now).human().contains("API "), "an API stream shows its link");
         let metrics = super::super::metrics::render(&r, now);
         assert!(metrics.contains("cefwire_graph_failing 1") && metrics.contains("cefwire_graph_requests_total 7"));
     }
