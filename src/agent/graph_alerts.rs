@@ -483,40 +483,13 @@ pub fn run_alone(
     beside: impl FnOnce(Arc<Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>>,
 ) -> Result<SendReport, GraphRunError> {
     let run_config = GraphRunConfig::from_agent(config).expect("called with a Graph source");
-    let now = crate::time::now_ms();
-    let health = Arc::new(Mutex::new(HealthReport {
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        pid: std::process::id(),
-        started_ms: now,
-        updated_ms: now,
-        ..HealthReport::default()
-    }));
-    let writer_stop = Stop::new();
-    let writer = super::health_writer::start(
-        Arc::clone(&health),
-        writer_stop.clone(),
-        config.state_dir.clone(),
-        Arc::clone(&log),
-    )
-    .map_err(|e| GraphRunError::Start("health file writer", e))?;
-    if let Some(addr) = config.metrics {
-        let server = super::metrics::MetricsServer::start(addr, Arc::clone(&health))
-            .map_err(|e| GraphRunError::Start("metrics server", e))?;
-        log.info(&format!("metrics on http://{}/metrics", server.local_addr));
-    }
-    let other = beside(Arc::clone(&health));
-    let outcome = run(&run_config, &stop, Arc::clone(&log), Arc::clone(&health));
-    stop.request();
-    if let Some(thread) = other {
-        let _ = thread.join();
-    }
-    writer_stop.request();
-    let _ = writer.join();
-    let mut report = health.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    report.stopped = true;
-    report.updated_ms = crate::time::now_ms();
-    if let Err(err) = report.save(&config.state_dir) {
-        log.error(&format!("cannot write the health file: {err}"));
-    }
-    outcome
+    super::health_writer::around_loop(config, &log, false, GraphRunError::Start, |health| {
+        let other = beside(Arc::clone(&health));
+        let outcome = run(&run_config, &stop, Arc::clone(&log), health);
+        stop.request();
+        if let Some(thread) = other {
+            let _ = thread.join();
+        }
+        outcome
+    })
 }

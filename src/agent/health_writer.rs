@@ -43,6 +43,46 @@ pub fn start(
     })
 }
 
+/// A source's loop run as the whole agent (Event Hubs, Storage or Graph
+/// alone): a fresh health report, this thread writing it, the metrics
+/// endpoint when configured, then `body`; at the end the report is saved
+/// once more, marked stopped. `start_failed` names what could not start.
+pub fn around_loop<T, E>(
+    config: &super::config::AgentConfig,
+    log: &Arc<AgentLog>,
+    activities_enabled: bool,
+    start_failed: impl Fn(&'static str, std::io::Error) -> E,
+    body: impl FnOnce(Arc<Mutex<HealthReport>>) -> Result<T, E>,
+) -> Result<T, E> {
+    let now = crate::time::now_ms();
+    let health = Arc::new(Mutex::new(HealthReport {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        pid: std::process::id(),
+        started_ms: now,
+        updated_ms: now,
+        activities: super::health::StreamHealth { enabled: activities_enabled, ..Default::default() },
+        ..HealthReport::default()
+    }));
+    let writer_stop = Stop::new();
+    let writer = start(Arc::clone(&health), writer_stop.clone(), config.state_dir.clone(), Arc::clone(log))
+        .map_err(|e| start_failed("health file writer", e))?;
+    if let Some(addr) = config.metrics {
+        let server = super::metrics::MetricsServer::start(addr, Arc::clone(&health))
+            .map_err(|e| start_failed("metrics server", e))?;
+        log.info(&format!("metrics on http://{}/metrics", server.local_addr));
+    }
+    let outcome = body(Arc::clone(&health));
+    writer_stop.request();
+    let _ = writer.join();
+    let mut report = health.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    report.stopped = true;
+    report.updated_ms = crate::time::now_ms();
+    if let Err(err) = report.save(&config.state_dir) {
+        log.error(&format!("cannot write the health file: {err}"));
+    }
+    outcome
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
