@@ -100,6 +100,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("graph_alerts_beside_api_activities_are_each_sent_once", agent_graph::beside_api_activities),
     ("graph_sigterm_during_a_retry_after_wait_stops_cleanly", agent_graph::sigterm_during_a_long_wait),
     ("graph_a_local_clock_hours_ahead_loses_no_alert", agent_graph::local_clock_ahead),
+    ("graph_a_date_of_1970_neither_moves_the_cursor_back_nor_resends_history", agent_graph::date_of_1970),
 ];
 
 fn main() {

@@ -9,7 +9,7 @@ use crate::util::rsyslog::Rsyslog;
 use crate::util::{cefwire, external_id, wait_child, wait_until};
 use cefwire::agent::health::HealthReport;
 use cefwire::agent::state::StateStore;
-use cefwire::emulate::FaultConfig;
+use cefwire::emulate::{DateFault, FaultConfig};
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -329,4 +329,70 @@ pub fn local_clock_ahead(dir: &Path) {
     assert!(twice.is_empty(), "alerts sent twice: {twice:?}");
     let cursor = agent.cursor().expect("a saved cursor");
     assert!(cursor <= cefwire::time::now_ms() + 60_000, "the cursor stays at Graph's clock, not the local one");
+}
+
+/// Scenario `graph_a_date_of_1970_neither_moves_the_cursor_back_nor_resends_history`:
+/// Graph's `Date` says 1970 from the first answer on; the agent's window is
+/// one day, and Graph holds alerts of the last ten days. The window's
+/// alerts are sent once; the alerts created while the `Date` is wrong are
+/// sent too; none older than the window is. Then the `Date` is put right
+/// and the alerts created after that arrive as well. Before, the first
+/// window moved the cursor back to Graph's 1970, and the window after it
+/// sent every alert since (the ten days).
+pub fn date_of_1970(dir: &Path) {
+    if !Rsyslog::available() {
+        return;
+    }
+    let now = cefwire::time::now_ms();
+    let day = 24 * HOUR;
+    let (store, sets) = crate::util::graph::graph_store_of(&[
+        (300, 21, now - 10 * day, 7 * day),    // before the window: never sent
+        (300, 22, now - 20 * HOUR, 19 * HOUR), // in the window
+        (120, 23, now, 90_000),                // created over the next 90 s
+    ]);
+    let (history, window, coming) = (&sets[0], &sets[1], &sets[2]);
+    let faults = FaultConfig { date: DateFault::Fixed("Thu, 01 Jan 1970 00:00:00 GMT"), ..FaultConfig::default() };
+    let graph = graph_emulator(&store, faults);
+    let base = graph.base_url();
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let agent = GraphAgent::new(dir, &base, &format!("{base}/{{tenant}}/oauth2/v2.0/token"), &rsyslog.tcp_url());
+    let config = fs::read_to_string(&agent.config).unwrap();
+    fs::write(&agent.config, format!("window = \"1d\"\n{config}")).unwrap();
+    let mut child = agent.spawn(&[]);
+    let long = Duration::from_secs(600);
+    let running = |child: &mut Child| {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the agent exited ({status}):\n{}", agent.log_text());
+        }
+    };
+    // While the Date says 1970: the window, and what is created meanwhile.
+    let created_so_far =
+        |set: &HashSet<String>, seen: &HashMap<String, u32>| set.iter().filter(|id| seen.contains_key(*id)).count();
+    wait_until(long, "the window's alerts and some created since, with the Date of 1970", || {
+        running(&mut child);
+        let seen = received(&rsyslog);
+        window.iter().all(|id| seen.contains_key(id)) && created_so_far(coming, &seen) > 0
+    });
+    assert!(agent.log_text().contains("Graph's clock (1970-01-01"), "the log says why:\n{}", agent.log_text());
+    let cursor = agent.cursor().expect("a saved cursor");
+    assert!(cursor >= now - day, "the cursor never moves back to Graph's 1970: {}", cefwire::time::format_ms(cursor));
+    // The Date put right: the rest of what is created arrives.
+    graph.set_faults(FaultConfig::default());
+    wait_until(long, "every alert created over the 90 s", || {
+        running(&mut child);
+        cefwire::time::now_ms() > now + 90_000 && coming.iter().all(|id| received(&rsyslog).contains_key(id))
+    });
+    crate::util::signal(&child, libc::SIGTERM);
+    let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
+    assert!(exited.success(), "{exited}:\n{}", agent.log_text());
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), long);
+    let seen = received(&rsyslog);
+    let resent: Vec<_> = history.iter().filter(|id| seen.contains_key(*id)).collect();
+    assert!(resent.is_empty(), "{} alerts older than the window were sent, e.g. {:?}", resent.len(), resent.first());
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "alerts sent twice: {twice:?}");
+    let log = agent.log_text();
+    assert!(log.contains("Graph's clock is past the checkpoint again"), "the log says it is over:\n{log}");
+    let cursor = agent.cursor().unwrap();
+    assert!(cursor >= now && cursor <= cefwire::time::now_ms() + 60_000, "{}", cefwire::time::format_ms(cursor));
 }

@@ -130,6 +130,9 @@ struct GraphStream {
     /// Alerts handed to syslog and not yet known written, and the newest
     /// of their `createdDateTime`s.
     unwritten: (u64, Option<i64>),
+    /// Graph's clock was behind the cursor at the last window (logged once
+    /// per episode).
+    graph_clock_behind: bool,
 }
 
 /// Runs the stream until `stop` (or, with `once`, until caught up);
@@ -174,6 +177,7 @@ pub fn run(
         syslog_outage: Outage::default(),
         checkpoint_outage: Outage::default(),
         unwritten: (0, None),
+        graph_clock_behind: false,
     };
     stream.start_cursor();
     stream.poll_until_stopped();
@@ -254,15 +258,13 @@ impl GraphStream {
     }
 
     /// Reads `[cursor − overlap, now)` page by page; moves the cursor to
-    /// `now` once every page is written.
+    /// `now` once every page is written (see [`Self::window_end`] for a
+    /// Graph clock behind the cursor).
     fn read_window(&mut self) -> Result<(), Interrupt> {
         let cursor = self.state.alerts.position_ms.expect("the cursor is set at start");
-        let until = self.now();
-        if until <= cursor {
-            return Ok(());
-        }
+        let until = self.window_end(cursor);
         let from = cursor - self.config.overlap_ms;
-        let mut pager = AlertPager::new(from, Some(until));
+        let mut pager = AlertPager::new(from, until);
         let mut number = 0u64;
         let label = format!("graph alerts_v2@{}", format_ms(from));
         while let Some(url) = pager.next_url(&self.client) {
@@ -295,9 +297,38 @@ impl GraphStream {
         // Alerts are created on Graph's clock: the window ends no later
         // than Graph's now (a local clock ahead would otherwise move the
         // cursor past alerts not created yet, and they would never be read).
-        self.advance(self.client.server_now_ms().map_or(until, |server| until.min(server)));
+        // An open window moves the cursor only as far as its pages did.
+        if let Some(until) = until {
+            self.advance(self.client.server_now_ms().map_or(until, |server| until.min(server)));
+        }
         self.save_state()?;
         Ok(())
+    }
+
+    /// Where the window from `cursor` ends: [`Self::now`], or open (`None`)
+    /// while Graph's `Date` lies behind the cursor — a server clock set
+    /// back, or a `Date` of 1970. Such a clock cannot end a window (it
+    /// would end before it starts, and no answer would ever come to put it
+    /// right); an open window still asks every poll, reads what was
+    /// created since the cursor, moves the cursor only to the alerts read,
+    /// and each answer brings Graph's clock up to date.
+    fn window_end(&mut self, cursor: i64) -> Option<i64> {
+        let until = self.now();
+        let behind = until <= cursor;
+        if behind != self.graph_clock_behind {
+            self.graph_clock_behind = behind;
+            if behind {
+                self.log.warn(&format!(
+                    "graph alerts: Graph's clock ({}) is behind the checkpoint ({}); reading on from the checkpoint \
+                     with no upper time bound, the checkpoint moving only with the alerts read, until it is not",
+                    self.client.server_now_ms().map_or_else(|| "unknown".to_owned(), format_ms),
+                    format_ms(cursor)
+                ));
+            } else {
+                self.log.info("graph alerts: Graph's clock is past the checkpoint again; windows end at it");
+            }
+        }
+        (!behind).then_some(until)
     }
 
     /// Where a window may end: Graph's clock when it is known (a jump of
@@ -313,8 +344,12 @@ impl GraphStream {
     }
 
     /// The cursor moves to `position`; ids too old to come again are forgotten.
+    /// Never backwards: a window ending before the cursor (Graph's `Date`
+    /// set back) would otherwise move it there, and the next window would
+    /// send every alert since.
     fn advance(&mut self, position: i64) {
         let alerts = &mut self.state.alerts;
+        let position = alerts.position_ms.map_or(position, |cursor| cursor.max(position));
         alerts.position_ms = Some(position);
         alerts.seen.prune(position - self.config.overlap_ms);
         self.with_health(|h| h.alerts.cursor_ms = Some(position));

@@ -33,8 +33,8 @@ Everything can be set in a TOML file (see contrib/cefwire.toml); the flags below
 Exit codes: 0 stopped by SIGTERM/SIGINT (or caught up with --once), 2 bad configuration (including a \
 token the API refuses), 1 other errors.",
     after_help = "Examples:\n  cefwire agent --config /etc/cefwire/cefwire.toml\n  \
-cefwire agent --portal-url https://contoso.portal.cloudappsecurity.com --token $TOKEN --to tcp://siem:514 \
---logsDirectory /var/log/cefwire"
+CEFWIRE_TOKEN=\"$(cat /etc/cefwire/token)\" cefwire agent --portal-url https://contoso.portal.cloudappsecurity.com \
+--to tcp://siem:514 --logsDirectory /var/log/cefwire"
 )]
 pub struct AgentArgs {
     /// TOML configuration file (see contrib/cefwire.toml).

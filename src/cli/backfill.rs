@@ -65,9 +65,9 @@ Records of other tables are counted and skipped; a ReportId seen before in the r
 Exit codes: 0 done, 3 some records rejected, 1 an API, broker or output error or a signal (SIGINT/SIGTERM) \
 stopped the run (what was fetched is still written, the outputs are finished, and the summary says \
 INCOMPLETE), 2 bad usage. A second signal exits at once (130).",
-    after_help = "Examples:\n  cefwire backfill --since 48h --portal-url https://contoso.us3.portal.cloudappsecurity.com --token $TOKEN -o window.cef\n  \
-cefwire backfill --from 2026-01-01 --until 2026-01-02 --types alerts --portal-url URL --tenant-id T --client-id C --client-secret S -o alerts.cef --archive raw/\n  \
-cefwire backfill --since 48h --portal-url URL --token $TOKEN --dry-run\n  \
+    after_help = "Examples:\n  cefwire backfill --since 48h --portal-url https://contoso.us3.portal.cloudappsecurity.com --token-file token.txt -o window.cef\n  \
+cefwire backfill --from 2026-01-01 --until 2026-01-02 --types alerts --portal-url URL --tenant-id T --client-id C --client-secret-file secret.txt -o alerts.cef --archive raw/\n  \
+cefwire backfill --since 48h --portal-url URL --token-file token.txt --dry-run\n  \
 cefwire backfill --source eventhubs --config /etc/cefwire/cefwire.toml --at 2026-11-01T00:00:00Z --until 2026-11-02 --to tcp://siem.example.com:514\n  \
 cefwire backfill --source eventhubs --config cefwire.toml --offsets 0:1200,1:980 -o hub.cef"
 )]

@@ -26,21 +26,36 @@ pub fn graph_store(count: u64, seed: u64) -> (Arc<RecordStore>, i64, i64, HashSe
 /// emulator serves each only once its `createdDateTime` has come), and the
 /// `providerAlertId` of each from Defender for Cloud Apps.
 pub fn graph_store_over(count: u64, seed: u64, start_ms: i64, span_ms: i64) -> (Arc<RecordStore>, HashSet<String>) {
-    let config = GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms, span_ms };
+    let (store, mut expected) = graph_store_of(&[(count, seed, start_ms, span_ms)]);
+    (store, expected.pop().unwrap())
+}
+
+/// One store of several generated sets, each `(count, seed, start_ms,
+/// span_ms)` as in [`graph_store_over`], and the ids of each set apart.
+pub fn graph_store_of(parts: &[(u64, u64, i64, i64)]) -> (Arc<RecordStore>, Vec<HashSet<String>>) {
     let mut builder = StoreBuilder::new();
-    builder.graph_alerts.add_generated(config.clone());
-    assert_eq!(builder.graph_alerts.skipped, 0);
-    let mut generator = RecordGenerator::new(config);
-    let mut expected = HashSet::new();
-    let mut buf = Vec::new();
-    while generator.write_next(&mut buf) {
-        let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-        if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
-            assert!(expected.insert(alert["providerAlertId"].as_str().unwrap().to_owned()), "unique ids");
+    let mut all = HashSet::new();
+    let mut sets = Vec::new();
+    for &(count, seed, start_ms, span_ms) in parts {
+        let config =
+            GenerateConfig { kind: GenerateKind::GraphAlerts, count, seed, late_ratio: 0.0, start_ms, span_ms };
+        builder.graph_alerts.add_generated(config.clone());
+        assert_eq!(builder.graph_alerts.skipped, 0);
+        let mut generator = RecordGenerator::new(config);
+        let mut expected = HashSet::new();
+        let mut buf = Vec::new();
+        while generator.write_next(&mut buf) {
+            let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
+                let id = alert["providerAlertId"].as_str().unwrap().to_owned();
+                assert!(all.insert(id.clone()), "unique ids");
+                expected.insert(id);
+            }
+            buf.clear();
         }
-        buf.clear();
+        sets.push(expected);
     }
-    (Arc::new(builder.build()), expected)
+    (Arc::new(builder.build()), sets)
 }
 
 /// The emulator with Graph's own throttle (150/min) and `faults`.
