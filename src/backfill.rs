@@ -341,7 +341,7 @@ fn convert_pages(
         };
         counts.pages += 1;
         let converted = source.convert_page(&mut page, endpoint.name(), converter, sink, rejects, &mut gate, |root| {
-            archive.write_page(endpoint, root)
+            archive.write_page(endpoint.name(), root)
         });
         let number = page.number;
         source.recycle(page);
@@ -368,11 +368,12 @@ fn convert_pages(
     }
 }
 
-/// The raw records of a backfill as zstd NDJSON, one file per type.
-struct Archive {
+/// The raw records of a backfill as zstd NDJSON, one file per type
+/// (`activities`, `alerts`, `graph-alerts`).
+pub(crate) struct Archive {
     dir: Option<PathBuf>,
     window: TimeWindow,
-    files: Vec<(Endpoint, PathBuf, Box<dyn FinishWrite>)>,
+    files: Vec<(&'static str, PathBuf, Box<dyn FinishWrite>)>,
     buffer: Vec<u8>,
     error: Option<BackfillError>,
 }
@@ -381,29 +382,30 @@ struct Archive {
 const ARCHIVE_FLUSH: usize = 1 << 20;
 
 impl Archive {
-    fn new(dir: Option<&Path>, window: TimeWindow) -> Self {
+    pub(crate) fn new(dir: Option<&Path>, window: TimeWindow) -> Self {
         Self { dir: dir.map(Path::to_path_buf), window, files: Vec::new(), buffer: Vec::new(), error: None }
     }
 
     /// `activities_2026-01-01T000000Z_2026-01-03T000000Z.ndjson.zst`
-    fn file_name(endpoint: Endpoint, window: TimeWindow) -> String {
+    fn file_name(kind: &str, window: TimeWindow) -> String {
         let stamp = |ms: i64| crate::time::format_ms(ms - ms.rem_euclid(1000)).replace(':', "").replace(".000", "");
-        format!("{}_{}_{}.ndjson.zst", endpoint.name(), stamp(window.from), stamp(window.until))
+        format!("{kind}_{}_{}.ndjson.zst", stamp(window.from), stamp(window.until))
     }
 
-    /// Appends the records of a parsed page (re-serialised compactly: the
-    /// parse unescaped the buffer in place).
-    fn write_page(&mut self, endpoint: Endpoint, root: JsonValue<'_, '_>) {
+    /// Appends the records of a parsed page — its `data` (the API) or
+    /// `value` (Graph) — to the file of `kind`, re-serialised compactly
+    /// (the parse unescaped the buffer in place).
+    pub(crate) fn write_page(&mut self, kind: &'static str, root: JsonValue<'_, '_>) {
         let Some(dir) = &self.dir else { return };
         if self.error.is_some() {
             return;
         }
-        let index = match self.files.iter().position(|(e, ..)| *e == endpoint) {
+        let index = match self.files.iter().position(|(k, ..)| *k == kind) {
             Some(index) => index,
             None => {
-                let path = dir.join(Self::file_name(endpoint, self.window));
+                let path = dir.join(Self::file_name(kind, self.window));
                 match std::fs::create_dir_all(dir).and_then(|()| create_maybe_compressed(Some(&path))) {
-                    Ok(writer) => self.files.push((endpoint, path, writer)),
+                    Ok(writer) => self.files.push((kind, path, writer)),
                     Err(source) => {
                         self.error = Some(BackfillError::Archive { path: path.display().to_string(), source });
                         return;
@@ -413,7 +415,7 @@ impl Archive {
             }
         };
         self.buffer.clear();
-        if let Some(records) = root.get("data").and_then(|d| d.array()) {
+        if let Some(records) = root.get("data").or_else(|| root.get("value")).and_then(|d| d.array()) {
             for record in records {
                 write_compact_json(record, &mut self.buffer);
                 self.buffer.push(b'\n');
@@ -428,11 +430,11 @@ impl Archive {
         }
     }
 
-    fn check(&mut self) -> Result<(), BackfillError> {
+    pub(crate) fn check(&mut self) -> Result<(), BackfillError> {
         self.error.take().map_or(Ok(()), Err)
     }
 
-    fn finish(mut self) -> Result<Vec<PathBuf>, BackfillError> {
+    pub(crate) fn finish(mut self) -> Result<Vec<PathBuf>, BackfillError> {
         self.check()?;
         let mut paths = Vec::new();
         for (_, path, writer) in self.files {
@@ -588,7 +590,7 @@ mod tests {
     fn archive_names_carry_the_window() {
         let window = TimeWindow { from: 1_767_225_600_000, until: 1_767_398_400_000 };
         assert_eq!(
-            Archive::file_name(Endpoint::Alerts, window),
+            Archive::file_name(Endpoint::Alerts.name(), window),
             "alerts_2026-01-01T000000Z_2026-01-03T000000Z.ndjson.zst"
         );
     }

@@ -12,7 +12,7 @@
 //! sources alike.
 
 use crate::api::TimeWindow;
-use crate::backfill::{BackfillError, BackfillOutcome, BackfillReport, SendOnce};
+use crate::backfill::{Archive, BackfillError, BackfillOutcome, BackfillReport, SendOnce};
 use crate::cef::{CefOptions, KindChoice};
 use crate::graph::{AlertPager, GraphClient, GraphConfig, GraphError, GraphPageInfo};
 use crate::progress::Progress;
@@ -30,6 +30,8 @@ pub struct GraphBackfillConfig {
     /// Alerts created in `[from, until)`.
     pub window: TimeWindow,
     pub cef: CefOptions,
+    /// Keep the raw alerts as zstd NDJSON here (`graph-alerts_FROM_UNTIL.ndjson.zst`).
+    pub archive_dir: Option<PathBuf>,
     pub rejects_file: Option<PathBuf>,
     pub show_rejects: u64,
     pub progress: bool,
@@ -57,12 +59,14 @@ pub fn run_to_end(config: &GraphBackfillConfig, sink: &mut dyn MessageSink) -> B
     let mut converter = RecordConverter::new(&config.cef);
     converter.set_kind(KindChoice::GraphAlerts);
     let progress = Progress::items(config.progress, None, "backfill");
+    let mut archive = Archive::new(config.archive_dir.as_deref(), config.window);
     let walked = match GraphClient::new(&config.graph) {
         Ok(mut client) => {
             if let Some(stop) = &config.stop {
                 client.stop_on(stop.clone());
             }
-            let walked = walk(config, &mut client, &mut converter, sink, &mut rejects, &progress, &mut report);
+            let mut outputs = Outputs { sink, rejects: &mut rejects, archive: &mut archive };
+            let walked = walk(config, &mut client, &mut converter, &mut outputs, &progress, &mut report);
             report.client = client.stats();
             walked
         }
@@ -71,16 +75,28 @@ pub fn run_to_end(config: &GraphBackfillConfig, sink: &mut dyn MessageSink) -> B
     progress.finish();
     report.counts = converter.counts;
     let rejects_done = rejects.finish().map_err(BackfillError::Output);
+    // Finished whatever stopped the run: what was fetched is a valid archive.
+    let archive_done = archive.finish().map(|paths| report.archives = paths);
     report.elapsed = started.elapsed();
-    BackfillOutcome { report, error: walked.err().or(rejects_done.err()) }
+    BackfillOutcome { report, error: walked.err().or(rejects_done.err()).or(archive_done.err()) }
 }
+
+/// Where a page's alerts go: CEF to the sink, rejected ones to the log,
+/// the raw alerts to the archive (with `--archive`).
+struct Outputs<'a> {
+    sink: &'a mut dyn MessageSink,
+    rejects: &'a mut RejectLog,
+    archive: &'a mut Archive,
+}
+
+/// The archive's file name for Graph alerts (their JSON is not the API's).
+const ARCHIVE_KIND: &str = "graph-alerts";
 
 fn walk(
     config: &GraphBackfillConfig,
     client: &mut GraphClient,
     converter: &mut RecordConverter,
-    sink: &mut dyn MessageSink,
-    rejects: &mut RejectLog,
+    outputs: &mut Outputs<'_>,
     progress: &Progress,
     report: &mut BackfillReport,
 ) -> Result<(), BackfillError> {
@@ -100,13 +116,18 @@ fn walk(
         let number = report.alerts.pages;
         let before = converter.counts.records;
         let origin = Origin { file: ORIGIN, line: number, multi_line: false };
+        let Outputs { sink, rejects, archive } = outputs;
         let info = converter
-            .convert_page(origin, &mut page, len, sink, rejects, &mut gate, GraphPageInfo::from_page)
+            .convert_page(origin, &mut page, len, *sink, rejects, &mut gate, |root| {
+                archive.write_page(ARCHIVE_KIND, root);
+                GraphPageInfo::from_page(root)
+            })
             .map_err(|reason| match reason {
-            PageError::Sink(err) => BackfillError::Output(err),
-            reason => BackfillError::BadGraphPage { page: number, reason },
-        })?;
+                PageError::Sink(err) => BackfillError::Output(err),
+                reason => BackfillError::BadGraphPage { page: number, reason },
+            })?;
         report.alerts.records += converter.counts.records - before;
+        outputs.archive.check()?;
         pager.page_done(&info, config.graph.top)?;
         if progress.is_visible() {
             progress.set_position(report.alerts.records);

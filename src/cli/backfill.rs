@@ -133,7 +133,8 @@ pub struct BackfillArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// Also write the raw records here as zstd NDJSON (readable by `convert`).
+    /// Also write the raw records here as zstd NDJSON, one file per type
+    /// (`--source mda` or `graph`; readable by `convert`).
     #[arg(long, value_name = "DIR")]
     pub archive: Option<PathBuf>,
 
@@ -296,9 +297,6 @@ impl BackfillArgs {
         if graph && types != [Endpoint::Alerts] {
             usage!("--source graph reads alerts only: drop --types or use --types alerts");
         }
-        if graph && self.archive.is_some() {
-            usage!("--archive works with --source mda only");
-        }
         let extra_filters = match &self.filter {
             None => Vec::new(),
             Some(_) if graph => Vec::new(),
@@ -330,6 +328,7 @@ impl BackfillArgs {
                 graph: settings.validate(Source::Flags).map_err(super::UsageError::from)?,
                 window,
                 cef,
+                archive_dir: self.archive,
                 rejects_file: self.report.rejects,
                 show_rejects: self.report.show_rejects,
                 progress: !self.report.no_progress && !self.report.quiet,
