@@ -108,6 +108,12 @@ pub enum GraphError {
     /// a retry or the token endpoint): nothing more was sent.
     #[error("stopped while waiting to ask Graph")]
     Stopped,
+    /// A URL (a page's `@odata.nextLink`) outside the configured Graph
+    /// URL: the bearer token is never sent there.
+    #[error(
+        "Graph's answer links to {url}, which is not under the Graph URL {base}: not followed (the bearer token would be sent there)"
+    )]
+    ForeignUrl { url: String, base: String },
 }
 
 impl GraphError {
@@ -196,6 +202,9 @@ impl GraphClient {
     /// parser's padding; returns the page length. Waits for the limiter;
     /// retries as configured.
     pub fn fetch(&mut self, url: &str, page: &mut Vec<u8>) -> Result<usize, GraphError> {
+        if !is_under(url, &self.config.base_url) {
+            return Err(GraphError::ForeignUrl { url: url.to_owned(), base: self.config.base_url.clone() });
+        }
         let mut attempts = Attempts::default();
         loop {
             if self.backoff.stopping() {
@@ -385,6 +394,14 @@ impl AlertPager {
     }
 }
 
+/// True when `url` is `base` or a path below it (same scheme, host and
+/// port: `https://graph.microsoft.com.example` is not under
+/// `https://graph.microsoft.com`).
+fn is_under(url: &str, base: &str) -> bool {
+    let same_start = url.get(..base.len()).is_some_and(|start| start.eq_ignore_ascii_case(base));
+    same_start && (url.len() == base.len() || url[base.len()..].starts_with(['/', '?']))
+}
+
 /// The `$skip` of a next link.
 fn skip_of(link: &str) -> Option<u64> {
     let query = link.split_once('?')?.1;
@@ -404,6 +421,23 @@ mod tests {
         let len = buf.len();
         buf.resize(len + INPUT_PADDING, 0);
         JsonParser::new().parse(&mut buf, len, GraphPageInfo::from_page).unwrap().unwrap()
+    }
+
+    #[test]
+    fn only_urls_under_the_graph_url_get_the_token() {
+        let base = "https://graph.microsoft.com";
+        assert!(is_under("https://graph.microsoft.com/v1.0/security/alerts_v2?$skip=100", base));
+        assert!(is_under("https://Graph.Microsoft.com/v1.0/x", base));
+        for elsewhere in [
+            "https://graph.microsoft.com.example/v1.0/x",
+            "https://graph.microsoft.com@example.net/v1.0/x",
+            "https://graph.microsoft.com:8443/v1.0/x",
+            "http://graph.microsoft.com/v1.0/x",
+            "https://example.net/https://graph.microsoft.com/v1.0/x",
+            "",
+        ] {
+            assert!(!is_under(elsewhere, base), "{elsewhere}");
+        }
     }
 
     #[test]

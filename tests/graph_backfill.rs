@@ -246,3 +246,34 @@ fn graph_backfill_archive_converts_back_to_the_same_lines() {
     assert_eq!(sent.len(), expected.len(), "every alert of the window was backfilled");
     assert_eq!(archived, sent, "the archive converts to the lines the backfill wrote");
 }
+
+/// A page whose `@odata.nextLink` points to another host (a misrouted or
+/// hostile answer) is not followed: the run stops with an error naming
+/// the link, exit 1, and the other host never sees a connection (it would
+/// have received the bearer token). What came before is written.
+#[test]
+fn graph_backfill_never_follows_a_next_link_to_another_host() {
+    let elsewhere = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    elsewhere.set_nonblocking(true).unwrap();
+    let (store, since, until, _) = graph_store(600, 5);
+    let faults = FaultConfig { graph_next_link_to: Some(elsewhere.local_addr().unwrap()), ..FaultConfig::default() };
+    let graph = graph_emulator(&store, faults);
+    let dir = Scratch::new("graph-backfill-foreign-link");
+    let out_file = dir.path().join("out.cef");
+    let out = cefwire()
+        .args(graph_args(dir.path(), &graph.base_url()))
+        .args(["--from", &since.to_string(), "--until", &until.to_string(), "--graph-top", "100"])
+        .args(["-o", out_file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let link = format!("Graph's answer links to http://{}/v1.0/security/alerts_v2?", elsewhere.local_addr().unwrap());
+    assert!(said.contains(&link) && said.contains("not followed"), "{said}");
+    match elsewhere.accept() {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the other host was contacted: {other:?}"),
+    }
+    let written = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(written.lines().count(), 100, "the first page is written");
+}

@@ -60,6 +60,9 @@ pub struct FaultConfig {
     /// Every 200 answer announces a huge body and sends bytes until the
     /// client hangs up.
     pub endless_body: bool,
+    /// Graph's `@odata.nextLink` points to this address instead of the
+    /// emulator (a misrouted or hostile answer).
+    pub graph_next_link_to: Option<SocketAddr>,
 }
 
 /// The `Date` header of the emulator's answers.

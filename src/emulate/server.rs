@@ -551,7 +551,10 @@ fn handle_graph(shared: &Shared, request: &Request, body: &mut Vec<u8>) -> Reply
         }
     };
     let scheme = if shared.tls_config.is_some() { "https" } else { "http" };
-    let host = request.header("host").unwrap_or("localhost");
+    let host = match faults.graph_next_link_to {
+        Some(elsewhere) => elsewhere.to_string(),
+        None => request.header("host").unwrap_or("localhost").to_owned(),
+    };
     let next_base = format!("{scheme}://{host}{}", request.path);
     let now_ticks = crate::time::now_ms() * crate::time::TICKS_PER_MS;
     let served = write_graph_page(&shared.store.graph_alerts, &query, &next_base, now_ticks, body);
