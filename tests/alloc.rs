@@ -29,6 +29,7 @@ use cefwire::progress::Progress;
 use cefwire::records::{MessageSink, Origin, RecordConverter};
 use cefwire::rejects::RejectLog;
 use cefwire::send::{Destination, SendConfig, SyslogSender};
+use cefwire::storage::lines::ChunkLines;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::time::Duration;
@@ -327,6 +328,7 @@ fn main() {
     agent_path_allocates_nothing_once_warm(&pages_of(&valid), valid_records);
 
     successor_records_allocate_nothing_once_warm();
+    storage_chunks_allocate_nothing_once_warm();
 
     sending_allocates_nothing_per_message_once_warm();
     println!("alloc: ok");
@@ -435,6 +437,70 @@ fn successor_records_allocate_nothing_once_warm() {
     assert_eq!((converter.counts.cloud_app_events, converter.counts.graph_alerts), (12_000, 12_000));
     println!("successor envelopes and pages: allocations: first pass {warm}, second pass {steady}");
     assert_eq!(steady, 0, "streaming envelopes / Graph pages allocated {steady} times once warm");
+}
+
+/// The Storage source's path: chunks of archive lines (CRLF ends among
+/// them) through `ChunkLines` and the agent's `ReportId` gate, as
+/// `agent/storage.rs` runs them. Sent once and remembered, sent again
+/// once the ids were forgotten, skipped while remembered: no allocation
+/// once warm.
+fn storage_chunks_allocate_nothing_once_warm() {
+    let mut data = Vec::new();
+    let mut generator = RecordGenerator::new(GenerateConfig {
+        kind: GenerateKind::CloudAppEvents,
+        count: 3000,
+        seed: 47,
+        late_ratio: 0.0,
+        start_ms: 1_700_000_000_000,
+        span_ms: 86_400_000,
+    });
+    let mut line = 0;
+    while generator.write_next(&mut data) {
+        line += 1;
+        data.extend_from_slice(if line % 3 == 0 { b"\r\n" } else { b"\n" });
+    }
+    // Chunks of about 64 KiB, each ending at a line end, as the reader cuts them.
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < data.len() {
+        let end = (start + (64 << 10)).min(data.len());
+        let end = start + memchr::memrchr(b'\n', &data[start..end]).map_or(end - start, |n| n + 1);
+        let position = cefwire::azure::archive::ChunkPosition {
+            blob: "y=2026/m=12/d=05/h=10/m=00/PT1H.json".to_owned(),
+            start: start as u64,
+            end: end as u64,
+        };
+        chunks.push((position, data[start..end].to_vec()));
+        start = end;
+    }
+    let mut converter = RecordConverter::new(&CefOptions::default());
+    let mut sink = ChecksumSink { buffer: Vec::new(), messages: 0, bytes: 0 };
+    let mut rejects = RejectLog::with_messages(0, Box::new(io::sink()));
+    let mut lines = ChunkLines::default();
+    let mut seen = SeenIds::default();
+    let mut resend = ResendWindow::new(1 << 20);
+    let mut pass = |seen: &mut SeenIds, converter: &mut RecordConverter, sink: &mut ChecksumSink| {
+        let before = allocations();
+        for (position, chunk) in &chunks {
+            let mut gate = SendOnceGate::new(seen, &mut resend, TimeKey::Date);
+            lines.convert(position, chunk, converter, sink, &mut rejects, &mut gate).unwrap();
+        }
+        allocations() - before
+    };
+    let warm = pass(&mut seen, &mut converter, &mut sink);
+    assert_eq!((converter.counts.converted(), converter.counts.rejected), (3000, 0), "{:?}", converter.counts);
+    seen.prune(i64::MAX);
+    let steady = pass(&mut seen, &mut converter, &mut sink);
+    assert_eq!(converter.counts.converted(), 6000, "sent again once the ids were forgotten");
+    let repeat = pass(&mut seen, &mut converter, &mut sink);
+    assert_eq!((converter.counts.converted(), converter.counts.skipped), (6000, 3000), "every repeat skipped");
+    println!(
+        "storage chunks ({} chunks, 3000 records): allocations: first pass {warm}, second pass {steady}, all seen \
+         before {repeat}",
+        chunks.len()
+    );
+    assert_eq!(steady, 0, "the Storage path allocated {steady} times once warm");
+    assert_eq!(repeat, 0, "skipping repeated ReportIds allocated {repeat} times");
 }
 
 // ------------------------------------------------------------ send path
