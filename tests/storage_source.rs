@@ -110,3 +110,74 @@ fn a_refused_key_or_sas_and_an_unreachable_account_fail_with_what_to_check() {
     assert!(text.contains("giving up on the listing of container refusals after 2 attempts"), "{text}");
     assert!(!dir.path().join("out.cef").exists() || std::fs::read(dir.path().join("out.cef")).unwrap().is_empty());
 }
+
+/// SIGINT while the receiver has stopped reading (the sender full, the
+/// reader blocked behind it): the run ends within the deadline, exit 1,
+/// the summary says INCOMPLETE and how many messages were not sent; no
+/// hang, no panic. Then SIGINT while writing to a file: every line in the
+/// file is whole.
+#[test]
+fn sigint_during_a_storage_backfill_ends_it_incomplete_and_clean() {
+    let Some(endpoint) = azurite::shared() else { return };
+    let dir = Scratch::new("storage-sigint");
+    let container = "sigint-storage";
+    let mut writer = ArchiveWriter::start(endpoint, container, 60_000, 31, "2h", "5s");
+    writer.wait_done(Duration::from_secs(600));
+    writer.stop();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{AZURITE_KEY}\n")).unwrap();
+    let backfill = |extra: &[&str], stderr_file: &std::path::Path| {
+        cefwire()
+            .args(["backfill", "--source", "storage", "--since", "4h", "--storage-url", endpoint])
+            .args(["--container", container, "--account-key-file", key_file.to_str().unwrap(), "--no-progress"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(stderr_file).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    // A receiver that accepts and never reads.
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let to = format!("tcp://{}", receiver.local_addr().unwrap());
+    let log = dir.path().join("stalled.log");
+    let mut child = backfill(&["--to", &to], &log);
+    let (socket, _) = receiver.accept().unwrap();
+    let mut byte = [0u8; 1];
+    wait_until(Duration::from_secs(300), "the first message at the receiver", || {
+        socket.peek(&mut byte).is_ok_and(|n| n > 0)
+    });
+    // 60,000 records are far more than the socket buffers hold: the run
+    // cannot finish while nothing is read.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "{}", std::fs::read_to_string(&log).unwrap());
+    crate::util::signal(&child, libc::SIGINT);
+    let status = crate::util::wait_child(&mut child, Duration::from_secs(60)).expect("SIGINT ends the stalled run");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("backfill INCOMPLETE") && said.contains("NOT sent"), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+    drop(socket);
+
+    // Into a file: SIGINT once lines are being written; the file ends with a whole line.
+    let out_file = dir.path().join("out.cef");
+    let log = dir.path().join("file.log");
+    let mut child = backfill(&["-o", out_file.to_str().unwrap()], &log);
+    wait_until(Duration::from_secs(300), "lines in the output", || {
+        std::fs::metadata(&out_file).is_ok_and(|m| m.len() > 0) || child.try_wait().unwrap().is_some()
+    });
+    crate::util::signal(&child, libc::SIGINT);
+    let status = crate::util::wait_child(&mut child, Duration::from_secs(60)).expect("SIGINT ends the run");
+    let said = std::fs::read_to_string(&log).unwrap();
+    // Finished before the signal came (a fast machine) or stopped by it.
+    assert!(matches!(status.code(), Some(0 | 1)), "{status}: {said}");
+    let text = std::fs::read(&out_file).unwrap();
+    assert!(text.is_empty() || text.ends_with(b"\n"), "the output ends with a whole line");
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let cef = line.windows(6).position(|w| w == b"CEF:0|").map(|at| &line[at..]);
+        let fields = cef.map_or(0, |cef| cef.split(|&b| b == b'|').count());
+        assert!(fields >= 8, "a whole CEF line: {}", String::from_utf8_lossy(line));
+    }
+    if status.code() == Some(1) {
+        assert!(said.contains("backfill INCOMPLETE"), "{said}");
+    }
+}
