@@ -214,8 +214,12 @@ pub struct StorageHealth {
     pub skipped_other: u64,
     /// Lines over the line limit, skipped (and rejected).
     pub too_long: u64,
-    /// Blobs found shorter than the offset read (truncated or re-created).
+    /// Blobs found shorter than the offset read (truncated) or created
+    /// again since they were read: read again from their start.
     pub restarted_blobs: u64,
+    /// Blobs deleted between their listing and their read: skipped.
+    #[serde(default)]
+    pub gone_blobs: u64,
     /// Checkpoints saved (offsets and ids, after syslog had the records).
     pub checkpoints: u64,
 }
@@ -494,7 +498,8 @@ impl HealthStatus {
 fn storage_lines(s: &StorageHealth, ago: &dyn Fn(Option<i64>) -> String) -> String {
     let mut out = format!(
         "storage    {}/{}: {} blobs in the look-back, {} records, {} sent, {} duplicates skipped, {} other tables \
-         skipped, {} rejected ({} lines too long), {:.1} MB read, {:.1} MB behind, {} checkpoints\n",
+         skipped, {} rejected ({} lines too long), {:.1} MB read, {:.1} MB behind, {} checkpoints, {} blobs read \
+         again from their start, {} deleted before they were read\n",
         s.container,
         s.prefix,
         s.blobs,
@@ -506,7 +511,9 @@ fn storage_lines(s: &StorageHealth, ago: &dyn Fn(Option<i64>) -> String) -> Stri
         s.too_long,
         s.bytes_read as f64 / 1e6,
         s.behind_bytes as f64 / 1e6,
-        s.checkpoints
+        s.checkpoints,
+        s.restarted_blobs,
+        s.gone_blobs
     );
     out.push_str(&format!("Storage    last success {}", ago(s.account.last_success_ms)));
     if let (Some(err), Some(at)) = (&s.account.last_error, s.account.last_error_ms) {

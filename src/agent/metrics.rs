@@ -158,6 +158,12 @@ fn render_storage(s: &StorageHealth, family: &mut impl FnMut(&str, &str, &str, &
         ("cefwire_storage_bytes_read_total", "Bytes of complete lines read from blobs.", s.bytes_read),
         ("cefwire_storage_listings_total", "Blob listings made.", s.listings),
         ("cefwire_storage_checkpoints_total", "Storage checkpoints saved.", s.checkpoints),
+        (
+            "cefwire_storage_restarted_blobs_total",
+            "Blobs read again from their start (truncated, or created again).",
+            s.restarted_blobs,
+        ),
+        ("cefwire_storage_gone_blobs_total", "Blobs deleted after they were listed, skipped.", s.gone_blobs),
     ];
     for (name, help, value) in totals {
         family(name, "counter", help, &[("", value as f64)]);
