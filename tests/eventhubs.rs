@@ -369,6 +369,7 @@ pub fn stall_is_reported(dir: &Path) {
     });
     assert!(last.1.starts_with("status:   Connected\nreason:   Event Hubs stalled: partitions 0, 1"), "{}", last.1);
     assert_eq!(unique(&rsyslog), 1_000, "records arrived while nothing was fetched");
+    eprintln!("stalled: {}", last.1.lines().nth(1).unwrap_or_default());
     // Said once, however long it lasts: wait until it lasted 4 × stall_after.
     wait_until(long, "the stall to last 12 s", || {
         HealthReport::load(&agent.state).ok().and_then(|h| Some(h.updated_ms - h.eventhubs?.stalled?.idle_since_ms))
@@ -391,6 +392,9 @@ pub fn stall_is_reported(dir: &Path) {
     agent.stop();
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
     assert_eq!(stall_lines(&agent.log_text()), 1, "{}", agent.log_text());
+    for line in agent.log_text().lines().filter(|l| l.contains("stalled")) {
+        eprintln!("log: {line}");
+    }
     let duplicates = check_complete(&received(&rsyslog), 1_500);
     assert_eq!(duplicates, 0, "a pause and resume of fetching sends nothing twice");
 }
