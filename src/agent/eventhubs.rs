@@ -18,7 +18,10 @@
 //! Each message body runs through the shared record loop with the agent's
 //! own [`SendOnceGate`] (a `ReportId` sent before is skipped; each message
 //! is kept for a resend); a broken syslog connection is made good by the
-//! agent's [`Resender`] (its own file, `resend-eventhubs.bin`). This module
+//! agent's [`Resender`] (its own file, `resend-eventhubs.bin`). Every few
+//! seconds each held partition's lag goes to a [`StallWatch`]: partitions
+//! that fetch nothing while messages wait are reported stalled (health,
+//! log). This module
 //! owns the polling loop, pause/resume, commits and the health it reports;
 //! the Kafka client and the offset bookkeeping are `crate::eventhubs`.
 
