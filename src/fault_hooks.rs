@@ -1,6 +1,7 @@
 //! Test-only fault hooks: behaviour the agent's fault tests switch on with
 //! environment variables, to fake what they cannot cause for real (a full
-//! disk where no tmpfs can be mounted; a local clock hours off).
+//! disk where no tmpfs can be mounted; a local clock hours off; an Event Hubs
+//! consumer that fetches nothing while records wait).
 //!
 //! The hooks exist only in builds with the `fault-hooks` cargo feature,
 //! which `cargo test` turns on (the crate's dev-dependency on itself) and
@@ -76,4 +77,27 @@ pub fn injected_worker_panic(first_line: u64, end_line: u64) {
         }
     }
     let _ = (first_line, end_line);
+}
+
+/// While the file named by this variable exists, the agent's Event Hubs
+/// consumer fetches nothing: it pauses every partition it holds (and each
+/// one given to it), staying in the group, as when a broker or a group
+/// coordinator stops delivering. Removing the file resumes fetching.
+#[cfg(feature = "fault-hooks")]
+pub const EVENTHUBS_NO_FETCH_ENV: &str = "CEFWIRE_FAULT_EVENTHUBS_NO_FETCH";
+
+/// True while the no-fetch flag file exists; always false without the
+/// feature.
+#[inline]
+pub fn injected_eventhubs_no_fetch() -> bool {
+    #[cfg(feature = "fault-hooks")]
+    {
+        use std::path::PathBuf;
+        static FLAG: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+        let flag =
+            FLAG.get_or_init(|| std::env::var_os(EVENTHUBS_NO_FETCH_ENV).filter(|v| !v.is_empty()).map(PathBuf::from));
+        return flag.as_ref().is_some_and(|f| f.exists());
+    }
+    #[allow(unreachable_code)]
+    false
 }

@@ -27,7 +27,8 @@
 //! arguments that do not start with `-` select scenarios by substring.
 //! rsyslog scenarios skip with a note when rsyslogd is missing, unless
 //! `CEFWIRE_REQUIRE_RSYSLOG` is set. The test-only hooks they use
-//! (`CEFWIRE_FAULT_DISK_FULL`, `CEFWIRE_CLOCK_OFFSET_MS`) exist only in
+//! (`CEFWIRE_FAULT_DISK_FULL`, `CEFWIRE_CLOCK_OFFSET_MS`,
+//! `CEFWIRE_FAULT_EVENTHUBS_NO_FETCH`) exist only in
 //! builds with the `fault-hooks` feature, which `cargo test` turns on.
 
 use cefwire::agent::health::HealthReport;
@@ -67,6 +68,7 @@ type Scenario = fn(&Path);
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("eventhubs_two_agents_in_a_group_deliver_every_report_id_through_sigkills", eventhubs::group_through_sigkills),
     ("eventhubs_offsets_are_not_committed_while_syslog_is_down", eventhubs::no_commit_while_syslog_is_down),
+    ("eventhubs_a_consumer_fetching_nothing_while_records_wait_is_stalled_in_status", eventhubs::stall_is_reported),
     ("graph_alerts_are_sent_once_through_faults_and_a_sigkill", agent_graph::sent_once_through_faults_and_a_sigkill),
     (
         "storage_agent_delivers_every_report_id_while_the_archive_grows_through_three_sigkills",

@@ -65,10 +65,24 @@ struct AgentProcess {
     state: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// Environment variables of the process (the test-only fault hooks).
+    env: Vec<(&'static str, PathBuf)>,
 }
 
 impl AgentProcess {
     fn new(dir: &Path, name: &str, bootstrap: &str, group: &str, syslog: &str) -> AgentProcess {
+        Self::with_eventhubs_lines(dir, name, bootstrap, group, syslog, "")
+    }
+
+    /// With `lines` added to its `[eventhubs]` section.
+    fn with_eventhubs_lines(
+        dir: &Path,
+        name: &str,
+        bootstrap: &str,
+        group: &str,
+        syslog: &str,
+        lines: &str,
+    ) -> AgentProcess {
         let state = dir.join(format!("{name}-state"));
         let config = dir.join(format!("{name}.toml"));
         fs::write(
@@ -89,7 +103,7 @@ auth = "none"
 event_hub = "{TOPIC}"
 consumer_group = "{group}"
 session_timeout = "6s"
-
+{lines}
 [syslog]
 to = ["{syslog}"]
 "#,
@@ -98,7 +112,7 @@ to = ["{syslog}"]
         )
         .unwrap();
         let log = dir.join(format!("{name}.log"));
-        AgentProcess { name: name.to_owned(), config, state, log, child: None }
+        AgentProcess { name: name.to_owned(), config, state, log, child: None, env: Vec::new() }
     }
 
     fn start(&mut self) {
@@ -107,6 +121,7 @@ to = ["{syslog}"]
         let child = cefwire()
             .args(["agent", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -137,6 +152,12 @@ to = ["{syslog}"]
 
     fn partitions(&self) -> usize {
         self.eventhubs().map_or(0, |e| e.partitions.len())
+    }
+
+    /// `cefwire status` of this agent: its exit code and its text.
+    fn status(&self) -> (Option<i32>, String) {
+        let out = cefwire().args(["status", "--state-dir"]).arg(&self.state).output().expect("cefwire status runs");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn log_text(&self) -> String {
@@ -307,4 +328,73 @@ pub fn no_commit_while_syslog_is_down(dir: &Path) {
     eprintln!(
         "syslog down with 50,000 records waiting: {duplicates} duplicates (the resend window after reconnecting)"
     );
+}
+
+/// Scenario `eventhubs_a_consumer_fetching_nothing_while_records_wait_is_stalled_in_status`: the
+/// group coordinator that never ended a dead member's session (docs/reliability.md) left
+/// partitions fetching nothing while every link looked fine. Here the test-only fault
+/// `CEFWIRE_FAULT_EVENTHUBS_NO_FETCH` makes the agent fetch nothing (every partition paused,
+/// the membership kept) while records wait: `status` must say stalled — the partitions, their
+/// lag — and exit 9, the log must say it once; when fetching resumes, `status` is Connected
+/// again (exit 0), the log says so, and every record arrives once.
+pub fn stall_is_reported(dir: &Path) {
+    if !parts() {
+        return;
+    }
+    const PARTITIONS: i32 = 2;
+    let tansu = Tansu::start(&dir.join("tansu"));
+    tansu.create_topic(TOPIC, PARTITIONS as u32);
+    let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
+    let group = "cefwire-stall";
+    let lines = "stall_after = \"3s\"\n";
+    let mut agent =
+        AgentProcess::with_eventhubs_lines(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url(), lines);
+    let flag = dir.join("no-fetch");
+    agent.env.push(("CEFWIRE_FAULT_EVENTHUBS_NO_FETCH", flag.clone()));
+    agent.start();
+    let long = Duration::from_secs(600);
+
+    produce_spread(&tansu, messages(0, 100, 10), PARTITIONS);
+    wait_until(long, "the first 1,000 records at rsyslog", || unique(&rsyslog) >= 1_000);
+    wait_until(long, "status Connected, exit 0", || agent.status().0 == Some(0));
+
+    fs::write(&flag, b"").unwrap();
+    wait_until(long, "the agent to stop fetching", || agent.log_text().contains("test fault: fetching nothing"));
+    // 25 messages more per partition, which the agent does not fetch.
+    produce_spread(&tansu, messages(1_000, 50, 10), PARTITIONS);
+    let mut last = (None, String::new());
+    wait_until(Duration::from_secs(300), "status to say the partitions are stalled, exit 9", || {
+        last = agent.status();
+        last.0 == Some(9) && last.1.contains("Event Hubs stalled: partitions 0, 1 have 50 messages waiting")
+    });
+    assert!(last.1.starts_with("status:   Connected\nreason:   Event Hubs stalled: partitions 0, 1"), "{}", last.1);
+    assert_eq!(unique(&rsyslog), 1_000, "records arrived while nothing was fetched");
+    eprintln!("stalled: {}", last.1.lines().nth(1).unwrap_or_default());
+    // Said once, however long it lasts: wait until it lasted 4 × stall_after.
+    wait_until(long, "the stall to last 12 s", || {
+        HealthReport::load(&agent.state).ok().and_then(|h| Some(h.updated_ms - h.eventhubs?.stalled?.idle_since_ms))
+            >= Some(12_000)
+    });
+    let stall_lines = |text: &str| text.lines().filter(|l| l.contains("stalled: ")).count();
+    assert_eq!(stall_lines(&agent.log_text()), 1, "the stall is logged once:\n{}", agent.log_text());
+
+    fs::remove_file(&flag).unwrap();
+    wait_until(long, "every record at rsyslog after the stall", || unique(&rsyslog) >= 1_500);
+    wait_until(long, "status Connected again, exit 0", || agent.status().0 == Some(0));
+    assert!(agent.log_text().contains("no longer stalled (fetching again)"), "{}", agent.log_text());
+    let observer = tansu.observer(group);
+    let ends = Tansu::ends(&observer, TOPIC, PARTITIONS);
+    wait_until(long, "every offset committed", || {
+        Tansu::committed(&observer, TOPIC, PARTITIONS).iter().zip(&ends).all(|(c, e)| *c == Some(*e))
+    });
+    let health = agent.eventhubs().expect("health");
+    assert_eq!((health.stalls, health.stalled), (1, None));
+    agent.stop();
+    Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
+    assert_eq!(stall_lines(&agent.log_text()), 1, "{}", agent.log_text());
+    for line in agent.log_text().lines().filter(|l| l.contains("stalled")) {
+        eprintln!("log: {line}");
+    }
+    let duplicates = check_complete(&received(&rsyslog), 1_500);
+    assert_eq!(duplicates, 0, "a pause and resume of fetching sends nothing twice");
 }

@@ -13,7 +13,7 @@
 use crate::api::{ApiConfig, ClientCredentials, DEFAULT_TOKEN_URL, RetryPolicy, paging};
 use crate::azure::archive::ArchiveConfig;
 use crate::cef::{CefOptions, KindChoice};
-use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, oauth_scope};
+use crate::eventhubs::settings::{MIN_COMMIT_INTERVAL, MIN_STALL_AFTER, oauth_scope};
 use crate::eventhubs::{ConnectionString, EntraApp, EventHubsSettings, KafkaAuth, Secret, StartAt};
 use crate::graph::GraphConfig;
 use crate::send::SendConfig;
@@ -153,6 +153,9 @@ pub struct EventHubsSection {
     pub ca_file: Option<PathBuf>,
     /// Kafka `session.timeout.ms` (default `"30s"`, as Event Hubs recommends).
     pub session_timeout: Option<FromText<HumanDuration>>,
+    /// Records waiting and nothing fetched from a partition this long is
+    /// reported as a stall (default `"5m"`, at least `"1s"`).
+    pub stall_after: Option<FromText<HumanDuration>>,
 }
 
 /// `[storage]`: the Defender XDR streaming archive in an Azure Storage
@@ -520,6 +523,12 @@ pub fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSetting
         }
         settings.timeouts.session = timeout;
     }
+    if let Some(FromText(HumanDuration(after))) = section.stall_after {
+        if after < MIN_STALL_AFTER {
+            return Err(bad("eventhubs.stall_after", "must be at least 1s"));
+        }
+        settings.stall_after = after;
+    }
     if let Some(ca) = &section.ca_file {
         readable_file(ca).map_err(|e| bad("eventhubs.ca_file", e))?;
         settings.ca_file = Some(ca.clone());
@@ -694,7 +703,10 @@ mod tests {
             "Endpoint=sb://contoso-xdr.servicebus.windows.net/;SharedAccessKeyName=listen;SharedAccessKey=a2V5;EntityPath=hub1\n",
         )
         .unwrap();
-        let text = format!("{EVENTHUBS}connection_string_file = \"{}\"\ncommit_interval = \"500ms\"\n", conn.display());
+        let text = format!(
+            "{EVENTHUBS}connection_string_file = \"{}\"\ncommit_interval = \"500ms\"\nstall_after = \"10m\"\n",
+            conn.display()
+        );
         let config = build(&text, Overrides::default()).unwrap();
         assert!(config.api.is_none() && config.activities.is_none() && config.alerts.is_none());
         let e = config.eventhubs.unwrap();
@@ -702,6 +714,7 @@ mod tests {
         assert_eq!(e.event_hub, "hub1", "the connection string's EntityPath");
         assert_eq!(e.consumer_group, "cefwire");
         assert_eq!(e.commit_interval, Duration::from_millis(500));
+        assert_eq!(e.stall_after, Duration::from_secs(600));
         assert!(matches!(&e.auth, KafkaAuth::ConnectionString(s) if s.expose().contains("SharedAccessKey=a2V5")));
         assert!(!format!("{e:?}").contains("a2V5"), "the secret shows in Debug");
     }
@@ -718,6 +731,10 @@ mod tests {
             (
                 format!("{EVENTHUBS}auth = \"none\"\nbootstrap_servers = \"h:1\"\ncommit_interval = \"100ms\"\n"),
                 "eventhubs.commit_interval",
+            ),
+            (
+                format!("{EVENTHUBS}auth = \"none\"\nbootstrap_servers = \"h:1\"\nstall_after = \"500ms\"\n"),
+                "eventhubs.stall_after",
             ),
             (
                 format!("{EVENTHUBS}auth = \"none\"\nbootstrap_servers = \"h:1\"\nstart_at = \"middle\"\n"),

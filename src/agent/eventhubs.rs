@@ -18,12 +18,15 @@
 //! Each message body runs through the shared record loop with the agent's
 //! own [`SendOnceGate`] (a `ReportId` sent before is skipped; each message
 //! is kept for a resend); a broken syslog connection is made good by the
-//! agent's [`Resender`] (its own file, `resend-eventhubs.bin`). This module
+//! agent's [`Resender`] (its own file, `resend-eventhubs.bin`). Every few
+//! seconds each held partition's lag goes to a [`StallWatch`]: partitions
+//! that fetch nothing while messages wait are reported stalled (health,
+//! log). This module
 //! owns the polling loop, pause/resume, commits and the health it reports;
 //! the Kafka client and the offset bookkeeping are `crate::eventhubs`.
 
 use super::gate::SendOnceGate;
-use super::health::{EventHubsHealth, HealthReport, PartitionHealth};
+use super::health::{EventHubsHealth, EventHubsStall, HealthReport, PartitionHealth};
 use super::logfile::AgentLog;
 use super::outage::Outage;
 use super::rejects_file::{self, EVENTHUBS_REJECTS_FILE};
@@ -31,7 +34,9 @@ use super::resend::Resender;
 use super::state::SeenIds;
 use crate::api::TimeKey;
 use crate::cef::CefOptions;
-use crate::eventhubs::{Broker, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler};
+use crate::eventhubs::{
+    Broker, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler, StallChange, StallWatch,
+};
 use crate::json::INPUT_PADDING;
 use crate::records::{Origin, RecordConverter};
 use crate::rejects::RejectLog;
@@ -93,6 +98,11 @@ const PUSH_EVERY: Duration = Duration::from_millis(200);
 const HEALTH_EVERY: Duration = Duration::from_secs(1);
 /// On a rebalance or a stop, how long syslog gets to take what is in flight.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
+/// The stall watch looks at most this often (a fifth of `stall_after`,
+/// at least every second).
+const STALL_CHECK_AT_MOST: Duration = Duration::from_secs(30);
+/// How long asking the broker for a partition's watermarks may take.
+const WATERMARK_WAIT: Duration = Duration::from_secs(2);
 
 /// The state the consumer's rebalance callbacks and the loop share.
 struct Delivery {
@@ -124,6 +134,15 @@ struct Delivery {
     last_reconnect_check: Instant,
     /// When a failing commit is logged.
     commit_outage: Outage,
+    /// Partitions fetching nothing while records wait.
+    stall_watch: StallWatch,
+    stall_check_every: Duration,
+    last_stall_check: Instant,
+    /// High watermarks asked of the broker for idle partitions (the cached
+    /// ones only move with fetches).
+    asked_high: std::collections::BTreeMap<i32, i64>,
+    /// The test-only no-fetch fault holds every partition paused.
+    no_fetch_fault: bool,
 }
 
 impl Delivery {
@@ -134,6 +153,7 @@ impl Delivery {
     /// Converts one message's records and hands them to syslog.
     fn take_message(&mut self, broker: &Broker<'_, Self>, message: &BorrowedMessage<'_>) -> io::Result<()> {
         let (partition, offset) = (message.partition(), message.offset());
+        self.stall_watch.fetched(partition, Instant::now());
         if self.sender().free_batches() < MIN_FREE_BATCHES_TO_CONVERT {
             if let Err(err) = broker.rewind(partition, offset) {
                 self.log.warn(&format!("eventhubs: partition {partition}: cannot read offset {offset} again: {err}"));
@@ -189,6 +209,11 @@ impl Delivery {
         let due = self.tracker.due(now, self.commit_interval, false);
         self.commit(broker, &due, false);
         self.pause_or_resume(broker);
+        self.no_fetch_fault(broker);
+        if now.duration_since(self.last_stall_check) >= self.stall_check_every {
+            self.last_stall_check = now;
+            self.check_stall(broker, now);
+        }
         if now.duration_since(self.last_health) >= HEALTH_EVERY {
             self.last_health = now;
             self.update_health(broker);
@@ -256,10 +281,96 @@ impl Delivery {
         } else if self.paused && (all_written || free >= PAUSE_BELOW_FREE_BATCHES * 4) {
             self.paused = false;
             self.log.info("eventhubs: syslog takes records again; resuming consumption");
-            if let Err(err) = broker.resume(&self.assigned) {
+            if !self.no_fetch_fault
+                && let Err(err) = broker.resume(&self.assigned)
+            {
                 self.log.warn(&format!("eventhubs: resume: {err}"));
             }
         }
+    }
+
+    /// The test-only fault of a consumer that fetches nothing
+    /// ([`crate::fault_hooks::injected_eventhubs_no_fetch`]; never on in a
+    /// release build): every partition held stays paused while it lasts.
+    fn no_fetch_fault(&mut self, broker: &Broker<'_, Self>) {
+        let on = crate::fault_hooks::injected_eventhubs_no_fetch();
+        if on == self.no_fetch_fault {
+            return;
+        }
+        self.no_fetch_fault = on;
+        let result = if on {
+            self.log.warn(&format!("eventhubs: test fault: fetching nothing from partitions {:?}", self.assigned));
+            broker.pause(&self.assigned)
+        } else {
+            self.log.warn("eventhubs: test fault lifted: fetching again");
+            if self.paused { Ok(()) } else { broker.resume(&self.assigned) }
+        };
+        if let Err(err) = result {
+            self.log.warn(&format!("eventhubs: test fault: {err}"));
+        }
+    }
+
+    /// Each held partition's lag (its end minus the position read), to the
+    /// stall watch; logs a stall's beginning and end once each. The end of
+    /// a partition that fetched nothing for a while is asked of the broker
+    /// (the client's cached one only moves with fetches); after one failed
+    /// question the rest use the cached one (a dead broker costs one wait).
+    fn check_stall(&mut self, broker: &Broker<'_, Self>, now: Instant) {
+        let mut lags = Vec::with_capacity(self.assigned.len());
+        let mut ask = true;
+        for (partition, progress) in self.tracker.partitions() {
+            let idle = self.stall_watch.idle_for(partition, now).unwrap_or_default();
+            let mut position = progress.position();
+            let mut high = broker.high_watermark(partition);
+            if ask && idle >= self.stall_check_every {
+                match broker.watermarks(partition, WATERMARK_WAIT) {
+                    Ok((low, asked)) => {
+                        // No position yet: reading starts at the oldest kept.
+                        position = position.or(Some(low));
+                        high = high.max(Some(asked));
+                        self.asked_high.insert(partition, asked);
+                    }
+                    Err(_) => ask = false,
+                }
+            }
+            lags.push((partition, high.zip(position).map(|(h, p)| h - p)));
+        }
+        self.asked_high.retain(|p, _| self.assigned.contains(p));
+        let change = self.stall_watch.observe(now, self.paused, &lags);
+        let stall = self.stall_watch.stall(now);
+        match change {
+            Some(StallChange::Began(stall)) => {
+                self.stats.stalls += 1;
+                self.log.warn(&format!(
+                    "eventhubs: partitions {:?} stalled: {} messages waiting and nothing fetched for {}; the \
+                     broker or the group coordinator is not delivering (nothing is lost: offsets stay at what \
+                     syslog took)",
+                    stall.partitions,
+                    stall.lag,
+                    crate::time::format_duration_ms(stall.idle.as_millis() as i64)
+                ));
+            }
+            Some(StallChange::Ended { partitions, lasted }) => {
+                let why = if self.paused {
+                    "consumption is paused for syslog"
+                } else if partitions.iter().all(|p| !self.assigned.contains(p)) {
+                    "taken away"
+                } else {
+                    "fetching again"
+                };
+                self.log.info(&format!(
+                    "eventhubs: partitions {partitions:?} no longer stalled ({why}) after {}",
+                    crate::time::format_duration_ms(lasted.as_millis() as i64)
+                ));
+            }
+            None => {}
+        }
+        let now_ms = crate::time::now_ms();
+        self.stats.stalled = stall.map(|s| EventHubsStall {
+            partitions: s.partitions,
+            lag: s.lag,
+            idle_since_ms: now_ms - s.idle.as_millis() as i64,
+        });
     }
 
     /// Lets syslog take what was handed over (for at most `wait`, and only
@@ -283,7 +394,7 @@ impl Delivery {
         self.stats.sent = self.sent_records();
         let mut partitions = Vec::new();
         for (partition, progress) in self.tracker.partitions() {
-            let high_watermark = broker.high_watermark(partition);
+            let high_watermark = broker.high_watermark(partition).max(self.asked_high.get(&partition).copied());
             let lag = high_watermark.zip(progress.committed).map(|(h, c)| (h - c).max(0));
             partitions.push(PartitionHealth {
                 partition,
@@ -337,6 +448,9 @@ impl PartitionHandler for Delivery {
             }
         }
         self.assigned.retain(|p| !partitions.contains(p));
+        for &partition in partitions {
+            self.stall_watch.revoked(partition);
+        }
         self.stats.rebalances += 1;
         self.log.info(&format!("eventhubs: partitions {partitions:?} revoked; holding {:?}", self.assigned));
     }
@@ -349,14 +463,16 @@ impl PartitionHandler for Delivery {
                 partitions.iter().map(|&p| (p, None)).collect()
             }
         };
+        let now = Instant::now();
         for (partition, offset) in committed {
             self.tracker.assign(partition, offset);
+            self.stall_watch.assigned(partition, now);
         }
         self.assigned.extend_from_slice(partitions);
         self.assigned.sort_unstable();
         self.assigned.dedup();
         self.stats.rebalances += 1;
-        if self.paused
+        if (self.paused || self.no_fetch_fault)
             && let Err(err) = broker.pause(partitions)
         {
             self.log.warn(&format!("eventhubs: pause: {err}"));
@@ -432,6 +548,11 @@ pub fn run(
         resender,
         last_reconnect_check: Instant::now(),
         commit_outage: Outage::default(),
+        stall_watch: StallWatch::new(settings.stall_after),
+        stall_check_every: (settings.stall_after / 5).clamp(Duration::from_secs(1), STALL_CHECK_AT_MOST),
+        last_stall_check: Instant::now(),
+        asked_high: Default::default(),
+        no_fetch_fault: false,
     };
     let client_log = Arc::new(AgentClientLog { log: Arc::clone(&log), health: Arc::clone(&health) });
     let tokens = crate::eventhubs::token::token_source(settings).map_err(EventHubsRunError::Token)?;

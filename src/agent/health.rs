@@ -145,6 +145,33 @@ pub struct EventHubsHealth {
     /// Offsets committed (per partition and commit).
     pub commits: u64,
     pub partitions: Vec<PartitionHealth>,
+    /// Set while partitions with records waiting fetch nothing (for the
+    /// configured `stall_after` at least).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled: Option<EventHubsStall>,
+    /// Stalls seen since the start.
+    #[serde(default)]
+    pub stalls: u64,
+}
+
+/// Partitions that fetch nothing while records wait for them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHubsStall {
+    pub partitions: Vec<i32>,
+    /// Messages waiting past the position read, over those partitions.
+    pub lag: i64,
+    /// Since when they have fetched nothing (ms).
+    pub idle_since_ms: i64,
+}
+
+impl EventHubsStall {
+    /// `partitions 0, 2 have 41 messages waiting and fetch nothing`.
+    fn describe(&self) -> String {
+        let list = self.partitions.iter().map(i32::to_string).collect::<Vec<_>>().join(", ");
+        let noun = if self.partitions.len() == 1 { "partition" } else { "partitions" };
+        let verb = if self.partitions.len() == 1 { "has" } else { "have" };
+        format!("{noun} {list} {verb} {} messages waiting and fetch nothing", self.lag)
+    }
 }
 
 /// The Graph `alerts_v2` source: its link (Graph and the token endpoint)
@@ -187,8 +214,12 @@ pub struct StorageHealth {
     pub skipped_other: u64,
     /// Lines over the line limit, skipped (and rejected).
     pub too_long: u64,
-    /// Blobs found shorter than the offset read (truncated or re-created).
+    /// Blobs found shorter than the offset read (truncated) or created
+    /// again since they were read: read again from their start.
     pub restarted_blobs: u64,
+    /// Blobs deleted between their listing and their read: skipped.
+    #[serde(default)]
+    pub gone_blobs: u64,
     /// Checkpoints saved (offsets and ids, after syslog had the records).
     pub checkpoints: u64,
 }
@@ -245,6 +276,11 @@ impl HealthReport {
             let error = broker.last_error.as_deref().unwrap_or("error");
             failing.push((since, format!("Event Hubs failing: {error}")));
         }
+        // A stall is no error of the client's: the link looks fine while
+        // nothing arrives. It counts as failing since the fetching stopped.
+        if let Some(stall) = self.eventhubs.as_ref().and_then(|e| e.stalled.as_ref()) {
+            failing.push((stall.idle_since_ms, format!("Event Hubs stalled: {}", stall.describe())));
+        }
         if let Some(link) = self.graph.as_ref().map(|g| &g.api)
             && let Some(since) = link.failing_since_ms
         {
@@ -297,9 +333,10 @@ impl HealthReport {
     }
 
     /// Whether the API, syslog, the checkpoint or the Event Hubs broker is
-    /// failing right now (however long for).
+    /// failing right now (however long for), or Event Hubs is stalled.
     pub fn failing_now(&self) -> bool {
-        let broker = self.eventhubs.as_ref().is_some_and(|e| e.broker.failing_since_ms.is_some());
+        let broker =
+            self.eventhubs.as_ref().is_some_and(|e| e.broker.failing_since_ms.is_some() || e.stalled.is_some());
         let graph = self.graph.as_ref().is_some_and(|g| g.api.failing_since_ms.is_some());
         let storage = self.storage.as_ref().is_some_and(|s| s.account.failing_since_ms.is_some());
         graph
@@ -406,6 +443,14 @@ impl HealthStatus {
                 out.push_str(&format!("; last error {}: {err}", ago(Some(at))));
             }
             out.push('\n');
+            if let Some(stall) = &e.stalled {
+                out.push_str(&format!(
+                    "Event Hubs stalled: {} (nothing fetched since {}; {} stalls since the start)\n",
+                    stall.describe(),
+                    ago(Some(stall.idle_since_ms)),
+                    e.stalls
+                ));
+            }
             let text = |v: Option<i64>| v.map_or("-".to_owned(), |v| v.to_string());
             for p in &e.partitions {
                 out.push_str(&format!(
@@ -453,7 +498,8 @@ impl HealthStatus {
 fn storage_lines(s: &StorageHealth, ago: &dyn Fn(Option<i64>) -> String) -> String {
     let mut out = format!(
         "storage    {}/{}: {} blobs in the look-back, {} records, {} sent, {} duplicates skipped, {} other tables \
-         skipped, {} rejected ({} lines too long), {:.1} MB read, {:.1} MB behind, {} checkpoints\n",
+         skipped, {} rejected ({} lines too long), {:.1} MB read, {:.1} MB behind, {} checkpoints, {} blobs read \
+         again from their start, {} deleted before they were read\n",
         s.container,
         s.prefix,
         s.blobs,
@@ -465,7 +511,9 @@ fn storage_lines(s: &StorageHealth, ago: &dyn Fn(Option<i64>) -> String) -> Stri
         s.too_long,
         s.bytes_read as f64 / 1e6,
         s.behind_bytes as f64 / 1e6,
-        s.checkpoints
+        s.checkpoints,
+        s.restarted_blobs,
+        s.gone_blobs
     );
     out.push_str(&format!("Storage    last success {}", ago(s.account.last_success_ms)));
     if let (Some(err), Some(at)) = (&s.account.last_error, s.account.last_error_ms) {
@@ -567,6 +615,51 @@ mod tests {
         assert!(r.classify(now).human().contains("API "), "an API stream shows its link");
         let metrics = super::super::metrics::render(&r, now);
         assert!(metrics.contains("cefwire_graph_failing 1") && metrics.contains("cefwire_graph_requests_total 7"));
+    }
+
+    /// Partitions that fetch nothing while records wait: `status` says so
+    /// at once (exit 9: failing now), naming the partitions, the lag and
+    /// since when; after 2 h it is a connection error; over when cleared.
+    /// A report of a version without the stall field still loads.
+    #[test]
+    fn a_stalled_event_hubs_consumer_is_reported() {
+        let now = 1_000 * HOUR;
+        let mut r = running_report(now);
+        r.syslog.success(now);
+        let mut e = EventHubsHealth { event_hub: "hub".into(), consumer_group: "g".into(), ..Default::default() };
+        e.broker.success(now);
+        r.eventhubs = Some(e);
+        assert!(!r.failing_now());
+        assert_eq!(r.classify(now).state, HealthState::Connected);
+        let stall = EventHubsStall { partitions: vec![0, 2], lag: 41, idle_since_ms: now - 6 * 60_000 };
+        r.eventhubs.as_mut().unwrap().stalled = Some(stall);
+        r.eventhubs.as_mut().unwrap().stalls = 1;
+        assert!(r.failing_now(), "a stall is failing now (status exit 9)");
+        let s = r.classify(now);
+        assert_eq!(s.state, HealthState::Connected);
+        assert_eq!(
+            s.reason,
+            "Event Hubs stalled: partitions 0, 2 have 41 messages waiting and fetch nothing (for 6m 0s)"
+        );
+        let text = s.human();
+        assert!(text.contains("Event Hubs stalled: partitions 0, 2 have 41 messages waiting"), "{text}");
+        assert_eq!(r.classify(now + 2 * HOUR).state, HealthState::ConnectionError, "{:?}", r.classify(now + 2 * HOUR));
+        let metrics = super::super::metrics::render(&r, now);
+        assert!(
+            metrics.contains("cefwire_eventhubs_stalled 1") && metrics.contains("cefwire_eventhubs_stalls_total 1")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        r.save(dir.path()).unwrap();
+        assert_eq!(HealthReport::load(dir.path()).unwrap(), r);
+        r.eventhubs.as_mut().unwrap().stalled = None;
+        assert!(!r.failing_now());
+        assert_eq!(r.classify(now).reason, "API and syslog working");
+        assert!(super::super::metrics::render(&r, now).contains("cefwire_eventhubs_stalled 0"));
+        let old = r#"{"event_hub":"hub","consumer_group":"g","broker":{"last_success_ms":null,"failing_since_ms":null,
+            "last_error":null,"last_error_ms":null},"paused":false,"rebalances":0,"messages":0,"records":0,"sent":0,
+            "rejected":0,"duplicates_skipped":0,"skipped_other":0,"commits":0,"partitions":[]}"#;
+        let back: EventHubsHealth = serde_json::from_str(old).unwrap();
+        assert_eq!((back.stalled, back.stalls), (None, 0));
     }
 
     #[test]

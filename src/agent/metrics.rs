@@ -121,6 +121,18 @@ fn render_eventhubs(e: &EventHubsHealth, family: &mut impl FnMut(&str, &str, &st
         "1 while consumption is paused (syslog not taking records).",
         &[("", f64::from(u8::from(e.paused)))],
     );
+    family(
+        "cefwire_eventhubs_stalled",
+        "gauge",
+        "1 while partitions with messages waiting fetch nothing (for stall_after at least).",
+        &[("", f64::from(u8::from(e.stalled.is_some())))],
+    );
+    family(
+        "cefwire_eventhubs_stalls_total",
+        "counter",
+        "Stalls seen (fetching stopped with messages waiting).",
+        &[("", e.stalls as f64)],
+    );
     let labels: Vec<String> = e.partitions.iter().map(|p| format!("{{partition=\"{}\"}}", p.partition)).collect();
     let lag: Vec<(&str, f64)> =
         e.partitions.iter().zip(&labels).filter_map(|(p, l)| Some((l.as_str(), p.lag? as f64))).collect();
@@ -146,6 +158,12 @@ fn render_storage(s: &StorageHealth, family: &mut impl FnMut(&str, &str, &str, &
         ("cefwire_storage_bytes_read_total", "Bytes of complete lines read from blobs.", s.bytes_read),
         ("cefwire_storage_listings_total", "Blob listings made.", s.listings),
         ("cefwire_storage_checkpoints_total", "Storage checkpoints saved.", s.checkpoints),
+        (
+            "cefwire_storage_restarted_blobs_total",
+            "Blobs read again from their start (truncated, or created again).",
+            s.restarted_blobs,
+        ),
+        ("cefwire_storage_gone_blobs_total", "Blobs deleted after they were listed, skipped.", s.gone_blobs),
     ];
     for (name, help, value) in totals {
         family(name, "counter", help, &[("", value as f64)]);

@@ -140,10 +140,15 @@ impl Loop {
             Err(err) => return self.storage_failed(err).map(|_| false),
         };
         self.storage_ok();
-        for (blob, position, size) in &refresh.restarted {
+        for restart in &refresh.restarted {
+            let (blob, read, size) = (&restart.blob, restart.read, restart.size);
+            let why = if restart.created_again {
+                format!("was deleted and created again since {read} bytes of it were read (it holds {size} now)")
+            } else {
+                format!("holds {size} bytes, fewer than the {read} read from it (truncated or created again)")
+            };
             self.log.warn(&format!(
-                "storage: {blob} holds {size} bytes, fewer than the {position} read from it (truncated or created \
-                 again): reading it again from its start; records sent before are dropped by ReportId"
+                "storage: {blob} {why}: reading it again from its start; records sent before are dropped by ReportId"
             ));
         }
         self.listed_new = refresh.new_bytes;
@@ -185,6 +190,12 @@ impl Loop {
                     self.config.archive.max_line_bytes
                 ));
                 lines.too_long(position, self.config.archive.max_line_bytes, converter, rejects)?;
+            }
+            Chunk::Gone(blob) => {
+                self.log.warn(&format!(
+                    "storage: {blob} was deleted after it was listed: skipped (what was read of it before stays \
+                     sent); reading the other blobs on"
+                ));
             }
         }
         // Between chunks: every line before the reader's positions was
@@ -307,6 +318,7 @@ impl Loop {
         s.skipped_other = counts.other_tables;
         s.too_long = archive.too_long;
         s.restarted_blobs = archive.restarted_blobs;
+        s.gone_blobs = archive.gone_blobs;
         let now = crate::time::now_ms();
         let stalled =
             report.messages_written == self.written_at_last_check && report.messages_accepted > report.messages_written;

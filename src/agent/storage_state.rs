@@ -1,18 +1,25 @@
 //! The Storage source's checkpoint, `storage-state.bin` in the state
 //! directory (beside the API streams' `state.json`, which it never
 //! touches): the container it is for, per blob the offset up to which
-//! every line was written to syslog, the `ReportId`s sent recently (the
+//! every line was written to syslog and the blob's creation time (which
+//! blob of that name it was), the `ReportId`s sent recently (the
 //! de-duplication window, bounded by count and by the look-back) and the
 //! newest record time sent.
 //!
 //! Layout: a text line naming the format, a little-endian `u32` length
-//! and that many bytes of JSON (container, offsets, counts), then the ids
+//! and that many bytes of JSON (container, offsets, creation times,
+//! counts), then the ids
 //! as 16-byte little-endian `(time_ms, hash)` pairs — 8 MB for the 500,000
 //! ids the window holds at most, where JSON would take 18. Written
 //! atomically (temporary file, fsync, rename, fsync of the directory).
 //! The caller decides when: only once syslog has the records it covers.
+//!
+//! Version 2 added the creation times; a version 1 checkpoint (written by
+//! cefwire before them) still loads, its blobs' creation times unknown
+//! until the next listing tells them.
 
 use super::state::{SeenIds, StateError, write_atomically};
+use crate::azure::archive::BlobPosition;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,7 +27,9 @@ use std::path::{Path, PathBuf};
 /// Name of the checkpoint inside the state directory.
 pub const STORAGE_STATE_FILE: &str = "storage-state.bin";
 
-const MAGIC: &[u8] = b"cefwire storage checkpoint 1\n";
+const MAGIC: &[u8] = b"cefwire storage checkpoint 2\n";
+/// The format before the blobs' creation times (read, never written).
+const MAGIC_V1: &[u8] = b"cefwire storage checkpoint 1\n";
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +37,9 @@ struct Header {
     saved_at_ms: i64,
     container: String,
     positions: BTreeMap<String, u64>,
+    /// Per blob its `Creation-Time` (ms), when known (not in version 1).
+    #[serde(default)]
+    created: BTreeMap<String, i64>,
     newest_sent_ms: Option<i64>,
     ids: u64,
 }
@@ -37,8 +49,9 @@ struct Header {
 pub struct StorageCheckpoint {
     pub saved_at_ms: i64,
     pub container: String,
-    /// Per blob, the offset after the last line written to syslog.
-    pub positions: BTreeMap<String, u64>,
+    /// Per blob, the offset after the last line written to syslog, and
+    /// which blob of that name it was.
+    pub positions: BTreeMap<String, BlobPosition>,
     pub seen: SeenIds,
     pub newest_sent_ms: Option<i64>,
 }
@@ -52,7 +65,7 @@ pub fn path(state_dir: &Path) -> PathBuf {
 /// later, once syslog has everything before them).
 pub fn encode(
     container: &str,
-    positions: &BTreeMap<String, u64>,
+    positions: &BTreeMap<String, BlobPosition>,
     seen: &SeenIds,
     newest_sent_ms: Option<i64>,
     now_ms: i64,
@@ -60,7 +73,8 @@ pub fn encode(
     let header = Header {
         saved_at_ms: now_ms,
         container: container.to_owned(),
-        positions: positions.clone(),
+        positions: positions.iter().map(|(blob, p)| (blob.clone(), p.offset)).collect(),
+        created: positions.iter().filter_map(|(blob, p)| Some((blob.clone(), p.created_ms?))).collect(),
         newest_sent_ms,
         ids: seen.len() as u64,
     };
@@ -94,7 +108,11 @@ pub fn load(state_dir: &Path) -> Result<Option<StorageCheckpoint>, StateError> {
 }
 
 fn decode(bytes: &[u8]) -> Result<StorageCheckpoint, String> {
-    let rest = bytes.strip_prefix(MAGIC).ok_or("not a storage checkpoint of this version")?;
+    let (rest, version) = match (bytes.strip_prefix(MAGIC), bytes.strip_prefix(MAGIC_V1)) {
+        (Some(rest), _) => (rest, 2),
+        (None, Some(rest)) => (rest, 1),
+        (None, None) => return Err("not a storage checkpoint of this version".to_owned()),
+    };
     let (len, rest) = rest.split_first_chunk::<4>().ok_or("cut off in its header")?;
     let len = u32::from_le_bytes(*len) as usize;
     if rest.len() < len {
@@ -102,6 +120,9 @@ fn decode(bytes: &[u8]) -> Result<StorageCheckpoint, String> {
     }
     let (json, ids) = rest.split_at(len);
     let header: Header = serde_json::from_slice(json).map_err(|e| format!("header: {e}"))?;
+    if version == 1 && !header.created.is_empty() {
+        return Err("header: creation times in a version 1 checkpoint".to_owned());
+    }
     if ids.len() as u64 != header.ids * 16 {
         return Err(format!("{} bytes of ids where {} ids take {}", ids.len(), header.ids, header.ids * 16));
     }
@@ -113,10 +134,19 @@ fn decode(bytes: &[u8]) -> Result<StorageCheckpoint, String> {
             u64::from_le_bytes(hash.try_into().expect("8 bytes")),
         );
     }
+    let created = header.created;
+    let positions = header
+        .positions
+        .into_iter()
+        .map(|(blob, offset)| {
+            let created_ms = created.get(&blob).copied();
+            (blob, BlobPosition { offset, created_ms })
+        })
+        .collect();
     Ok(StorageCheckpoint {
         saved_at_ms: header.saved_at_ms,
         container: header.container,
-        positions: header.positions,
+        positions,
         seen,
         newest_sent_ms: header.newest_sent_ms,
     })
@@ -131,7 +161,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(load(dir.path()).unwrap().is_none());
         let mut positions = BTreeMap::new();
-        positions.insert("tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json".to_owned(), 1234u64);
+        let position = BlobPosition { offset: 1234, created_ms: Some(1_714_564_801_000) };
+        positions.insert("tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json".to_owned(), position);
+        positions.insert("tenantId=t/y=2024/m=05/d=01/h=13/m=00/PT1H.json".to_owned(), BlobPosition::default());
         let mut seen = SeenIds::default();
         for n in 0..1000 {
             seen.insert(n, n as u64 * 7919);
@@ -147,5 +179,30 @@ mod tests {
             let err = load(dir.path()).unwrap_err().to_string();
             assert!(err.contains("is corrupt"), "cut at {cut}: {err}");
         }
+    }
+
+    /// A checkpoint as cefwire wrote it before the creation times (format
+    /// 1, byte for byte as that version's `encode`): it loads, offsets and
+    /// ids kept, creation times unknown.
+    #[test]
+    fn a_checkpoint_of_the_previous_version_loads() {
+        let json = br#"{"saved_at_ms":42,"container":"c","positions":{"tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json":1234},"newest_sent_ms":99,"ids":2}"#;
+        let mut bytes = MAGIC_V1.to_vec();
+        bytes.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(json);
+        for (time, hash) in [(7i64, 11u64), (8, 12)] {
+            bytes.extend_from_slice(&time.to_le_bytes());
+            bytes.extend_from_slice(&hash.to_le_bytes());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &bytes).unwrap();
+        let back = load(dir.path()).unwrap().expect("a version 1 checkpoint loads");
+        assert_eq!((back.saved_at_ms, back.container.as_str(), back.newest_sent_ms), (42, "c", Some(99)));
+        let blob = "tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json";
+        assert_eq!(back.positions[blob], BlobPosition { offset: 1234, created_ms: None });
+        assert_eq!(back.seen.len(), 2);
+        // Saved again, it is a version 2 checkpoint.
+        let again = encode(&back.container, &back.positions, &back.seen, back.newest_sent_ms, 43);
+        assert!(again.starts_with(MAGIC));
     }
 }

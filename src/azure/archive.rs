@@ -10,7 +10,10 @@
 //! being written (no newline yet) stays for a later visit; a line longer
 //! than the limit is skipped to its newline without being held and handed
 //! out as [`Chunk::TooLong`]; a blob now shorter than its read position
-//! (truncated, or deleted and created again) is read again from its start.
+//! (truncated), or created again since it was read (its `Creation-Time`
+//! changed, whatever its size), is read again from its start; a blob
+//! deleted between the listing and its read is handed out as
+//! [`Chunk::Gone`] and forgotten, the others are read on.
 //! Memory stays within one read (`read_bytes`, or `max_line_bytes` while a
 //! long line is looked at).
 //!
@@ -77,6 +80,31 @@ pub enum Chunk {
     Lines(ChunkPosition),
     /// A line longer than the limit, skipped (not in the buffer).
     TooLong(ChunkPosition),
+    /// The blob was deleted after it was listed: skipped and forgotten
+    /// (nothing in the buffer; the other blobs are read on).
+    Gone(String),
+}
+
+/// How far a blob was read, and which blob of that name it was.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobPosition {
+    /// The offset after the last complete line handed out.
+    pub offset: u64,
+    /// The blob's `Creation-Time` (ms) when it was read; `None` when not
+    /// known (a checkpoint of an older version: learnt at the next listing).
+    pub created_ms: Option<i64>,
+}
+
+/// A blob read again from its start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restarted {
+    pub blob: String,
+    /// The offset it had been read to.
+    pub read: u64,
+    /// Its size now.
+    pub size: u64,
+    /// Created again since it was read (else: truncated).
+    pub created_again: bool,
 }
 
 /// Counts of a reader's work.
@@ -90,8 +118,11 @@ pub struct ArchiveStats {
     pub bytes: u64,
     /// Lines skipped for being too long.
     pub too_long: u64,
-    /// Blobs found shorter than their read position (read again from 0).
+    /// Blobs found shorter than their read position or created again since
+    /// they were read (read again from 0).
     pub restarted_blobs: u64,
+    /// Blobs deleted between their listing and their read (skipped).
+    pub gone_blobs: u64,
     /// Blob visits that ended inside a line still being written.
     pub unfinished_tails: u64,
 }
@@ -103,15 +134,16 @@ pub struct Refresh {
     pub queued: usize,
     /// Those bytes, all queued blobs together.
     pub new_bytes: u64,
-    /// Blobs shorter than their read position: `(name, position, size)`;
-    /// they are read again from their start.
-    pub restarted: Vec<(String, u64, u64)>,
+    /// Blobs shorter than their read position or created again: read
+    /// again from their start.
+    pub restarted: Vec<Restarted>,
 }
 
 /// A too-long line being skipped: where it began, how far it was looked at.
 #[derive(Clone, Debug)]
 struct Skip {
     blob: String,
+    created_ms: Option<i64>,
     line_start: u64,
     scanned_to: u64,
 }
@@ -121,9 +153,10 @@ pub struct ArchiveReader {
     client: BlobClient,
     config: ArchiveConfig,
     /// Per blob, the offset after the last complete line handed out.
-    read: BTreeMap<String, u64>,
-    /// Blobs with bytes beyond their read position, and their listed size.
-    queue: VecDeque<(String, u64)>,
+    read: BTreeMap<String, BlobPosition>,
+    /// Blobs with bytes beyond their read position: name, listed size and
+    /// creation time.
+    queue: VecDeque<(String, u64, Option<i64>)>,
     skipping: Option<Skip>,
     stats: ArchiveStats,
 }
@@ -131,7 +164,7 @@ pub struct ArchiveReader {
 impl ArchiveReader {
     /// A reader that starts at `positions` (a checkpoint; empty: every
     /// blob from its start).
-    pub fn new(config: &ArchiveConfig, positions: BTreeMap<String, u64>) -> Result<Self, StorageError> {
+    pub fn new(config: &ArchiveConfig, positions: BTreeMap<String, BlobPosition>) -> Result<Self, StorageError> {
         Ok(Self {
             client: BlobClient::new(&config.blob)?,
             config: config.clone(),
@@ -155,8 +188,9 @@ impl ArchiveReader {
         self.client.stats()
     }
 
-    /// Per blob, the offset after the last line handed out.
-    pub fn positions(&self) -> &BTreeMap<String, u64> {
+    /// Per blob, the offset after the last line handed out (and which
+    /// blob of that name it was).
+    pub fn positions(&self) -> &BTreeMap<String, BlobPosition> {
         &self.read
     }
 
@@ -170,7 +204,7 @@ impl ArchiveReader {
         loop {
             let page = self.client.list_blobs(&self.config.container, &self.config.prefix, marker.as_deref(), 5000)?;
             self.stats.listings += 1;
-            found.extend(page.blobs.into_iter().filter(|b| in_span(&b.name)).map(|b| (b.name, b.size)));
+            found.extend(page.blobs.into_iter().filter(|b| in_span(&b.name)).map(|b| (b.name, b.size, b.created_ms)));
             marker = page.next_marker;
             if marker.is_none() {
                 break;
@@ -181,23 +215,28 @@ impl ArchiveReader {
         found.sort();
         let mut refresh = Refresh::default();
         self.queue.clear();
-        for (name, size) in found {
-            let position = self.read.get(&name).copied().unwrap_or(0);
-            if size < position {
-                // Truncated, or deleted and written again: what it holds
-                // now was never read. Records read before are dropped by
-                // the caller's ReportId de-duplication.
+        for (name, size, created_ms) in found {
+            let known = self.read.get(&name).copied().unwrap_or_default();
+            let created_again = matches!((known.created_ms, created_ms), (Some(was), Some(is)) if was != is);
+            if known.offset > 0 && (created_again || size < known.offset) {
+                // Truncated, or deleted and written again (grown past the
+                // old offset or not): what it holds now was never read.
+                // Records read before are dropped by the caller's ReportId
+                // de-duplication.
                 self.stats.restarted_blobs += 1;
-                refresh.restarted.push((name.clone(), position, size));
-                self.read.insert(name.clone(), 0);
+                refresh.restarted.push(Restarted { blob: name.clone(), read: known.offset, size, created_again });
+                self.read.insert(name.clone(), BlobPosition { offset: 0, created_ms });
                 if self.skipping.as_ref().is_some_and(|s| s.blob == name) {
                     self.skipping = None;
                 }
+            } else if let Some(position) = self.read.get_mut(&name) {
+                // A checkpoint without creation times learns them here.
+                position.created_ms = position.created_ms.or(created_ms);
             }
-            let position = self.read.get(&name).copied().unwrap_or(0);
+            let position = self.read.get(&name).map_or(0, |p| p.offset);
             if size > position {
                 refresh.new_bytes += size - position;
-                self.queue.push_back((name, size));
+                self.queue.push_back((name, size, created_ms));
             }
         }
         refresh.queued = self.queue.len();
@@ -214,17 +253,31 @@ impl ArchiveReader {
     /// (cleared first). `None` when nothing queued has a complete line
     /// (call [`refresh`](Self::refresh) to look again).
     pub fn next_chunk(&mut self, buffer: &mut Vec<u8>) -> Result<Option<Chunk>, StorageError> {
-        while let Some((name, size)) = self.queue.front().cloned() {
+        while let Some((name, size, created_ms)) = self.queue.front().cloned() {
             let found = if self.skipping.as_ref().is_some_and(|s| s.blob == name) {
-                self.skip_on(buffer)?
+                self.skip_on(buffer)
             } else {
-                self.read_lines(&name, size, buffer)?
+                self.read_lines(&name, size, created_ms, buffer)
             };
             match found {
-                Some(chunk) => return Ok(Some(chunk)),
-                None => {
+                Ok(Some(chunk)) => return Ok(Some(chunk)),
+                Ok(None) => {
                     self.queue.pop_front();
                 }
+                // Deleted since the listing: nothing more to read of it. Its
+                // position goes too (a blob created again under the name
+                // is another blob, read from its start).
+                Err(err) if err.is_blob_gone() => {
+                    self.queue.pop_front();
+                    self.read.remove(&name);
+                    if self.skipping.as_ref().is_some_and(|s| s.blob == name) {
+                        self.skipping = None;
+                    }
+                    self.stats.gone_blobs += 1;
+                    buffer.clear();
+                    return Ok(Some(Chunk::Gone(name)));
+                }
+                Err(err) => return Err(err),
             }
         }
         buffer.clear();
@@ -233,8 +286,14 @@ impl ArchiveReader {
 
     /// The next complete lines of `name` from its read position; `None`
     /// when it holds no further complete line (yet).
-    fn read_lines(&mut self, name: &str, size: u64, buffer: &mut Vec<u8>) -> Result<Option<Chunk>, StorageError> {
-        let start = self.read.get(name).copied().unwrap_or(0);
+    fn read_lines(
+        &mut self,
+        name: &str,
+        size: u64,
+        created_ms: Option<i64>,
+        buffer: &mut Vec<u8>,
+    ) -> Result<Option<Chunk>, StorageError> {
+        let start = self.read.get(name).map_or(0, |p| p.offset);
         if start >= size {
             return Ok(None);
         }
@@ -249,7 +308,7 @@ impl ArchiveReader {
                 Some(at) => {
                     buffer.truncate(at + 1);
                     let end = start + at as u64 + 1;
-                    self.read.insert(name.to_owned(), end);
+                    self.read.insert(name.to_owned(), BlobPosition { offset: end, created_ms });
                     self.stats.chunks += 1;
                     self.stats.bytes += buffer.len() as u64;
                     return Ok(Some(Chunk::Lines(ChunkPosition { blob: name.to_owned(), start, end })));
@@ -264,7 +323,7 @@ impl ArchiveReader {
                 // Longer than the limit: skip to its newline, holding nothing.
                 None => {
                     let scanned_to = start + buffer.len() as u64;
-                    self.skipping = Some(Skip { blob: name.to_owned(), line_start: start, scanned_to });
+                    self.skipping = Some(Skip { blob: name.to_owned(), created_ms, line_start: start, scanned_to });
                     return self.skip_on(buffer);
                 }
             }
@@ -282,7 +341,7 @@ impl ArchiveReader {
             if let Some(at) = memchr::memchr(b'\n', buffer) {
                 let end = skip.scanned_to + at as u64 + 1;
                 let position = ChunkPosition { blob: skip.blob.clone(), start: skip.line_start, end };
-                self.read.insert(position.blob.clone(), end);
+                self.read.insert(position.blob.clone(), BlobPosition { offset: end, created_ms: skip.created_ms });
                 self.skipping = None;
                 self.stats.too_long += 1;
                 buffer.clear();

@@ -102,6 +102,11 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// A 404 for a blob whose container is there: the blob was deleted.
+    pub fn is_blob_gone(&self) -> bool {
+        matches!(self, StorageError::NotFound { detail, .. } if !detail.contains("ContainerNotFound"))
+    }
+
     /// True for errors that more waiting will not fix.
     pub fn is_permanent(&self) -> bool {
         !matches!(self, StorageError::GaveUp { .. })
@@ -117,6 +122,9 @@ pub struct BlobItem {
     pub etag: String,
     /// `Last-Modified`, epoch ms.
     pub last_modified_ms: Option<i64>,
+    /// `Creation-Time`, epoch ms (to the second): which blob of that name
+    /// this is — a blob deleted and created again has a new one.
+    pub created_ms: Option<i64>,
     /// `AppendBlob`, `BlockBlob` or `PageBlob`.
     pub blob_type: String,
 }
@@ -370,6 +378,15 @@ impl BlobClient {
         self.execute_unit(&call)
     }
 
+    /// Deletes `blob` (the archive's own retention does this; the tests
+    /// delete blobs between a listing and a read).
+    pub fn delete_blob(&mut self, container: &str, blob: &str) -> Result<(), StorageError> {
+        let resource = format!("/{container}/{blob}");
+        let what = format!("blob {container}/{blob}");
+        let call = Call { method: "DELETE", resource: &resource, query: &[], headers: &[], body: &[], what: &what };
+        self.execute_unit(&call)
+    }
+
     /// Appends `data` (at most 4 MiB) to an append blob.
     pub fn append_block(&mut self, container: &str, blob: &str, data: &[u8]) -> Result<(), StorageError> {
         let resource = format!("/{container}/{blob}");
@@ -599,6 +616,7 @@ pub fn parse_listing(xml: &[u8]) -> Result<BlobList, String> {
                     }
                     (Some(b"Properties"), b"Etag") => blob.etag = std::mem::take(&mut text),
                     (Some(b"Properties"), b"Last-Modified") => blob.last_modified_ms = parse_http_date(&text),
+                    (Some(b"Properties"), b"Creation-Time") => blob.created_ms = parse_http_date(&text),
                     (Some(b"Properties"), b"BlobType") => blob.blob_type = std::mem::take(&mut text),
                     (Some(b"Blobs"), b"Blob") => list.blobs.push(std::mem::take(&mut blob)),
                     (Some(b"EnumerationResults"), b"NextMarker") => {
@@ -625,12 +643,14 @@ mod tests {
 
     #[test]
     fn parses_a_listing_with_escapes_and_a_marker() {
-        let xml = br#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://127.0.0.1:10000/devstoreaccount1" ContainerName="c"><Prefix>tenantId=t/</Prefix><MaxResults>2</MaxResults><Blobs><Blob><Name>tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json</Name><Properties><Last-Modified>Wed, 01 May 2024 12:59:59 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>1234</Content-Length><BlobType>AppendBlob</BlobType></Properties></Blob><Blob><Name>a &amp; b&#x2F;c</Name><Properties><Content-Length>0</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob></Blobs><NextMarker>2!64!bWFya2Vy</NextMarker></EnumerationResults>"#;
+        let xml = br#"<?xml version="1.0" encoding="utf-8"?><EnumerationResults ServiceEndpoint="http://127.0.0.1:10000/devstoreaccount1" ContainerName="c"><Prefix>tenantId=t/</Prefix><MaxResults>2</MaxResults><Blobs><Blob><Name>tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json</Name><Properties><Creation-Time>Wed, 01 May 2024 12:00:01 GMT</Creation-Time><Last-Modified>Wed, 01 May 2024 12:59:59 GMT</Last-Modified><Etag>0x8D</Etag><Content-Length>1234</Content-Length><BlobType>AppendBlob</BlobType></Properties></Blob><Blob><Name>a &amp; b&#x2F;c</Name><Properties><Content-Length>0</Content-Length><BlobType>BlockBlob</BlobType></Properties></Blob></Blobs><NextMarker>2!64!bWFya2Vy</NextMarker></EnumerationResults>"#;
         let list = parse_listing(xml).unwrap();
         assert_eq!(list.blobs.len(), 2);
         assert_eq!(list.blobs[0].name, "tenantId=t/y=2024/m=05/d=01/h=12/m=00/PT1H.json");
         assert_eq!(list.blobs[0].size, 1234);
         assert_eq!(list.blobs[0].last_modified_ms, Some(1_714_568_399_000));
+        assert_eq!(list.blobs[0].created_ms, Some(1_714_564_801_000));
+        assert_eq!(list.blobs[1].created_ms, None);
         assert_eq!(list.blobs[0].blob_type, "AppendBlob");
         assert_eq!(list.blobs[1].name, "a & b/c");
         assert_eq!(list.next_marker.as_deref(), Some("2!64!bWFya2Vy"));

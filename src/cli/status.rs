@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 Connected: API and syslog work. Connection error: one of them has been failing for more than 2 hours. \
 Disconnected: failing for more than 12 hours (or the agent stopped more than 12 hours ago).\n\n\
 Exit codes: 0 Connected (running, nothing failing), 6 Connection error, 7 Disconnected or never run, \
-8 Connected but the agent is not running now, 9 Connected but the API, syslog or the checkpoint is failing \
-right now (less than 2 h), 2 bad usage.",
+8 Connected but the agent is not running now, 9 Connected but the API, syslog, the checkpoint or a source is \
+failing right now (less than 2 h; also an Event Hubs consumer that fetches nothing while messages wait for \
+`stall_after`), 2 bad usage.",
     after_help = "Examples:\n  cefwire status --state-dir /var/lib/cefwire\n  cefwire status --json | jq .state"
 )]
 pub struct StatusArgs {

@@ -199,6 +199,14 @@ impl<H: PartitionHandler> Broker<'_, H> {
         (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
     }
 
+    /// `partition`'s low and high watermarks asked of the broker now (a
+    /// request; waits up to `timeout`): the cached high watermark only
+    /// moves with fetch answers, so a partition that fetches nothing keeps
+    /// an old one.
+    pub fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), String> {
+        self.consumer.fetch_watermarks(self.topic, partition, timeout).map_err(|e| e.to_string())
+    }
+
     fn list(&self, offsets: &[(i32, i64)]) -> Result<TopicPartitionList, String> {
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for &(partition, offset) in offsets {

@@ -8,7 +8,8 @@
 //! consumer and hands rebalances to a handler on the polling thread;
 //! [`token`] fetches OAUTHBEARER tokens;
 //! [`offsets`] decides which offsets may be committed — only those whose
-//! records syslog has taken; [`backfill`] is `cefwire backfill`'s bounded
+//! records syslog has taken; [`stall`] notices partitions that fetch
+//! nothing while records wait; [`backfill`] is `cefwire backfill`'s bounded
 //! reader, assigned its partitions, which joins no group and commits
 //! nothing. The agent's loop over them, which converts
 //! and sends, is `agent::eventhubs`; this module knows nothing of CEF or
@@ -21,6 +22,7 @@ pub mod backfill;
 pub mod consumer;
 pub mod offsets;
 pub mod settings;
+pub mod stall;
 #[cfg(feature = "eventhubs")]
 pub mod token;
 
@@ -31,3 +33,4 @@ pub use settings::{
     ClientSetting, ClientTimeouts, ConnectionString, ConnectionStringError, EntraApp, EventHubsSettings, KafkaAuth,
     Secret, StartAt,
 };
+pub use stall::{Stall, StallChange, StallWatch};

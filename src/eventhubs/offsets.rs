@@ -26,6 +26,8 @@ pub struct PartitionProgress {
     /// A commit of this offset is on its way.
     pub committing: Option<i64>,
     last_commit: Option<Instant>,
+    /// The offset after the last message read: where reading goes on.
+    pub next_offset: Option<i64>,
     /// Messages and records read from this partition since it was assigned.
     pub messages: u64,
     pub records: u64,
@@ -35,6 +37,13 @@ impl PartitionProgress {
     /// Messages read but not yet written to syslog.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+
+    /// Where the consumer reads this partition from: after the last
+    /// message read, else the committed offset (`None`: neither known —
+    /// the group's start applies).
+    pub fn position(&self) -> Option<i64> {
+        self.next_offset.or(self.committed)
     }
 }
 
@@ -76,6 +85,7 @@ impl OffsetTracker {
         let Some(progress) = self.partitions.get_mut(&partition) else { return };
         progress.messages += 1;
         progress.records += records;
+        progress.next_offset = Some(offset + 1);
         progress.in_flight.push_back((offset + 1, accepted));
     }
 

@@ -147,6 +147,9 @@ pub struct EventHubsSettings {
     pub commit_interval: Duration,
     /// `client.id`: shows in the broker's view of the group.
     pub client_id: String,
+    /// A partition with records waiting that fetched nothing this long is
+    /// reported stalled (the agent's health; see `eventhubs::stall`).
+    pub stall_after: Duration,
     pub timeouts: ClientTimeouts,
 }
 
@@ -158,6 +161,11 @@ pub const DEFAULT_CONSUMER_GROUP: &str = "cefwire";
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest commit interval Event Hubs does not throttle.
 pub const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(250);
+/// Records waiting and nothing fetched this long is a stall: longer than a
+/// rebalance after a session timeout (30 s) takes, short enough to alert.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(300);
+/// The shortest `stall_after` accepted.
+pub const MIN_STALL_AFTER: Duration = Duration::from_secs(1);
 
 impl EventHubsSettings {
     /// Defaults for one event hub reached at `bootstrap_servers`.
@@ -171,6 +179,7 @@ impl EventHubsSettings {
             ca_file: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             client_id: format!("cefwire-{}", env!("CARGO_PKG_VERSION")),
+            stall_after: DEFAULT_STALL_AFTER,
             timeouts: ClientTimeouts::default(),
         }
     }

@@ -85,6 +85,12 @@ impl StorageBackfillReport {
         if self.archive.too_long > 0 {
             text.push_str(&format!("\n{} lines over the line limit were skipped (rejected)", self.archive.too_long));
         }
+        if self.archive.gone_blobs > 0 {
+            text.push_str(&format!(
+                "\n{} blobs were deleted after they were listed; what they held was not read",
+                self.archive.gone_blobs
+            ));
+        }
         if self.unfinished_lines > 0 {
             text.push_str(&format!(
                 "\n{} blobs end inside a line still being written; that line was not read",
@@ -177,6 +183,11 @@ fn read_all(
             Chunk::TooLong(position) => {
                 done += position.end - position.start;
                 lines.too_long(position, config.archive.max_line_bytes, converter, rejects)
+            }
+            // Deleted after the listing: its bytes are not coming.
+            Chunk::Gone(blob) => {
+                progress.println(&format!("cefwire: {blob} was deleted after it was listed; skipped"));
+                Ok(())
             }
         };
         converted.map_err(StorageBackfillError::Output)?;
