@@ -268,16 +268,26 @@ fn restamp(buf: &mut Vec<u8>, start: usize, now: &mut NowStamp) -> bool {
         buf[at..at + new.len()].copy_from_slice(new);
         return true;
     }
-    // RFC 3164: "Mmm dd hh:mm:ss" or "Mmm dd yyyy hh:mm:ss".
-    if rest.len() >= 16 && rest[3] == b' ' && rest[0].is_ascii_uppercase() {
-        if rest[9] == b':' && rest[12] == b':' && rest[15] == b' ' {
-            buf[at..at + 15].copy_from_slice(&now.rfc3164);
-            return true;
-        }
-        if rest.len() >= 21 && rest[14] == b':' && rest[17] == b':' && rest[20] == b' ' {
-            buf[at..at + 20].copy_from_slice(&now.rfc3164_year);
-            return true;
-        }
+    // RFC 3164: "Mmm dd hh:mm:ss" or "Mmm dd yyyy hh:mm:ss", every
+    // character where it belongs (a message that only looks like one in
+    // places keeps its text).
+    let is = |i: usize, c: u8| rest.get(i) == Some(&c);
+    let clock_at =
+        |i: usize| [i, i + 1, i + 3, i + 4, i + 6, i + 7].into_iter().all(digit) && is(i + 2, b':') && is(i + 5, b':');
+    let month_day = rest.len() >= 16
+        && rest[0].is_ascii_uppercase()
+        && rest[1..3].iter().all(u8::is_ascii_lowercase)
+        && is(3, b' ')
+        && (digit(4) || is(4, b' '))
+        && digit(5)
+        && is(6, b' ');
+    if month_day && clock_at(7) && is(15, b' ') {
+        buf[at..at + 15].copy_from_slice(&now.rfc3164);
+        return true;
+    }
+    if month_day && (7..11).all(digit) && is(11, b' ') && clock_at(12) && is(20, b' ') {
+        buf[at..at + 20].copy_from_slice(&now.rfc3164_year);
+        return true;
     }
     false
 }
@@ -719,5 +729,16 @@ mod tests {
         assert!(!out.contains("Nov  2 03:04:05"));
         assert!(stamped("<134>Nov 22 2017 17:50:04 host CEF").is_some());
         assert!(stamped("CEF:0|MCAS|no header").is_none());
+    }
+
+    /// Found by the property above: colons and spaces where a 3164 time
+    /// has them, letters and digits where it has others. Not a time: the
+    /// line keeps its text (before, 20 bytes of it were overwritten).
+    #[test]
+    fn a_line_that_only_looks_like_a_3164_time_in_places_is_left_alone() {
+        assert!(stamped("Aaa 00 0000000:  :A  ").is_none());
+        assert!(stamped("Nov 22 2017x17:50:04 host").is_none());
+        assert!(stamped("Nov 22 17:50:04x host").is_none());
+        assert!(stamped("NOV 22 17:50:04 host").is_none());
     }
 }
