@@ -25,6 +25,11 @@ impl OutputPath {
 /// Flush once this much is buffered.
 const FLUSH_AT: usize = 1 << 20;
 
+/// A block of at least this much is written without going through the
+/// buffer when the buffer is empty (the parallel loop's blocks are about a
+/// chunk's size: written straight from the worker's block).
+const WRITE_DIRECTLY_AT: usize = 64 * 1024;
+
 /// A [`MessageSink`] that writes one message per line.
 pub struct LineWriter {
     name: String,
@@ -85,6 +90,13 @@ impl MessageSink for LineWriter {
     /// when it is large.
     fn commit_block(&mut self, block: &MessageBlock) -> io::Result<()> {
         let lines = block.as_lines();
+        // A large block with nothing buffered before it goes out as it is:
+        // copying it into the buffer first would only cost a pass.
+        if self.buffer.is_empty() && lines.len() >= WRITE_DIRECTLY_AT {
+            self.out.write_all(lines).map_err(|e| named(&self.name, e))?;
+            self.bytes_written += lines.len() as u64;
+            return Ok(());
+        }
         if self.buffer.len() + lines.len() < FLUSH_AT {
             self.buffer.extend_from_slice(lines);
             return Ok(());
@@ -150,4 +162,52 @@ pub fn create_maybe_compressed(path: Option<&Path>) -> io::Result<Box<dyn Finish
     } else {
         Box::new(file)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn message(sink: &mut dyn MessageSink, text: &str) {
+        let start = sink.buffer().len();
+        sink.buffer().extend_from_slice(text.as_bytes());
+        sink.commit(start).unwrap();
+    }
+
+    #[test]
+    fn large_blocks_written_directly_keep_their_place_among_buffered_lines() {
+        let out = Shared::default();
+        let mut writer = LineWriter::new("out".into(), Box::new(out.clone()));
+        let mut large = MessageBlock::default();
+        for n in 0..WRITE_DIRECTLY_AT / 8 {
+            message(&mut large, &format!("big {n:05}"));
+        }
+        let mut small = MessageBlock::default();
+        message(&mut small, "small block");
+        // Nothing buffered: the large block goes out directly; then one
+        // line buffered before the next large block, which must wait.
+        writer.commit_block(&large).unwrap();
+        message(&mut writer, "one line");
+        writer.commit_block(&large).unwrap();
+        writer.commit_block(&small).unwrap();
+        let expected = [large.as_lines(), b"one line\n", large.as_lines(), small.as_lines()].concat();
+        assert_eq!(writer.bytes_written(), expected.len() as u64);
+        writer.finish().unwrap();
+        assert!(*out.0.lock().unwrap() == expected, "the lines in the order they were committed");
+    }
 }

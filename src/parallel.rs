@@ -2,14 +2,19 @@
 //!
 //! One input at a time: a reader thread reads (and decompresses) it and
 //! cuts it into chunks at record boundaries — blocks of whole NDJSON lines
-//! from the line reader, or the whole document when the input is one page
-//! or array — each tagged with a sequence number and the number of its
-//! first line. Worker threads convert chunks with their own
-//! [`RecordConverter`] (own parser and buffers) into a [`MessageBlock`],
-//! recording rejects with their exact `FILE:LINE` in a [`RejectBatch`]. The
-//! calling thread puts finished chunks back in sequence order and hands
-//! them to the real [`MessageSink`] and [`RejectLog`], so what comes out is
-//! byte for byte what the one-thread loop writes.
+//! read straight into the chunk's own input buffer by [`LineBlocks`] (one
+//! copy of each byte: from the source into the chunk), or the whole
+//! document when the input is one page or array — each tagged with a
+//! sequence number and the number of its first line. Worker threads
+//! convert chunks with their own [`RecordConverter`] (own parser and
+//! buffers) into a [`MessageBlock`], recording rejects with their exact
+//! `FILE:LINE` in a [`RejectBatch`]; a line that came whole in a chunk but
+//! is over the size limit is rejected there, one that does not fit was
+//! skipped by the reader. The calling thread puts finished chunks back in
+//! sequence order and hands them to the real [`MessageSink`] and
+//! [`RejectLog`] (a large block goes to a [`crate::output::LineWriter`]'s
+//! file without a copy), so what comes out is byte for byte what the
+//! one-thread loop writes.
 //!
 //! Memory is bounded: a fixed pool of chunks (input bytes, messages,
 //! rejects) circulates through bounded crossbeam channels — reader → workers
@@ -17,12 +22,13 @@
 //! allocates. A worker that panics ends the input with an error naming the
 //! chunk; nothing after the last chunk written in order is written.
 //!
-//! This module owns the threads, the chunking and the ordering; it does not
-//! parse lines itself (the [`DocumentReader`] finds them) nor convert
-//! records (the shared loop in [`crate::records`] does).
+//! This module owns the threads, the chunk pool and the ordering; it does
+//! not find line ends itself ([`LineBlocks`] and the [`DocumentReader`] do)
+//! nor convert records (the shared loop in [`crate::records`] does).
 
 use crate::cef::CefOptions;
-use crate::input::lines::{LineError, count_newlines};
+use crate::input::blocks::{Block, LineBlocks};
+use crate::input::lines::LineError;
 use crate::input::{DocumentReader, Layout, too_long_reason};
 use crate::json::INPUT_PADDING;
 use crate::progress::Progress;
@@ -34,8 +40,15 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Bytes of input per chunk (at least one whole line): large enough that
 /// handing chunks around costs nothing next to converting them, small
-/// enough that a few per thread stay a few MiB.
+/// enough that a few per thread stay a few MiB. `replay` keeps this size:
+/// a chunk's messages then fit the sender's batch (256 KiB) and are taken
+/// in whole, so a stop never splits a chunk.
 pub const DEFAULT_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks for `convert` into a file or stdout (not `--to`): measured on 2 cores
+/// (docs/benchmarks.md), 1 MiB beat 256 KiB (four times the hand-overs
+/// and thread wake-ups), 64 KiB, 2 MiB and 4 MiB.
+pub const CONVERT_CHUNK_BYTES: usize = 1 << 20;
 
 /// The most threads `--threads` takes.
 pub const MAX_THREADS: usize = 256;
@@ -57,6 +70,11 @@ pub struct Parallelism {
 impl Parallelism {
     pub fn threads(threads: usize) -> Self {
         Self { threads: threads.clamp(1, MAX_THREADS), chunk_bytes: DEFAULT_CHUNK_BYTES }
+    }
+
+    /// The same threads, inputs cut into chunks of `bytes`.
+    pub fn with_chunk_bytes(self, bytes: usize) -> Self {
+        Self { chunk_bytes: bytes.max(1), ..self }
     }
 
     /// One thread: today's loop, no reader or worker threads.
@@ -89,8 +107,9 @@ pub enum InputError {
 /// Where a chunk's documents are.
 #[derive(Clone, Copy, Debug)]
 enum ChunkKind {
-    /// Whole lines, the first numbered so.
-    Lines { first_line: u64 },
+    /// Whole lines, the first numbered so; a line longer than `max_line`
+    /// is rejected as too long.
+    Lines { first_line: u64, max_line: usize },
     /// One document (a page or an array) over many lines, from this one.
     Whole { line: u64 },
     /// A line over the size limit, skipped by the reader: one rejected
@@ -115,7 +134,7 @@ impl Chunk {
     fn new() -> Self {
         Self {
             seq: 0,
-            kind: ChunkKind::Lines { first_line: 1 },
+            kind: ChunkKind::Lines { first_line: 1, max_line: usize::MAX },
             data: Vec::new(),
             len: 0,
             messages: MessageBlock::default(),
@@ -243,10 +262,11 @@ fn read_chunks(
     unused: &mut Option<Chunk>,
 ) -> Result<(), LineError> {
     let layout = reader.detect()?;
+    let mut blocks = LineBlocks::new(reader);
     for seq in 0.. {
         let Ok(mut chunk) = free.recv() else { return Ok(()) };
         let filled = match layout {
-            Layout::Lines => fill_lines(reader, &mut chunk, seq, chunk_bytes),
+            Layout::Lines => fill_lines(reader, &mut blocks, &mut chunk, seq, chunk_bytes),
             Layout::Whole => match reader.next_document() {
                 Ok(Some(doc)) => {
                     chunk.fill(seq, ChunkKind::Whole { line: doc.line }, &doc.bytes[..doc.len]);
@@ -270,23 +290,29 @@ fn read_chunks(
     Ok(())
 }
 
-/// Fills `chunk` with the next block of whole lines (or notes the line
-/// over the size limit the reader skips); `false` at the end of the input.
-fn fill_lines(reader: &mut DocumentReader, chunk: &mut Chunk, seq: u64, chunk_bytes: usize) -> Result<bool, LineError> {
-    match reader.next_line_block(chunk_bytes) {
-        Ok(Some(block)) => {
-            // The last line of an input may lack its `\n`.
-            let lines = count_newlines(block) as u64 + u64::from(block.last() != Some(&b'\n'));
-            chunk.fill(seq, ChunkKind::Lines { first_line: 0 }, block);
-            chunk.kind = ChunkKind::Lines { first_line: reader.lines_read() + 1 - lines };
+/// Reads the next block of whole lines straight into `chunk`'s input
+/// buffer (or notes the line over the size limit the reader skips);
+/// `false` at the end of the input.
+fn fill_lines(
+    reader: &mut DocumentReader,
+    blocks: &mut LineBlocks,
+    chunk: &mut Chunk,
+    seq: u64,
+    chunk_bytes: usize,
+) -> Result<bool, LineError> {
+    chunk.seq = seq;
+    match blocks.next_block(reader, &mut chunk.data, chunk_bytes)? {
+        Some(Block::Lines { first_line, len }) => {
+            chunk.kind = ChunkKind::Lines { first_line, max_line: blocks.max_line() };
+            chunk.len = len;
             Ok(true)
         }
-        Ok(None) => Ok(false),
-        Err(LineError::TooLong { line, limit }) => {
-            chunk.fill(seq, ChunkKind::TooLong { line, limit }, &[]);
+        Some(Block::TooLong { line, limit }) => {
+            chunk.kind = ChunkKind::TooLong { line, limit };
+            chunk.len = 0;
             Ok(true)
         }
-        Err(err) => Err(err),
+        None => Ok(false),
     }
 }
 
@@ -376,13 +402,17 @@ impl Worker {
             ChunkKind::TooLong { line, limit } => {
                 self.converter.reject_unreadable(name, line, &too_long_reason(limit), &mut self.rejects)
             }
-            ChunkKind::Lines { first_line } => {
+            ChunkKind::Lines { first_line, max_line } => {
                 let mut line = first_line;
                 let mut at = 0;
                 while at < len {
                     let end = memchr::memchr(b'\n', &data[at..len]).map_or(len, |p| at + p);
                     let text = &data[at..end];
-                    if !text.iter().all(u8::is_ascii_whitespace) {
+                    if text.len() > max_line {
+                        // Whole in the chunk, but over the limit all the same.
+                        let reason = too_long_reason(max_line);
+                        self.converter.reject_unreadable(name, line, &reason, &mut self.rejects)?;
+                    } else if !text.iter().all(u8::is_ascii_whitespace) {
                         let text_len = text.len() - usize::from(text.last() == Some(&b'\r'));
                         let origin = Origin { file: name, line, multi_line: false };
                         self.converter.convert_document(
@@ -406,7 +436,7 @@ impl Worker {
 #[cold]
 fn worker_failed(name: &str, chunk: &Chunk, reason: &dyn std::fmt::Display) -> io::Error {
     let line = match chunk.kind {
-        ChunkKind::Lines { first_line } => first_line,
+        ChunkKind::Lines { first_line, .. } => first_line,
         ChunkKind::Whole { line } | ChunkKind::TooLong { line, .. } => line,
     };
     io::Error::other(format!(
@@ -488,13 +518,30 @@ mod tests {
     }
 
     fn parallel(input: &[u8], max_document: usize, show: u64, threads: usize, chunk_bytes: usize) -> Run {
+        parallel_over(reader(input, max_document), show, threads, chunk_bytes)
+    }
+
+    fn parallel_over(mut reader: DocumentReader, show: u64, threads: usize, chunk_bytes: usize) -> Run {
         let (mut rejects, messages, kept) = reject_log(show);
         let plan = Parallelism { threads, chunk_bytes };
         let mut converter = ParallelConverter::new(plan, &CefOptions::default(), &rejects);
         let mut sink = MessageBlock::default();
-        let mut reader = reader(input, max_document);
         let read = converter.convert_input(&mut reader, &mut sink, &mut rejects, &Progress::hidden(), 0);
         finished(read, rejects, &sink, &messages, &kept, converter.counts)
+    }
+
+    /// `input` on 1, 2 and 3 threads with chunks of every size from 1 to
+    /// `max_chunk` bytes (so a chunk ends at every byte of it), against the
+    /// one-thread loop; returns the one-thread run.
+    fn same_at_every_chunk_boundary(what: &str, input: &[u8], max_document: usize, max_chunk: usize) -> Run {
+        let expected = single(input, max_document, 1000);
+        for chunk_bytes in 1..=max_chunk {
+            for threads in [1, 2, 3] {
+                let got = parallel(input, max_document, 1000, threads, chunk_bytes);
+                assert_eq!(got, expected, "{what}: {threads} threads, chunks of {chunk_bytes}");
+            }
+        }
+        expected
     }
 
     const GOOD: &str =
@@ -546,6 +593,117 @@ mod tests {
                         assert_eq!(got, expected, "input {i}, show {show}, {threads} threads, chunks of {chunk_bytes}");
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn lines_ending_exactly_at_a_chunk_end_are_neither_lost_nor_doubled() {
+        // Chunks of one line's length, and of two, end right after a `\n`.
+        let line = format!("{GOOD}\n");
+        let input = format!("{line}{line}not json\n{line}{line}");
+        for chunk_bytes in [line.len(), 2 * line.len(), line.len() + 1, line.len() - 1] {
+            let expected = single(input.as_bytes(), 1 << 20, 1000);
+            let got = parallel(input.as_bytes(), 1 << 20, 1000, 2, chunk_bytes);
+            assert_eq!(got, expected, "chunks of {chunk_bytes}");
+            assert_eq!(got.0.lines().count(), 4, "chunks of {chunk_bytes}: {}", got.0);
+            assert!(got.1.contains("in:3"), "the bad line keeps its number: {}", got.1);
+        }
+    }
+
+    #[test]
+    fn crlf_split_across_a_chunk_boundary_is_one_line_end() {
+        let input = format!("{GOOD}\r\n{ALERT}\r\nbad\r\n\r\n{GOOD}\r\n");
+        let run = same_at_every_chunk_boundary("CRLF", input.as_bytes(), 1 << 20, GOOD.len() + 4);
+        assert_eq!(run.0.lines().count(), 3, "{}", run.0);
+        assert!(!run.0.contains('\r'), "no \\r left in a record: {}", run.0);
+        assert!(run.1.contains("in:3"), "{}", run.1);
+    }
+
+    #[test]
+    fn a_last_line_without_newline_is_converted_at_every_boundary() {
+        let input = format!("{GOOD}\n\n{ALERT}");
+        let run = same_at_every_chunk_boundary("no final newline", input.as_bytes(), 1 << 20, input.len() + 1);
+        assert_eq!(run.0.lines().count(), 2, "{}", run.0);
+    }
+
+    #[test]
+    fn a_too_long_line_over_many_chunks_is_rejected_and_the_next_lines_keep_their_numbers() {
+        let long = format!(r#"{{"_id":"long","x":"{}"}}"#, "y".repeat(5000));
+        let input = format!("{GOOD}\n{long}\r\n{GOOD}\nbad\n{long}\n{ALERT}\n{long}");
+        let expected = single(input.as_bytes(), 1000, 1000);
+        for chunk_bytes in [1, 7, 64, 999, 1000, 1001, 4096] {
+            for threads in [1, 2, 3] {
+                let got = parallel(input.as_bytes(), 1000, 1000, threads, chunk_bytes);
+                assert_eq!(got, expected, "{threads} threads, chunks of {chunk_bytes}");
+            }
+        }
+        let (output, messages, _, _, error) = expected;
+        assert_eq!(error, None);
+        assert_eq!(output.lines().count(), 3, "{output}");
+        for line in ["in:2", "in:4", "in:5", "in:7"] {
+            assert!(messages.contains(line), "{line} reported: {messages}");
+        }
+        assert_eq!(messages.matches("longer than the limit").count(), 3, "{messages}");
+    }
+
+    #[test]
+    fn gzip_and_zstd_inputs_convert_the_same_as_plain_text() {
+        use crate::input::source::InputPath;
+        // More than the line reader's first read, so that most of it is
+        // read through the decompressor straight into chunks.
+        let input = awkward_inputs().remove(0).repeat(40);
+        let expected = single(&input, 200, 1000);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&input).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&input[..], 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in [("in.gz", gz), ("in.zst", zst)] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            for threads in [1, 2, 3] {
+                for chunk_bytes in [1, 57, 4096] {
+                    let reader = DocumentReader::open(&InputPath::File(path.clone())).unwrap().with_max_document(200);
+                    let got = parallel_over(reader, 1000, threads, chunk_bytes);
+                    // Rejects name the file: compare them with the name swapped.
+                    let got = (got.0, got.1.replace(path.to_str().unwrap(), "in"), got.2, got.3, got.4);
+                    assert_eq!(got, expected, "{name}, {threads} threads, chunks of {chunk_bytes}");
+                }
+            }
+        }
+    }
+
+    /// Returns `steps[i % len]` bytes on the i-th read: the short reads of
+    /// a pipe or a decompressor.
+    struct ShortReads {
+        data: Vec<u8>,
+        at: usize,
+        steps: &'static [usize],
+        reads: usize,
+    }
+
+    impl io::Read for ShortReads {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let step = self.steps[self.reads % self.steps.len()];
+            self.reads += 1;
+            let n = (self.data.len() - self.at).min(step).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn short_reads_cut_no_line_in_two() {
+        let input = awkward_inputs().remove(0).repeat(20);
+        let expected = single(&input, 200, 1000);
+        for steps in [&[1usize, 2, 3][..], &[100, 7, 1000, 33], &[4093, 5000, 1 << 20]] {
+            for chunk_bytes in [64, 4096, 65536] {
+                let reads = ShortReads { data: input.clone(), at: 0, steps, reads: 0 };
+                let reader = DocumentReader::from_reader("in", Box::new(reads)).with_max_document(200);
+                let got = parallel_over(reader, 1000, 2, chunk_bytes);
+                assert_eq!(got, expected, "reads of {steps:?}, chunks of {chunk_bytes}");
             }
         }
     }

@@ -88,7 +88,13 @@ impl ConvertArgs {
             rejects_file: self.report.rejects.clone(),
             show_rejects: self.report.show_rejects,
             max_document_bytes: self.input.max_document_bytes(),
-            parallelism: self.input.parallelism(),
+            // Into a file, larger chunks pay; into a sender (`--to`), a
+            // chunk's messages must fit its batch (the default size).
+            parallelism: if self.send.is_sending() {
+                self.input.parallelism()
+            } else {
+                self.input.parallelism().with_chunk_bytes(crate::parallel::CONVERT_CHUNK_BYTES)
+            },
             progress: !self.report.no_progress && !self.report.quiet,
         })
     }

@@ -124,6 +124,11 @@ impl<R: Read> LineReader<R> {
             self.fill(self.max_line)?;
             searched -= shift;
         };
+        // The rule is the line's length, not what happens to be buffered:
+        // a long line found whole in a large read is over the limit too.
+        if end - self.start > self.max_line {
+            return Err(LineError::TooLong { line: self.line_number + 1, limit: self.max_line });
+        }
         Ok((found || self.start < end).then_some((end, found)))
     }
 
@@ -199,6 +204,33 @@ impl<R: Read> LineReader<R> {
         self.line_number += count_newlines(block) as u64 + u64::from(!found);
         self.start = block_end;
         Ok(Some(&self.buf[start..block_end]))
+    }
+
+    /// Raw bytes from where the lines handed out end: what is buffered
+    /// first, then straight from the input into `out` (no copy through the
+    /// buffer). For a caller that cuts the rest of the input into lines
+    /// itself; after this, only more of it makes sense. `Ok(0)` at the end.
+    pub fn read_through(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start < self.end {
+            let n = (self.end - self.start).min(out.len());
+            out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+            self.start += n;
+            return Ok(n);
+        }
+        if self.eof || out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(out) {
+                Ok(n) => {
+                    self.eof = n == 0;
+                    self.bytes_read += n as u64;
+                    return Ok(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Whether the next line (or the end of the input) can be had without
@@ -377,6 +409,19 @@ mod tests {
         let mut reader = LineReader::with_capacity(&data[..], 64);
         reader.set_max_line(100);
         assert!(matches!(reader.next_line(), Err(LineError::TooLong { line: 1, .. })));
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_too_long_even_when_read_whole() {
+        // One read brings the 80-byte line and its `\n` into the buffer
+        // (200); the limit (50) still applies, and the next line keeps its
+        // number.
+        let data = format!("{}\nok\n", "x".repeat(80));
+        let mut reader = LineReader::with_capacity(data.as_bytes(), 200);
+        reader.set_max_line(50);
+        assert!(matches!(reader.next_line(), Err(LineError::TooLong { line: 1, limit: 50 })));
+        let next = reader.next_line().unwrap().unwrap();
+        assert_eq!((next.number, &next.bytes[..next.len]), (2, &b"ok"[..]));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! error naming its line. This module finds documents; it never parses
 //! them.
 
+pub mod blocks;
 pub mod lines;
 pub mod source;
 
@@ -196,6 +197,17 @@ impl DocumentReader {
     /// (see [`LineReader::next_line_block`]).
     pub fn next_line_block(&mut self, max: usize) -> Result<Option<&[u8]>, LineError> {
         self.lines.next_line_block(max)
+    }
+
+    /// The rest of the input as raw bytes, straight into `out` (see
+    /// [`LineReader::read_through`]); for [`blocks::LineBlocks`].
+    pub fn read_through(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        self.lines.read_through(out)
+    }
+
+    /// The largest line, or whole-document input, held in memory.
+    pub fn max_document(&self) -> usize {
+        self.max_document
     }
 
     /// Whether the next line can be had without reading more (so a caller
