@@ -15,10 +15,12 @@ use crate::agent::state_lock::StateLock;
 use crate::agent::storage::{self, StorageRunConfig};
 use crate::agent::storage_state::STORAGE_STATE_FILE;
 use crate::exit::Status;
+use crate::send::SendReport;
 use crate::stop::Stop;
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -167,9 +169,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     if config.api.is_none() && graph.is_some() {
         // Graph alone (Event Hubs or Storage, if configured, on a thread beside it).
         let (eventhubs, storage) = (eventhubs_beside(&config, &stop, &log), storage_beside(&config, &stop, &log));
-        let beside = move |health: Arc<std::sync::Mutex<HealthReport>>| {
-            storage(Arc::clone(&health)).or_else(|| eventhubs(health))
-        };
+        let beside = move |health: SharedHealth| storage(Arc::clone(&health)).or_else(|| eventhubs(health));
         return match graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside) {
             Ok(report) => {
                 log.info(&format!("agent stopped: {}", report.summary()));
@@ -252,7 +252,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
     if let Some(thread) = storage_thread {
         let _ = thread.join();
     }
-    let graph_outcome = match graph_thread.map(std::thread::JoinHandle::join) {
+    let graph_outcome = match graph_thread.map(JoinHandle::join) {
         Some(Err(_)) => Err(anyhow::anyhow!("graph alerts: the loop panicked")),
         Some(Ok(Err(err))) => Err(err.into()),
         _ => Ok(()),
@@ -293,7 +293,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
 /// Logs how the Graph stream beside the API streams ended.
 fn graph_finished(
     log: &AgentLog,
-    outcome: Result<crate::send::SendReport, graph_alerts::GraphRunError>,
+    outcome: Result<SendReport, graph_alerts::GraphRunError>,
 ) -> Result<(), graph_alerts::GraphRunError> {
     let report = outcome?;
     log.info(&format!("graph alerts stopped: {}", report.summary()));
@@ -302,46 +302,47 @@ fn graph_finished(
 
 /// Starts the Event Hubs loop on a thread beside a Graph-only agent.
 #[cfg(feature = "eventhubs")]
-fn eventhubs_beside(
-    config: &AgentConfig,
-    stop: &Stop,
-    log: &Arc<AgentLog>,
-) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
-    let run_config = EventHubsRunConfig::from_agent(config);
-    let (stop, log) = (stop.clone(), Arc::clone(log));
-    move |health| {
-        let run_config = run_config?;
-        Some(std::thread::spawn(move || match eventhubs::run(&run_config, &stop, Arc::clone(&log), health) {
-            Ok(report) => log.info(&format!("eventhubs stopped: {}", report.summary())),
-            Err(err) => log.error(&format!("eventhubs: {err}")),
-        }))
-    }
-}
-
-/// The Storage loop on a thread beside another source, sharing its health.
-fn storage_beside(
-    config: &AgentConfig,
-    stop: &Stop,
-    log: &Arc<AgentLog>,
-) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
-    let run_config = StorageRunConfig::from_agent(config);
-    let (stop, log) = (stop.clone(), Arc::clone(log));
-    move |health| {
-        let run_config = run_config?;
-        Some(std::thread::spawn(move || match storage::run(&run_config, &stop, Arc::clone(&log), health) {
-            Ok(report) => log.info(&format!("storage stopped: {}", report.summary())),
-            Err(err) => log.error(&format!("storage: {err}")),
-        }))
-    }
+fn eventhubs_beside(config: &AgentConfig, stop: &Stop, log: &Arc<AgentLog>) -> impl BesideStarter + use<> {
+    source_beside("eventhubs", EventHubsRunConfig::from_agent(config), eventhubs::run, stop, log)
 }
 
 #[cfg(not(feature = "eventhubs"))]
-fn eventhubs_beside(
-    _: &AgentConfig,
-    _: &Stop,
-    _: &Arc<AgentLog>,
-) -> impl FnOnce(Arc<std::sync::Mutex<HealthReport>>) -> Option<std::thread::JoinHandle<()>> + use<> {
+fn eventhubs_beside(_: &AgentConfig, _: &Stop, _: &Arc<AgentLog>) -> impl BesideStarter + use<> {
     |_| None
+}
+
+/// The Storage loop on a thread beside another source, sharing its health.
+fn storage_beside(config: &AgentConfig, stop: &Stop, log: &Arc<AgentLog>) -> impl BesideStarter + use<> {
+    source_beside("storage", StorageRunConfig::from_agent(config), storage::run, stop, log)
+}
+
+/// Starts a source's loop (if it is configured) on its own thread, given
+/// the health report it shares with the source it runs beside.
+trait BesideStarter: FnOnce(SharedHealth) -> Option<JoinHandle<()>> {}
+
+impl<F: FnOnce(SharedHealth) -> Option<JoinHandle<()>>> BesideStarter for F {}
+
+/// The health report the sources of one agent share.
+type SharedHealth = Arc<Mutex<HealthReport>>;
+
+/// A source's loop (`run` with `run_config`, when that source is
+/// configured) on a thread beside another source: it logs how it ended,
+/// under `name`, when it ends.
+fn source_beside<C: Send + 'static, E: std::fmt::Display + 'static>(
+    name: &'static str,
+    run_config: Option<C>,
+    run: fn(&C, &Stop, Arc<AgentLog>, SharedHealth) -> Result<SendReport, E>,
+    stop: &Stop,
+    log: &Arc<AgentLog>,
+) -> impl BesideStarter + use<C, E> {
+    let (stop, log) = (stop.clone(), Arc::clone(log));
+    move |health| {
+        let run_config = run_config?;
+        Some(std::thread::spawn(move || match run(&run_config, &stop, Arc::clone(&log), health) {
+            Ok(report) => log.info(&format!("{name} stopped: {}", report.summary())),
+            Err(err) => log.error(&format!("{name}: {err}")),
+        }))
+    }
 }
 
 /// Refuses a start whose checkpoint `file` is gone while the health file
