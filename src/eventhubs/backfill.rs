@@ -453,8 +453,7 @@ fn offsets_at(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ClientCredentials;
-    use crate::eventhubs::settings::{EntraApp, Secret};
+    use crate::eventhubs::settings::every_auth;
 
     struct Quiet;
 
@@ -467,21 +466,10 @@ mod tests {
     /// signing in (created and dropped before it could reach a broker).
     #[test]
     fn librdkafka_accepts_the_reader_settings_of_every_auth() {
-        let conn = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0";
-        let entra = EntraApp {
-            credentials: ClientCredentials {
-                tenant_id: "t".into(),
-                client_id: "c".into(),
-                client_secret: "s".into(),
-                token_url: "http://127.0.0.1:9/token".into(),
-                scope: "https://x.servicebus.windows.net/.default".into(),
-            },
-        };
-        for auth in [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)] {
-            let settings = EventHubsSettings::new("127.0.0.1:9", auth.clone());
+        for settings in every_auth() {
             let context = ReaderContext::new(Arc::new(Quiet), None);
             let created = consumer::create(&settings.reader_settings(), context);
-            assert!(created.is_ok(), "{auth:?}: {:?}", created.err());
+            assert!(created.is_ok(), "{:?}: {:?}", settings.auth, created.err());
         }
     }
 

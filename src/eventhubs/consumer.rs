@@ -317,8 +317,7 @@ fn creation_error(err: KafkaError, settings: &[ClientSetting]) -> ConsumerError 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ClientCredentials;
-    use crate::eventhubs::settings::{EntraApp, Secret};
+    use crate::eventhubs::settings::every_auth;
 
     struct Quiet;
 
@@ -352,22 +351,11 @@ mod tests {
     /// is created and dropped before it could connect anywhere useful).
     #[test]
     fn librdkafka_accepts_the_settings_of_every_auth() {
-        let conn = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0";
-        let entra = EntraApp {
-            credentials: ClientCredentials {
-                tenant_id: "t".into(),
-                client_id: "c".into(),
-                client_secret: "s".into(),
-                token_url: "http://127.0.0.1:9/token".into(),
-                scope: "https://x.servicebus.windows.net/.default".into(),
-            },
-        };
-        for auth in [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)] {
-            let settings = EventHubsSettings::new("127.0.0.1:9", auth.clone());
+        for settings in every_auth() {
             let log = Arc::new(Lines(Mutex::new(Vec::new())));
             let tokens: Option<Arc<dyn TokenSource>> = Some(Arc::new(FixedToken));
             let consumer = GroupConsumer::start(&settings, Quiet, log.clone(), tokens);
-            assert!(consumer.is_ok(), "{auth:?}: {:?}", consumer.err());
+            assert!(consumer.is_ok(), "{:?}: {:?}", settings.auth, consumer.err());
             drop(consumer);
             let lines = log.0.lock().unwrap().join("\n");
             assert!(!lines.contains("c2VjcmV0"), "a secret in the client's log: {lines}");

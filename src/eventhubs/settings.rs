@@ -378,6 +378,24 @@ pub fn oauth_scope(bootstrap_servers: &str) -> String {
     format!("https://{host}/.default")
 }
 
+/// The settings of each way of signing in, for a broker nobody answers
+/// at (`127.0.0.1:9`): the tests that hand every one to librdkafka.
+#[cfg(all(test, feature = "eventhubs"))]
+pub(crate) fn every_auth() -> [EventHubsSettings; 3] {
+    let conn = "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0";
+    let entra = EntraApp {
+        credentials: ClientCredentials {
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+            token_url: "http://127.0.0.1:9/token".into(),
+            scope: "https://x.servicebus.windows.net/.default".into(),
+        },
+    };
+    [KafkaAuth::Plaintext, KafkaAuth::ConnectionString(Secret::new(conn)), KafkaAuth::EntraApp(entra)]
+        .map(|auth| EventHubsSettings::new("127.0.0.1:9", auth))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
