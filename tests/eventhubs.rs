@@ -7,14 +7,14 @@
 //! is set (as `.ci/run` does). They run as scenarios of the agent test
 //! binary (`cargo test --test agent eventhubs`), in its bounded pool.
 
+use crate::util::agent_process::AgentProcess;
 use crate::util::rsyslog::Rsyslog;
 use crate::util::tansu::Tansu;
-use crate::util::{cefwire, external_id, signal, wait_child, wait_until};
-use cefwire::agent::health::{EventHubsHealth, HealthReport};
+use crate::util::{external_id, wait_until};
+use cefwire::agent::health::HealthReport;
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 const TOPIC: &str = "insights-logs-advancedhunting-cloudappevents";
@@ -58,38 +58,11 @@ fn produce_spread(tansu: &Tansu, bodies: Vec<Vec<u8>>, partitions: i32) {
     crate::util::tansu::produce_round_robin(&tansu.producer(), TOPIC, partitions, bodies);
 }
 
-/// One `cefwire agent` with the Event Hubs source.
-struct AgentProcess {
-    name: String,
-    config: PathBuf,
-    state: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-    /// Environment variables of the process (the test-only fault hooks).
-    env: Vec<(&'static str, PathBuf)>,
-}
-
-impl AgentProcess {
-    fn new(dir: &Path, name: &str, bootstrap: &str, group: &str, syslog: &str) -> AgentProcess {
-        Self::with_eventhubs_lines(dir, name, bootstrap, group, syslog, "")
-    }
-
-    /// With `lines` added to its `[eventhubs]` section.
-    fn with_eventhubs_lines(
-        dir: &Path,
-        name: &str,
-        bootstrap: &str,
-        group: &str,
-        syslog: &str,
-        lines: &str,
-    ) -> AgentProcess {
-        let state = dir.join(format!("{name}-state"));
-        let config = dir.join(format!("{name}.toml"));
-        fs::write(
-            &config,
-            format!(
-                r#"portal_url = "https://contoso.portal.cloudappsecurity.com"
-state_directory = "{}"
+/// One `cefwire agent` named `name` with the Event Hubs source, in
+/// `group`, with `lines` added to its `[eventhubs]` section.
+fn eventhubs_agent(dir: &Path, name: &str, bootstrap: &str, group: &str, syslog: &str, lines: &str) -> AgentProcess {
+    let settings = format!(
+        r#"portal_url = "https://contoso.portal.cloudappsecurity.com"
 
 [activities]
 source = "eventhubs"
@@ -106,75 +79,9 @@ session_timeout = "6s"
 {lines}
 [syslog]
 to = ["{syslog}"]
-"#,
-                state.display()
-            ),
-        )
-        .unwrap();
-        let log = dir.join(format!("{name}.log"));
-        AgentProcess { name: name.to_owned(), config, state, log, child: None, env: Vec::new() }
-    }
-
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "{} runs already", self.name);
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = cefwire()
-            .args(["agent", "--config"])
-            .arg(&self.config)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cefwire agent starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-    }
-
-    /// SIGTERM; it must exit 0 within a minute.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        signal(&child, libc::SIGTERM);
-        let status = wait_child(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("{} did not stop within 60 s:\n{}", self.name, self.log_text())
-        });
-        assert!(status.success(), "{} exited with {status}:\n{}", self.name, self.log_text());
-    }
-
-    fn eventhubs(&self) -> Option<EventHubsHealth> {
-        HealthReport::load(&self.state).ok()?.eventhubs
-    }
-
-    fn partitions(&self) -> usize {
-        self.eventhubs().map_or(0, |e| e.partitions.len())
-    }
-
-    /// `cefwire status` of this agent: its exit code and its text.
-    fn status(&self) -> (Option<i32>, String) {
-        let out = cefwire().args(["status", "--state-dir"]).arg(&self.state).output().expect("cefwire status runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for AgentProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-            if std::thread::panicking() {
-                eprintln!("--- {} log:\n{}", self.name, self.log_text());
-            }
-        }
-    }
+"#
+    );
+    AgentProcess::new(dir, name, &settings)
 }
 
 /// How often each `externalId` arrived at rsyslog.
@@ -227,8 +134,8 @@ pub fn group_through_sigkills(dir: &Path) {
     tansu.create_topic(TOPIC, PARTITIONS as u32);
     let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let group = "cefwire-test";
-    let mut a = AgentProcess::new(dir, "a", &tansu.bootstrap(), group, &rsyslog.tcp_url());
-    let mut b = AgentProcess::new(dir, "b", &tansu.bootstrap(), group, &rsyslog.tcp_url());
+    let mut a = eventhubs_agent(dir, "a", &tansu.bootstrap(), group, &rsyslog.tcp_url(), "");
+    let mut b = eventhubs_agent(dir, "b", &tansu.bootstrap(), group, &rsyslog.tcp_url(), "");
     a.start();
     b.start();
     // Produced in four parts while the agents run, so the kills land mid-stream.
@@ -286,7 +193,7 @@ pub fn no_commit_while_syslog_is_down(dir: &Path) {
     tansu.create_topic(TOPIC, PARTITIONS as u32);
     let mut rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let group = "cefwire-down";
-    let mut agent = AgentProcess::new(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url());
+    let mut agent = eventhubs_agent(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url(), "");
     agent.start();
     let observer = tansu.observer(group);
     let long = Duration::from_secs(600);
@@ -347,8 +254,7 @@ pub fn stall_is_reported(dir: &Path) {
     let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let group = "cefwire-stall";
     let lines = "stall_after = \"3s\"\n";
-    let mut agent =
-        AgentProcess::with_eventhubs_lines(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url(), lines);
+    let mut agent = eventhubs_agent(dir, "agent", &tansu.bootstrap(), group, &rsyslog.tcp_url(), lines);
     let flag = dir.join("no-fetch");
     agent.env.push(("CEFWIRE_FAULT_EVENTHUBS_NO_FETCH", flag.clone()));
     agent.start();

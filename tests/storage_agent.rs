@@ -10,38 +10,25 @@
 //! with a note when azurite-blob or rsyslogd is missing, unless
 //! `CEFWIRE_REQUIRE_AZURITE` / `CEFWIRE_REQUIRE_RSYSLOG` is set.
 
+use crate::util::agent_process::AgentProcess;
 use crate::util::archive::{ArchiveWriter, check_every_id, first_duplicates, received_ids, unique_ids};
 use crate::util::rsyslog::Rsyslog;
-use crate::util::{azurite, cefwire, signal, wait_child, wait_until};
-use cefwire::agent::health::{HealthReport, StorageHealth};
+use crate::util::{azurite, cefwire, wait_until};
+use cefwire::agent::health::HealthReport;
 use cefwire::azure::shared_key::AZURITE_KEY;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 const RECORDS: u64 = 200_000;
 const SEED: u64 = 31;
 
-/// One `cefwire agent` with the Storage source.
-struct StorageAgent {
-    config: PathBuf,
-    state: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-impl StorageAgent {
-    fn new(dir: &Path, endpoint: &str, container: &str, syslog: &str) -> StorageAgent {
-        let state = dir.join("agent-state");
-        let key = dir.join("account-key");
-        fs::write(&key, format!("{AZURITE_KEY}\n")).unwrap();
-        let config = dir.join("agent.toml");
-        fs::write(
-            &config,
-            format!(
-                r#"state_directory = "{}"
-poll_interval = "1s"
+/// One `cefwire agent` with the Storage source, its account key in a file.
+fn storage_agent(dir: &Path, endpoint: &str, container: &str, syslog: &str) -> AgentProcess {
+    let key = dir.join("account-key");
+    fs::write(&key, format!("{AZURITE_KEY}\n")).unwrap();
+    let settings = format!(
+        r#"poll_interval = "1s"
 
 [activities]
 source = "storage"
@@ -57,63 +44,9 @@ account_key_file = "{}"
 [syslog]
 to = ["{syslog}"]
 "#,
-                state.display(),
-                key.display()
-            ),
-        )
-        .unwrap();
-        StorageAgent { config, state, log: dir.join("agent.log"), child: None }
-    }
-
-    fn start(&mut self) {
-        assert!(self.child.is_none(), "the agent runs already");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = cefwire()
-            .args(["agent", "--config"])
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("cefwire agent starts");
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("running");
-        signal(&child, libc::SIGKILL);
-        let _ = child.wait();
-    }
-
-    /// SIGTERM; it must exit 0 within a minute.
-    fn stop(&mut self) {
-        let mut child = self.child.take().expect("running");
-        signal(&child, libc::SIGTERM);
-        let status = wait_child(&mut child, Duration::from_secs(60)).unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("the agent did not stop within 60 s:\n{}", self.log_text())
-        });
-        assert!(status.success(), "the agent exited with {status}:\n{}", self.log_text());
-    }
-
-    fn storage(&self) -> Option<StorageHealth> {
-        HealthReport::load(&self.state).ok()?.storage
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for StorageAgent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("--- agent log:\n{}", self.log_text());
-        }
-    }
+        key.display()
+    );
+    AgentProcess::new(dir, "agent", &settings)
 }
 
 /// Scenario `storage_agent_delivers_every_report_id_while_the_archive_grows_through_three_sigkills`.
@@ -124,7 +57,7 @@ pub fn every_report_id_through_sigkills(dir: &Path) {
     }
     let container = "agent-storage";
     let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
-    let mut agent = StorageAgent::new(dir, endpoint, container, &rsyslog.tcp_url());
+    let mut agent = storage_agent(dir, endpoint, container, &rsyslog.tcp_url());
     // Written over two minutes while the agent reads; 5 hours of records.
     let mut writer = ArchiveWriter::start(endpoint, container, RECORDS, SEED, "5h", "120s");
     agent.start();
@@ -207,7 +140,7 @@ pub fn unreachable_account(dir: &Path) {
     let rsyslog = Rsyslog::start(&dir.join("rsyslog"));
     let port = crate::util::ports::reserve();
     let nowhere = format!("http://127.0.0.1:{}/devstoreaccount1", port.port());
-    let mut agent = StorageAgent::new(dir, &nowhere, "nowhere", &rsyslog.tcp_url());
+    let mut agent = storage_agent(dir, &nowhere, "nowhere", &rsyslog.tcp_url());
     agent.start();
     let long = Duration::from_secs(300);
     wait_until(long, "the health to show the account failing", || {

@@ -7,6 +7,7 @@
 //! `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod agent_process;
 pub mod archive;
 pub mod azurite;
 pub mod cef_contract;
