@@ -19,7 +19,7 @@ use crate::graph::GraphConfig;
 use crate::send::SendConfig;
 use crate::settings::{
     ApiDefaults, ApiSettings, CefSettings, FromText, GraphSettings, SendDefaults, SendSettings, SettingError, Source,
-    StorageSettings, extra_filters, names, readable_file, secret_from_file,
+    StorageSettings, extra_filters, names, readable_file, secret_from_file, secret_from_file_or_env,
 };
 use crate::time::HumanDuration;
 use serde::Deserialize;
@@ -426,18 +426,19 @@ pub const CONNECTION_STRING_ENV: &str = "CEFWIRE_EVENTHUBS_CONNECTION_STRING";
 /// --source eventhubs` reading the same file).
 pub fn eventhubs_settings(section: &EventHubsSection) -> Result<EventHubsSettings, SettingError> {
     let connection_string = || -> Result<Secret, SettingError> {
-        match (&section.connection_string_file, std::env::var(CONNECTION_STRING_ENV)) {
-            (Some(path), _) => {
-                Ok(Secret::new(secret_from_file(path).map_err(|e| bad("eventhubs.connection_string_file", e))?))
-            }
-            (None, Ok(value)) if !value.trim().is_empty() => Ok(Secret::new(value.trim())),
-            (None, _) => Err(bad(
-                "eventhubs.connection_string_file",
-                format!(
-                    "required (or the environment variable {CONNECTION_STRING_ENV}): the namespace's connection string"
-                ),
-            )),
-        }
+        let setting = "eventhubs.connection_string_file";
+        let secret = secret_from_file_or_env(section.connection_string_file.as_deref(), CONNECTION_STRING_ENV)
+            .map_err(|e| bad(setting, e))?
+            .ok_or_else(|| {
+                bad(
+                    setting,
+                    format!(
+                        "required (or the environment variable {CONNECTION_STRING_ENV}): the namespace's connection \
+                         string"
+                    ),
+                )
+            })?;
+        Ok(Secret::new(secret))
     };
     let mut entity_path = None;
     let mut namespace_host = section

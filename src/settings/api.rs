@@ -206,6 +206,21 @@ pub fn secret_from_file(path: &Path) -> Result<String, String> {
     Ok(secret)
 }
 
+/// A secret from its file when one is given (an unreadable or empty file
+/// is an error), else from the environment variable `env_var`; `None`
+/// when neither holds one.
+pub fn secret_from_file_or_env(path: Option<&Path>, env_var: &str) -> Result<Option<String>, String> {
+    match path {
+        Some(path) => secret_from_file(path).map(Some),
+        None => Ok(secret_from_env(env_var)),
+    }
+}
+
+/// The environment variable `name`, trimmed; `None` when unset or blank.
+pub fn secret_from_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
 /// Checks extra API filters given as a JSON object and returns its members
 /// (`"service":{"eq":[11161]}`, without braces) for the pagers. The time
 /// fields are refused: cefwire sets the time window itself.

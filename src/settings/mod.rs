@@ -28,7 +28,9 @@ mod graph;
 mod send;
 mod storage;
 
-pub use api::{ApiDefaults, ApiSettings, extra_filters, readable_file, secret_from_file};
+pub use api::{
+    ApiDefaults, ApiSettings, extra_filters, readable_file, secret_from_env, secret_from_file, secret_from_file_or_env,
+};
 pub use cef::{CefSettings, HostnameSetting};
 pub use from_text::FromText;
 pub use graph::{CLIENT_SECRET_ENV as GRAPH_CLIENT_SECRET_ENV, GraphSettings};

@@ -5,7 +5,7 @@
 //! variables only, never from a value on the command line (`ps` shows
 //! it), and never appear in a message.
 
-use super::api::{check_credential_url, readable_file, secret_from_file};
+use super::api::{check_credential_url, readable_file, secret_from_env, secret_from_file_or_env};
 use super::{Setting, SettingError, Source};
 use crate::azure::archive::{ArchiveConfig, CONTAINER, HOUR_MS};
 use crate::azure::blob::{BlobConfig, STORAGE_SCOPE, StorageAuth};
@@ -76,11 +76,6 @@ pub struct StorageSettings {
     pub retry_delay: Option<Duration>,
 }
 
-/// A non-empty environment variable.
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-}
-
 impl StorageSettings {
     /// Checks everything that can be checked without the network.
     pub fn validate(&self, source: Source) -> Result<ArchiveConfig, SettingError> {
@@ -142,15 +137,17 @@ impl StorageSettings {
 
     fn auth(&self, source: Source) -> Result<StorageAuth, SettingError> {
         let err = |setting: Setting, reason: String| source.error(setting, reason);
-        let from_file = |path: &Option<PathBuf>, setting: Setting| -> Result<Option<String>, SettingError> {
-            path.as_ref().map(|p| secret_from_file(p).map_err(|e| err(setting, e))).transpose()
+        let secret = |path: &Option<PathBuf>, env_var: &str, setting: Setting| {
+            secret_from_file_or_env(path.as_deref(), env_var).map_err(|e| err(setting, e))
         };
         let chosen = match self.auth.as_deref() {
             Some(choice) => choice.to_owned(),
-            None if self.sas_file.is_some() || (self.account_key_file.is_none() && env(SAS_ENV).is_some()) => {
+            None if self.sas_file.is_some()
+                || (self.account_key_file.is_none() && secret_from_env(SAS_ENV).is_some()) =>
+            {
                 "sas".to_owned()
             }
-            None if self.account_key_file.is_some() || env(KEY_ENV).is_some() => "key".to_owned(),
+            None if self.account_key_file.is_some() || secret_from_env(KEY_ENV).is_some() => "key".to_owned(),
             None if self.client_id.is_some() => "entra".to_owned(),
             None => {
                 return Err(err(
@@ -169,7 +166,7 @@ impl StorageSettings {
         };
         match chosen.as_str() {
             "sas" => {
-                let token = from_file(&self.sas_file, names::SAS_FILE)?.or_else(|| env(SAS_ENV)).ok_or_else(|| {
+                let token = secret(&self.sas_file, SAS_ENV, names::SAS_FILE)?.ok_or_else(|| {
                     err(names::SAS_FILE, format!("required with SAS auth (or the environment variable {SAS_ENV})"))
                 })?;
                 if !token.contains("sig=") {
@@ -178,10 +175,9 @@ impl StorageSettings {
                 Ok(StorageAuth::Sas(token))
             }
             "key" => {
-                let key =
-                    from_file(&self.account_key_file, names::KEY_FILE)?.or_else(|| env(KEY_ENV)).ok_or_else(|| {
-                        err(names::KEY_FILE, format!("required with key auth (or the environment variable {KEY_ENV})"))
-                    })?;
+                let key = secret(&self.account_key_file, KEY_ENV, names::KEY_FILE)?.ok_or_else(|| {
+                    err(names::KEY_FILE, format!("required with key auth (or the environment variable {KEY_ENV})"))
+                })?;
                 // Checked here so a bad key stops the start, not the first read.
                 use base64::Engine as _;
                 if base64::engine::general_purpose::STANDARD.decode(key.as_bytes()).is_err() {
@@ -194,15 +190,18 @@ impl StorageSettings {
                     self.tenant_id.clone().ok_or_else(|| err(names::TENANT_ID, "required with Entra auth".into()))?;
                 let client_id =
                     self.client_id.clone().ok_or_else(|| err(names::CLIENT_ID, "required with Entra auth".into()))?;
-                let client_secret = from_file(&self.client_secret_file, names::CLIENT_SECRET_FILE)?
-                    .or_else(|| self.client_secret.clone())
-                    .or_else(|| env(CLIENT_SECRET_ENV))
-                    .ok_or_else(|| {
-                        err(
-                            names::CLIENT_SECRET_FILE,
-                            format!("required with Entra auth (or the environment variable {CLIENT_SECRET_ENV})"),
-                        )
-                    })?;
+                // A secret the command line took from the environment comes
+                // after the file, before the variable read here.
+                let client_secret = match (&self.client_secret_file, &self.client_secret) {
+                    (None, Some(secret)) => Some(secret.clone()),
+                    (file, _) => secret(file, CLIENT_SECRET_ENV, names::CLIENT_SECRET_FILE)?,
+                }
+                .ok_or_else(|| {
+                    err(
+                        names::CLIENT_SECRET_FILE,
+                        format!("required with Entra auth (or the environment variable {CLIENT_SECRET_ENV})"),
+                    )
+                })?;
                 let token_url = self.token_url.clone().unwrap_or_else(|| TOKEN_URL.to_owned());
                 check_credential_url(&token_url, self.allow_http).map_err(|e| err(names::TOKEN_URL, e))?;
                 Ok(StorageAuth::Entra(ClientCredentials {
