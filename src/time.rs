@@ -70,17 +70,24 @@ pub enum DurationError {
 
 /// Parses a point in time: `now`, epoch milliseconds, or an RFC 3339 UTC
 /// time (`2024-05-01T12:00:00Z`, `2024-05-01T12:00:00.250Z`, `2024-05-01`).
-pub fn parse_time_ms(text: &str) -> Result<i64, String> {
+pub fn parse_time_ms(text: &str) -> Result<i64, TimeError> {
     let text = text.trim();
     if text == "now" {
         return Ok(now_ms());
     }
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| format!("{text:?} is out of range"));
+        return text.parse().map_err(|_| TimeError::OutOfRange(text.to_owned()));
     }
-    parse_rfc3339(text).ok_or_else(|| {
-        format!("{text:?} is not a time (use 2024-05-01T12:00:00Z, 2024-05-01, epoch milliseconds or now)")
-    })
+    parse_rfc3339(text).ok_or_else(|| TimeError::NotATime(text.to_owned()))
+}
+
+/// Why a point in time could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("{0:?} is out of range")]
+    OutOfRange(String),
+    #[error("{0:?} is not a time (use 2024-05-01T12:00:00Z, 2024-05-01, epoch milliseconds or now)")]
+    NotATime(String),
 }
 
 fn parse_rfc3339(text: &str) -> Option<i64> {

@@ -28,8 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// An error about an agent-only setting.
-fn bad(setting: &str, reason: impl Into<String>) -> SettingError {
-    SettingError { setting: setting.to_owned(), reason: reason.into() }
+fn bad(setting: &str, reason: impl ToString) -> SettingError {
+    SettingError { setting: setting.to_owned(), reason: reason.to_string() }
 }
 
 /// One stream (activities or alerts) and its extra API filters.
@@ -551,7 +551,8 @@ mod tests {
     /// the one error a user would see, as text.
     fn build(text: &str, overrides: Overrides) -> Result<AgentConfig, String> {
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = ConfigFile::parse(text)?.into_settings().map_err(|e| e.to_string())?;
+        let mut settings =
+            ConfigFile::parse(text).map_err(|e| e.to_string())?.into_settings().map_err(|e| e.to_string())?;
         overrides.apply(&mut settings);
         AgentConfig::build(settings, dir.path().join("state")).map_err(|e| e.to_string())
     }

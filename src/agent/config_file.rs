@@ -182,8 +182,20 @@ fn value<T>(text: Option<FromText<T>>) -> Option<T> {
 pub enum ConfigFileError {
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("config file {path}: {reason}")]
+    Invalid { path: PathBuf, reason: ConfigTextError },
+}
+
+/// What in the file's text is wrong, and where: the line and the key when
+/// the TOML parser says where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigTextError {
+    #[error("line {line} ({key}): {message}")]
+    AtKey { line: usize, key: String, message: String },
+    #[error("line {line}: {message}")]
+    AtLine { line: usize, message: String },
+    #[error("{message}")]
+    Unplaced { message: String },
 }
 
 impl ConfigFile {
@@ -191,17 +203,18 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: path.to_owned(), source })?;
-        Self::parse(&text).map_err(|message| ConfigFileError::Invalid { path: path.to_owned(), message })
+        Self::parse(&text).map_err(|reason| ConfigFileError::Invalid { path: path.to_owned(), reason })
     }
 
     /// Parses the file's text; an error names the line and the key.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ConfigTextError> {
         toml::from_str(text).map_err(|e| {
-            let Some(span) = e.span() else { return e.message().to_owned() };
+            let message = e.message().to_owned();
+            let Some(span) = e.span() else { return ConfigTextError::Unplaced { message } };
             let line = text[..span.start].matches('\n').count() + 1;
             match key_at(text, span.start) {
-                Some(key) => format!("line {line} ({key}): {}", e.message()),
-                None => format!("line {line}: {}", e.message()),
+                Some(key) => ConfigTextError::AtKey { line, key, message },
+                None => ConfigTextError::AtLine { line, message },
             }
         })
     }
@@ -331,22 +344,23 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_with_their_name_and_line() {
-        let err =
-            ConfigFile::parse("portal_url = \"https://x\"\n\n[syslog]\nto = []\nprotocol = \"tcp\"\n").unwrap_err();
+        let err = ConfigFile::parse("portal_url = \"https://x\"\n\n[syslog]\nto = []\nprotocol = \"tcp\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("line 5 (syslog.protocol): unknown field `protocol`"), "{err}");
-        let err = ConfigFile::parse("[activites]\nenabled = true\n").unwrap_err();
+        let err = ConfigFile::parse("[activites]\nenabled = true\n").unwrap_err().to_string();
         assert!(err.contains("activites"), "{err}");
     }
 
     #[test]
     fn values_go_through_their_one_parser_and_errors_name_the_key() {
-        let err = ConfigFile::parse("rate_limit = \"fast\"\n").unwrap_err();
+        let err = ConfigFile::parse("rate_limit = \"fast\"\n").unwrap_err().to_string();
         assert_eq!(err, "line 1 (rate_limit): \"fast\": the request count must be a positive integer (e.g. 30/min)");
-        let err = ConfigFile::parse("window = \"2 fortnights\"\n").unwrap_err();
+        let err = ConfigFile::parse("window = \"2 fortnights\"\n").unwrap_err().to_string();
         assert!(err.starts_with("line 1 (window): unknown duration unit"), "{err}");
-        let err = ConfigFile::parse("[syslog]\nto = []\n\n[cef]\nfacility = \"local9\"\n").unwrap_err();
+        let err = ConfigFile::parse("[syslog]\nto = []\n\n[cef]\nfacility = \"local9\"\n").unwrap_err().to_string();
         assert!(err.starts_with("line 5 (cef.facility): \"local9\" is not one of"), "{err}");
-        let err = ConfigFile::parse("[cef]\nhostname = 5\n").unwrap_err();
+        let err = ConfigFile::parse("[cef]\nhostname = 5\n").unwrap_err().to_string();
         assert!(err.contains("true, false or a name in quotes"), "{err}");
         let file =
             ConfigFile::parse("rate_limit = 20\npoll_interval = 90\n[syslog]\nframing = \"octet-counting\"\n").unwrap();

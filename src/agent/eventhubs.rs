@@ -35,7 +35,8 @@ use super::state::SeenIds;
 use crate::api::TimeKey;
 use crate::cef::CefOptions;
 use crate::eventhubs::{
-    Broker, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler, StallChange, StallWatch,
+    Broker, BrokerError, ClientLog, EventHubsSettings, GroupConsumer, OffsetTracker, PartitionHandler, StallChange,
+    StallWatch,
 };
 use crate::json::INPUT_PADDING;
 use crate::records::{Origin, RecordConverter};
@@ -235,7 +236,7 @@ impl Delivery {
         }
     }
 
-    fn commit_finished(&mut self, offsets: &[(i32, i64)], result: Result<(), String>) {
+    fn commit_finished(&mut self, offsets: &[(i32, i64)], result: Result<(), BrokerError>) {
         for &(partition, offset) in offsets {
             self.tracker.commit_done(partition, offset, result.is_ok());
             match &result {
@@ -481,7 +482,7 @@ impl PartitionHandler for Delivery {
         self.update_health(broker);
     }
 
-    fn committed(&mut self, offsets: &[(i32, i64)], result: Result<(), String>) {
+    fn committed(&mut self, offsets: &[(i32, i64)], result: Result<(), BrokerError>) {
         self.commit_finished(offsets, result);
     }
 }

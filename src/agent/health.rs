@@ -360,16 +360,26 @@ impl HealthReport {
     }
 
     /// Reads the report from the state directory.
-    pub fn load(state_dir: &Path) -> Result<Self, String> {
+    pub fn load(state_dir: &Path) -> Result<Self, HealthFileError> {
         let path = Self::path(state_dir);
-        let text = std::fs::read(&path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                format!("no health file at {}: the agent has never run with this state directory", path.display())
-            }
-            _ => format!("cannot read {}: {e}", path.display()),
-        })?;
-        serde_json::from_slice(&text).map_err(|e| format!("{} is not a health report: {e}", path.display()))
+        let text = match std::fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(HealthFileError::Missing { path }),
+            Err(source) => return Err(HealthFileError::Read { path, source }),
+        };
+        serde_json::from_slice(&text).map_err(|source| HealthFileError::NotAReport { path, source })
     }
+}
+
+/// Why the health file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthFileError {
+    #[error("no health file at {path}: the agent has never run with this state directory")]
+    Missing { path: PathBuf },
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a health report: {source}")]
+    NotAReport { path: PathBuf, source: serde_json::Error },
 }
 
 impl HealthStatus {
@@ -675,6 +685,6 @@ mod tests {
         assert!(text.contains("status:   Connected") && text.contains("sent 12"), "{text}");
         assert!(text.contains("alerts      disabled"), "{text}");
         let missing = HealthReport::load(&dir.path().join("nope")).unwrap_err();
-        assert!(missing.contains("never run"), "{missing}");
+        assert!(missing.to_string().contains("never run"), "{missing}");
     }
 }

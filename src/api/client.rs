@@ -125,24 +125,36 @@ impl ApiConfig {
 
 /// Checks an HTTP CONNECT proxy given as `host[:port]`,
 /// `user:password@host:port` or `http://…`, and returns it as a URL.
-pub fn proxy_url(spec: &str) -> Result<String, String> {
+pub fn proxy_url(spec: &str) -> Result<String, ProxyError> {
     let (scheme, rest) = spec.split_once("://").unwrap_or(("http", spec));
     // Errors show the proxy without its password.
     let shown = without_password(spec);
     if scheme != "http" && scheme != "https" {
-        return Err(format!("{shown:?}: only HTTP CONNECT proxies are supported (http://host:port)"));
+        return Err(ProxyError::Scheme { shown });
     }
     let host = rest.rsplit('@').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
-        return Err(format!("{shown:?} has no host"));
+        return Err(ProxyError::NoHost { shown });
     }
     if let Some((_, port)) = host.rsplit_once(':')
         && !host.ends_with(']')
         && port.parse::<u16>().is_err()
     {
-        return Err(format!("{shown:?}: port {port:?} is not a number"));
+        return Err(ProxyError::Port { shown, port: port.to_owned() });
     }
     Ok(format!("{scheme}://{rest}"))
+}
+
+/// Why a proxy cannot be used; `shown` is the proxy as given, without its
+/// password.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{shown:?}: only HTTP CONNECT proxies are supported (http://host:port)")]
+    Scheme { shown: String },
+    #[error("{shown:?} has no host")]
+    NoHost { shown: String },
+    #[error("{shown:?}: port {port:?} is not a number")]
+    Port { shown: String, port: String },
 }
 
 /// `user:password@host:port` (with or without a scheme) as
@@ -508,7 +520,7 @@ mod tests {
     #[test]
     fn proxy_errors_never_show_the_password() {
         for spec in ["ftp://alice:s3cret@proxy:8080", "alice:s3cret@:8080", "http://alice:s3cret@proxy:port"] {
-            let err = proxy_url(spec).unwrap_err();
+            let err = proxy_url(spec).unwrap_err().to_string();
             assert!(!err.contains("s3cret") && err.contains("alice:***@"), "{err}");
         }
         assert_eq!(without_password("proxy:8080"), "proxy:8080");

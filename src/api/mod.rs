@@ -15,7 +15,7 @@ pub mod rate_ledger;
 
 pub use client::{
     ApiAuth, ApiClient, ApiConfig, ApiError, ClientCredentials, ClientStats, DEFAULT_SCOPE, DEFAULT_TOKEN_URL,
-    Endpoint, RetryPolicy, proxy_url,
+    Endpoint, ProxyError, RetryPolicy, proxy_url,
 };
 pub use limiter::{RateLimit, RequestLimiter};
 pub use paging::{

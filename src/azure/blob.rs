@@ -92,7 +92,7 @@ pub enum StorageError {
     #[error("TLS or proxy setup failed for {endpoint}: {detail} (check the endpoint URL and the CA file)")]
     Setup { endpoint: String, detail: String },
     #[error("the listing of {what} is not valid: {detail}")]
-    BadListing { what: String, detail: String },
+    BadListing { what: String, detail: ListingError },
     #[error(transparent)]
     Agent(#[from] SetupError),
     #[error(transparent)]
@@ -579,7 +579,7 @@ fn url_query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
 }
 
 /// Parses an `EnumerationResults` listing.
-pub fn parse_listing(xml: &[u8]) -> Result<BlobList, String> {
+pub fn parse_listing(xml: &[u8]) -> Result<BlobList, ListingError> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_reader(xml);
     let mut list = BlobList::default();
@@ -588,21 +588,21 @@ pub fn parse_listing(xml: &[u8]) -> Result<BlobList, String> {
     let mut blob = BlobItem::default();
     let mut buf = Vec::new();
     loop {
-        let event = reader.read_event_into(&mut buf).map_err(|e| e.to_string())?;
+        let event = reader.read_event_into(&mut buf).map_err(ListingError::xml)?;
         match event {
             Event::Start(start) => {
                 path.push(start.local_name().as_ref().to_vec());
                 text.clear();
             }
-            Event::Text(t) => text.push_str(&t.xml_content().map_err(|e| e.to_string())?),
+            Event::Text(t) => text.push_str(&t.xml_content().map_err(ListingError::xml)?),
             Event::CData(t) => text.push_str(&String::from_utf8_lossy(&t)),
             Event::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| e.to_string())? {
+                if let Some(c) = r.resolve_char_ref().map_err(ListingError::xml)? {
                     text.push(c);
                 } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
+                    let name = r.decode().map_err(ListingError::xml)?;
                     let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| format!("unknown entity &{name};"))?;
+                        .ok_or_else(|| ListingError::UnknownEntity(name.to_string()))?;
                     text.push_str(resolved);
                 }
             }
@@ -612,7 +612,7 @@ pub fn parse_listing(xml: &[u8]) -> Result<BlobList, String> {
                 match (parent, name.as_slice()) {
                     (Some(b"Blob"), b"Name") => blob.name = std::mem::take(&mut text),
                     (Some(b"Properties"), b"Content-Length") => {
-                        blob.size = text.trim().parse().map_err(|_| format!("bad Content-Length {text:?}"))?;
+                        blob.size = text.trim().parse().map_err(|_| ListingError::ContentLength(text.clone()))?;
                     }
                     (Some(b"Properties"), b"Etag") => blob.etag = std::mem::take(&mut text),
                     (Some(b"Properties"), b"Last-Modified") => blob.last_modified_ms = parse_http_date(&text),
@@ -632,9 +632,30 @@ pub fn parse_listing(xml: &[u8]) -> Result<BlobList, String> {
         buf.clear();
     }
     if !path.is_empty() {
-        return Err("the XML ends inside an element".to_owned());
+        return Err(ListingError::Unclosed);
     }
     Ok(list)
+}
+
+/// Why a listing could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ListingError {
+    /// The XML parser's own words (quick-xml has an error type per step).
+    #[error("{0}")]
+    Xml(String),
+    #[error("unknown entity &{0};")]
+    UnknownEntity(String),
+    #[error("bad Content-Length {0:?}")]
+    ContentLength(String),
+    #[error("the XML ends inside an element")]
+    Unclosed,
+}
+
+impl ListingError {
+    #[cold]
+    fn xml(error: impl std::fmt::Display) -> Self {
+        Self::Xml(error.to_string())
+    }
 }
 
 #[cfg(test)]

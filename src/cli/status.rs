@@ -56,7 +56,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<Status> {
     };
     let report = match HealthReport::load(&state_dir) {
         Ok(report) => report,
-        Err(message) => {
+        Err(err) => {
+            let message = err.to_string();
             if args.json {
                 println!("{}", serde_json::json!({ "state": "Disconnected", "reason": message }));
             } else {

@@ -34,7 +34,7 @@ pub trait PartitionHandler: Send + Sized + 'static {
     /// `partitions` were given to this instance.
     fn assigned(&mut self, broker: &Broker<'_, Self>, partitions: &[i32]);
     /// A commit finished (asynchronous commits report here).
-    fn committed(&mut self, offsets: &[(i32, i64)], result: Result<(), String>);
+    fn committed(&mut self, offsets: &[(i32, i64)], result: Result<(), BrokerError>);
 }
 
 /// Where the client's own log lines go.
@@ -121,7 +121,7 @@ impl<H: PartitionHandler> ConsumerContext for GroupContext<H> {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let list = offsets_of(offsets, &self.topic);
-        self.handler().committed(&list, result.map_err(|e| e.to_string()));
+        self.handler().committed(&list, result.map_err(BrokerError));
     }
 }
 
@@ -143,39 +143,37 @@ impl<H: PartitionHandler> Broker<'_, H> {
     /// Commits `offsets` (`(partition, next offset)`). `sync` waits for the
     /// broker's answer (rebalances, shutdown); otherwise the answer comes
     /// to [`PartitionHandler::committed`] from a later poll.
-    pub fn commit(&self, offsets: &[(i32, i64)], sync: bool) -> Result<(), String> {
+    pub fn commit(&self, offsets: &[(i32, i64)], sync: bool) -> Result<(), BrokerError> {
         if offsets.is_empty() {
             return Ok(());
         }
         let list = self.list(offsets)?;
         let mode = if sync { CommitMode::Sync } else { CommitMode::Async };
-        self.consumer.commit(&list, mode).map_err(|e| e.to_string())
+        Ok(self.consumer.commit(&list, mode)?)
     }
 
     /// Stops fetching from `partitions`; the group membership stays.
-    pub fn pause(&self, partitions: &[i32]) -> Result<(), String> {
+    pub fn pause(&self, partitions: &[i32]) -> Result<(), BrokerError> {
         let list = self.list(&partitions.iter().map(|&p| (p, -1)).collect::<Vec<_>>())?;
-        self.consumer.pause(&list).map_err(|e| e.to_string())
+        Ok(self.consumer.pause(&list)?)
     }
 
     /// Fetches from `partitions` again, from where reading stopped.
-    pub fn resume(&self, partitions: &[i32]) -> Result<(), String> {
+    pub fn resume(&self, partitions: &[i32]) -> Result<(), BrokerError> {
         let list = self.list(&partitions.iter().map(|&p| (p, -1)).collect::<Vec<_>>())?;
-        self.consumer.resume(&list).map_err(|e| e.to_string())
+        Ok(self.consumer.resume(&list)?)
     }
 
     /// Reads `partition` again from `offset` (a message that could not be
     /// taken yet is fetched again later).
-    pub fn rewind(&self, partition: i32, offset: i64) -> Result<(), String> {
-        self.consumer
-            .seek(self.topic, partition, Offset::Offset(offset), Duration::from_secs(5))
-            .map_err(|e| e.to_string())
+    pub fn rewind(&self, partition: i32, offset: i64) -> Result<(), BrokerError> {
+        Ok(self.consumer.seek(self.topic, partition, Offset::Offset(offset), Duration::from_secs(5))?)
     }
 
     /// The group's committed offsets of `partitions` (asks the broker).
-    pub fn committed(&self, partitions: &[i32], timeout: Duration) -> Result<Vec<(i32, Option<i64>)>, String> {
+    pub fn committed(&self, partitions: &[i32], timeout: Duration) -> Result<Vec<(i32, Option<i64>)>, BrokerError> {
         let list = self.list(&partitions.iter().map(|&p| (p, -1)).collect::<Vec<_>>())?;
-        let answer = self.consumer.committed_offsets(list, timeout).map_err(|e| e.to_string())?;
+        let answer = self.consumer.committed_offsets(list, timeout)?;
         Ok(answer.elements_for_topic(self.topic).iter().map(|e| (e.partition(), e.offset().to_raw())).collect())
     }
 
@@ -203,19 +201,26 @@ impl<H: PartitionHandler> Broker<'_, H> {
     /// request; waits up to `timeout`): the cached high watermark only
     /// moves with fetch answers, so a partition that fetches nothing keeps
     /// an old one.
-    pub fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), String> {
-        self.consumer.fetch_watermarks(self.topic, partition, timeout).map_err(|e| e.to_string())
+    pub fn watermarks(&self, partition: i32, timeout: Duration) -> Result<(i64, i64), BrokerError> {
+        Ok(self.consumer.fetch_watermarks(self.topic, partition, timeout)?)
     }
 
-    fn list(&self, offsets: &[(i32, i64)]) -> Result<TopicPartitionList, String> {
+    fn list(&self, offsets: &[(i32, i64)]) -> Result<TopicPartitionList, BrokerError> {
         let mut list = TopicPartitionList::with_capacity(offsets.len());
         for &(partition, offset) in offsets {
             let offset = if offset < 0 { Offset::Invalid } else { Offset::Offset(offset) };
-            list.add_partition_offset(self.topic, partition, offset).map_err(|e| e.to_string())?;
+            list.add_partition_offset(self.topic, partition, offset)?;
         }
         Ok(list)
     }
 }
+
+/// What the broker or the client refused (a commit, a pause or resume, a
+/// seek, a question about committed offsets): librdkafka's error, shown as
+/// librdkafka words it.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct BrokerError(#[from] KafkaError);
 
 /// Why the consumer could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -324,7 +329,7 @@ mod tests {
     impl PartitionHandler for Quiet {
         fn revoking(&mut self, _: &Broker<'_, Self>, _: &[i32]) {}
         fn assigned(&mut self, _: &Broker<'_, Self>, _: &[i32]) {}
-        fn committed(&mut self, _: &[(i32, i64)], _: Result<(), String>) {}
+        fn committed(&mut self, _: &[(i32, i64)], _: Result<(), BrokerError>) {}
     }
 
     struct Lines(Mutex<Vec<String>>);

@@ -27,7 +27,7 @@ pub mod stall;
 pub mod token;
 
 #[cfg(feature = "eventhubs")]
-pub use consumer::{Broker, ClientLog, ConsumerError, GroupConsumer, PartitionHandler, TokenSource};
+pub use consumer::{Broker, BrokerError, ClientLog, ConsumerError, GroupConsumer, PartitionHandler, TokenSource};
 pub use offsets::{OffsetTracker, PartitionProgress};
 pub use settings::{
     ClientSetting, ClientTimeouts, ConnectionString, ConnectionStringError, EntraApp, EventHubsSettings, KafkaAuth,

@@ -149,18 +149,18 @@ impl ApiSettings {
 
 /// A URL the client can reach: `https://` (or `http://`, for tests and
 /// proxies that terminate TLS) with something after it.
-pub(super) fn check_web_url(url: &str) -> Result<(), String> {
+pub(super) fn check_web_url(url: &str) -> Result<(), UrlError> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     match rest {
         Some(rest) if !rest.trim_matches('/').is_empty() => Ok(()),
-        _ => Err(format!("{url:?} must start with https:// (or http://)")),
+        _ => Err(UrlError::NotWeb { url: url.to_owned() }),
     }
 }
 
 /// A URL that credentials are sent to: `https://`, or `http://` to a
 /// loopback host (the emulator, a local proxy), or `http://` anywhere when
 /// `allow_http` says so (a warning, once, on stderr).
-pub(super) fn check_credential_url(url: &str, allow_http: bool) -> Result<(), String> {
+pub(super) fn check_credential_url(url: &str, allow_http: bool) -> Result<(), UrlError> {
     check_web_url(url)?;
     let Some(rest) = url.strip_prefix("http://") else { return Ok(()) };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
@@ -178,10 +178,19 @@ pub(super) fn check_credential_url(url: &str, allow_http: bool) -> Result<(), St
         eprintln!("cefwire: warning: {url} is plain http://: the credentials sent to it travel in clear text");
         return Ok(());
     }
-    Err(format!(
+    Err(UrlError::PlainHttp { url: url.to_owned() })
+}
+
+/// Why a URL setting is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{url:?} must start with https:// (or http://)")]
+    NotWeb { url: String },
+    #[error(
         "{url:?} is plain http://: the credentials sent to it would travel in clear text; use https:// \
          (http:// is accepted for 127.0.0.1, ::1 and localhost, or anywhere with allow_http = true / --allow-http)"
-    ))
+    )]
+    PlainHttp { url: String },
 }
 
 fn positive(duration: Duration, setting: Setting, source: Source) -> Result<Duration, SettingError> {
@@ -192,24 +201,34 @@ fn positive(duration: Duration, setting: Setting, source: Source) -> Result<Dura
 }
 
 /// Checks that `path` can be opened for reading.
-pub fn readable_file(path: &Path) -> Result<(), String> {
-    std::fs::File::open(path).map(drop).map_err(|e| format!("cannot read {}: {e}", path.display()))
+pub fn readable_file(path: &Path) -> Result<(), FileError> {
+    std::fs::File::open(path).map(drop).map_err(|source| FileError::Unreadable { path: path.to_owned(), source })
 }
 
 /// A secret kept in a file: its first line, trimmed.
-pub fn secret_from_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn secret_from_file(path: &Path) -> Result<String, FileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| FileError::Unreadable { path: path.to_owned(), source })?;
     let secret = text.lines().next().unwrap_or_default().trim().to_owned();
     if secret.is_empty() {
-        return Err(format!("{} is empty", path.display()));
+        return Err(FileError::Empty { path: path.to_owned() });
     }
     Ok(secret)
+}
+
+/// Why a file named by a setting cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read {path}: {source}")]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{path} is empty")]
+    Empty { path: PathBuf },
 }
 
 /// A secret from its file when one is given (an unreadable or empty file
 /// is an error), else from the environment variable `env_var`; `None`
 /// when neither holds one.
-pub fn secret_from_file_or_env(path: Option<&Path>, env_var: &str) -> Result<Option<String>, String> {
+pub fn secret_from_file_or_env(path: Option<&Path>, env_var: &str) -> Result<Option<String>, FileError> {
     match path {
         Some(path) => secret_from_file(path).map(Some),
         None => Ok(secret_from_env(env_var)),

@@ -88,7 +88,7 @@ impl StorageSettings {
             .ok_or_else(|| {
                 err(names::ACCOUNT_URL, "required: the Blob endpoint, https://<account>.blob.core.windows.net".into())
             })?;
-        check_credential_url(url, self.allow_http).map_err(|e| err(names::ACCOUNT_URL, e))?;
+        check_credential_url(url, self.allow_http).map_err(|e| source.error(names::ACCOUNT_URL, e))?;
         let account = match &self.account {
             Some(account) => account.trim().to_owned(),
             None => account_of(url).ok_or_else(|| {
@@ -101,7 +101,7 @@ impl StorageSettings {
         let auth = self.auth(source)?;
         let mut blob = BlobConfig::new(url, &account, auth);
         if let Some(ca) = &self.ca_file {
-            readable_file(ca).map_err(|e| err(names::CA_FILE, e))?;
+            readable_file(ca).map_err(|e| source.error(names::CA_FILE, e))?;
             blob.http.ca_file = Some(ca.clone());
         }
         if let Some(retries) = self.retries {
@@ -138,7 +138,7 @@ impl StorageSettings {
     fn auth(&self, source: Source) -> Result<StorageAuth, SettingError> {
         let err = |setting: Setting, reason: String| source.error(setting, reason);
         let secret = |path: &Option<PathBuf>, env_var: &str, setting: Setting| {
-            secret_from_file_or_env(path.as_deref(), env_var).map_err(|e| err(setting, e))
+            secret_from_file_or_env(path.as_deref(), env_var).map_err(|e| source.error(setting, e))
         };
         let chosen = match self.auth.as_deref() {
             Some(choice) => choice.to_owned(),
@@ -203,7 +203,7 @@ impl StorageSettings {
                     )
                 })?;
                 let token_url = self.token_url.clone().unwrap_or_else(|| TOKEN_URL.to_owned());
-                check_credential_url(&token_url, self.allow_http).map_err(|e| err(names::TOKEN_URL, e))?;
+                check_credential_url(&token_url, self.allow_http).map_err(|e| source.error(names::TOKEN_URL, e))?;
                 Ok(StorageAuth::Entra(ClientCredentials {
                     token_url: token_url.replace("{tenant}", &tenant_id),
                     tenant_id,
