@@ -26,7 +26,7 @@
 //! the Kafka client and the offset bookkeeping are `crate::eventhubs`.
 
 use super::gate::SendOnceGate;
-use super::health::{EventHubsHealth, EventHubsStall, HealthReport, PartitionHealth};
+use super::health::{EventHubsHealth, EventHubsStall, HealthReport, PartitionHealth, SyslogWatch};
 use super::logfile::AgentLog;
 use super::outage::Outage;
 use super::rejects_file::{self, EVENTHUBS_REJECTS_FILE};
@@ -120,8 +120,7 @@ struct Delivery {
     paused: bool,
     last_push: Instant,
     last_health: Instant,
-    /// Written count at the last health update, to notice a stalled syslog.
-    written_at_last_check: u64,
+    syslog_watch: SyslogWatch,
     health: Arc<Mutex<HealthReport>>,
     log: Arc<AgentLog>,
     stats: EventHubsHealth,
@@ -409,17 +408,8 @@ impl Delivery {
             });
         }
         self.stats.partitions = partitions;
-        let now = crate::time::now_ms();
-        let stalled =
-            report.messages_written == self.written_at_last_check && report.messages_accepted > report.messages_written;
-        self.written_at_last_check = report.messages_written;
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if stalled {
-            let detail = report.last_error.clone().unwrap_or_else(|| "no message written for a while".to_owned());
-            health.syslog.failure(now, &detail);
-        } else {
-            health.syslog.success(now);
-        }
+        self.syslog_watch.update(&report, &mut health.syslog, crate::time::now_ms());
         health.activities.sent = self.stats.sent;
         health.activities.fetched = self.stats.records;
         health.activities.rejected = self.stats.rejected;
@@ -540,7 +530,7 @@ pub fn run(
         paused: false,
         last_push: Instant::now(),
         last_health: Instant::now(),
-        written_at_last_check: 0,
+        syslog_watch: SyslogWatch::default(),
         health: Arc::clone(&health),
         log: Arc::clone(&log),
         stats,

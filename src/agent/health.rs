@@ -10,6 +10,7 @@
 //! (Event Hubs, Graph) has its section, and its failure counts like the
 //! API's.
 
+use crate::send::SendReport;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,29 @@ impl LinkHealth {
         self.failing_since_ms.get_or_insert(now_ms);
         self.last_error = Some(error.to_owned());
         self.last_error_ms = Some(now_ms);
+    }
+}
+
+/// Tells from the sender's counts whether syslog takes messages, for the
+/// sources that run their own sender: failing while messages wait and
+/// none was written since the last look, working otherwise.
+#[derive(Debug, Default)]
+pub struct SyslogWatch {
+    /// Messages written at the last look.
+    written_at_last_check: u64,
+}
+
+impl SyslogWatch {
+    /// Marks `syslog` failing or working from `report`, as of `now_ms`.
+    pub fn update(&mut self, report: &SendReport, syslog: &mut LinkHealth, now_ms: i64) {
+        let stalled =
+            report.messages_written == self.written_at_last_check && report.messages_accepted > report.messages_written;
+        self.written_at_last_check = report.messages_written;
+        if stalled {
+            syslog.failure(now_ms, report.last_error.as_deref().unwrap_or("no message written for a while"));
+        } else {
+            syslog.success(now_ms);
+        }
     }
 }
 
@@ -686,5 +710,26 @@ mod tests {
         assert!(text.contains("alerts      disabled"), "{text}");
         let missing = HealthReport::load(&dir.path().join("nope")).unwrap_err();
         assert!(missing.to_string().contains("never run"), "{missing}");
+    }
+
+    /// Syslog fails while messages wait and none was written since the
+    /// last look; it works again once one is written, or nothing waits.
+    #[test]
+    fn syslog_watch_marks_a_writer_that_stopped_writing() {
+        let (mut watch, mut syslog) = (SyslogWatch::default(), LinkHealth::default());
+        let mut report = SendReport { messages_accepted: 10, messages_written: 4, ..SendReport::default() };
+        watch.update(&report, &mut syslog, 1);
+        assert_eq!(syslog.failing_since_ms, None, "4 written since the start");
+        watch.update(&report, &mut syslog, 2);
+        assert_eq!(syslog.failing_since_ms, Some(2));
+        assert_eq!(syslog.last_error.as_deref(), Some("no message written for a while"));
+        report.last_error = Some("connection refused".into());
+        watch.update(&report, &mut syslog, 3);
+        assert_eq!((syslog.failing_since_ms, syslog.last_error.as_deref()), (Some(2), Some("connection refused")));
+        report.messages_written = 10;
+        watch.update(&report, &mut syslog, 4);
+        assert_eq!((syslog.failing_since_ms, syslog.last_success_ms), (None, Some(4)));
+        watch.update(&report, &mut syslog, 5);
+        assert_eq!(syslog.failing_since_ms, None, "nothing waits");
     }
 }

@@ -26,7 +26,7 @@
 //! `crate::storage::lines`, the file `storage_state`.
 
 use super::gate::SendOnceGate;
-use super::health::{HealthReport, StorageHealth};
+use super::health::{HealthReport, StorageHealth, SyslogWatch};
 use super::logfile::AgentLog;
 use super::outage::Outage;
 use super::rejects_file;
@@ -124,7 +124,7 @@ struct Loop {
     stats: StorageHealth,
     storage_outage: Outage,
     checkpoint_outage: Outage,
-    written_at_last_check: u64,
+    syslog_watch: SyslogWatch,
     /// Bytes listed as new at the last listing, and how many were read since.
     listed_new: u64,
     read_since_listing: u64,
@@ -319,17 +319,8 @@ impl Loop {
         s.too_long = archive.too_long;
         s.restarted_blobs = archive.restarted_blobs;
         s.gone_blobs = archive.gone_blobs;
-        let now = crate::time::now_ms();
-        let stalled =
-            report.messages_written == self.written_at_last_check && report.messages_accepted > report.messages_written;
-        self.written_at_last_check = report.messages_written;
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
-        if stalled {
-            let detail = report.last_error.clone().unwrap_or_else(|| "no message written for a while".to_owned());
-            health.syslog.failure(now, &detail);
-        } else {
-            health.syslog.success(now);
-        }
+        self.syslog_watch.update(&report, &mut health.syslog, crate::time::now_ms());
         health.activities.enabled = true;
         health.activities.fetched = counts.records;
         health.activities.sent = report.messages_written;
@@ -449,7 +440,7 @@ pub fn run(
         stats,
         storage_outage: Outage::default(),
         checkpoint_outage: Outage::default(),
-        written_at_last_check: 0,
+        syslog_watch: SyslogWatch::default(),
         listed_new: 0,
         read_since_listing: 0,
     };
