@@ -170,41 +170,14 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         // Graph alone (Event Hubs or Storage, if configured, on a thread beside it).
         let (eventhubs, storage) = (eventhubs_beside(&config, &stop, &log), storage_beside(&config, &stop, &log));
         let beside = move |health: SharedHealth| storage(Arc::clone(&health)).or_else(|| eventhubs(health));
-        return match graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside) {
-            Ok(report) => {
-                log.info(&format!("agent stopped: {}", report.summary()));
-                Ok(Status::Success)
-            }
-            Err(err) => {
-                log.fatal(&err.to_string());
-                Err(err.into())
-            }
-        };
+        return alone_finished(&log, graph_alerts::run_alone(&config, stop, Arc::clone(&log), beside));
     }
     if config.api.is_none() && config.storage.is_some() {
-        return match storage::run_alone(&config, stop, Arc::clone(&log)) {
-            Ok(report) => {
-                log.info(&format!("agent stopped: {}", report.summary()));
-                Ok(Status::Success)
-            }
-            Err(err) => {
-                log.fatal(&err.to_string());
-                Err(err.into())
-            }
-        };
+        return alone_finished(&log, storage::run_alone(&config, stop, Arc::clone(&log)));
     }
     #[cfg(feature = "eventhubs")]
     if config.api.is_none() {
-        return match eventhubs::run_alone(&config, stop, Arc::clone(&log)) {
-            Ok(report) => {
-                log.info(&format!("agent stopped: {}", report.summary()));
-                Ok(Status::Success)
-            }
-            Err(err) => {
-                log.fatal(&err.to_string());
-                Err(err.into())
-            }
-        };
+        return alone_finished(&log, eventhubs::run_alone(&config, stop, Arc::clone(&log)));
     }
     #[cfg(feature = "eventhubs")]
     let beside = EventHubsRunConfig::from_agent(&config);
@@ -282,6 +255,24 @@ pub fn run(args: AgentArgs) -> anyhow::Result<Status> {
         Err(AgentError::Setting(message)) => {
             log.fatal(&message);
             Err(super::UsageError(message).into())
+        }
+        Err(err) => {
+            log.fatal(&err.to_string());
+            Err(err.into())
+        }
+    }
+}
+
+/// Logs how a source run alone (without the API streams) ended; its error
+/// goes on to `main` as well.
+fn alone_finished<E>(log: &AgentLog, outcome: Result<SendReport, E>) -> anyhow::Result<Status>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match outcome {
+        Ok(report) => {
+            log.info(&format!("agent stopped: {}", report.summary()));
+            Ok(Status::Success)
         }
         Err(err) => {
             log.fatal(&err.to_string());
