@@ -6,7 +6,7 @@
 
 use crate::util::graph::{CLIENT, graph_emulator, graph_store, graph_store_over};
 use crate::util::rsyslog::Rsyslog;
-use crate::util::{cefwire, external_id, wait_child, wait_until};
+use crate::util::{cefwire, wait_child, wait_until};
 use cefwire::agent::health::HealthReport;
 use cefwire::agent::state::StateStore;
 use cefwire::emulate::{DateFault, FaultConfig};
@@ -81,17 +81,6 @@ impl GraphAgent {
     }
 }
 
-fn received(rsyslog: &Rsyslog) -> HashMap<String, u32> {
-    let bytes = fs::read(&rsyslog.out).unwrap_or_default();
-    let mut seen = HashMap::new();
-    for line in bytes.split(|&b| b == b'\n') {
-        if let Some(id) = external_id(line) {
-            *seen.entry(String::from_utf8_lossy(id).into_owned()).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
 /// Scenario `graph_alerts_are_sent_once_through_faults_and_a_sigkill`: the
 /// agent reads 20,000 alerts (18,000 of them Defender for Cloud Apps') in
 /// pages of 100 through 5 % 429 and 5 % 5xx, is killed (SIGKILL) once its
@@ -121,7 +110,7 @@ pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
     first.kill().unwrap();
     first.wait().unwrap();
     let at_kill = agent.cursor().unwrap();
-    let before_kill = received(&rsyslog).len();
+    let before_kill = rsyslog.external_ids().len();
     assert!(at_kill < until - HOUR, "the kill landed mid-run (cursor {at_kill})");
     let mut second = agent.spawn(&["--once"]);
     match wait_child(&mut second, long) {
@@ -129,7 +118,7 @@ pub fn sent_once_through_faults_and_a_sigkill(dir: &Path) {
         other => panic!("the restarted agent did not finish ({other:?}):\n{}", agent.log_text()),
     }
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), long);
-    let seen = received(&rsyslog);
+    let seen = rsyslog.external_ids();
     let stats = graph.stats();
     let missing: Vec<&String> = expected.iter().filter(|id| !seen.contains_key(*id)).collect();
     assert!(
@@ -249,7 +238,7 @@ pub fn beside_api_activities(dir: &Path) {
         other => panic!("the agent did not finish ({other:?}):\n{}", agent.log_text()),
     }
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(600));
-    let seen = received(&rsyslog);
+    let seen = rsyslog.external_ids();
     let expected: HashSet<String> = activity_ids.union(&graph_ids).cloned().collect();
     let got: HashSet<String> = seen.keys().cloned().collect();
     assert_eq!(got.len(), expected.len(), "missing: {:?}", expected.difference(&got).take(3).collect::<Vec<_>>());
@@ -318,14 +307,14 @@ pub fn local_clock_ahead(dir: &Path) {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the agent exited ({status}):\n{}", agent.log_text());
         }
-        let seen = received(&rsyslog);
+        let seen = rsyslog.external_ids();
         cefwire::time::now_ms() > now + 40_000 && expected.iter().all(|id| seen.contains_key(id))
     });
     crate::util::signal(&child, libc::SIGTERM);
     let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
     assert!(exited.success(), "{exited}:\n{}", agent.log_text());
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
-    let twice: Vec<_> = received(&rsyslog).into_iter().filter(|(_, n)| *n > 1).collect();
+    let twice: Vec<_> = rsyslog.external_ids().into_iter().filter(|(_, n)| *n > 1).collect();
     assert!(twice.is_empty(), "alerts sent twice: {twice:?}");
     let cursor = agent.cursor().expect("a saved cursor");
     assert!(cursor <= cefwire::time::now_ms() + 60_000, "the cursor stays at Graph's clock, not the local one");
@@ -370,7 +359,7 @@ pub fn date_of_1970(dir: &Path) {
         |set: &HashSet<String>, seen: &HashMap<String, u32>| set.iter().filter(|id| seen.contains_key(*id)).count();
     wait_until(long, "the window's alerts and some created since, with the Date of 1970", || {
         running(&mut child);
-        let seen = received(&rsyslog);
+        let seen = rsyslog.external_ids();
         window.iter().all(|id| seen.contains_key(id)) && created_so_far(coming, &seen) > 0
     });
     assert!(agent.log_text().contains("Graph's clock (1970-01-01"), "the log says why:\n{}", agent.log_text());
@@ -380,13 +369,13 @@ pub fn date_of_1970(dir: &Path) {
     graph.set_faults(FaultConfig::default());
     wait_until(long, "every alert created over the 90 s", || {
         running(&mut child);
-        cefwire::time::now_ms() > now + 90_000 && coming.iter().all(|id| received(&rsyslog).contains_key(id))
+        cefwire::time::now_ms() > now + 90_000 && coming.iter().all(|id| rsyslog.external_ids().contains_key(id))
     });
     crate::util::signal(&child, libc::SIGTERM);
     let exited = wait_child(&mut child, Duration::from_secs(60)).expect("stops on SIGTERM");
     assert!(exited.success(), "{exited}:\n{}", agent.log_text());
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), long);
-    let seen = received(&rsyslog);
+    let seen = rsyslog.external_ids();
     let resent: Vec<_> = history.iter().filter(|id| seen.contains_key(*id)).collect();
     assert!(resent.is_empty(), "{} alerts older than the window were sent, e.g. {:?}", resent.len(), resent.first());
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();

@@ -10,7 +10,7 @@
 use crate::util::agent_process::AgentProcess;
 use crate::util::rsyslog::Rsyslog;
 use crate::util::tansu::Tansu;
-use crate::util::{external_id, wait_until};
+use crate::util::wait_until;
 use cefwire::agent::health::HealthReport;
 use std::collections::HashMap;
 use std::fs;
@@ -84,18 +84,6 @@ to = ["{syslog}"]
     AgentProcess::new(dir, name, &settings)
 }
 
-/// How often each `externalId` arrived at rsyslog.
-fn received(rsyslog: &Rsyslog) -> HashMap<String, u32> {
-    let bytes = fs::read(&rsyslog.out).unwrap_or_default();
-    let mut seen = HashMap::new();
-    for line in bytes.split(|&b| b == b'\n') {
-        if let Some(id) = external_id(line) {
-            *seen.entry(String::from_utf8_lossy(id).into_owned()).or_insert(0) += 1;
-        }
-    }
-    seen
-}
-
 /// Every expected id arrived, nothing else did; returns the duplicates.
 fn check_complete(seen: &HashMap<String, u32>, total: u64) -> u64 {
     let missing: Vec<u64> = (0..total).filter(|n| !seen.contains_key(&format!("r-{n}"))).collect();
@@ -114,7 +102,7 @@ fn check_complete(seen: &HashMap<String, u32>, total: u64) -> u64 {
 }
 
 fn unique(rsyslog: &Rsyslog) -> usize {
-    received(rsyslog).len()
+    rsyslog.external_ids().len()
 }
 
 fn parts() -> bool {
@@ -172,7 +160,7 @@ pub fn group_through_sigkills(dir: &Path) {
     a.stop();
     b.stop();
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
-    let seen = received(&rsyslog);
+    let seen = rsyslog.external_ids();
     let duplicates = check_complete(&seen, TOTAL);
     eprintln!("{TOTAL} records over 2 SIGKILLs and 4 rebalances: {duplicates} duplicates at rsyslog");
     // Each kill may re-send what the victim wrote but had not committed
@@ -231,7 +219,7 @@ pub fn no_commit_while_syslog_is_down(dir: &Path) {
     wait_until(long, "consumption resumed", || agent.eventhubs().is_some_and(|e| !e.paused));
     agent.stop();
     Rsyslog::wait_until_quiet(&rsyslog.out, Duration::from_secs(2), Duration::from_secs(120));
-    let duplicates = check_complete(&received(&rsyslog), total as u64);
+    let duplicates = check_complete(&rsyslog.external_ids(), total as u64);
     eprintln!(
         "syslog down with 50,000 records waiting: {duplicates} duplicates (the resend window after reconnecting)"
     );
@@ -301,6 +289,6 @@ pub fn stall_is_reported(dir: &Path) {
     for line in agent.log_text().lines().filter(|l| l.contains("stalled")) {
         eprintln!("log: {line}");
     }
-    let duplicates = check_complete(&received(&rsyslog), 1_500);
+    let duplicates = check_complete(&rsyslog.external_ids(), 1_500);
     assert_eq!(duplicates, 0, "a pause and resume of fetching sends nothing twice");
 }

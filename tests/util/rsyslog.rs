@@ -16,6 +16,7 @@
 //! SIGKILL loses nothing it acknowledged).
 
 use super::ports::{self, Protocol, ReservedPort};
+use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -173,6 +174,18 @@ impl Rsyslog {
 
     pub fn udp_port(&self) -> u16 {
         self.udp.port()
+    }
+
+    /// How often each `externalId` arrived so far.
+    pub fn external_ids(&self) -> HashMap<String, u32> {
+        let bytes = fs::read(&self.out).unwrap_or_default();
+        let mut seen = HashMap::new();
+        for line in bytes.split(|&b| b == b'\n') {
+            if let Some(id) = super::external_id(line) {
+                *seen.entry(String::from_utf8_lossy(id).into_owned()).or_insert(0) += 1;
+            }
+        }
+        seen
     }
 
     pub fn tcp_url(&self) -> String {
