@@ -8,7 +8,8 @@
 //! tests need no waiting). An agent that stopped writing the file counts
 //! as failing since its last write. Each source with a link of its own
 //! (Event Hubs, Graph) has its section, and its failure counts like the
-//! API's.
+//! API's. The sources that run a sender of their own (Event Hubs,
+//! Storage) tell syslog's side from its counts with one [`SyslogWatch`].
 
 use crate::send::SendReport;
 use serde::{Deserialize, Serialize};

@@ -11,7 +11,9 @@
 //! OAUTHBEARER tokens come from a [`TokenSource`] called by librdkafka
 //! before the current token expires. Client log lines and errors go to a
 //! [`ClientLog`] with secrets never in them (librdkafka does not log
-//! passwords). This module knows nothing of CEF or syslog.
+//! passwords). What the broker refuses (a commit, a pause, a seek) comes
+//! back as a [`BrokerError`], in librdkafka's words. This module knows
+//! nothing of CEF or syslog.
 
 use super::settings::{ClientSetting, EventHubsSettings, KafkaAuth};
 use rdkafka::client::OAuthToken;

@@ -1,6 +1,9 @@
 //! The API client's settings (portal, credentials, proxy, CA, rate limit,
 //! retries) and their validation into an [`ApiConfig`]; the extra API
 //! filters of `backfill --filter` and the agent's `[activities] filters`.
+//! And the checks every source's settings share: web and credential URLs
+//! ([`UrlError`]), files that must be readable, secrets from a file or an
+//! environment variable ([`FileError`]).
 
 use super::names::*;
 use super::{Setting, SettingError, Source};

@@ -29,7 +29,8 @@ mod send;
 mod storage;
 
 pub use api::{
-    ApiDefaults, ApiSettings, extra_filters, readable_file, secret_from_env, secret_from_file, secret_from_file_or_env,
+    ApiDefaults, ApiSettings, FileError, UrlError, extra_filters, readable_file, secret_from_env, secret_from_file,
+    secret_from_file_or_env,
 };
 pub use cef::{CefSettings, HostnameSetting};
 pub use from_text::FromText;
