@@ -365,6 +365,12 @@ pub fn date_of_1970(dir: &Path) {
     assert!(agent.log_text().contains("Graph's clock (1970-01-01"), "the log says why:\n{}", agent.log_text());
     let cursor = agent.cursor().expect("a saved cursor");
     assert!(cursor >= now - day, "the cursor never moves back to Graph's 1970: {}", cefwire::time::format_ms(cursor));
+    // `status` says why (the health file is written every second or so).
+    wait_until(Duration::from_secs(60), "status naming Graph's clock", || {
+        let status = cefwire().args(["status", "--state-dir"]).arg(&agent.state).output().unwrap();
+        let text = String::from_utf8_lossy(&status.stdout);
+        text.contains("Graph clock 1970-01-01") && text.contains("is behind the checkpoint")
+    });
     // The Date put right: the rest of what is created arrives.
     graph.set_faults(FaultConfig::default());
     wait_until(long, "every alert created over the 90 s", || {

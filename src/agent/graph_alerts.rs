@@ -315,6 +315,7 @@ impl GraphStream {
     fn window_end(&mut self, cursor: i64) -> Option<i64> {
         let until = self.now();
         let behind = until <= cursor;
+        self.with_health(|h| Self::graph_health(h).clock_behind = behind.then_some((until, cursor)));
         if behind != self.graph_clock_behind {
             self.graph_clock_behind = behind;
             if behind {

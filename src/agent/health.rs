@@ -214,6 +214,11 @@ pub struct GraphHealth {
     pub server_errors: u64,
     pub network_errors: u64,
     pub tokens_fetched: u64,
+    /// While Graph's clock (its `Date`) is behind the checkpoint: that
+    /// clock and the checkpoint (ms). Windows are then left open and the
+    /// checkpoint moves only with the alerts read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_behind: Option<(i64, i64)>,
 }
 
 /// The Storage source: the account link, the blobs of the look-back and
@@ -514,6 +519,13 @@ impl HealthStatus {
                  tokens fetched; {}\n",
                 g.requests, g.pages, g.throttled_429, g.server_errors, g.network_errors, g.tokens_fetched, g.url
             ));
+            if let Some((graph_now, checkpoint)) = g.clock_behind {
+                out.push_str(&format!(
+                    "Graph clock {} is behind the checkpoint {}: windows stay open until it is not\n",
+                    format_ms(graph_now),
+                    format_ms(checkpoint)
+                ));
+            }
         }
         if let Some(s) = &r.storage {
             out.push_str(&storage_lines(s, &ago));
