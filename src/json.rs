@@ -198,7 +198,7 @@ impl<'t, 'i> JsonValue<'t, 'i> {
 
     /// Looks a key up in an object (linear scan; for the few lookups
     /// outside the per-record hot path).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, key: &str) -> Option<JsonValue<'t, 'i>> {
         self.object()?.find(|(k, _)| *k == key).map(|(_, v)| v)
     }

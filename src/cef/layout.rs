@@ -99,9 +99,11 @@ pub fn write_activity(line: &mut CefLine<'_>, a: &ActivityLine<'_, '_>, portal_l
     }
     line.raw(b"|0|externalId=");
     line.ext_value(Some(a.id));
+    let mut digits = itoa::Buffer::new();
+    let timestamp = digits.format(a.timestamp).as_bytes();
     for key in [&b" rt="[..], b" start=", b" end="] {
         line.raw(key);
-        line.int(a.timestamp);
+        line.raw(timestamp);
     }
     line.raw(b" msg=");
     let mut first = true;
