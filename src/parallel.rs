@@ -1,24 +1,26 @@
 //! The record loop on several threads, with the output in input order.
 //!
-//! One input at a time: a reader thread reads (and decompresses) it and
-//! cuts it into chunks at record boundaries — blocks of whole NDJSON lines
-//! read straight into the chunk's own input buffer by [`LineBlocks`] (one
-//! copy of each byte: from the source into the chunk), or the whole
-//! document when the input is one page or array — each tagged with a
-//! sequence number and the number of its first line. Worker threads
-//! convert chunks with their own [`RecordConverter`] (own parser and
-//! buffers) into a [`MessageBlock`], recording rejects with their exact
-//! `FILE:LINE` in a [`RejectBatch`]; a line that came whole in a chunk but
-//! is over the size limit is rejected there, one that does not fit was
-//! skipped by the reader. The calling thread puts finished chunks back in
-//! sequence order and hands them to the real [`MessageSink`] and
-//! [`RejectLog`] (a large block goes to a [`crate::output::LineWriter`]'s
-//! file without a copy), so what comes out is byte for byte what the
-//! one-thread loop writes.
+//! One input at a time, shared by N worker threads: a worker takes a free
+//! chunk, reads (and decompresses) the next piece of the input into it
+//! under a lock — a block of whole NDJSON lines read straight into the
+//! chunk's own input buffer by [`LineBlocks`] (one copy of each byte: from
+//! the source into the chunk), or the whole document when the input is one
+//! page or array — tagged with a sequence number and the number of its
+//! first line, then converts it outside the lock, on the core that just
+//! read it (its bytes still in that core's cache; no reader thread
+//! competes with the workers for the cores), with its own
+//! [`RecordConverter`] (own parser and buffers) into a [`MessageBlock`],
+//! recording rejects with their exact `FILE:LINE` in a [`RejectBatch`]; a
+//! line that came whole in a chunk but is over the size limit is rejected
+//! there, one that does not fit was skipped while reading. The calling
+//! thread puts finished chunks back in sequence order and hands them to
+//! the real [`MessageSink`] and [`RejectLog`] (a large block goes to a
+//! [`crate::output::LineWriter`]'s file without a copy), so what comes out
+//! is byte for byte what the one-thread loop writes.
 //!
 //! Memory is bounded: a fixed pool of chunks (input bytes, messages,
-//! rejects) circulates through bounded crossbeam channels — reader → workers
-//! → writer → reader — and its buffers are reused, so once warm no record
+//! rejects) circulates through bounded crossbeam channels — workers →
+//! writer → workers — and its buffers are reused, so once warm no record
 //! allocates. A worker that panics ends the input with an error naming the
 //! chunk; nothing after the last chunk written in order is written.
 //!
@@ -37,6 +39,7 @@ use crate::rejects::{RejectBatch, RejectLog};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Mutex;
 
 /// Bytes of input per chunk (at least one whole line): large enough that
 /// handing chunks around costs nothing next to converting them, small
@@ -77,7 +80,7 @@ impl Parallelism {
         Self { chunk_bytes: bytes.max(1), ..self }
     }
 
-    /// One thread: today's loop, no reader or worker threads.
+    /// One thread: today's loop, no worker threads.
     pub fn single() -> Self {
         Self::threads(1)
     }
@@ -112,7 +115,7 @@ enum ChunkKind {
     Lines { first_line: u64, max_line: usize },
     /// One document (a page or an array) over many lines, from this one.
     Whole { line: u64 },
-    /// A line over the size limit, skipped by the reader: one rejected
+    /// A line over the size limit, skipped while reading: one rejected
     /// record, in its place in the order.
     TooLong { line: u64, limit: usize },
 }
@@ -189,7 +192,7 @@ impl ParallelConverter {
     }
 
     /// Chunks in circulation: enough that every worker has one while the
-    /// reader fills the next and the writer empties the last.
+    /// writer empties the last ones.
     fn pool_size(&self) -> usize {
         self.workers.len() * 2 + 2
     }
@@ -205,6 +208,7 @@ impl ParallelConverter {
         progress: &Progress,
         progress_base: u64,
     ) -> Result<(), InputError> {
+        let layout = reader.detect().map_err(InputError::Read)?;
         let pool = self.pool_size();
         while self.chunks.len() < pool {
             self.chunks.push(Chunk::new());
@@ -213,61 +217,76 @@ impl ParallelConverter {
         for chunk in self.chunks.drain(..) {
             free_tx.send(chunk).expect("the pool fits its channel");
         }
-        let (work_tx, work_rx) = bounded::<Chunk>(pool);
         let (done_tx, done_rx) = bounded::<Done>(pool + self.workers.len());
         let name = reader.name().to_owned();
-        let chunk_bytes = self.plan.chunk_bytes;
+        let blocks = LineBlocks::new(reader);
+        let input = Mutex::new(SharedInput {
+            reader,
+            layout,
+            blocks,
+            chunk_bytes: self.plan.chunk_bytes,
+            next_seq: 0,
+            finished: false,
+            result: Ok(()),
+            unused: &mut self.chunks,
+            progress,
+            progress_base,
+        });
         let counts = &mut self.counts;
-        let (written, (read, unused, free_rx)) = std::thread::scope(|scope| {
-            let reader_thread = std::thread::Builder::new()
-                .name("cefwire-read".into())
-                .spawn_scoped(scope, move || {
-                    let mut unused = None;
-                    let read =
-                        read_chunks(reader, &free_rx, work_tx, chunk_bytes, progress, progress_base, &mut unused);
-                    (read, unused, free_rx)
-                })
-                .map_err(InputError::Fatal)?;
+        let written = std::thread::scope(|scope| {
             for worker in &mut self.workers {
-                let (work_rx, done_tx, name) = (work_rx.clone(), done_tx.clone(), name.as_str());
+                let (free_rx, done_tx, name, input) = (free_rx.clone(), done_tx.clone(), name.as_str(), &input);
                 std::thread::Builder::new()
                     .name("cefwire-convert".into())
-                    .spawn_scoped(scope, move || worker.run(name, work_rx, done_tx))
+                    .spawn_scoped(scope, move || worker.run(name, free_rx, input, done_tx))
                     .map_err(InputError::Fatal)?;
             }
-            drop((work_rx, done_tx));
-            let written = write_in_order(done_rx, free_tx, pool, sink, rejects, counts);
-            let read = reader_thread.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            Ok::<_, InputError>((written, read))
+            drop(done_tx);
+            Ok::<_, InputError>(write_in_order(done_rx, free_tx, pool, sink, rejects, counts))
         })?;
-        // Chunks the writer gave back, and the one the reader took last
-        // but had nothing for, serve the next input.
-        self.chunks.extend(free_rx.try_iter().chain(unused));
+        let input = input.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let read = input.result;
+        // Chunks the writer gave back, and those taken last with nothing
+        // left to read (already in `unused`), serve the next input.
+        self.chunks.extend(free_rx.try_iter());
         written.map_err(InputError::Fatal)?;
         read.map_err(InputError::Read)
     }
 }
 
-/// The reader thread: cuts the input into chunks, in order. Stops at the
-/// end of the input, at a read error, or when the writer stopped taking
-/// chunks back; a chunk it took from the pool but did not fill is left in
-/// `unused`.
-fn read_chunks(
-    reader: &mut DocumentReader,
-    free: &Receiver<Chunk>,
-    work: Sender<Chunk>,
+/// The input, read by whichever worker needs a chunk next, one at a time
+/// (under a lock): the chunk is then converted on the core that just read
+/// it, while its bytes are still in that core's cache, and no thread of
+/// its own competes with the workers for the cores.
+struct SharedInput<'a> {
+    reader: &'a mut DocumentReader,
+    layout: Layout,
+    blocks: LineBlocks,
     chunk_bytes: usize,
-    progress: &Progress,
+    /// The sequence number of the next chunk filled.
+    next_seq: u64,
+    /// The input is read to its end, or could not be: nothing more is read.
+    finished: bool,
+    /// A read error that ended the input.
+    result: Result<(), LineError>,
+    /// Chunks taken from the pool once nothing was left to read.
+    unused: &'a mut Vec<Chunk>,
+    progress: &'a Progress,
     progress_base: u64,
-    unused: &mut Option<Chunk>,
-) -> Result<(), LineError> {
-    let layout = reader.detect()?;
-    let mut blocks = LineBlocks::new(reader);
-    for seq in 0.. {
-        let Ok(mut chunk) = free.recv() else { return Ok(()) };
-        let filled = match layout {
-            Layout::Lines => fill_lines(reader, &mut blocks, &mut chunk, seq, chunk_bytes),
-            Layout::Whole => match reader.next_document() {
+}
+
+impl SharedInput<'_> {
+    /// Fills `chunk` with the next piece of the input, in order; `None`
+    /// (the chunk kept for the next input) at the end or at a read error.
+    fn fill(&mut self, mut chunk: Chunk) -> Option<Chunk> {
+        if self.finished {
+            self.unused.push(chunk);
+            return None;
+        }
+        let seq = self.next_seq;
+        let filled = match self.layout {
+            Layout::Lines => fill_lines(self.reader, &mut self.blocks, &mut chunk, seq, self.chunk_bytes),
+            Layout::Whole => match self.reader.next_document() {
                 Ok(Some(doc)) => {
                     chunk.fill(seq, ChunkKind::Whole { line: doc.line }, &doc.bytes[..doc.len]);
                     Ok(true)
@@ -276,22 +295,26 @@ fn read_chunks(
                 Err(err) => Err(err),
             },
         };
-        if !matches!(filled, Ok(true)) {
-            *unused = Some(chunk);
-            return filled.map(|_| ());
-        }
-        if work.send(chunk).is_err() {
-            return Ok(());
-        }
-        if progress.is_visible() {
-            progress.set_position(progress_base + reader.raw_bytes_read());
+        match filled {
+            Ok(true) => {
+                self.next_seq += 1;
+                if self.progress.is_visible() {
+                    self.progress.set_position(self.progress_base + self.reader.raw_bytes_read());
+                }
+                Some(chunk)
+            }
+            ended => {
+                self.finished = true;
+                self.result = ended.map(|_| ());
+                self.unused.push(chunk);
+                None
+            }
         }
     }
-    Ok(())
 }
 
 /// Reads the next block of whole lines straight into `chunk`'s input
-/// buffer (or notes the line over the size limit the reader skips);
+/// buffer (or notes the line over the size limit skipped while reading);
 /// `false` at the end of the input.
 fn fill_lines(
     reader: &mut DocumentReader,
@@ -317,7 +340,7 @@ fn fill_lines(
 }
 
 /// The calling thread: takes finished chunks, writes them in sequence
-/// order, sends them back to the reader. Ends when every worker is done,
+/// order, sends them back to the free pool. Ends when every worker is done,
 /// or at the first failure.
 fn write_in_order(
     done: Receiver<Done>,
@@ -345,7 +368,7 @@ fn write_in_order(
             sink.commit_block(&chunk.messages)?;
             rejects.append(&chunk.rejects)?;
             next += 1;
-            // The reader may have stopped: then the chunk is simply dropped.
+            // Never blocks: the channel holds the whole pool.
             let _ = free.send(chunk);
         }
     }
@@ -353,8 +376,14 @@ fn write_in_order(
 }
 
 impl Worker {
-    fn run(&mut self, name: &str, work: Receiver<Chunk>, done: Sender<Done>) {
-        for mut chunk in work.iter() {
+    /// Takes a free chunk, fills it from the shared input, converts it
+    /// and hands it to the writer, until the input is finished or the
+    /// writer stops.
+    fn run(&mut self, name: &str, free: Receiver<Chunk>, input: &Mutex<SharedInput<'_>>, done: Sender<Done>) {
+        for chunk in free.iter() {
+            // A worker that panicked never holds the lock (conversion runs
+            // outside it): a poisoned lock only ends this worker too.
+            let Some(mut chunk) = input.lock().ok().and_then(|mut input| input.fill(chunk)) else { return };
             let converted = catch_unwind(AssertUnwindSafe(|| self.convert(name, &mut chunk)));
             let finished = match converted {
                 Ok(Ok(())) => Done::Converted(chunk),

@@ -8,8 +8,9 @@
 //!   U+007F) → one space. Everything else, including all valid UTF-8, is
 //!   copied unchanged.
 //!
-//! The fast path skips clean runs eight bytes at a time (SWAR) and copies
-//! them in one go; a byte table decides what to do with a flagged byte.
+//! The fast path skips clean runs eight bytes at a time (SWAR), jumps
+//! straight to the first flagged byte of a word and copies clean runs in
+//! one go; a byte table decides what to do with a flagged byte.
 //! [`naive`] holds the obviously-correct twins the property tests compare
 //! against.
 
@@ -61,44 +62,71 @@ const fn has_control(word: u64) -> u64 {
     (word.wrapping_sub(LOW_BITS * 0x20) & !word & HIGH_BITS) | has_byte(word, 0x7f)
 }
 
-/// Length of the leading run of `bytes` that surely needs no escaping,
-/// rounded down to whole 8-byte words (the caller checks the rest bytewise).
+/// Flags the bytes of `word` that may need escaping: controls (TAB
+/// included, sorted out by the table), `\` and `special`. Only the lowest
+/// flagged byte is sure to be one (a borrow may flag bytes above it), which
+/// is all the caller uses.
 #[inline(always)]
-fn clean_prefix(bytes: &[u8], special: u8) -> usize {
-    let mut at = 0;
-    while let Some(chunk) = bytes.get(at..at + 8) {
-        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        if has_control(word) | has_byte(word, b'\\') | has_byte(word, special) != 0 {
-            break;
-        }
-        at += 8;
-    }
-    at
+const fn flagged(word: u64, special: u8) -> u64 {
+    has_control(word) | has_byte(word, b'\\') | has_byte(word, special)
 }
+
+/// A byte that never needs escaping, to fill the part of a word past the
+/// end of the text.
+const FILLER: u64 = LOW_BITS * b'a' as u64;
 
 #[inline(always)]
 fn escape_with(bytes: &[u8], out: &mut Vec<u8>, table: &[Action; 256], special: u8) {
     out.reserve(bytes.len());
+    let len = bytes.len();
     let mut done = 0;
     let mut at = 0;
-    while at < bytes.len() {
-        at += clean_prefix(&bytes[at..], special);
-        let end = bytes.len().min(at + 8);
-        while at < end {
-            let action = table[usize::from(bytes[at])];
+    if len < 8 {
+        // Too short for a word: byte by byte.
+        for (i, &b) in bytes.iter().enumerate() {
+            let action = table[usize::from(b)];
             if action != Action::Copy {
-                out.extend_from_slice(&bytes[done..at]);
-                match action {
-                    Action::Space => out.push(b' '),
-                    Action::Escape(c) => out.extend_from_slice(&[b'\\', c]),
-                    Action::Copy => unreachable!(),
-                }
-                done = at + 1;
+                out.extend_from_slice(&bytes[done..i]);
+                push_action(action, out);
+                done = i + 1;
             }
-            at += 1;
         }
+        out.extend_from_slice(&bytes[done..]);
+        return;
+    }
+    // Word by word; the last word is the text's last eight bytes, moved
+    // down past those already looked at and topped up with filler.
+    while at < len {
+        let mask = if at + 8 <= len {
+            flagged(u64::from_le_bytes(bytes[at..at + 8].try_into().expect("eight bytes")), special)
+        } else {
+            let seen = at - (len - 8);
+            let word = u64::from_le_bytes(bytes[len - 8..].try_into().expect("eight bytes"));
+            flagged((word >> (8 * seen)) | (FILLER << (64 - 8 * seen)), special)
+        };
+        if mask == 0 {
+            at += 8;
+            continue;
+        }
+        let pos = at + (mask.trailing_zeros() / 8) as usize;
+        let action = table[usize::from(bytes[pos])];
+        if action != Action::Copy {
+            out.extend_from_slice(&bytes[done..pos]);
+            push_action(action, out);
+            done = pos + 1;
+        }
+        at = pos + 1;
     }
     out.extend_from_slice(&bytes[done..]);
+}
+
+#[inline(always)]
+fn push_action(action: Action, out: &mut Vec<u8>) {
+    match action {
+        Action::Space => out.push(b' '),
+        Action::Escape(c) => out.extend_from_slice(&[b'\\', c]),
+        Action::Copy => unreachable!("copied bytes are not pushed one by one"),
+    }
 }
 
 /// Appends `value` escaped for a CEF header field (vendor … name).
@@ -174,6 +202,24 @@ mod tests {
         assert_eq!(extension("l1\nl2\rl3"), "l1\\nl2\\rl3");
         assert_eq!(extension("\u{0}\u{1f}\u{7f}\tü"), "   \tü");
         assert_eq!(extension(""), "");
+    }
+
+    #[test]
+    fn specials_at_every_offset_of_every_short_length() {
+        // Below, at and past one word, and the last word's every overlap.
+        for len in 1..=26 {
+            for pos in 0..len {
+                for special in ["=", "\\", "\r", "\u{0}", "\u{7f}", "|", "\t", "ü"] {
+                    let mut s: String = "abcdefghijklmnopqrstuvwxyz".chars().take(len).collect();
+                    s.replace_range(pos..=pos, special);
+                    assert_eq!(extension(&s), naive::escape_extension(&s), "{s:?}");
+                    assert_eq!(header(&s), naive::escape_header(&s), "{s:?}");
+                    let twice = format!("{s}{special}{s}");
+                    assert_eq!(extension(&twice), naive::escape_extension(&twice), "{twice:?}");
+                    assert_eq!(header(&twice), naive::escape_header(&twice), "{twice:?}");
+                }
+            }
+        }
     }
 
     #[test]

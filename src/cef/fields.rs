@@ -153,6 +153,7 @@ impl<'t, 'i> RecordFields<'t, 'i> {
     }
 }
 
+#[inline(always)]
 fn nested<'t, 'i>(value: JsonValue<'t, 'i>, key: &str) -> Option<JsonValue<'t, 'i>> {
     value.object()?.find(|(k, _)| *k == key).map(|(_, v)| v)
 }

@@ -11,7 +11,7 @@
 use super::CefLine;
 use super::fields::present;
 use crate::json::JsonValue;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 const UNSPECIFIED: &[u8] = b"EVENT_CATEGORY_UNSPECIFIED";
 
@@ -99,9 +99,11 @@ pub fn write_activity(line: &mut CefLine<'_>, a: &ActivityLine<'_, '_>, portal_l
     }
     line.raw(b"|0|externalId=");
     line.ext_value(Some(a.id));
+    let mut digits = itoa::Buffer::new();
+    let timestamp = digits.format(a.timestamp).as_bytes();
     for key in [&b" rt="[..], b" start=", b" end="] {
         line.raw(key);
-        line.int(a.timestamp);
+        line.raw(timestamp);
     }
     line.raw(b" msg=");
     let mut first = true;
@@ -116,8 +118,9 @@ pub fn write_activity(line: &mut CefLine<'_>, a: &ActivityLine<'_, '_>, portal_l
     line.ext_value(a.suser);
     line.raw(b" destinationServiceName=");
     line.ext_value(a.service);
+    let ip = a.ip.map(|ip| (ip, IpKind::of(ip)));
     line.raw(b" dvc=");
-    if let Some(ip) = a.ip.filter(|ip| ip.parse::<Ipv4Addr>().is_ok()) {
+    if let Some((ip, IpKind::V4)) = ip {
         line.raw(ip.as_bytes());
     }
     line.raw(b" requestClientApplication=");
@@ -137,7 +140,7 @@ pub fn write_activity(line: &mut CefLine<'_>, a: &ActivityLine<'_, '_>, portal_l
     line.raw(b" cs4Label=policyIDs cs4=");
     a.policies.write(line);
     line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
-    if let Some(ip) = a.ip.filter(|ip| ip.parse::<Ipv6Addr>().is_ok()) {
+    if let Some((ip, IpKind::V6)) = ip {
         line.raw(ip.as_bytes());
     }
 }
@@ -220,12 +223,152 @@ pub fn write_alert(line: &mut CefLine<'_>, a: &AlertLine<'_, '_>, alert_link: &[
     line.raw(b" cs4Label=policyIDs cs4=");
     a.policies.write(line);
     if let Some(ip) = a.ip {
+        match IpKind::of(ip) {
+            IpKind::V4 => {
+                line.raw(b" src=");
+                line.raw(ip.as_bytes());
+            }
+            IpKind::V6 => {
+                line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
+                line.raw(ip.as_bytes());
+            }
+            IpKind::Neither => {}
+        }
+    }
+}
+
+/// What an address text is, by the rules of the standard library's
+/// parsers (`Ipv4Addr`/`Ipv6Addr` `FromStr`), which the output contract
+/// follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IpKind {
+    V4,
+    V6,
+    Neither,
+}
+
+impl IpKind {
+    fn of(ip: &str) -> Self {
+        // Every IPv6 text has a `:` (eight groups need seven, fewer need
+        // `::`) and no IPv4 text has one: only those go to the (slower)
+        // IPv6 parser.
+        if memchr::memchr(b':', ip.as_bytes()).is_some() {
+            if ip.parse::<Ipv6Addr>().is_ok() { IpKind::V6 } else { IpKind::Neither }
+        } else if is_ipv4(ip.as_bytes()) {
+            IpKind::V4
+        } else {
+            IpKind::Neither
+        }
+    }
+}
+
+/// True when `text` parses as an [`std::net::Ipv4Addr`]: four decimal
+/// octets of 1–3 digits, each at most 255, without a leading zero, joined
+/// by `.`, nothing else. One pass instead of the standard parser's
+/// backtracking one (the address is checked on every activity).
+fn is_ipv4(text: &[u8]) -> bool {
+    let mut octets = 0;
+    let mut at = 0;
+    loop {
+        let mut value = 0u32;
+        let mut digits = 0;
+        while let Some(&b) = text.get(at).filter(|b| b.is_ascii_digit()) {
+            value = value * 10 + u32::from(b - b'0');
+            digits += 1;
+            at += 1;
+            if digits > 3 {
+                return false;
+            }
+        }
+        if digits == 0 || value > 255 || (digits > 1 && text[at - digits] == b'0') {
+            return false;
+        }
+        octets += 1;
+        match text.get(at) {
+            None => return octets == 4,
+            Some(b'.') if octets < 4 => at += 1,
+            Some(_) => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::Ipv4Addr;
+
+    fn std_kind(ip: &str) -> IpKind {
         if ip.parse::<Ipv4Addr>().is_ok() {
-            line.raw(b" src=");
-            line.raw(ip.as_bytes());
+            IpKind::V4
         } else if ip.parse::<Ipv6Addr>().is_ok() {
-            line.raw(b" c6a1Label=\"Device IPv6 Address\" c6a1=");
-            line.raw(ip.as_bytes());
+            IpKind::V6
+        } else {
+            IpKind::Neither
+        }
+    }
+
+    #[test]
+    fn ip_kinds_agree_with_the_standard_parsers_on_edge_cases() {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "01.2.3.4",
+            "1.2.3.04",
+            "1.2.3.0",
+            "1.2.3.4.",
+            ".1.2.3.4",
+            "1..2.3",
+            "1.2.3.4 ",
+            " 1.2.3.4",
+            "1.2.3.1000",
+            "001.2.3.4",
+            "1.2.3.-4",
+            "+1.2.3.4",
+            "",
+            ".",
+            "1.2.3.4\n",
+            "１.2.3.4",
+            "::",
+            "::1",
+            "::ffff:1.2.3.4",
+            "1:2:3:4:5:6:7:8",
+            "1:2:3:4:5:6:7:8:9",
+            "fe80::1%eth0",
+            "2001:db8::1.2.3.4",
+            "1.2.3.4:80",
+            "[::1]",
+            "999.999.999.999",
+            "198.197.88.34",
+            "10.0.0.255",
+            "127.000.0.1",
+            "1.2.3.4/24",
+        ] {
+            assert_eq!(IpKind::of(ip), std_kind(ip), "{ip:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn ip_kinds_agree_with_the_standard_parsers(ip in "[0-9a-f.:]{0,20}") {
+            prop_assert_eq!(IpKind::of(&ip), std_kind(&ip));
+        }
+
+        #[test]
+        fn ipv4_like_texts_agree_with_the_standard_parser(
+            octets in proptest::collection::vec("0{0,2}[0-9]{1,3}", 0..6),
+            sep in "[.]|[.][.]|:|,",
+        ) {
+            let ip = octets.join(&sep);
+            prop_assert_eq!(IpKind::of(&ip), std_kind(&ip));
+        }
+
+        #[test]
+        fn any_text_agrees_with_the_standard_parsers(ip in any::<String>()) {
+            prop_assert_eq!(IpKind::of(&ip), std_kind(&ip));
         }
     }
 }

@@ -207,15 +207,39 @@ impl CivilTime {
     pub fn write(&self, style: TimestampStyle, out: &mut Vec<u8>) {
         match style {
             TimestampStyle::Rfc5424 => {
-                let y = self.year;
-                out.extend_from_slice(&[digit(y / 1000), digit(y / 100 % 10), digit(y / 10 % 10), digit(y % 10), b'-']);
-                push2(self.month, out);
-                out.push(b'-');
-                push2(self.day, out);
-                out.push(b'T');
-                self.write_clock(out);
-                let ms = self.millis;
-                out.extend_from_slice(&[b'.', digit(ms / 100), digit(ms / 10 % 10), digit(ms % 10), b'Z']);
+                // One append of the whole stamp (it is on every line).
+                let (y, ms) = (self.year, self.millis);
+                let [mo1, mo2] = two_digits(self.month);
+                let [d1, d2] = two_digits(self.day);
+                let [h1, h2] = two_digits(self.hour);
+                let [mi1, mi2] = two_digits(self.minute);
+                let [s1, s2] = two_digits(self.second);
+                out.extend_from_slice(&[
+                    digit(y / 1000),
+                    digit(y / 100 % 10),
+                    digit(y / 10 % 10),
+                    digit(y % 10),
+                    b'-',
+                    mo1,
+                    mo2,
+                    b'-',
+                    d1,
+                    d2,
+                    b'T',
+                    h1,
+                    h2,
+                    b':',
+                    mi1,
+                    mi2,
+                    b':',
+                    s1,
+                    s2,
+                    b'.',
+                    digit(ms / 100),
+                    digit(ms / 10 % 10),
+                    digit(ms % 10),
+                    b'Z',
+                ]);
             }
             TimestampStyle::Rfc3164 | TimestampStyle::Rfc3164WithYear => {
                 out.extend_from_slice(MONTHS[usize::from(self.month - 1)]);
@@ -245,7 +269,11 @@ fn digit(v: u16) -> u8 {
 }
 
 fn push2(v: u8, out: &mut Vec<u8>) {
-    out.extend_from_slice(&[b'0' + v / 10, b'0' + v % 10]);
+    out.extend_from_slice(&two_digits(v));
+}
+
+fn two_digits(v: u8) -> [u8; 2] {
+    [b'0' + v / 10, b'0' + v % 10]
 }
 
 const FACILITIES: &[&str] = &[
