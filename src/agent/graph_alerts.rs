@@ -130,8 +130,8 @@ struct GraphStream {
     /// Alerts handed to syslog and not yet known written, and the newest
     /// of their `createdDateTime`s.
     unwritten: (u64, Option<i64>),
-    /// Graph's clock was behind the cursor at the last window (logged once
-    /// per episode).
+    /// Graph's clock was behind the cursor by more than the tolerance at
+    /// the last window (logged once per episode).
     graph_clock_behind: bool,
 }
 
@@ -315,10 +315,13 @@ impl GraphStream {
     fn window_end(&mut self, cursor: i64) -> Option<i64> {
         let until = self.now();
         let behind = until <= cursor;
-        self.with_health(|h| Self::graph_health(h).clock_behind = behind.then_some((until, cursor)));
-        if behind != self.graph_clock_behind {
-            self.graph_clock_behind = behind;
-            if behind {
+        // Said (log, health) only beyond the tolerance: `Date` has whole
+        // seconds, and a page can move the cursor a moment past it.
+        let said = until + CLOCK_TOLERANCE_MS < cursor;
+        self.with_health(|h| Self::graph_health(h).clock_behind = said.then_some((until, cursor)));
+        if said != self.graph_clock_behind {
+            self.graph_clock_behind = said;
+            if said {
                 self.log.warn(&format!(
                     "graph alerts: Graph's clock ({}) is behind the checkpoint ({}); reading on from the checkpoint \
                      with no upper time bound, the checkpoint moving only with the alerts read, until it is not",
