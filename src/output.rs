@@ -164,24 +164,35 @@ pub fn create_maybe_compressed(path: Option<&Path>) -> io::Result<Box<dyn Finish
     })
 }
 
+/// A writer tests hand to a [`LineWriter`] or a [`crate::rejects::RejectLog`]
+/// and read back afterwards.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl SharedBuffer {
+    /// Everything written so far.
+    pub(crate) fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[cfg(test)]
+impl Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn message(sink: &mut dyn MessageSink, text: &str) {
         let start = sink.buffer().len();
@@ -191,7 +202,7 @@ mod tests {
 
     #[test]
     fn large_blocks_written_directly_keep_their_place_among_buffered_lines() {
-        let out = Shared::default();
+        let out = SharedBuffer::default();
         let mut writer = LineWriter::new("out".into(), Box::new(out.clone()));
         let mut large = MessageBlock::default();
         for n in 0..WRITE_DIRECTLY_AT / 8 {

@@ -477,30 +477,9 @@ fn worker_failed(name: &str, chunk: &Chunk, reason: &dyn std::fmt::Display) -> i
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::SharedBuffer as Shared;
     use crate::records::MessageBlock;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    /// A writer tests can read back after handing it to a [`RejectLog`].
-    #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Shared {
-        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Shared {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
 
     /// Output, reject messages, kept rejects, counts and read error of one run.
     type Run = (String, String, String, ConvertCounts, Option<String>);
