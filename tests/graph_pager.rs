@@ -6,8 +6,7 @@
 
 use cefwire::api::RateLimit;
 use cefwire::azure::entra::ClientCredentials;
-use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore, StoreBuilder};
-use cefwire::generate::{GenerateConfig, GenerateKind, RecordGenerator};
+use cefwire::emulate::{self, EmulatorAuth, EmulatorConfig, EmulatorHandle, FaultConfig, RecordStore};
 use cefwire::graph::{AlertPager, GraphClient, GraphConfig, GraphError, GraphPageInfo};
 use cefwire::http::RetryPolicy;
 use cefwire::json::JsonParser;
@@ -23,28 +22,8 @@ const CLIENT: (&str, &str) = ("graph-app", "graph-secret");
 fn store(count: u64) -> (Arc<RecordStore>, i64, i64, HashSet<String>) {
     let end = cefwire::time::now_ms() - HOUR;
     let start = end - 24 * HOUR;
-    let config = GenerateConfig {
-        kind: GenerateKind::GraphAlerts,
-        count,
-        seed: 3,
-        late_ratio: 0.0,
-        start_ms: start,
-        span_ms: 24 * HOUR,
-    };
-    let mut builder = StoreBuilder::new();
-    builder.graph_alerts.add_generated(config.clone());
-    assert_eq!(builder.graph_alerts.skipped, 0);
-    let mut generator = RecordGenerator::new(config);
-    let mut expected = HashSet::new();
-    let mut buf = Vec::new();
-    while generator.write_next(&mut buf) {
-        let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
-        if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
-            expected.insert(alert["id"].as_str().unwrap().to_owned());
-        }
-        buf.clear();
-    }
-    (Arc::new(builder.build()), start - HOUR, end + HOUR, expected)
+    let (store, mut ids) = crate::util::graph::graph_store_keyed(&[(count, 3, start, 24 * HOUR)], "id");
+    (store, start - HOUR, end + HOUR, ids.pop().unwrap())
 }
 
 fn emulator(store: &Arc<RecordStore>, tune: impl FnOnce(&mut EmulatorConfig)) -> EmulatorHandle {

@@ -33,6 +33,12 @@ pub fn graph_store_over(count: u64, seed: u64, start_ms: i64, span_ms: i64) -> (
 /// One store of several generated sets, each `(count, seed, start_ms,
 /// span_ms)` as in [`graph_store_over`], and the ids of each set apart.
 pub fn graph_store_of(parts: &[(u64, u64, i64, i64)]) -> (Arc<RecordStore>, Vec<HashSet<String>>) {
+    graph_store_keyed(parts, "providerAlertId")
+}
+
+/// [`graph_store_of`], each set's Defender for Cloud Apps alerts named by
+/// their `key` (`providerAlertId`, the CEF `externalId`; or Graph's `id`).
+pub fn graph_store_keyed(parts: &[(u64, u64, i64, i64)], key: &str) -> (Arc<RecordStore>, Vec<HashSet<String>>) {
     let mut builder = StoreBuilder::new();
     let mut all = HashSet::new();
     let mut sets = Vec::new();
@@ -47,7 +53,7 @@ pub fn graph_store_of(parts: &[(u64, u64, i64, i64)]) -> (Arc<RecordStore>, Vec<
         while generator.write_next(&mut buf) {
             let alert: serde_json::Value = serde_json::from_slice(&buf).unwrap();
             if alert["serviceSource"] == "microsoftDefenderForCloudApps" {
-                let id = alert["providerAlertId"].as_str().unwrap().to_owned();
+                let id = alert[key].as_str().unwrap().to_owned();
                 assert!(all.insert(id.clone()), "unique ids");
                 expected.insert(id);
             }
